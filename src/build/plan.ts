@@ -1,0 +1,84 @@
+import type { CaptureConfig } from '../config/config.js';
+import { BUILTIN_CHAINS, type Family, type FamilyRules, type OwnChain, type Plan, type RouteStep, type Rule, type Table } from '../model/rule.js';
+import { buildDns } from './dns.js';
+import { buildCommonChains, buildInbound, buildTproxyMarks, PASSTHROUGH } from './inbound.js';
+import { buildDropInvalid, buildExcludeInterfaces, buildKubeVirtShortCircuit } from './interfaces.js';
+import { buildOutboundDestinations, buildOutboundEntry, buildOwnerGroups, buildProxyOwnerRules } from './outbound.js';
+import { RuleSet } from './rules.js';
+
+const IPV6_LOOPBACK = { family: 'ipv6', address: '::1', prefixLength: 128 } as const;
+
+/**
+ * Build the plan: every rule istio-iptables would program, per family, in Istio's order, plus the
+ * routing steps. Pure: the same configuration always gives the same plan.
+ */
+export function buildPlan(c: CaptureConfig): Plan {
+  const notes: string[] = [];
+  const rs = new RuleSet(c.enableIpv6, {
+    ipv4: { family: 'ipv4', loopback: c.ipv4LoopbackCidr, passthroughSource: PASSTHROUGH.ipv4 },
+    ipv6: { family: 'ipv6', loopback: IPV6_LOOPBACK, passthroughSource: PASSTHROUGH.ipv6 },
+  });
+
+  let redirectDns = c.redirectDns;
+  if (redirectDns && !c.captureAllDns && c.dnsServers.ipv4.length === 0 && c.dnsServers.ipv6.length === 0) {
+    notes.push('DNS capture disabled: --redirect-dns is set, but --capture-all-dns is not and there are no DNS servers');
+    redirectDns = false;
+  }
+  const loopbackIncluded = c.outboundCidrs.kind === 'list' && c.outboundCidrs.hasLoopback;
+
+  buildExcludeInterfaces(rs, c);
+  buildKubeVirtShortCircuit(rs, c);
+  buildDropInvalid(rs, c);
+  buildCommonChains(rs, c);
+  buildInbound(rs, c);
+  buildOutboundEntry(rs, c);
+  buildProxyOwnerRules(rs, c, redirectDns, loopbackIncluded);
+  buildOwnerGroups(rs, c);
+  if (redirectDns) buildDns(rs, c);
+  buildOutboundDestinations(rs, c);
+  buildTproxyMarks(rs, c);
+
+  return {
+    ipv4: familyRules('ipv4', rs.ipv4),
+    ipv6: rs.ipv6 === null ? null : familyRules('ipv6', rs.ipv6),
+    routes: buildRoutes(c),
+    notes,
+  };
+}
+
+function familyRules(family: Family, rules: readonly Rule[]): FamilyRules {
+  return { family, rules, chains: chainsOf(rules) };
+}
+
+/**
+ * Our chains per table, in creation order: first every chain that holds a rule, in order of first
+ * use, then chains that are only jumped to.
+ */
+export function chainsOf(rules: readonly Rule[]): ReadonlyMap<Table, readonly OwnChain[]> {
+  const out = new Map<Table, OwnChain[]>();
+  const add = (table: Table, chain: string): void => {
+    if (BUILTIN_CHAINS.has(chain)) return;
+    const list = out.get(table) ?? [];
+    if (!list.includes(chain as OwnChain)) list.push(chain as OwnChain);
+    out.set(table, list);
+  };
+  for (const r of rules) add(r.table, r.chain);
+  for (const r of rules) if (r.target.kind === 'jump') add(r.table, r.target.chain);
+  return out;
+}
+
+/**
+ * Routing. With IPv6, the passthrough source ::6/128 goes on lo (IPv4's 127.0.0.6 is already
+ * covered by 127.0.0.0/8 there). Under TPROXY with inbound capture, marked packets look up a
+ * table whose only route delivers everything locally.
+ */
+export function buildRoutes(c: CaptureConfig): RouteStep[] {
+  const steps: RouteStep[] = [];
+  const families: Family[] = c.enableIpv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
+  if (c.enableIpv6) steps.push({ kind: 'loopbackAddress', family: 'ipv6', cidr: PASSTHROUGH.ipv6 });
+  if (c.mode === 'TPROXY' && c.inboundPorts.kind !== 'none') {
+    for (const family of families) steps.push({ kind: 'fwmarkRule', family, mark: c.tproxyMark, table: c.tproxyRouteTable });
+    for (const family of families) steps.push({ kind: 'localRoute', family, table: c.tproxyRouteTable });
+  }
+  return steps;
+}

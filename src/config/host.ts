@@ -1,0 +1,116 @@
+import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { parseAddress, type ParsedAddress } from './net.js';
+import { splitDnsServers, type DnsServers } from './values.js';
+
+/**
+ * Facts about the host that Istio derives instead of taking from flags. The builder never reads
+ * the host: these are looked up once, at the edge, and only when no flag gives the value.
+ */
+export interface HostFacts {
+  /** The proxy uid when -u is not given: the uid of $ENVOY_USER (default istio-proxy), else 1337. */
+  proxyUid(): number;
+  /** Nameservers for DNS capture when --dns-servers is not given. */
+  dnsServers(): DnsServers;
+  /** Whether to emit IPv6 rules when --enable-ipv6 is not given. */
+  ipv6Enabled(dualStack: boolean): boolean;
+}
+
+export const DEFAULT_PROXY_UID = 1337;
+
+/** Find a user's uid in passwd-format text. */
+export function uidFromPasswd(passwd: string, user: string): number | undefined {
+  for (const line of passwd.split('\n')) {
+    const fields = line.split(':');
+    if (fields[0] === user && fields[2] !== undefined && /^[0-9]+$/.test(fields[2])) return Number(fields[2]);
+  }
+  return undefined;
+}
+
+/** Nameservers from resolv.conf text; entries that are not plain addresses (e.g. with a zone) are skipped. */
+export function nameserversFromResolvConf(text: string): { servers: DnsServers; skipped: string[] } {
+  const parsed: ParsedAddress[] = [];
+  const skipped: string[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[0] !== 'nameserver' || fields[1] === undefined) continue;
+    const a = parseAddress(fields[1]);
+    if (a === null) skipped.push(fields[1]);
+    else parsed.push(a);
+  }
+  return { servers: splitDnsServers(parsed), skipped };
+}
+
+export interface InterfaceAddress {
+  readonly address: string;
+  readonly family: 'IPv4' | 'IPv6';
+}
+
+/**
+ * Istio's rule: walk the host's addresses, skipping loopback and link-local ones. Without dual
+ * stack the first such address decides; with dual stack, IPv6 is on if any such address is IPv6.
+ */
+export function ipv6FromAddresses(addresses: readonly InterfaceAddress[], dualStack: boolean): boolean {
+  let sawV6 = false;
+  for (const { address } of addresses) {
+    const a = parseAddress(address.split('%')[0] ?? '');
+    if (a === null || a.loopback) continue;
+    const p = a.parts;
+    const linkLocal =
+      a.family === 'ipv4'
+        ? p[0] === 169 && p[1] === 254
+        : ((p[0] ?? 0) & 0xffc0) === 0xfe80 || ((p[0] ?? 0) & 0xff0f) === 0xff02;
+    if (linkLocal) continue;
+    const isV6 = a.family === 'ipv6';
+    if (!dualStack) return isV6;
+    sawV6 ||= isV6;
+  }
+  return sawV6;
+}
+
+/** Read the real host, lazily, each fact at most once. */
+export function detectHost(env: NodeJS.ProcessEnv = process.env, log: (msg: string) => void = () => {}): HostFacts {
+  return {
+    proxyUid() {
+      const user = env['ENVOY_USER'] || 'istio-proxy';
+      let uid: number | undefined;
+      try {
+        uid = uidFromPasswd(readFileSync('/etc/passwd', 'utf8'), user);
+      } catch {
+        uid = undefined;
+      }
+      log(uid === undefined ? `user ${user} not found; proxy uid defaults to ${DEFAULT_PROXY_UID}` : `proxy uid ${uid} (user ${user})`);
+      return uid ?? DEFAULT_PROXY_UID;
+    },
+    dnsServers() {
+      let text: string;
+      try {
+        text = readFileSync('/etc/resolv.conf', 'utf8');
+      } catch (cause) {
+        throw new Error(`failed to read /etc/resolv.conf for DNS capture (set --dns-servers to avoid it): ${String(cause)}`, { cause });
+      }
+      const { servers, skipped } = nameserversFromResolvConf(text);
+      if (skipped.length > 0) log(`skipping nameservers that are not plain addresses: ${skipped.join(', ')}`);
+      log(`DNS servers from /etc/resolv.conf: ${[...servers.ipv4, ...servers.ipv6].join(', ') || 'none'}`);
+      return servers;
+    },
+    ipv6Enabled(dualStack) {
+      const list: InterfaceAddress[] = [];
+      for (const addrs of Object.values(networkInterfaces())) {
+        for (const a of addrs ?? []) list.push({ address: a.address, family: a.family });
+      }
+      const on = ipv6FromAddresses(list, dualStack);
+      log(`IPv6 ${on ? 'enabled' : 'disabled'} (detected from host addresses${dualStack ? ', dual stack' : ''})`);
+      return on;
+    },
+  };
+}
+
+/** Host facts fixed in advance: for reproducible dry runs and for library users. */
+export function fixedHost(facts: { proxyUid?: number; dnsServers?: DnsServers; ipv6?: boolean } = {}): HostFacts {
+  return {
+    proxyUid: () => facts.proxyUid ?? DEFAULT_PROXY_UID,
+    dnsServers: () => facts.dnsServers ?? { ipv4: [], ipv6: [] },
+    ipv6Enabled: () => facts.ipv6 ?? false,
+  };
+}

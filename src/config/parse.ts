@@ -1,0 +1,166 @@
+import { z } from 'zod';
+import { ConfigError, type ValueSource } from '../errors.js';
+import type { OwnerId } from '../model/rule.js';
+import type { CaptureConfig, Config, OwnerGroupFilter, RunConfig } from './config.js';
+import { OPTIONS, OPTION_KEYS, type OptionKey, type RawOptions } from './options.js';
+import * as V from './values.js';
+import type { HostFacts } from './host.js';
+
+/** Raw values with where each came from (flag, env var, library option); absent keys take defaults. */
+export interface RawInput {
+  readonly values: RawOptions;
+  readonly sources: Partial<Record<OptionKey, ValueSource>>;
+}
+
+const SCHEMAS = {
+  envoyPort: V.port,
+  inboundCapturePort: V.port,
+  inboundTunnelPort: V.port,
+  proxyUid: V.uidList,
+  proxyGid: V.gidList,
+  interceptionMode: V.interceptionMode,
+  tproxyMark: V.tproxyMark,
+  tproxyRouteTable: V.routeTable,
+  inboundPorts: V.inboundPorts,
+  localExcludePorts: V.portList,
+  excludeInterfaces: V.interfaceList,
+  serviceCidr: V.outboundCidrs,
+  serviceExcludeCidr: V.excludeCidrs,
+  outboundPorts: V.portList,
+  localOutboundPortsExclude: V.portList,
+  kubeVirtInterfaces: V.interfaceList,
+  outboundOwnerGroups: V.ownerGroups,
+  outboundOwnerGroupsExclude: V.ownerGroups,
+  ipv4LoopbackCidr: V.ipv4LoopbackCidr,
+  redirectDns: V.boolean,
+  captureAllDns: V.boolean,
+  dnsServers: V.dnsServers,
+  dropInvalid: V.boolean,
+  dualStack: V.boolean,
+  enableIpv6: V.boolean,
+  dryRun: V.boolean,
+  output: V.outputFormat,
+  networkNamespace: V.networkNamespace,
+  cniMode: V.boolean,
+  reconcile: V.boolean,
+  cleanupOnly: V.boolean,
+  forceApply: V.boolean,
+  nativeNftables: V.boolean,
+  forceIptablesBinary: V.forceIptablesBinary,
+  skipRuleApply: V.boolean,
+  runValidation: V.boolean,
+  iptablesProbePort: V.port,
+  probeTimeout: V.duration,
+  logOutputLevel: V.logOutputLevel,
+} satisfies Record<OptionKey, z.ZodType>;
+
+type Parsed = { [K in OptionKey]: z.output<(typeof SCHEMAS)[K]> };
+/** Options whose absence means "derive it" rather than "use a default". */
+type Derived = 'proxyUid' | 'proxyGid' | 'dnsServers' | 'enableIpv6';
+export type ParsedOptions = Omit<Parsed, Derived> & Partial<Pick<Parsed, Derived>>;
+
+function sourceOf(input: RawInput, key: OptionKey): ValueSource {
+  return input.sources[key] ?? { kind: 'option', name: key };
+}
+
+/** Validate every raw value (given or default); the first bad one throws a ConfigError naming its source. */
+export function parseOptions(input: RawInput): ParsedOptions {
+  const out: Record<string, unknown> = {};
+  for (const key of OPTION_KEYS) {
+    const given = input.values[key];
+    const raw = given ?? OPTIONS[key].default;
+    if (raw === undefined) continue;
+    const result = SCHEMAS[key].safeParse(raw);
+    if (!result.success) {
+      const issue = result.error.issues[0];
+      const expected =
+        issue?.code === 'invalid_type' || issue?.code === 'invalid_union'
+          ? `a ${OPTIONS[key].kind}`
+          : (issue?.message ?? 'a valid value');
+      throw new ConfigError(sourceOf(input, key), typeof raw === 'string' ? raw : String(raw), expected);
+    }
+    // Istio treats an empty uid/gid as "not given": fall back to the derived default.
+    if ((key === 'proxyUid' || key === 'proxyGid') && (result.data as OwnerId[]).length === 0) continue;
+    out[key] = result.data;
+  }
+  return out as ParsedOptions;
+}
+
+/**
+ * Istio's owner-group filter: with include "*" the exclude list decides (empty: capture all);
+ * otherwise the include list decides. Setting both lists is ambiguous and rejected.
+ */
+function ownerGroupFilter(p: ParsedOptions, input: RawInput): OwnerGroupFilter {
+  const inc = p.outboundOwnerGroups;
+  const exc = p.outboundOwnerGroupsExclude;
+  const excludeGroups = exc.all ? undefined : exc.groups;
+  if (exc.all) {
+    throw new ConfigError(sourceOf(input, 'outboundOwnerGroupsExclude'), '*', 'a comma-separated list of groups ("*" would exclude every group)');
+  }
+  if (inc.all) return { kind: 'exclude', groups: excludeGroups ?? [] };
+  if ((excludeGroups ?? []).length > 0) {
+    throw new ConfigError(
+      sourceOf(input, 'outboundOwnerGroupsExclude'),
+      (excludeGroups ?? []).join(','),
+      `no exclusions when ${describeKey('outboundOwnerGroups')} lists groups (set one of the two lists)`,
+    );
+  }
+  if (inc.groups.length === 0) {
+    throw new ConfigError(sourceOf(input, 'outboundOwnerGroups'), '', '"*" or a non-empty list of groups');
+  }
+  return { kind: 'include', groups: inc.groups };
+}
+
+function describeKey(key: OptionKey): string {
+  return `--${OPTIONS[key].long}`;
+}
+
+/** Turn parsed options plus host facts into the final configuration. */
+export function resolveConfig(p: ParsedOptions, host: HostFacts, input: RawInput = { values: {}, sources: {} }): Config {
+  const proxyUids = p.proxyUid ?? [host.proxyUid()];
+  const proxyGids = p.proxyGid ?? proxyUids;
+  const needsResolvConf = p.redirectDns && !p.captureAllDns && p.dnsServers === undefined;
+  const capture: CaptureConfig = {
+    proxyPort: p.envoyPort,
+    inboundCapturePort: p.inboundCapturePort,
+    inboundTunnelPort: p.inboundTunnelPort,
+    proxyUids,
+    proxyGids,
+    mode: p.interceptionMode,
+    tproxyMark: p.tproxyMark,
+    tproxyRouteTable: p.tproxyRouteTable,
+    inboundPorts: p.inboundPorts,
+    inboundPortsExclude: p.localExcludePorts,
+    excludeInterfaces: p.excludeInterfaces,
+    kubeVirtInterfaces: p.kubeVirtInterfaces,
+    outboundCidrs: p.serviceCidr,
+    outboundExcludeCidrs: p.serviceExcludeCidr,
+    outboundPorts: p.outboundPorts,
+    outboundPortsExclude: p.localOutboundPortsExclude,
+    ownerGroups: ownerGroupFilter(p, input),
+    ipv4LoopbackCidr: p.ipv4LoopbackCidr,
+    redirectDns: p.redirectDns,
+    captureAllDns: p.captureAllDns,
+    dnsServers: p.dnsServers ?? (needsResolvConf ? host.dnsServers() : { ipv4: [], ipv6: [] }),
+    dropInvalid: p.dropInvalid,
+    dualStack: p.dualStack,
+    enableIpv6: p.enableIpv6 ?? host.ipv6Enabled(p.dualStack),
+  };
+  const run: RunConfig = {
+    dryRun: p.dryRun,
+    output: p.output,
+    networkNamespace: p.networkNamespace,
+    cniMode: p.cniMode,
+    reconcile: p.reconcile,
+    cleanupOnly: p.cleanupOnly,
+    forceApply: p.forceApply,
+    nativeNftables: p.nativeNftables,
+    forceIptablesBinary: p.forceIptablesBinary,
+    skipRuleApply: p.skipRuleApply,
+    runValidation: p.runValidation,
+    iptablesProbePort: p.iptablesProbePort,
+    probeTimeoutMs: p.probeTimeout,
+    logLevel: p.logOutputLevel,
+  };
+  return { capture, run };
+}

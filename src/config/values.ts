@@ -1,0 +1,340 @@
+import { z } from 'zod';
+import type { Cidr, OwnerId } from '../model/rule.js';
+import { parseAddress, parseCidr, type ParsedAddress } from './net.js';
+
+/**
+ * Value schemas, one per kind of option value. Each takes the raw string exactly as it arrived
+ * and either returns a typed value or fails with an issue whose message says what was expected.
+ * Nothing downstream ever sees the raw string again.
+ */
+
+/** Split a comma-separated list as Istio does: empty items are dropped; we also trim spaces. */
+export function splitList(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0);
+}
+
+/** Show an offending item inside a message, quoted so control characters are visible. */
+const q = (s: string): string => JSON.stringify(s);
+
+type Ctx = z.RefinementCtx;
+
+function fail(ctx: Ctx, message: string): typeof z.NEVER {
+  ctx.addIssue({ code: 'custom', message });
+  return z.NEVER;
+}
+
+const PORT_EXPECTED = 'a port 1-65535';
+
+export function parsePort(item: string): number | null {
+  if (!/^[0-9]{1,5}$/.test(item)) return null;
+  const n = Number(item);
+  return n >= 1 && n <= 65535 ? n : null;
+}
+
+/** A single port, 1-65535. */
+export const port = z.string().transform((raw, ctx) => {
+  const n = parsePort(raw.trim());
+  return n ?? fail(ctx, PORT_EXPECTED);
+});
+
+/** A comma-separated list of ports (may be empty). */
+export const portList = z.string().transform((raw, ctx) => {
+  const out: number[] = [];
+  for (const item of splitList(raw)) {
+    const n = parsePort(item);
+    if (n === null) return fail(ctx, `a comma-separated list of ports 1-65535 (${q(item)} is not a port)`);
+    out.push(n);
+  }
+  return out;
+});
+
+export type InboundPorts =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'all' }
+  | { readonly kind: 'list'; readonly ports: readonly number[] };
+
+/** Inbound ports: "" (capture none), "*" (all) or a list. Like Istio, any non-empty value turns capture on. */
+export const inboundPorts = z.string().transform((raw, ctx): InboundPorts => {
+  if (raw === '') return { kind: 'none' };
+  if (raw.trim() === '*') return { kind: 'all' };
+  const ports: number[] = [];
+  for (const item of splitList(raw)) {
+    const n = parsePort(item);
+    if (n === null) {
+      return fail(
+        ctx,
+        item === '*'
+          ? `"*" alone, or a comma-separated list of ports 1-65535 ("*" cannot be mixed with ports)`
+          : `a comma-separated list of ports 1-65535, or "*" (${q(item)} is not a port)`,
+      );
+    }
+    ports.push(n);
+  }
+  return { kind: 'list', ports };
+});
+
+export interface CidrSet {
+  readonly ipv4: readonly Cidr[];
+  readonly ipv6: readonly Cidr[];
+  /** Some CIDR in the list is written with a loopback address. */
+  readonly hasLoopback: boolean;
+}
+
+export type OutboundCidrs = ({ readonly kind: 'all' } | ({ readonly kind: 'list' } & CidrSet));
+
+function cidrItems(raw: string, ctx: Ctx, wildcardNote: string): CidrSet | typeof z.NEVER {
+  const ipv4: Cidr[] = [];
+  const ipv6: Cidr[] = [];
+  let hasLoopback = false;
+  for (const item of splitList(raw)) {
+    const cidr = parseCidr(item);
+    if (cidr === null) {
+      return fail(
+        ctx,
+        item === '*'
+          ? wildcardNote
+          : `a comma-separated list of CIDRs such as 10.0.0.0/8 or fd00::/8 (${q(item)} is not a CIDR)`,
+      );
+    }
+    const { loopback, ...plain } = cidr;
+    hasLoopback ||= loopback;
+    (cidr.family === 'ipv4' ? ipv4 : ipv6).push(plain);
+  }
+  return { ipv4, ipv6, hasLoopback };
+}
+
+/** Outbound include CIDRs: "*" or a list of IPv4/IPv6 CIDRs. */
+export const outboundCidrs = z.string().transform((raw, ctx): OutboundCidrs => {
+  if (raw.trim() === '*') return { kind: 'all' };
+  const set = cidrItems(raw, ctx, `"*" alone, or a comma-separated list of CIDRs ("*" cannot be mixed with CIDRs)`);
+  return { kind: 'list', ...set };
+});
+
+/** Outbound exclude CIDRs: a list; "*" is rejected, as Istio does. */
+export const excludeCidrs = z.string().transform((raw, ctx): CidrSet => {
+  if (raw.trim() === '*') return fail(ctx, 'a comma-separated list of CIDRs ("*" is not allowed for exclusions)');
+  return cidrItems(raw, ctx, 'a comma-separated list of CIDRs ("*" is not allowed for exclusions)');
+});
+
+/**
+ * Interface names by the kernel's rules (dev_valid_name: 1-15 bytes, not "." or "..", no "/",
+ * ":" or white space), narrowed to the characters real interface names use so that no quote,
+ * "!" or "#" can reach restore text. A trailing "+" is iptables' wildcard and is kept.
+ */
+const IFACE = /^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,14}$|^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,13}\+$/;
+
+export function isInterfaceName(name: string): boolean {
+  return IFACE.test(name) && name !== '.' && name !== '..';
+}
+
+export const interfaceList = z.string().transform((raw, ctx) => {
+  const out: string[] = [];
+  for (const item of splitList(raw)) {
+    if (!isInterfaceName(item)) {
+      return fail(
+        ctx,
+        `a comma-separated list of interface names (1-15 characters: letters, digits, "_", "-", ".", "@"; ${q(item)} is not one)`,
+      );
+    }
+    out.push(item);
+  }
+  return out;
+});
+
+/** POSIX-portable user and group names (as useradd accepts them), at most 32 characters. */
+const OWNER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
+const MAX_ID = 4294967294; // (uid_t)-1 is "no id"
+
+export function parseOwnerId(item: string): OwnerId | null {
+  if (/^[0-9]{1,10}$/.test(item)) {
+    const n = Number(item);
+    return n <= MAX_ID ? n : null;
+  }
+  return OWNER_NAME.test(item) ? item : null;
+}
+
+function ownerList(what: 'uid' | 'gid' | 'group') {
+  return z.string().transform((raw, ctx) => {
+    const out: OwnerId[] = [];
+    for (const item of splitList(raw)) {
+      const id = parseOwnerId(item);
+      if (id === null) {
+        return fail(
+          ctx,
+          `a comma-separated list of ${what}s: numbers 0-${MAX_ID} or names of letters, digits, "_", "-", "." (${q(item)} is neither)`,
+        );
+      }
+      out.push(id);
+    }
+    return out;
+  });
+}
+
+export const uidList = ownerList('uid');
+export const gidList = ownerList('gid');
+
+/** At most this many owner groups: each becomes its own owner match in one rule. */
+export const MAX_OWNER_GROUPS = 64;
+
+/** Owner groups: "*" or a list of groups (names or gids), at most 64. */
+export const ownerGroups = z.string().transform((raw, ctx): { readonly all: true } | { readonly all: false; readonly groups: readonly OwnerId[] } => {
+  if (raw.trim() === '*') return { all: true };
+  const items = splitList(raw);
+  if (items.length > MAX_OWNER_GROUPS) {
+    return fail(ctx, `at most ${MAX_OWNER_GROUPS} groups (got ${items.length})`);
+  }
+  const groups: OwnerId[] = [];
+  for (const item of items) {
+    const id = parseOwnerId(item);
+    if (id === null) {
+      return fail(ctx, `"*" or a comma-separated list of groups: gids or names of letters, digits, "_", "-", "." (${q(item)} is neither)`);
+    }
+    groups.push(id);
+  }
+  return { all: false, groups };
+});
+
+export const interceptionMode = z.string().transform((raw, ctx): 'REDIRECT' | 'TPROXY' => {
+  // Istio's own default for this flag is the empty string, which means REDIRECT.
+  if (raw === '' || raw === 'REDIRECT') return 'REDIRECT';
+  if (raw === 'TPROXY') return 'TPROXY';
+  return fail(ctx, 'REDIRECT or TPROXY');
+});
+
+/** A 32-bit unsigned number, decimal or 0x-hex; `min` excludes 0 where 0 means "none". */
+function uint32(what: string, reserved: ReadonlyMap<number, string> = new Map()) {
+  return z.string().transform((raw, ctx) => {
+    const t = raw.trim();
+    const n = /^[0-9]{1,10}$/.test(t) ? Number(t) : /^0[xX][0-9a-fA-F]{1,8}$/.test(t) ? parseInt(t.slice(2), 16) : NaN;
+    if (!Number.isInteger(n) || n < 1 || n > 0xffffffff) return fail(ctx, `${what}: a number 1-4294967295 (decimal or 0x hex)`);
+    const why = reserved.get(n);
+    if (why !== undefined) return fail(ctx, `${what} other than ${n} (${why})`);
+    return n;
+  });
+}
+
+export const tproxyMark = uint32('a packet mark');
+export const routeTable = uint32(
+  'a routing table',
+  new Map([
+    [253, 'the kernel\'s "default" table'],
+    [254, 'the "main" table: a local default route there would swallow all traffic'],
+    [255, 'the kernel\'s "local" table'],
+  ]),
+);
+
+export interface DnsServers {
+  readonly ipv4: readonly string[];
+  readonly ipv6: readonly string[];
+}
+
+/** Nameserver addresses (no prefix, no zone), split per family; IPv4-mapped IPv6 counts as IPv4. */
+export function splitDnsServers(items: readonly ParsedAddress[]): DnsServers {
+  const ipv4: string[] = [];
+  const ipv6: string[] = [];
+  for (const a of items) {
+    const p = a.parts;
+    const mapped = a.family === 'ipv6' && p.slice(0, 5).every((g) => g === 0) && p[5] === 0xffff;
+    if (a.family === 'ipv4') ipv4.push(a.text);
+    else if (mapped) ipv4.push(`${(p[6] ?? 0) >> 8}.${(p[6] ?? 0) & 255}.${(p[7] ?? 0) >> 8}.${(p[7] ?? 0) & 255}`);
+    else ipv6.push(a.text);
+  }
+  return { ipv4, ipv6 };
+}
+
+export const dnsServers = z.string().transform((raw, ctx): DnsServers => {
+  const parsed: ParsedAddress[] = [];
+  for (const item of splitList(raw)) {
+    const a = parseAddress(item);
+    if (a === null) return fail(ctx, `a comma-separated list of IPv4 or IPv6 addresses (${q(item)} is not an address)`);
+    parsed.push(a);
+  }
+  return splitDnsServers(parsed);
+});
+
+/**
+ * The IPv4 loopback CIDR, validated as Istio does: a well-formed IPv4 prefix whose address lies
+ * in 127.0.0.0/8 and whose length is at least /8, so it never reaches beyond loopback.
+ */
+export const ipv4LoopbackCidr = z.string().transform((raw, ctx): Cidr => {
+  const c = parseCidr(raw.trim());
+  if (c === null || c.family !== 'ipv4') return fail(ctx, 'an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32');
+  if (!c.loopback || c.prefixLength < 8) return fail(ctx, 'an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32 (prefix /8 or longer)');
+  return { family: c.family, address: c.address, prefixLength: c.prefixLength };
+});
+
+const LEVELS = ['none', 'fatal', 'error', 'warn', 'info', 'debug'] as const;
+export type LogLevel = (typeof LEVELS)[number];
+
+/** Istio's --log_output_level: "level" or "scope:level,scope:level". We honour the "default" scope. */
+export const logOutputLevel = z.string().transform((raw, ctx): LogLevel => {
+  let level: LogLevel = 'info';
+  for (const item of splitList(raw)) {
+    const [scope, lvl, extra] = item.includes(':') ? item.split(':') : ['default', item];
+    const known = (LEVELS as readonly string[]).includes(lvl ?? '');
+    if (extra !== undefined || !scope || !/^[A-Za-z0-9_.-]+$/.test(scope) || !known) {
+      return fail(ctx, `a level or comma-separated scope:level pairs, levels ${LEVELS.join(', ')} (${q(item)} is not one)`);
+    }
+    if (scope === 'default') level = lvl as LogLevel;
+  }
+  return level;
+});
+
+const DURATION_UNITS: Readonly<Record<string, number>> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A Go duration (e.g. 5s, 500ms, 1m30s), returned in milliseconds; must be positive. */
+export const duration = z.string().transform((raw, ctx) => {
+  const t = raw.trim();
+  const re = /([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let consumed = 0;
+  for (let m = re.exec(t); m !== null; m = re.exec(t)) {
+    total += Number(m[1]) * (DURATION_UNITS[m[2] ?? ''] ?? NaN);
+    consumed = re.lastIndex;
+  }
+  if (t.length === 0 || consumed !== t.length || !(total > 0) || total > 3_600_000) {
+    return fail(ctx, 'a positive duration up to 1h, such as 5s, 500ms or 1m30s');
+  }
+  return total;
+});
+
+/** A network namespace: a name under /var/run/netns, or an absolute path. */
+export const networkNamespace = z.string().transform((raw, ctx) => {
+  if (raw === '') return undefined;
+  if (/^[A-Za-z0-9_.-]{1,255}$/.test(raw) && raw !== '.' && raw !== '..') return raw;
+  if (/^\/[A-Za-z0-9_.\/-]{1,4095}$/.test(raw) && !raw.split('/').includes('..')) return raw;
+  return fail(ctx, 'a namespace name (letters, digits, "_", "-", ".") or an absolute path such as /proc/1/ns/net');
+});
+
+export type IptablesBackend = 'legacy' | 'nft';
+
+export const forceIptablesBinary = z.string().transform((raw, ctx): IptablesBackend | undefined => {
+  switch (raw.trim()) {
+    case '':
+      return undefined;
+    case 'legacy':
+    case 'iptables-legacy':
+      return 'legacy';
+    case 'nft':
+    case 'iptables-nft':
+      return 'nft';
+    default:
+      return fail(ctx, 'legacy or nft (or iptables-legacy, iptables-nft)');
+  }
+});
+
+export const outputFormat = z.string().transform((raw, ctx): 'text' | 'json' => {
+  if (raw === 'text' || raw === 'json') return raw;
+  return fail(ctx, 'text or json');
+});
+
+/** Booleans as Go's strconv.ParseBool reads them (flags and env vars alike). */
+export const boolean = z.union([z.boolean(), z.string()]).transform((raw, ctx) => {
+  if (typeof raw === 'boolean') return raw;
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(raw)) return true;
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(raw)) return false;
+  return fail(ctx, 'true or false');
+});

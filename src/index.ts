@@ -1,0 +1,14 @@
+/** istio-iptables-ts: the public API. Re-exports only; importing it has no side effects. */
+export { ConfigError, ApplyError, describeSource, type ValueSource } from './errors.js';
+export { OPTIONS, OPTION_KEYS, type OptionKey, type OptionSpec, type RawOptions } from './config/options.js';
+export type { Config, CaptureConfig, RunConfig, OwnerGroupFilter } from './config/config.js';
+export { parseOptions, resolveConfig, type RawInput, type ParsedOptions } from './config/parse.js';
+export { configFromArgs, configFromObject } from './config/from.js';
+export { detectHost, fixedHost, type HostFacts } from './config/host.js';
+export type * from './model/rule.js';
+export { Chains, BUILTIN_CHAINS } from './model/rule.js';
+export { buildPlan, chainsOf } from './build/plan.js';
+export { renderRestore, renderRule, ruleArgs } from './render/restore.js';
+export { renderIpCommands, routeArgs } from './render/ip.js';
+export { renderJson, renderText, toDryRunJson, type DryRunJson } from './render/dryrun.js';
+export { main, createParser, collectRaw } from './cli.js';

@@ -1,0 +1,18 @@
+import type { LogLevel } from './config/values.js';
+
+const ORDER: Readonly<Record<LogLevel, number>> = { none: 0, fatal: 1, error: 2, warn: 3, info: 4, debug: 5 };
+
+export interface Logger {
+  error(msg: string): void;
+  warn(msg: string): void;
+  info(msg: string): void;
+  debug(msg: string): void;
+}
+
+/** A level-filtered logger writing one line per message, Istio-style (`level\tmessage`). */
+export function createLogger(level: LogLevel, write: (text: string) => void): Logger {
+  const at = (l: LogLevel) => (msg: string) => {
+    if (msg !== '' && ORDER[l] <= ORDER[level]) write(`${l}\t${msg}\n`);
+  };
+  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+}

@@ -1,0 +1,114 @@
+/**
+ * The typed rule model. A rule is data: a table, a chain, an operation (append or insert at a
+ * position), its matches in the order they are written, and one target. Values inside are already
+ * validated (numbers, parsed prefixes, checked interface and owner names), so rendering them can
+ * never produce more than one rule.
+ */
+
+export type Family = 'ipv4' | 'ipv6';
+export type Table = 'filter' | 'mangle' | 'nat' | 'raw';
+export type Protocol = 'tcp' | 'udp';
+
+/** Built-in chains: never created with `-N`, never deleted. */
+export const BUILTIN_CHAINS: ReadonlySet<string> = new Set([
+  'INPUT',
+  'OUTPUT',
+  'FORWARD',
+  'PREROUTING',
+  'POSTROUTING',
+]);
+
+/** Our own chains, in Istio's spelling. */
+export const Chains = {
+  INBOUND: 'ISTIO_INBOUND',
+  REDIRECT: 'ISTIO_REDIRECT',
+  IN_REDIRECT: 'ISTIO_IN_REDIRECT',
+  OUTPUT: 'ISTIO_OUTPUT',
+  OUTPUT_DNS: 'ISTIO_OUTPUT_DNS',
+  DIVERT: 'ISTIO_DIVERT',
+  TPROXY: 'ISTIO_TPROXY',
+  DROP: 'ISTIO_DROP',
+} as const;
+
+export type OwnChain = (typeof Chains)[keyof typeof Chains];
+export type BuiltinChain = 'INPUT' | 'OUTPUT' | 'FORWARD' | 'PREROUTING' | 'POSTROUTING';
+export type Chain = OwnChain | BuiltinChain;
+
+/** An address prefix, already parsed and checked for its family. */
+export interface Cidr {
+  readonly family: Family;
+  /** The address as written in rules (canonical text form). */
+  readonly address: string;
+  readonly prefixLength: number;
+}
+
+/** A uid or gid as iptables' owner match takes it: a number, or a name checked against POSIX rules. */
+export type OwnerId = number | string;
+
+export type Match =
+  | { readonly kind: 'protocol'; readonly protocol: Protocol }
+  | { readonly kind: 'source'; readonly cidr: Cidr }
+  | { readonly kind: 'destination'; readonly cidr: Cidr; readonly negate: boolean }
+  | { readonly kind: 'inInterface'; readonly name: string }
+  | { readonly kind: 'outInterface'; readonly name: string }
+  | { readonly kind: 'dport'; readonly port: number; readonly negate: boolean }
+  | { readonly kind: 'sport'; readonly port: number }
+  | { readonly kind: 'multiportDports'; readonly ports: readonly number[]; readonly negate: boolean }
+  | { readonly kind: 'uidOwner'; readonly id: OwnerId; readonly negate: boolean }
+  | { readonly kind: 'gidOwner'; readonly id: OwnerId; readonly negate: boolean }
+  | { readonly kind: 'mark'; readonly mark: number; readonly negate: boolean }
+  | { readonly kind: 'connmark'; readonly mark: number }
+  | { readonly kind: 'ctstate'; readonly states: readonly ('INVALID' | 'RELATED' | 'ESTABLISHED')[] };
+
+export type Target =
+  | { readonly kind: 'jump'; readonly chain: OwnChain }
+  | { readonly kind: 'return' }
+  | { readonly kind: 'accept' }
+  | { readonly kind: 'drop' }
+  /**
+   * REDIRECT. Istio spells the option `--to-ports` everywhere except for UDP DNS, where it writes
+   * `--to-port`; both are accepted by iptables and we keep each spelling.
+   */
+  | { readonly kind: 'redirect'; readonly toPort: number; readonly spelling: '--to-ports' | '--to-port' }
+  | { readonly kind: 'tproxy'; readonly mark: number; readonly mask: number; readonly onPort: number }
+  | { readonly kind: 'setMark'; readonly mark: number }
+  | { readonly kind: 'connmarkSave' }
+  | { readonly kind: 'connmarkRestore' }
+  | { readonly kind: 'ct'; readonly zone: number };
+
+export type Operation = { readonly kind: 'append' } | { readonly kind: 'insert'; readonly position: number };
+
+export interface Rule {
+  readonly table: Table;
+  readonly chain: Chain;
+  readonly op: Operation;
+  readonly matches: readonly Match[];
+  readonly target: Target;
+}
+
+/** The rules for one address family, in the order they are issued. */
+export interface FamilyRules {
+  readonly family: Family;
+  readonly rules: readonly Rule[];
+  /** Our chains per table, in the order they are first used (creation order for `-N`). */
+  readonly chains: ReadonlyMap<Table, readonly OwnChain[]>;
+}
+
+/** A routing step, applied with `ip` after the rules. */
+export type RouteStep =
+  /** `ip -6 addr add ::6/128 dev lo`: the source address the proxy binds for inbound passthrough. */
+  | { readonly kind: 'loopbackAddress'; readonly family: 'ipv6'; readonly cidr: Cidr }
+  /** `ip rule add fwmark <mark> lookup <table>`: packets marked by TPROXY use the local table. */
+  | { readonly kind: 'fwmarkRule'; readonly family: Family; readonly mark: number; readonly table: number }
+  /** `ip route add local default dev lo table <table>`: deliver them locally. */
+  | { readonly kind: 'localRoute'; readonly family: Family; readonly table: number };
+
+/** Everything istio-iptables would program, as data. Dry run, apply and cleanup all derive from it. */
+export interface Plan {
+  readonly ipv4: FamilyRules;
+  /** null when IPv6 is not enabled. */
+  readonly ipv6: FamilyRules | null;
+  readonly routes: readonly RouteStep[];
+  /** Notes about decisions the builder made (e.g. DNS capture disabled for lack of servers). */
+  readonly notes: readonly string[];
+}

@@ -1,0 +1,101 @@
+import { cidrText } from '../config/net.js';
+import type { FamilyRules, Match, Rule, Table, Target } from '../model/rule.js';
+
+/** Tables in the order Istio writes them (sorted by name). */
+const TABLE_ORDER: readonly Table[] = ['filter', 'mangle', 'nat', 'raw'];
+
+/**
+ * Every token we write is one of these characters only. Values are validated long before this
+ * point; this check is the last line of defence that no value can ever split into two tokens,
+ * start a comment, or carry a quote or a newline into restore text.
+ */
+const SAFE_TOKEN = /^[A-Za-z0-9_.:/,+@!-]+$/;
+
+function matchTokens(x: Match): string[] {
+  const not = (negate: boolean): string[] => (negate ? ['!'] : []);
+  switch (x.kind) {
+    case 'protocol':
+      return ['-p', x.protocol];
+    case 'source':
+      return ['-s', cidrText(x.cidr)];
+    case 'destination':
+      return [...not(x.negate), '-d', cidrText(x.cidr)];
+    case 'inInterface':
+      return ['-i', x.name];
+    case 'outInterface':
+      return ['-o', x.name];
+    case 'dport':
+      return [...not(x.negate), '--dport', String(x.port)];
+    case 'sport':
+      return ['--sport', String(x.port)];
+    case 'multiportDports':
+      return ['-m', 'multiport', ...not(x.negate), '--dports', x.ports.join(',')];
+    case 'uidOwner':
+      return ['-m', 'owner', ...not(x.negate), '--uid-owner', String(x.id)];
+    case 'gidOwner':
+      return ['-m', 'owner', ...not(x.negate), '--gid-owner', String(x.id)];
+    case 'mark':
+      return ['-m', 'mark', ...not(x.negate), '--mark', String(x.mark)];
+    case 'connmark':
+      return ['-m', 'connmark', '--mark', String(x.mark)];
+    case 'ctstate':
+      return ['-m', 'conntrack', '--ctstate', x.states.join(',')];
+  }
+}
+
+function targetTokens(x: Target): string[] {
+  switch (x.kind) {
+    case 'jump':
+      return ['-j', x.chain];
+    case 'return':
+      return ['-j', 'RETURN'];
+    case 'accept':
+      return ['-j', 'ACCEPT'];
+    case 'drop':
+      return ['-j', 'DROP'];
+    case 'redirect':
+      return ['-j', 'REDIRECT', x.spelling, String(x.toPort)];
+    case 'tproxy':
+      return ['-j', 'TPROXY', '--tproxy-mark', `${x.mark}/0x${x.mask.toString(16)}`, '--on-port', String(x.onPort)];
+    case 'setMark':
+      return ['-j', 'MARK', '--set-mark', String(x.mark)];
+    case 'connmarkSave':
+      return ['-j', 'CONNMARK', '--save-mark'];
+    case 'connmarkRestore':
+      return ['-j', 'CONNMARK', '--restore-mark'];
+    case 'ct':
+      return ['-j', 'CT', '--zone', String(x.zone)];
+  }
+}
+
+/** A rule as iptables arguments, without the table: `-A CHAIN ...` or `-I CHAIN N ...`. */
+export function ruleArgs(rule: Rule): string[] {
+  const op = rule.op.kind === 'append' ? ['-A', rule.chain] : ['-I', rule.chain, String(rule.op.position)];
+  const tokens = [...op, ...rule.matches.flatMap(matchTokens), ...targetTokens(rule.target)];
+  for (const token of tokens) {
+    if (!SAFE_TOKEN.test(token)) throw new Error(`refusing to render unsafe token ${JSON.stringify(token)}`);
+  }
+  return tokens;
+}
+
+/** One rule as a restore line. */
+export function renderRule(rule: Rule): string {
+  return ruleArgs(rule).join(' ');
+}
+
+/**
+ * The iptables-restore payload for one family: per table (in name order), `-N` for each of our
+ * chains, then the rules in issue order, then COMMIT. Meant for `iptables-restore --noflush`.
+ */
+export function renderRestore(family: FamilyRules): string {
+  const lines: string[] = [];
+  for (const table of TABLE_ORDER) {
+    const rules = family.rules.filter((r) => r.table === table);
+    if (rules.length === 0) continue;
+    lines.push(`*${table}`);
+    for (const chain of family.chains.get(table) ?? []) lines.push(`-N ${chain}`);
+    for (const r of rules) lines.push(renderRule(r));
+    lines.push('COMMIT');
+  }
+  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
