@@ -1,0 +1,82 @@
+import { execa } from 'execa';
+
+let counter = 0;
+
+/** A network namespace made for one test; everything runs inside it and it is always removed. */
+export interface Netns {
+  readonly name: string;
+  run(cmd: string, args: readonly string[], input?: string): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  remove(): Promise<void>;
+}
+
+export async function createNetns(tag: string): Promise<Netns> {
+  const name = `iit-${process.pid}-${tag}-${counter++}`.slice(0, 60);
+  await execa('ip', ['netns', 'add', name]);
+  const ns: Netns = {
+    name,
+    async run(cmd, args, input) {
+      const r = await execa('ip', ['netns', 'exec', name, cmd, ...args], {
+        reject: false,
+        timeout: 20_000,
+        ...(input === undefined ? {} : { input }),
+      });
+      return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? -1 };
+    },
+    async remove() {
+      await execa('ip', ['netns', 'del', name], { reject: false });
+    },
+  };
+  // Bring lo up, as a pod's namespace has it.
+  await ns.run('ip', ['link', 'set', 'lo', 'up']);
+  return ns;
+}
+
+/** Run `fn` with a fresh namespace that is removed afterwards, whatever happens. */
+export async function withNetns<T>(tag: string, fn: (ns: Netns) => Promise<T>): Promise<T> {
+  const ns = await createNetns(tag);
+  try {
+    return await fn(ns);
+  } finally {
+    await ns.remove();
+  }
+}
+
+/** iptables-save output reduced to state: no comments, no counters. */
+export function normalizeSave(text: string): string {
+  return text
+    .split('\n')
+    .filter((line) => line.length > 0 && !line.startsWith('#'))
+    .map((line) => line.replace(/\[\d+:\d+\]/g, '[0:0]'))
+    .join('\n');
+}
+
+export interface Backend {
+  readonly name: 'nft' | 'legacy';
+  readonly restore: Record<'ipv4' | 'ipv6', string>;
+  readonly save: Record<'ipv4' | 'ipv6', string>;
+}
+
+export const BACKENDS: readonly Backend[] = [
+  {
+    name: 'nft',
+    restore: { ipv4: 'iptables-nft-restore', ipv6: 'ip6tables-nft-restore' },
+    save: { ipv4: 'iptables-nft-save', ipv6: 'ip6tables-nft-save' },
+  },
+  {
+    name: 'legacy',
+    restore: { ipv4: 'iptables-legacy-restore', ipv6: 'ip6tables-legacy-restore' },
+    save: { ipv4: 'iptables-legacy-save', ipv6: 'ip6tables-legacy-save' },
+  },
+];
+
+/** Load a payload with `<restore> --noflush` into a fresh namespace and return the normalized state. */
+export async function loadAndSave(backend: Backend, family: 'ipv4' | 'ipv6', payload: string, setup?: (ns: Netns) => Promise<void>): Promise<string> {
+  return withNetns(`${backend.name}-${family}`, async (ns) => {
+    if (setup) await setup(ns);
+    const r = await ns.run(backend.restore[family], ['--noflush'], payload);
+    if (r.exitCode !== 0) throw new Error(`${backend.restore[family]} failed (${r.exitCode}): ${r.stderr}\n--- payload ---\n${payload}`);
+    const saved = await ns.run(backend.save[family], []);
+    if (saved.exitCode !== 0) throw new Error(`${backend.save[family]} failed: ${saved.stderr}`);
+    return normalizeSave(saved.stdout);
+  });
+}
