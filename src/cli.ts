@@ -65,6 +65,59 @@ export function createParser(args: readonly string[]): Argv {
   return parser;
 }
 
+const GO_BOOL = new Set(['1', 't', 'T', 'true', 'TRUE', 'True', '0', 'f', 'F', 'false', 'FALSE', 'False']);
+
+function flagSource(key: OptionKey): ValueSource {
+  const spec = OPTIONS[key];
+  return { kind: 'flag', long: spec.long, ...('short' in spec ? { short: spec.short } : {}) };
+}
+
+/**
+ * Rewrite arguments into the unambiguous `--long=value` form before yargs sees them, so that
+ * they are read the way Istio's flag parser (pflag) reads them:
+ * - a string flag takes the next argument as its value even when it starts with "-"
+ *   (`-c -eth0`, `--probe-timeout -5s`); at the very end it is an error, not an empty value;
+ * - a boolean flag never takes the next argument (`--redirect-dns true` leaves "true" as a stray
+ *   argument), and `=value` takes only Go's boolean spellings.
+ */
+export function normalizeArgs(args: readonly string[]): string[] {
+  const byName = new Map<string, OptionKey>();
+  for (const key of OPTION_KEYS) {
+    const spec = OPTIONS[key];
+    byName.set(`--${spec.long}`, key);
+    if ('short' in spec) byName.set(`-${spec.short}`, key);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? '';
+    if (arg === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    const eq = arg.indexOf('=');
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    const key = byName.get(name);
+    if (key === undefined) {
+      out.push(arg);
+      continue;
+    }
+    const spec = OPTIONS[key];
+    if (spec.kind === 'boolean') {
+      const value = eq > 0 ? arg.slice(eq + 1) : 'true';
+      if (!GO_BOOL.has(value)) throw new ConfigError(flagSource(key), value, 'true or false');
+      out.push(`--${spec.long}=${value}`);
+    } else if (eq > 0 || i + 1 < args.length) {
+      const value = eq > 0 ? arg.slice(eq + 1) : (args[++i] ?? '');
+      // yargs strips one pair of surrounding quotes from `--flag=value`: add a pair of our own
+      // so that the value arrives exactly as given, quotes included.
+      out.push(`--${spec.long}="${value}"`);
+    } else {
+      throw new ConfigError(undefined, undefined, `flag needs an argument: ${name === `--${spec.long}` ? name : `${name}/--${spec.long}`}`);
+    }
+  }
+  return out;
+}
+
 /** Merge parsed flags and the environment into raw values with their sources. Flags win. */
 export function collectRaw(argv: Record<string, unknown>, env: NodeJS.ProcessEnv): RawInput {
   const values: Record<string, string | boolean> = {};
@@ -76,7 +129,7 @@ export function collectRaw(argv: Record<string, unknown>, env: NodeJS.ProcessEnv
       // A repeated flag keeps its last value (yargs may still hand back an array for some forms).
       const last = Array.isArray(fromFlag) ? fromFlag[fromFlag.length - 1] : fromFlag;
       values[key] = typeof last === 'boolean' ? last : String(last);
-      sources[key] = { kind: 'flag', long: spec.long, ...('short' in spec ? { short: spec.short } : {}) };
+      sources[key] = flagSource(key);
       continue;
     }
     for (const name of spec.env) {
@@ -90,6 +143,31 @@ export function collectRaw(argv: Record<string, unknown>, env: NodeJS.ProcessEnv
     }
   }
   return { values: values as RawOptions, sources };
+}
+
+/**
+ * Read arguments and environment into raw values with their sources. A leading "istio-iptables"
+ * (as in Istio's init-container args) is dropped. Returns 'help' when --help was answered.
+ */
+export async function rawFromArgs(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  onHelp: (text: string) => void = () => {},
+): Promise<RawInput | 'help'> {
+  const rest = normalizeArgs(args[0] === PROGRAM ? args.slice(1) : args);
+  let helpShown = false;
+  const argv = (await createParser(rest).parseAsync(rest, {}, (err, _argv, output) => {
+    if (output && !err) {
+      helpShown = true;
+      onHelp(`${output}\n`);
+    }
+  })) as Record<string, unknown>;
+  if (helpShown) return 'help';
+  const positional = (argv['_'] as unknown[] | undefined) ?? [];
+  if (positional.length > 0) {
+    throw new ConfigError(undefined, undefined, `unexpected argument ${JSON.stringify(String(positional[0]))} (flags only; see --help)`);
+  }
+  return collectRaw(argv, env);
 }
 
 export interface Io {
@@ -115,25 +193,12 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   const env = options.env ?? process.env;
   let log: Logger = createLogger('info', io.stderr);
   try {
-    const rest = args[0] === PROGRAM ? args.slice(1) : args;
-    let helpShown = false;
-    const parser = createParser(rest);
-    const argv = (await parser.parseAsync(rest, {}, (err, _argv, output) => {
-      if (output && !err) {
-        helpShown = true;
-        io.stdout(`${output}\n`);
-      }
-    })) as Record<string, unknown>;
-    if (helpShown) return 0;
-    const positional = (argv['_'] as unknown[] | undefined) ?? [];
-    if (positional.length > 0) {
-      throw new ConfigError(undefined, undefined, `unexpected argument ${JSON.stringify(String(positional[0]))} (flags only; see --help)`);
-    }
-    const raw = collectRaw(argv, env);
+    const raw = await rawFromArgs(args, env, (text) => io.stdout(text));
+    if (raw === 'help') return 0;
     const parsed = parseOptions(raw);
     log = createLogger(parsed.logOutputLevel, io.stderr);
     const host = options.host ?? detectHost(env, (m) => log.info(m));
-    const config = resolveConfig(parsed, host, raw);
+    const config = resolveConfig(parsed, host, raw, (m) => log.warn(m));
     const plan = buildPlan(config.capture);
     for (const note of plan.notes) log.warn(note);
     if (!config.run.dryRun) {
@@ -155,7 +220,9 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
 function errorMessage(err: unknown): string {
   if (err instanceof ConfigError) return err.message;
   if (err instanceof Error) {
-    // yargs reports unknown flags and missing values as plain errors: keep them to one line.
+    // yargs reports unknown flags as plain errors: say it our way, on one line.
+    const unknown = /^Unknown arguments?: (.*)$/.exec(err.message);
+    if (unknown) return `unknown flag or argument: ${unknown[1]} (see --help)`;
     return err.message.replace(/\s*\n\s*/g, '; ');
   }
   return String(err);

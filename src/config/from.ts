@@ -1,4 +1,4 @@
-import { collectRaw, createParser, PROGRAM } from '../cli.js';
+import { rawFromArgs } from '../cli.js';
 import type { Config } from './config.js';
 import { detectHost, type HostFacts } from './host.js';
 import { OPTION_KEYS, type RawOptions } from './options.js';
@@ -11,9 +11,8 @@ export async function configFromArgs(
   env: NodeJS.ProcessEnv = {},
   host: HostFacts = detectHost(env),
 ): Promise<Config> {
-  const rest = args[0] === PROGRAM ? args.slice(1) : args;
-  const argv = (await createParser(rest).parseAsync(rest)) as Record<string, unknown>;
-  const raw = collectRaw(argv, env);
+  const raw = await rawFromArgs(args, env);
+  if (raw === 'help') throw new ConfigError(undefined, undefined, '--help is for the command line, not for configFromArgs');
   return resolveConfig(parseOptions(raw), host, raw);
 }
 

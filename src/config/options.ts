@@ -14,7 +14,8 @@ export interface OptionSpec {
   readonly kind: OptionKind;
   /**
    * Environment variables that set this option when the flag is absent, in priority order. By
-   * Istio's rule the first is the long name upper-cased with `-` turned to `_`.
+   * Istio's rule a flag's variable is its long name upper-cased with `-` turned to `_`; Istio's
+   * additional names (ISTIO_META_DNS_CAPTURE, INVALID_DROP, ISTIO_DUAL_STACK) take precedence.
    */
   readonly env: readonly string[];
   readonly default?: string | boolean;
@@ -30,9 +31,9 @@ function envOf(long: string): string {
   return long.toUpperCase().replaceAll('-', '_');
 }
 
-function opt(spec: Omit<OptionSpec, 'env'> & { env?: readonly string[] | false; extraEnv?: readonly string[] }): OptionSpec {
-  const { extraEnv, env, ...rest } = spec;
-  const names = env === false ? [] : (env ?? [envOf(spec.long), ...(extraEnv ?? [])]);
+function opt(spec: Omit<OptionSpec, 'env'> & { env?: readonly string[] | false }): OptionSpec {
+  const { env, ...rest } = spec;
+  const names = env === false ? [] : (env ?? [envOf(spec.long)]);
   return { ...rest, env: names };
 }
 
@@ -119,7 +120,7 @@ export const OPTIONS = {
   }),
   redirectDns: opt({
     long: 'redirect-dns', kind: 'boolean', default: false, group: 'DNS',
-    extraEnv: ['ISTIO_META_DNS_CAPTURE'],
+    env: ['ISTIO_META_DNS_CAPTURE', 'REDIRECT_DNS'],
     describe: 'Capture DNS (port 53) to the istio-agent on port 15053',
   }),
   captureAllDns: opt({
@@ -132,12 +133,12 @@ export const OPTIONS = {
   }),
   dropInvalid: opt({
     long: 'drop-invalid', kind: 'boolean', default: false, group: 'Capture',
-    extraEnv: ['INVALID_DROP'],
+    env: ['INVALID_DROP', 'DROP_INVALID'],
     describe: 'Drop packets conntrack marks INVALID instead of letting the kernel reset the connection',
   }),
   dualStack: opt({
     long: 'dual-stack', kind: 'boolean', default: false, group: 'Capture',
-    extraEnv: ['ISTIO_DUAL_STACK'],
+    env: ['ISTIO_DUAL_STACK', 'DUAL_STACK'],
     describe: 'Dual-stack pod: IPv6 is enabled when the pod has any IPv6 address',
   }),
   enableIpv6: opt({

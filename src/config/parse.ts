@@ -29,8 +29,8 @@ const SCHEMAS = {
   outboundPorts: V.portList,
   localOutboundPortsExclude: V.portList,
   kubeVirtInterfaces: V.interfaceList,
-  outboundOwnerGroups: V.ownerGroups,
-  outboundOwnerGroupsExclude: V.ownerGroups,
+  outboundOwnerGroups: V.ownerGroupsInclude,
+  outboundOwnerGroupsExclude: V.ownerGroupsExclude,
   ipv4LoopbackCidr: V.ipv4LoopbackCidr,
   redirectDns: V.boolean,
   captureAllDns: V.boolean,
@@ -87,27 +87,22 @@ export function parseOptions(input: RawInput): ParsedOptions {
 }
 
 /**
- * Istio's owner-group filter: with include "*" the exclude list decides (empty: capture all);
- * otherwise the include list decides. Setting both lists is ambiguous and rejected.
+ * Istio's owner-group filter: when the include list is exactly "*", the exclude list decides
+ * (empty: every group is captured); otherwise only the listed groups are captured and the
+ * exclude list is ignored, as in Istio (we say so in a warning). An empty include list captures
+ * no group. An exclude of "*" could never load and is rejected.
  */
-function ownerGroupFilter(p: ParsedOptions, input: RawInput): OwnerGroupFilter {
+function ownerGroupFilter(p: ParsedOptions, input: RawInput, warn: (msg: string) => void): OwnerGroupFilter {
   const inc = p.outboundOwnerGroups;
   const exc = p.outboundOwnerGroupsExclude;
-  const excludeGroups = exc.all ? undefined : exc.groups;
   if (exc.all) {
     throw new ConfigError(sourceOf(input, 'outboundOwnerGroupsExclude'), '*', 'a comma-separated list of groups ("*" would exclude every group)');
   }
-  if (inc.all) return { kind: 'exclude', groups: excludeGroups ?? [] };
-  if ((excludeGroups ?? []).length > 0) {
-    throw new ConfigError(
-      sourceOf(input, 'outboundOwnerGroupsExclude'),
-      (excludeGroups ?? []).join(','),
-      `no exclusions when ${describeKey('outboundOwnerGroups')} lists groups (set one of the two lists)`,
-    );
+  if (inc.all) return { kind: 'exclude', groups: exc.groups };
+  if (exc.groups.length > 0) {
+    warn(`${describeKey('outboundOwnerGroupsExclude')} is ignored because ${describeKey('outboundOwnerGroups')} lists groups (as in Istio)`);
   }
-  if (inc.groups.length === 0) {
-    throw new ConfigError(sourceOf(input, 'outboundOwnerGroups'), '', '"*" or a non-empty list of groups');
-  }
+  if (inc.groups.length === 0) warn(`${describeKey('outboundOwnerGroups')} is empty: no outbound traffic is captured`);
   return { kind: 'include', groups: inc.groups };
 }
 
@@ -116,7 +111,12 @@ function describeKey(key: OptionKey): string {
 }
 
 /** Turn parsed options plus host facts into the final configuration. */
-export function resolveConfig(p: ParsedOptions, host: HostFacts, input: RawInput = { values: {}, sources: {} }): Config {
+export function resolveConfig(
+  p: ParsedOptions,
+  host: HostFacts,
+  input: RawInput = { values: {}, sources: {} },
+  warn: (msg: string) => void = () => {},
+): Config {
   const proxyUids = p.proxyUid ?? [host.proxyUid()];
   const proxyGids = p.proxyGid ?? proxyUids;
   const needsResolvConf = p.redirectDns && !p.captureAllDns && p.dnsServers === undefined;
@@ -137,7 +137,7 @@ export function resolveConfig(p: ParsedOptions, host: HostFacts, input: RawInput
     outboundExcludeCidrs: p.serviceExcludeCidr,
     outboundPorts: p.outboundPorts,
     outboundPortsExclude: p.localOutboundPortsExclude,
-    ownerGroups: ownerGroupFilter(p, input),
+    ownerGroups: ownerGroupFilter(p, input, warn),
     ipv4LoopbackCidr: p.ipv4LoopbackCidr,
     redirectDns: p.redirectDns,
     captureAllDns: p.captureAllDns,

@@ -8,11 +8,19 @@ import { parseAddress, parseCidr, type ParsedAddress } from './net.js';
  * Nothing downstream ever sees the raw string again.
  */
 
-/** Split a comma-separated list as Istio does: empty items are dropped; we also trim spaces. */
+/** Trim spaces only: a tab, newline or other control character is never part of a valid value. */
+export function trimSpaces(s: string): string {
+  return s.replace(/^ +| +$/g, '');
+}
+
+/**
+ * Split a comma-separated list as Istio does (empty items dropped). Spaces around items are
+ * trimmed, since Istio's output tolerates "80, 443" (iptables splits on them); nothing else is.
+ */
 export function splitList(raw: string): string[] {
   return raw
     .split(',')
-    .map((item) => item.trim())
+    .map(trimSpaces)
     .filter((item) => item.length > 0);
 }
 
@@ -36,7 +44,7 @@ export function parsePort(item: string): number | null {
 
 /** A single port, 1-65535. */
 export const port = z.string().transform((raw, ctx) => {
-  const n = parsePort(raw.trim());
+  const n = parsePort(trimSpaces(raw));
   return n ?? fail(ctx, PORT_EXPECTED);
 });
 
@@ -59,7 +67,7 @@ export type InboundPorts =
 /** Inbound ports: "" (capture none), "*" (all) or a list. Like Istio, any non-empty value turns capture on. */
 export const inboundPorts = z.string().transform((raw, ctx): InboundPorts => {
   if (raw === '') return { kind: 'none' };
-  if (raw.trim() === '*') return { kind: 'all' };
+  if (trimSpaces(raw) === '*') return { kind: 'all' };
   const ports: number[] = [];
   for (const item of splitList(raw)) {
     const n = parsePort(item);
@@ -108,14 +116,14 @@ function cidrItems(raw: string, ctx: Ctx, wildcardNote: string): CidrSet | typeo
 
 /** Outbound include CIDRs: "*" or a list of IPv4/IPv6 CIDRs. */
 export const outboundCidrs = z.string().transform((raw, ctx): OutboundCidrs => {
-  if (raw.trim() === '*') return { kind: 'all' };
+  if (trimSpaces(raw) === '*') return { kind: 'all' };
   const set = cidrItems(raw, ctx, `"*" alone, or a comma-separated list of CIDRs ("*" cannot be mixed with CIDRs)`);
   return { kind: 'list', ...set };
 });
 
 /** Outbound exclude CIDRs: a list; "*" is rejected, as Istio does. */
 export const excludeCidrs = z.string().transform((raw, ctx): CidrSet => {
-  if (raw.trim() === '*') return fail(ctx, 'a comma-separated list of CIDRs ("*" is not allowed for exclusions)');
+  if (trimSpaces(raw) === '*') return fail(ctx, 'a comma-separated list of CIDRs ("*" is not allowed for exclusions)');
   return cidrItems(raw, ctx, 'a comma-separated list of CIDRs ("*" is not allowed for exclusions)');
 });
 
@@ -179,23 +187,26 @@ export const gidList = ownerList('gid');
 /** At most this many owner groups: each becomes its own owner match in one rule. */
 export const MAX_OWNER_GROUPS = 64;
 
-/** Owner groups: "*" or a list of groups (names or gids), at most 64. */
-export const ownerGroups = z.string().transform((raw, ctx): { readonly all: true } | { readonly all: false; readonly groups: readonly OwnerId[] } => {
-  if (raw.trim() === '*') return { all: true };
-  const items = splitList(raw);
-  if (items.length > MAX_OWNER_GROUPS) {
-    return fail(ctx, `at most ${MAX_OWNER_GROUPS} groups (got ${items.length})`);
-  }
-  const groups: OwnerId[] = [];
-  for (const item of items) {
-    const id = parseOwnerId(item);
-    if (id === null) {
-      return fail(ctx, `"*" or a comma-separated list of groups: gids or names of letters, digits, "_", "-", "." (${q(item)} is neither)`);
+/** Owner groups: "*" or a list of groups (names or gids); an include list holds at most 64. */
+function ownerGroups(max: number | undefined) {
+  return z.string().transform((raw, ctx): { readonly all: true } | { readonly all: false; readonly groups: readonly OwnerId[] } => {
+    if (trimSpaces(raw) === '*') return { all: true };
+    const items = splitList(raw);
+    if (max !== undefined && items.length > max) return fail(ctx, `at most ${max} groups (got ${items.length})`);
+    const groups: OwnerId[] = [];
+    for (const item of items) {
+      const id = parseOwnerId(item);
+      if (id === null) {
+        return fail(ctx, `"*" or a comma-separated list of groups: gids or names of letters, digits, "_", "-", "." (${q(item)} is neither)`);
+      }
+      groups.push(id);
     }
-    groups.push(id);
-  }
-  return { all: false, groups };
-});
+    return { all: false, groups };
+  });
+}
+
+export const ownerGroupsInclude = ownerGroups(MAX_OWNER_GROUPS);
+export const ownerGroupsExclude = ownerGroups(undefined);
 
 export const interceptionMode = z.string().transform((raw, ctx): 'REDIRECT' | 'TPROXY' => {
   // Istio's own default for this flag is the empty string, which means REDIRECT.
@@ -207,7 +218,7 @@ export const interceptionMode = z.string().transform((raw, ctx): 'REDIRECT' | 'T
 /** A 32-bit unsigned number, decimal or 0x-hex; `min` excludes 0 where 0 means "none". */
 function uint32(what: string, reserved: ReadonlyMap<number, string> = new Map()) {
   return z.string().transform((raw, ctx) => {
-    const t = raw.trim();
+    const t = trimSpaces(raw);
     const n = /^[0-9]{1,10}$/.test(t) ? Number(t) : /^0[xX][0-9a-fA-F]{1,8}$/.test(t) ? parseInt(t.slice(2), 16) : NaN;
     if (!Number.isInteger(n) || n < 1 || n > 0xffffffff) return fail(ctx, `${what}: a number 1-4294967295 (decimal or 0x hex)`);
     const why = reserved.get(n);
@@ -231,18 +242,12 @@ export interface DnsServers {
   readonly ipv6: readonly string[];
 }
 
-/** Nameserver addresses (no prefix, no zone), split per family; IPv4-mapped IPv6 counts as IPv4. */
+/** Nameserver addresses (no prefix, no zone), split per family as Istio does (IPv4-mapped IPv6 stays IPv6). */
 export function splitDnsServers(items: readonly ParsedAddress[]): DnsServers {
-  const ipv4: string[] = [];
-  const ipv6: string[] = [];
-  for (const a of items) {
-    const p = a.parts;
-    const mapped = a.family === 'ipv6' && p.slice(0, 5).every((g) => g === 0) && p[5] === 0xffff;
-    if (a.family === 'ipv4') ipv4.push(a.text);
-    else if (mapped) ipv4.push(`${(p[6] ?? 0) >> 8}.${(p[6] ?? 0) & 255}.${(p[7] ?? 0) >> 8}.${(p[7] ?? 0) & 255}`);
-    else ipv6.push(a.text);
-  }
-  return { ipv4, ipv6 };
+  return {
+    ipv4: items.filter((a) => a.family === 'ipv4').map((a) => a.text),
+    ipv6: items.filter((a) => a.family === 'ipv6').map((a) => a.text),
+  };
 }
 
 export const dnsServers = z.string().transform((raw, ctx): DnsServers => {
@@ -260,7 +265,7 @@ export const dnsServers = z.string().transform((raw, ctx): DnsServers => {
  * in 127.0.0.0/8 and whose length is at least /8, so it never reaches beyond loopback.
  */
 export const ipv4LoopbackCidr = z.string().transform((raw, ctx): Cidr => {
-  const c = parseCidr(raw.trim());
+  const c = parseCidr(trimSpaces(raw));
   if (c === null || c.family !== 'ipv4') return fail(ctx, 'an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32');
   if (!c.loopback || c.prefixLength < 8) return fail(ctx, 'an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32 (prefix /8 or longer)');
   return { family: c.family, address: c.address, prefixLength: c.prefixLength };
@@ -287,7 +292,7 @@ const DURATION_UNITS: Readonly<Record<string, number>> = { ns: 1e-6, us: 1e-3, '
 
 /** A Go duration (e.g. 5s, 500ms, 1m30s), returned in milliseconds; must be positive. */
 export const duration = z.string().transform((raw, ctx) => {
-  const t = raw.trim();
+  const t = trimSpaces(raw);
   const re = /([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)/gy;
   let total = 0;
   let consumed = 0;
@@ -312,7 +317,7 @@ export const networkNamespace = z.string().transform((raw, ctx) => {
 export type IptablesBackend = 'legacy' | 'nft';
 
 export const forceIptablesBinary = z.string().transform((raw, ctx): IptablesBackend | undefined => {
-  switch (raw.trim()) {
+  switch (trimSpaces(raw)) {
     case '':
       return undefined;
     case 'legacy':
