@@ -1,6 +1,6 @@
 import yargs, { type Argv, type Options } from 'yargs';
 import { ConfigError, type ValueSource } from './errors.js';
-import { OPTIONS, OPTION_KEYS, type OptionKey, type RawOptions } from './config/options.js';
+import { OPTIONS, OPTION_KEYS, type OptionKey, type OptionSpec, type RawOptions } from './config/options.js';
 import { parseOptions, resolveConfig, type RawInput } from './config/parse.js';
 import { detectHost, type HostFacts } from './config/host.js';
 import { buildPlan } from './build/plan.js';
@@ -21,7 +21,7 @@ const GROUP_TITLES: Record<string, string> = {
 };
 
 function yargsOption(key: OptionKey): Options {
-  const spec = OPTIONS[key];
+  const spec: OptionSpec = OPTIONS[key];
   const env = spec.env.length > 0 ? ` [env: ${spec.env.join(', ')}]` : '';
   const def = spec.default === undefined || spec.default === '' ? '' : ` [default: ${String(spec.default)}]`;
   return {

@@ -31,7 +31,9 @@ function envOf(long: string): string {
   return long.toUpperCase().replaceAll('-', '_');
 }
 
-function opt(spec: Omit<OptionSpec, 'env'> & { env?: readonly string[] | false }): OptionSpec {
+function opt<const S extends Omit<OptionSpec, 'env'> & { env?: readonly string[] | false }>(
+  spec: S,
+): Omit<S, 'env'> & { readonly env: readonly string[] } {
   const { env, ...rest } = spec;
   const names = env === false ? [] : (env ?? [envOf(spec.long)]);
   return { ...rest, env: names };

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ConfigError, type ValueSource } from '../errors.js';
 import type { OwnerId } from '../model/rule.js';
 import type { CaptureConfig, Config, OwnerGroupFilter, RunConfig } from './config.js';
-import { OPTIONS, OPTION_KEYS, type OptionKey, type RawOptions } from './options.js';
+import { OPTIONS, OPTION_KEYS, type OptionKey, type OptionSpec, type RawOptions } from './options.js';
 import * as V from './values.js';
 import type { HostFacts } from './host.js';
 
@@ -68,7 +68,8 @@ export function parseOptions(input: RawInput): ParsedOptions {
   const out: Record<string, unknown> = {};
   for (const key of OPTION_KEYS) {
     const given = input.values[key];
-    const raw = given ?? OPTIONS[key].default;
+    const spec: OptionSpec = OPTIONS[key];
+    const raw = given ?? spec.default;
     if (raw === undefined) continue;
     const result = SCHEMAS[key].safeParse(raw);
     if (!result.success) {

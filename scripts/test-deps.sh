@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The kernel tests need iptables (nft and legacy backends) and iproute2. Install what is missing
+# when running as root on Debian (CI, a fresh machine); otherwise say what is needed and fail.
+set -euo pipefail
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+if ! command -v iptables-legacy-restore >/dev/null 2>&1 || ! command -v iptables-nft-restore >/dev/null 2>&1; then
+  missing+=(iptables)
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "the kernel tests need: ${missing[*]} (as root: apt-get install -y ${missing[*]})" >&2
+  exit 1
+fi
+echo "installing test dependencies: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,40 @@
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { buildPlan, ConfigError, configFromArgs, configFromObject, fixedHost, renderIpCommands, renderRestore, toDryRunJson } from '../src/index.js';
+import { ROOT } from './support/cli.js';
+
+describe('library', () => {
+  it('builds the same plan from an object as from the equivalent flags', async () => {
+    const host = fixedHost({ proxyUid: 1337 });
+    const fromObject = configFromObject({ inboundPorts: '*', interceptionMode: 'TPROXY', serviceCidr: '*', enableIpv6: true }, host);
+    const fromArgs = await configFromArgs(['istio-iptables', '-b', '*', '-m', 'TPROXY', '-i', '*', '--enable-ipv6'], {}, host);
+    expect(fromObject).toEqual(fromArgs);
+    expect(toDryRunJson(buildPlan(fromObject.capture))).toEqual(toDryRunJson(buildPlan(fromArgs.capture)));
+  });
+
+  it('exposes typed rules and routes, rendered per family', () => {
+    const config = configFromObject({ inboundPorts: '8080', interceptionMode: 'TPROXY', enableIpv6: false }, fixedHost());
+    const plan = buildPlan(config.capture);
+    expect(plan.ipv6).toBeNull();
+    const divert = plan.ipv4.rules.find((r) => r.chain === 'ISTIO_DIVERT' && r.target.kind === 'setMark');
+    expect(divert).toMatchObject({ table: 'mangle', target: { kind: 'setMark', mark: 1337 } });
+    expect(plan.ipv4.chains.get('mangle')).toEqual(['ISTIO_DIVERT', 'ISTIO_TPROXY', 'ISTIO_INBOUND']);
+    expect(renderRestore(plan.ipv4)).toContain('-A ISTIO_INBOUND -p tcp --dport 8080 -j ISTIO_TPROXY\n');
+    expect(renderIpCommands(plan.routes)).toEqual([
+      ['ip', '-4', 'rule', 'add', 'fwmark', '1337', 'lookup', '133'],
+      ['ip', '-4', 'route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '133'],
+    ]);
+  });
+
+  it('rejects bad values and unknown keys with ConfigError naming the option', () => {
+    expect(() => configFromObject({ inboundPorts: '80\n-A' }, fixedHost())).toThrow(ConfigError);
+    expect(() => configFromObject({ inboundPorts: '80\n-A' }, fixedHost())).toThrow(/option inboundPorts/);
+    expect(() => configFromObject({ nope: '1' } as never, fixedHost())).toThrow(/option nope/);
+  });
+
+  it('has no side effects on import and resolves through the package exports map', async () => {
+    const r = await execa('node', ['--input-type=module', '-e', "const m = await import('istio-iptables-ts'); console.log(typeof m.buildPlan, typeof m.main)"], { cwd: ROOT, reject: false });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('function function');
+  });
+});

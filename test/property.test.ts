@@ -1,0 +1,63 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { OPTIONS, OPTION_KEYS, type OptionKey } from '../src/config/options.js';
+import { runCli } from './support/cli.js';
+
+/**
+ * Property: whatever string reaches any option, by flag or env var, either the run is rejected
+ * (exit 1, nothing on stdout) or every line it prints belongs to the restore grammar, with one
+ * token per value. No newline, space, quote or comment from a value can ever reach restore text.
+ */
+const STRING_OPTIONS = OPTION_KEYS.filter((k) => OPTIONS[k].kind === 'string' && k !== 'output');
+
+const PIECES = ['80', '15001', '*', ',', ' ', '\n', '\r', '\t', '"', "'", '-j', 'ACCEPT', 'DROP', '10.0.0.0/8', '::1/128', 'fd00::', 'eth0', 'lo', '#', '!', ';', '$(', ')', '`', 'COMMIT', '-A', 'OUTPUT', '*nat', '\u0000', '\u00a0', 'java', '1337', '/', ':', '.', '+', '-', '=', '\\'];
+
+const hostile = fc.oneof(
+  fc.array(fc.constantFrom(...PIECES), { minLength: 1, maxLength: 8 }).map((a) => a.join('')),
+  fc.string({ unit: 'binary', maxLength: 24 }),
+);
+
+const LINE = /^(?:\*(?:filter|mangle|nat|raw)|COMMIT|-N ISTIO_[A-Z_]+|-[AI] [A-Z_]+(?: \d+)?(?: [A-Za-z0-9_.:/,+@!-]+)+)$/;
+
+function checkOutput(stdout: string): void {
+  const doc = JSON.parse(stdout) as { iptablesRestore: string | null; ip6tablesRestore: string | null; ipCommands: string[][] };
+  for (const payload of [doc.iptablesRestore, doc.ip6tablesRestore]) {
+    if (payload === null) continue;
+    expect(payload.endsWith('COMMIT\n')).toBe(true);
+    for (const line of payload.slice(0, -1).split('\n')) expect(line).toMatch(LINE);
+  }
+  for (const argv of doc.ipCommands) for (const a of argv) expect(a).toMatch(/^[A-Za-z0-9_.:/-]+$/);
+}
+
+async function property(key: OptionKey, value: string, via: 'flag' | 'env'): Promise<void> {
+  const spec = OPTIONS[key];
+  const base = ['-n', '--output', 'json', '--enable-ipv6=true', '-b', '*', '--redirect-dns', '--dns-servers', '10.0.0.10'];
+  const env = via === 'env' && spec.env[0] !== undefined ? { [spec.env[0]]: value } : {};
+  const args = via === 'flag' || spec.env[0] === undefined ? [...base, `--${spec.long}`, value] : base;
+  const r = await runCli(args, env);
+  if (r.code !== 0) {
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    return;
+  }
+  checkOutput(r.stdout);
+}
+
+describe('hostile values never reach restore text', () => {
+  it.each(['flag', 'env'] as const)('through %ss', async (via) => {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...STRING_OPTIONS), hostile, async (key, value) => property(key, value, via)),
+      { numRuns: 600 },
+    );
+  });
+
+  it('the grammar check is not vacuous: valid values pass it and produce rules', async () => {
+    const r = await runCli(['-n', '--output', 'json', '-b', '80', '-i', '10.0.0.0/8']);
+    expect(r.code).toBe(0);
+    checkOutput(r.stdout);
+    expect(JSON.parse(r.stdout).iptablesRestore).toContain('-A ISTIO_INBOUND -p tcp --dport 80 -j ISTIO_IN_REDIRECT');
+    expect('-A OUTPUT -j ACCEPT\n-A X').not.toMatch(LINE);
+    expect('-A OUTPUT -d "10.0.0.0/8" -j RETURN').not.toMatch(LINE);
+  });
+});
