@@ -6,6 +6,55 @@ import { detectHost, type HostFacts } from './config/host.js';
 import { buildPlan } from './build/plan.js';
 import { renderJson, renderText } from './render/dryrun.js';
 import { createLogger, type Logger } from './log.js';
+import { existsSync } from 'node:fs';
+import { ApplyError } from './errors.js';
+import type { Config, CaptureConfig } from './config/config.js';
+import type { OwnerId, Plan } from './model/rule.js';
+import { ownerResolver } from './config/host.js';
+import { processRunner, type Runner } from './apply/runner.js';
+import { applyPlan } from './apply/apply.js';
+import { runProbe } from './apply/validate.js';
+
+/** Bound on waiting for the xtables lock (legacy backend), in seconds. */
+const LOCK_WAIT_SECONDS = 30;
+
+function hasIpv4(c: CaptureConfig): boolean {
+  return c.outboundCidrs.kind === 'all' || c.outboundCidrs.ipv4.length > 0 || c.inboundPorts.kind !== 'none' || !c.enableIpv6;
+}
+
+/** One line with the effective configuration, for the logs. */
+function describeConfig(c: CaptureConfig): string {
+  const ports = c.inboundPorts.kind === 'all' ? '*' : c.inboundPorts.kind === 'none' ? '(none)' : c.inboundPorts.ports.join(',');
+  const cidrs = c.outboundCidrs.kind === 'all' ? '*' : [...c.outboundCidrs.ipv4, ...c.outboundCidrs.ipv6].map((x) => `${x.address}/${x.prefixLength}`).join(',') || '(none)';
+  return [
+    `mode=${c.mode}`,
+    `proxy=${c.proxyPort}`,
+    `inbound=${c.inboundCapturePort}`,
+    `tunnel=${c.inboundTunnelPort}`,
+    `uid=${c.proxyUids.join(',')}`,
+    `gid=${c.proxyGids.join(',')}`,
+    `inboundPorts=${ports}`,
+    `outboundCidrs=${cidrs}`,
+    `ipv6=${c.enableIpv6}`,
+    `dns=${c.redirectDns ? (c.captureAllDns ? 'all' : [...c.dnsServers.ipv4, ...c.dnsServers.ipv6].join(',') || 'none') : 'off'}`,
+  ].join(' ');
+}
+
+/** Run the probe inside another namespace: the same program, validation only, under `ip netns exec`. */
+async function probeInNamespace(runner: Runner, log: Logger): Promise<{ ok: boolean; detail: string }> {
+  const self = process.argv[1];
+  if (self === undefined) return { ok: false, detail: 'cannot find this program to run the probe in the namespace' };
+  const args: string[] = [];
+  const given = process.argv.slice(2);
+  for (let i = 0; i < given.length; i++) {
+    const a = given[i] ?? '';
+    if (a === '--network-namespace') i++;
+    else if (!a.startsWith('--network-namespace=')) args.push(a);
+  }
+  const r = await runner.run([process.execPath, self, ...args, '--skip-rule-apply', '--run-validation']);
+  if (r.stderr.trim() !== '') log.debug(r.stderr.trim());
+  return { ok: r.exitCode === 0, detail: r.exitCode === 0 ? 'probe passed in the namespace' : `probe in the namespace exited ${r.exitCode}` };
+}
 
 /** The program name Istio's init-container args start with; accepted (and dropped) as a first word. */
 export const PROGRAM = 'istio-iptables';
@@ -201,20 +250,69 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     const config = resolveConfig(parsed, host, raw, (m) => log.warn(m));
     const plan = buildPlan(config.capture);
     for (const note of plan.notes) log.warn(note);
-    if (!config.run.dryRun) {
-      throw new ConfigError(
-        undefined,
-        undefined,
-        'applying rules to the host is not available in this version; pass -n/--dry-run to print them',
-      );
+    if (config.run.dryRun) {
+      io.stdout(config.run.output === 'json' ? renderJson(plan) : renderText(plan));
+      return 0;
     }
-    io.stdout(config.run.output === 'json' ? renderJson(plan) : renderText(plan));
+    return await runForReal(config, plan, env, log);
     return 0;
   } catch (err) {
     io.stderr(`${PROGRAM}: ${errorMessage(err)}\n`);
-    if (!(err instanceof ConfigError)) log.debug(err instanceof Error ? (err.stack ?? '') : '');
+    if (!(err instanceof ConfigError) && !(err instanceof ApplyError)) log.debug(err instanceof Error ? (err.stack ?? '') : '');
     return 1;
   }
+}
+
+/** Exit code when the validation probe fails, as Istio's. */
+export const VALIDATION_FAILED = 126;
+
+/** Apply (or clean up), then validate: the init container's real job. */
+async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, log: Logger): Promise<number> {
+  const { run, capture } = config;
+  if (run.nativeNftables) {
+    throw new ConfigError({ kind: 'flag', long: 'native-nftables' }, 'true', 'false: native nftables is not available in this version (use the iptables backends)');
+  }
+  const ns = run.networkNamespace;
+  if (ns !== undefined && !existsSync(ns.startsWith('/') ? ns : `/var/run/netns/${ns}`)) {
+    throw new ConfigError({ kind: 'flag', long: 'network-namespace' }, ns, 'an existing network namespace (a name under /var/run/netns or a path)');
+  }
+  log.info(`configuration: ${describeConfig(capture)}`);
+  const runner = processRunner({ namespace: ns, env });
+  const owners = ownerResolver();
+  if (!run.skipRuleApply) {
+    await applyPlan(plan, {
+      runner,
+      log,
+      owners,
+      forceBackend: run.forceIptablesBinary,
+      reconcile: run.reconcile,
+      forceApply: run.forceApply,
+      cleanupOnly: run.cleanupOnly,
+      lockWaitSeconds: LOCK_WAIT_SECONDS,
+    });
+  }
+  if (!run.runValidation || run.cleanupOnly) return 0;
+  const resolve = (id: OwnerId, kind: 'uid' | 'gid'): number | undefined => (typeof id === 'number' ? id : kind === 'uid' ? owners.uid(id) : owners.gid(id));
+  const uid = resolve(capture.proxyUids[0] ?? 1337, 'uid');
+  const gid = resolve(capture.proxyGids[0] ?? uid ?? 1337, 'gid');
+  if (uid === undefined || gid === undefined) throw new ApplyError('validation needs a numeric proxy uid/gid: the name could not be resolved', [], '');
+  const result =
+    ns === undefined
+      ? await runProbe({
+          family: capture.enableIpv6 && !hasIpv4(capture) ? 'ipv6' : 'ipv4',
+          listenPorts: [capture.proxyPort, capture.inboundCapturePort],
+          probePort: run.iptablesProbePort,
+          timeoutMs: run.probeTimeoutMs,
+          uid,
+          gid,
+        })
+      : await probeInNamespace(runner, log);
+  if (result.ok) {
+    log.info(`validation passed: ${result.detail}`);
+    return 0;
+  }
+  log.error(`iptables validation failed; workload is not ready for Istio: ${result.detail}`);
+  return VALIDATION_FAILED;
 }
 
 function errorMessage(err: unknown): string {

@@ -114,3 +114,29 @@ export function fixedHost(facts: { proxyUid?: number; dnsServers?: DnsServers; i
     ipv6Enabled: () => facts.ipv6 ?? false,
   };
 }
+
+/** Id lookups in passwd/group-format text (name:x:id:...). */
+export function idFromDatabase(text: string, name: string): number | undefined {
+  return uidFromPasswd(text, name);
+}
+
+/** Resolve user and group names as iptables will when the rules load: from /etc/passwd and /etc/group. */
+export function ownerResolver(): { uid(name: string): number | undefined; gid(name: string): number | undefined } {
+  const cache = new Map<string, string>();
+  const read = (file: string): string => {
+    let text = cache.get(file);
+    if (text === undefined) {
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        text = '';
+      }
+      cache.set(file, text);
+    }
+    return text;
+  };
+  return {
+    uid: (name) => idFromDatabase(read('/etc/passwd'), name),
+    gid: (name) => idFromDatabase(read('/etc/group'), name),
+  };
+}

@@ -83,19 +83,28 @@ export function renderRule(rule: Rule): string {
   return ruleArgs(rule).join(' ');
 }
 
+/** The restore lines of one family per table (`-N` lines, then rules), without headers or COMMIT. */
+export function restoreSections(family: FamilyRules): Map<Table, string[]> {
+  const out = new Map<Table, string[]>();
+  for (const table of TABLE_ORDER) {
+    const rules = family.rules.filter((r) => r.table === table);
+    if (rules.length === 0) continue;
+    out.set(table, [...(family.chains.get(table) ?? []).map((c) => `-N ${c}`), ...rules.map(renderRule)]);
+  }
+  return out;
+}
+
+/** Join per-table sections into restore text: `*table`, the lines, COMMIT, tables in name order. */
+export function joinSections(sections: ReadonlyMap<string, readonly string[]>): string {
+  const tables = [...sections.keys()].sort();
+  const lines = tables.flatMap((t) => [`*${t}`, ...(sections.get(t) ?? []), 'COMMIT']);
+  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
+
 /**
  * The iptables-restore payload for one family: per table (in name order), `-N` for each of our
  * chains, then the rules in issue order, then COMMIT. Meant for `iptables-restore --noflush`.
  */
 export function renderRestore(family: FamilyRules): string {
-  const lines: string[] = [];
-  for (const table of TABLE_ORDER) {
-    const rules = family.rules.filter((r) => r.table === table);
-    if (rules.length === 0) continue;
-    lines.push(`*${table}`);
-    for (const chain of family.chains.get(table) ?? []) lines.push(`-N ${chain}`);
-    for (const r of rules) lines.push(renderRule(r));
-    lines.push('COMMIT');
-  }
-  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+  return joinSections(restoreSections(family));
 }

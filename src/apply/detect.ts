@@ -1,0 +1,73 @@
+import { ApplyError } from '../errors.js';
+import type { IptablesBackend } from '../config/values.js';
+import { parseSave, type SavedState } from './state.js';
+import type { Runner } from './runner.js';
+
+/** The iptables binaries of one backend, per family. */
+export interface Backend {
+  readonly name: IptablesBackend | 'default';
+  readonly restore: { readonly ipv4: string; readonly ipv6: string };
+  readonly save: { readonly ipv4: string; readonly ipv6: string };
+}
+
+export function backendBinaries(name: IptablesBackend | 'default'): Backend {
+  const suffix = name === 'default' ? '' : `-${name}`;
+  return {
+    name,
+    restore: { ipv4: `iptables${suffix}-restore`, ipv6: `ip6tables${suffix}-restore` },
+    save: { ipv4: `iptables${suffix}-save`, ipv6: `ip6tables${suffix}-save` },
+  };
+}
+
+export interface Detection {
+  readonly backend: Backend;
+  /** Why this backend: what was found. */
+  readonly evidence: string;
+  /** The IPv4 dump read while detecting (reused as the state before applying). */
+  readonly ipv4State: SavedState;
+}
+
+function footprintSize(state: SavedState): number {
+  let n = 0;
+  for (const t of state.values()) {
+    for (const [name, c] of t.chains) n += c.rules.length + (/^(PREROUTING|INPUT|OUTPUT|FORWARD|POSTROUTING)$/.test(name) ? 0 : 1);
+  }
+  return n;
+}
+
+/**
+ * Pick the backend as Istio does: the one that already holds rules wins (a namespace must not
+ * mix them: the kernel would run both); otherwise nft; otherwise whatever `iptables` is.
+ */
+export async function detectBackend(runner: Runner, forced: IptablesBackend | undefined): Promise<Detection> {
+  if (forced !== undefined) {
+    const backend = backendBinaries(forced);
+    const r = await runner.run([backend.save.ipv4]);
+    if (r.notFound) throw new ApplyError(`${backend.save.ipv4} not found (forced by --force-iptables-binary; install iptables)`, [backend.save.ipv4], r.stderr);
+    if (r.exitCode !== 0) throw new ApplyError(`${backend.save.ipv4} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, [backend.save.ipv4], r.stderr);
+    return { backend, evidence: 'forced by --force-iptables-binary', ipv4State: parseSave(r.stdout) };
+  }
+  const [legacy, nft] = await Promise.all([runner.run(['iptables-legacy-save']), runner.run(['iptables-nft-save'])]);
+  const legacyState = legacy.exitCode === 0 ? parseSave(legacy.stdout) : undefined;
+  const nftState = nft.exitCode === 0 ? parseSave(nft.stdout) : undefined;
+  const legacyRules = legacyState ? footprintSize(legacyState) : 0;
+  const nftRules = nftState ? footprintSize(nftState) : 0;
+  if (legacyState && legacyRules > 0 && legacyRules >= nftRules) {
+    return { backend: backendBinaries('legacy'), evidence: `legacy tables hold ${legacyRules} rules/chains (nft: ${nftRules})`, ipv4State: legacyState };
+  }
+  if (nftState) {
+    return {
+      backend: backendBinaries('nft'),
+      evidence: nftRules > 0 ? `nft tables hold ${nftRules} rules/chains (legacy: ${legacyRules})` : 'no rules in either backend; nft preferred',
+      ipv4State: nftState,
+    };
+  }
+  if (legacyState) return { backend: backendBinaries('legacy'), evidence: 'iptables-nft-save unavailable; legacy used', ipv4State: legacyState };
+  const plain = backendBinaries('default');
+  const r = await runner.run([plain.save.ipv4]);
+  if (r.notFound) {
+    throw new ApplyError('no iptables found: none of iptables-nft-save, iptables-legacy-save, iptables-save could run (install iptables)', [plain.save.ipv4], r.stderr);
+  }
+  if (r.exitCode !== 0) throw new ApplyError(`${plain.save.ipv4} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, [plain.save.ipv4], r.stderr);
+  return { backend: plain, evidence: 'only plain iptables available', ipv4State: parseSave(r.stdout) };
+}

@@ -1,0 +1,64 @@
+import type { Family, RouteStep } from '../model/rule.js';
+import { routeArgs } from '../render/ip.js';
+import type { Runner } from './runner.js';
+
+/** Which of the plan's routing steps are already in place, read with `ip -j`. */
+export interface RouteState {
+  has(step: RouteStep): boolean;
+}
+
+interface IpRule {
+  fwmark?: string;
+  table?: string;
+}
+interface IpRoute {
+  type?: string;
+  dst?: string;
+  dev?: string;
+}
+interface IpAddr {
+  addr_info?: { local?: string; prefixlen?: number }[];
+}
+
+async function json<T>(runner: Runner, argv: string[]): Promise<T[]> {
+  const r = await runner.run(argv);
+  if (r.exitCode !== 0 || r.stdout.trim() === '') return [];
+  try {
+    return JSON.parse(r.stdout) as T[];
+  } catch {
+    return [];
+  }
+}
+
+const fam = (f: Family): string => (f === 'ipv4' ? '-4' : '-6');
+
+/** Read the current rules, routes and lo addresses the steps are about (one `ip` call per fact). */
+export async function readRouteState(runner: Runner, steps: readonly RouteStep[]): Promise<RouteState> {
+  const rules = new Map<Family, IpRule[]>();
+  const routes = new Map<string, IpRoute[]>();
+  let loAddrs: IpAddr[] | undefined;
+  for (const s of steps) {
+    if (s.kind === 'fwmarkRule' && !rules.has(s.family)) rules.set(s.family, await json<IpRule>(runner, ['ip', '-j', fam(s.family), 'rule', 'show']));
+    if (s.kind === 'localRoute' && !routes.has(`${s.family}/${s.table}`)) {
+      routes.set(`${s.family}/${s.table}`, await json<IpRoute>(runner, ['ip', '-j', fam(s.family), 'route', 'show', 'table', String(s.table)]));
+    }
+    if (s.kind === 'loopbackAddress' && loAddrs === undefined) loAddrs = await json<IpAddr>(runner, ['ip', '-j', '-6', 'addr', 'show', 'dev', 'lo']);
+  }
+  return {
+    has(step) {
+      switch (step.kind) {
+        case 'fwmarkRule':
+          return (rules.get(step.family) ?? []).some((r) => r.fwmark !== undefined && Number(r.fwmark) === step.mark && r.table === String(step.table));
+        case 'localRoute':
+          return (routes.get(`${step.family}/${step.table}`) ?? []).some((r) => r.type === 'local' && r.dst === 'default' && r.dev === 'lo');
+        case 'loopbackAddress':
+          return (loAddrs ?? []).some((a) => (a.addr_info ?? []).some((i) => i.local === step.cidr.address && i.prefixlen === step.cidr.prefixLength));
+      }
+    },
+  };
+}
+
+/** The `ip` argv undoing a step. */
+export function routeDelArgs(step: RouteStep): string[] {
+  return routeArgs(step).map((a) => (a === 'add' ? 'del' : a));
+}
