@@ -1,0 +1,240 @@
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { conformanceCases, ROOT, runCli } from '../support/cli.js';
+import { BACKENDS, normalizeSave, withNetns, type Netns } from './netns.js';
+
+/**
+ * Applying for real: the CLI programs a namespace (--network-namespace), and we read back what
+ * the kernel holds. Every namespace is made for one test and removed afterwards.
+ */
+
+/** Everything a run can change: both families' tables on both backends, policy routing, lo's addresses. */
+async function snapshot(ns: Netns): Promise<string> {
+  const parts: string[] = [];
+  for (const cmd of ['iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-save', 'ip6tables-legacy-save']) {
+    const r = await ns.run(cmd, []);
+    parts.push(`## ${cmd}\n${normalizeSave(r.stdout)}`);
+  }
+  for (const argv of [['-4', 'rule'], ['-6', 'rule'], ['-4', 'route', 'show', 'table', 'all'], ['-6', 'route', 'show', 'table', 'all'], ['addr', 'show', 'dev', 'lo']]) {
+    const r = await ns.run('ip', argv);
+    parts.push(`## ip ${argv.join(' ')}\n${r.stdout.replace(/valid_lft.*$/gm, '')}`);
+  }
+  return parts.join('\n');
+}
+
+async function apply(ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = {}) {
+  return runCli([...args, '--network-namespace', ns.name], env);
+}
+
+const TPROXY_DUAL = ['istio-iptables', '-p', '15001', '-z', '15006', '-u', '1337', '-m', 'TPROXY', '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020', '--enable-ipv6=true', '--redirect-dns', '--dns-servers', '10.96.0.10,fd00::a'];
+const REDIRECT_V4 = ['istio-iptables', '-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT', '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020', '--enable-ipv6=false'];
+
+describe('apply reproduces Istio for every conformance case', () => {
+  const cases = conformanceCases();
+  it.each(cases.map((c) => [`${c.suite}/${c.name}`, c] as const))('%s: kernel state equals Istio payload, rerun changes nothing', async (_l, c) => {
+    const args = c.args.filter((a) => a !== '--dry-run');
+    await withNetns('istio', async (istio) => {
+      await withNetns('ours', async (ours) => {
+        for (const family of ['ipv4', 'ipv6'] as const) {
+          const expected = c.expected[family];
+          if (expected === null) continue;
+          const r = await istio.run(family === 'ipv4' ? 'iptables-nft-restore' : 'ip6tables-nft-restore', ['--noflush'], expected);
+          expect(r.exitCode, r.stderr).toBe(0);
+        }
+        const first = await apply(ours, args);
+        expect(first.code, first.stderr).toBe(0);
+        for (const [save, family] of [['iptables-nft-save', 'ipv4'], ['ip6tables-nft-save', 'ipv6']] as const) {
+          if (c.expected[family] === null) continue;
+          const [want, got] = await Promise.all([istio.run(save, []), ours.run(save, [])]);
+          expect(normalizeSave(got.stdout)).toBe(normalizeSave(want.stdout));
+        }
+        const before = await snapshot(ours);
+        const again = await apply(ours, args);
+        expect(again.code, again.stderr).toBe(0);
+        // The saved form predicted for every rule matches the kernel's: a rerun finds no drift.
+        expect(again.stderr).not.toMatch(/drift|reconciled|applied/);
+        expect(again.stderr).toMatch(/ipv4: unchanged/);
+        expect(await snapshot(ours)).toBe(before);
+      });
+    });
+  });
+});
+
+describe.each([
+  ['TPROXY dual stack', TPROXY_DUAL],
+  ['REDIRECT IPv4', REDIRECT_V4],
+])('lifecycle: %s', (_name, args) => {
+  it('a rerun changes nothing and exits 0', async () => {
+    await withNetns('rerun', async (ns) => {
+      expect((await apply(ns, args)).code).toBe(0);
+      const once = await snapshot(ns);
+      const r = await apply(ns, args);
+      expect(r.code).toBe(0);
+      expect(await snapshot(ns)).toBe(once);
+    });
+  });
+
+  it('drift in our chains is healed to the exact state', async () => {
+    await withNetns('drift', async (ns) => {
+      expect((await apply(ns, args)).code).toBe(0);
+      const good = await snapshot(ns);
+      await ns.run('iptables', ['-t', 'nat', '-I', 'ISTIO_OUTPUT', '1', '-j', 'RETURN']);
+      await ns.run('iptables', ['-t', 'nat', '-D', 'ISTIO_INBOUND', '1']);
+      await ns.run('iptables', ['-t', 'nat', '-N', 'ISTIO_STALE']);
+      expect(await snapshot(ns)).not.toBe(good);
+      const r = await apply(ns, args);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/reconciled/);
+      expect(await snapshot(ns)).toBe(good);
+    });
+  });
+
+  it('--reconcile=false refuses drift, names it and touches nothing', async () => {
+    await withNetns('norecon', async (ns) => {
+      expect((await apply(ns, args)).code).toBe(0);
+      await ns.run('iptables', ['-t', 'nat', '-A', 'ISTIO_OUTPUT', '-j', 'RETURN']);
+      const drifted = await snapshot(ns);
+      const r = await apply(ns, [...args, '--reconcile=false']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/ISTIO_OUTPUT differs.*nothing was changed/);
+      expect(await snapshot(ns)).toBe(drifted);
+    });
+  });
+
+  it('--cleanup-only restores the pristine state, routing included, and leaves foreign rules', async () => {
+    await withNetns('cleanup', async (ns) => {
+      await ns.run('iptables', ['-t', 'nat', '-A', 'OUTPUT', '-p', 'udp', '--dport', '9', '-j', 'RETURN']);
+      await ns.run('ip', ['rule', 'add', 'fwmark', '7', 'lookup', '77']);
+      const pristine = await snapshot(ns);
+      expect((await apply(ns, args)).code).toBe(0);
+      expect(await snapshot(ns)).not.toBe(pristine);
+      const r = await apply(ns, [...args, '--cleanup-only']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(await snapshot(ns)).toBe(pristine);
+    });
+  });
+
+  it('--dry-run with a namespace touches nothing', async () => {
+    await withNetns('dry', async (ns) => {
+      const pristine = await snapshot(ns);
+      const r = await apply(ns, [...args, '--dry-run']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('*nat');
+      expect(await snapshot(ns)).toBe(pristine);
+    });
+  });
+});
+
+/** A directory of fake programs placed first on PATH: each fails for the arguments given. */
+function fakeBin(scripts: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'iit-fake-'));
+  for (const [name, body] of Object.entries(scripts)) {
+    writeFileSync(join(dir, name), `#!/bin/sh\n${body}\n`);
+    chmodSync(join(dir, name), 0o755);
+  }
+  return dir;
+}
+
+describe('injected failures leave nothing behind', () => {
+  it('a failing ip6tables-restore after the IPv4 restore succeeded', async () => {
+    const dir = fakeBin({
+      'ip6tables-nft-restore': 'case "$*" in *--noflush*) cat >/dev/null; echo "ip6tables-restore: line 3 failed: injected" >&2; exit 1;; esac; exec /usr/sbin/ip6tables-nft-restore "$@"',
+    });
+    await withNetns('fail6', async (ns) => {
+      const pristine = await snapshot(ns);
+      const r = await apply(ns, TPROXY_DUAL, { PATH: `${dir}:${process.env['PATH'] ?? ''}` });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/ip6tables-nft-restore --noflush failed \(exit 1\): ip6tables-restore: line 3 failed: injected/);
+      expect(r.stderr).toMatch(/rolled back/);
+      expect(await snapshot(ns)).toBe(pristine);
+    });
+  });
+
+  it('a failing `ip route add` after rules and fwmark rules were added', async () => {
+    const dir = fakeBin({
+      ip: 'case "$*" in *"route add local"*) echo "RTNETLINK answers: injected" >&2; exit 2;; esac; exec /usr/sbin/ip "$@"',
+    });
+    await withNetns('failroute', async (ns) => {
+      const pristine = await snapshot(ns);
+      const r = await apply(ns, TPROXY_DUAL, { PATH: `${dir}:${process.env['PATH'] ?? ''}` });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/ip -4 route add local 0.0.0.0\/0 dev lo table 133 failed \(exit 2\): RTNETLINK answers: injected/);
+      expect(await snapshot(ns)).toBe(pristine);
+    });
+  });
+
+  it('a failing reconcile puts the drifted state back exactly', async () => {
+    await withNetns('failrecon', async (ns) => {
+      expect((await apply(ns, TPROXY_DUAL)).code).toBe(0);
+      await ns.run('iptables', ['-t', 'nat', '-A', 'ISTIO_OUTPUT', '-j', 'RETURN']);
+      const drifted = await snapshot(ns);
+      const dir = fakeBin({ 'iptables-nft-restore': 'case "$*" in *--noflush*) cat >/dev/null; echo injected >&2; exit 4;; esac; exec /usr/sbin/iptables-nft-restore "$@"' });
+      const r = await apply(ns, TPROXY_DUAL, { PATH: `${dir}:${process.env['PATH'] ?? ''}` });
+      expect(r.code).toBe(1);
+      expect(await snapshot(ns)).toBe(drifted);
+    });
+  });
+
+  it('a missing iptables binary is a clear error', async () => {
+    const dir = fakeBin({});
+    await withNetns('nobin', async (ns) => {
+      const r = await apply(ns, [...REDIRECT_V4, '--force-iptables-binary', 'legacy'], { PATH: dir.concat(':/nonexistent') });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/not found|No such file/);
+    });
+  });
+});
+
+describe.each(BACKENDS)('backend $name', (backend) => {
+  it('existing rules in a backend send ours to it', async () => {
+    await withNetns(`pick-${backend.name}`, async (ns) => {
+      const seed = await ns.run(backend.restore.ipv4, ['--noflush'], '*filter\n-A INPUT -p tcp --dport 9 -j ACCEPT\nCOMMIT\n');
+      expect(seed.exitCode, seed.stderr).toBe(0);
+      const r = await apply(ns, REDIRECT_V4);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain(`iptables backend: ${backend.name}`);
+      const mine = await ns.run(backend.save.ipv4, []);
+      expect(mine.stdout).toContain(':ISTIO_OUTPUT');
+      const other = BACKENDS.find((b) => b.name !== backend.name);
+      const theirs = await ns.run(other?.save.ipv4 ?? '', []);
+      expect(theirs.stdout).not.toContain('ISTIO');
+    });
+  });
+});
+
+describe('xtables lock (legacy)', () => {
+  it.each([
+    ['the default lock file', undefined],
+    ['XTABLES_LOCKFILE', join(mkdtempSync(join(tmpdir(), 'iit-lock-')), 'xtables.lock')],
+  ])('waits while %s is held', async (_label, lockFile) => {
+    await withNetns('lock', async (ns) => {
+      const file = lockFile ?? '/run/xtables.lock';
+      // Hold the lock for 2 s (flock, bounded), then apply: without waiting, legacy restore would fail at once.
+      const holder = execa('flock', ['-x', file, 'sleep', '2'], { reject: false });
+      await new Promise((r) => setTimeout(r, 300));
+      const held = await execa('flock', ['-n', file, 'true'], { reject: false });
+      expect(held.exitCode).not.toBe(0);
+      const r = await apply(ns, [...REDIRECT_V4, '--force-iptables-binary', 'legacy'], lockFile === undefined ? {} : { XTABLES_LOCKFILE: lockFile });
+      await holder;
+      expect(r.code, r.stderr).toBe(0);
+      const saved = await ns.run('iptables-legacy-save', []);
+      expect(saved.stdout).toContain(':ISTIO_OUTPUT');
+    });
+  });
+});
+
+describe('validation probe', () => {
+  const bin = join(ROOT, 'bin/istio-iptables.js');
+  it('passes through the rules (exit 0) and fails without them (exit 126)', async () => {
+    await withNetns('probe', async (ns) => {
+      const before = await execa(process.execPath, [bin, ...REDIRECT_V4, '--run-validation', '--skip-rule-apply', '--probe-timeout', '1s', '--network-namespace', ns.name], { reject: false });
+      expect(before.exitCode).toBe(126);
+      const applied = await execa(process.execPath, [bin, ...REDIRECT_V4, '--run-validation', '--probe-timeout', '3s', '--network-namespace', ns.name], { reject: false });
+      expect(applied.exitCode, applied.stderr).toBe(0);
+      expect(applied.stderr).toMatch(/validation passed/);
+    });
+  });
+});
