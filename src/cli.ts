@@ -108,7 +108,9 @@ export function createParser(args: readonly string[]): Argv {
     .wrap(Math.min(120, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err) => {
-      throw err ?? new ConfigError(undefined, undefined, msg);
+      if (err) throw err;
+      const unknown = /^Unknown arguments?: (.*)$/.exec(msg);
+      throw new ConfigError(undefined, undefined, unknown ? `unknown flag or argument: ${unknown[1]} (see --help)` : msg);
     });
   for (const key of OPTION_KEYS) parser = parser.option(OPTIONS[key].long, yargsOption(key));
   return parser;
@@ -212,10 +214,6 @@ export async function rawFromArgs(
     }
   })) as Record<string, unknown>;
   if (helpShown) return 'help';
-  const positional = (argv['_'] as unknown[] | undefined) ?? [];
-  if (positional.length > 0) {
-    throw new ConfigError(undefined, undefined, `unexpected argument ${JSON.stringify(String(positional[0]))} (flags only; see --help)`);
-  }
   return collectRaw(argv, env);
 }
 
@@ -318,9 +316,6 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
 function errorMessage(err: unknown): string {
   if (err instanceof ConfigError) return err.message;
   if (err instanceof Error) {
-    // yargs reports unknown flags as plain errors: say it our way, on one line.
-    const unknown = /^Unknown arguments?: (.*)$/.exec(err.message);
-    if (unknown) return `unknown flag or argument: ${unknown[1]} (see --help)`;
     return err.message.replace(/\s*\n\s*/g, '; ');
   }
   return String(err);

@@ -20,11 +20,13 @@ describe('Istio init-container arguments', () => {
     expect(a.stdout).toBe(b.stdout);
   });
 
-  it('refuse to touch the host without --dry-run in this version, printing nothing', async () => {
-    const r = await runCli(POD_ARGS);
+  it('without --dry-run, a missing --network-namespace is a clear error before anything runs', async () => {
+    const r = await runCli([...POD_ARGS, '--network-namespace', 'iit-no-such-namespace']);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/--dry-run/);
+    expect(r.stderr).toBe(
+      'istio-iptables: invalid value "iit-no-such-namespace" for --network-namespace: expected an existing network namespace (a name under /var/run/netns or a path)\n',
+    );
   });
 });
 
