@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The kernel tests need iptables (nft and legacy backends) and iproute2. Install what is missing
+# The kernel tests need iptables (nft and legacy backends), iproute2, nft (nftables: cleanup
+# deletes tables it emptied), flock (util-linux) and python3 (traffic agents). Install what is missing
 # when running as root on Debian (CI, a fresh machine); otherwise say what is needed and fail.
 set -euo pipefail
 missing=()
@@ -7,6 +8,9 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if ! command -v iptables-legacy-restore >/dev/null 2>&1 || ! command -v iptables-nft-restore >/dev/null 2>&1; then
   missing+=(iptables)
 fi
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "the kernel tests need: ${missing[*]} (as root: apt-get install -y ${missing[*]})" >&2
