@@ -6,14 +6,24 @@ import { detectHost, type HostFacts } from './config/host.js';
 import { buildPlan } from './build/plan.js';
 import { renderJson, renderText } from './render/dryrun.js';
 import { createLogger, type Logger } from './log.js';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { ApplyError } from './errors.js';
 import type { Config, CaptureConfig } from './config/config.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { ownerResolver } from './config/host.js';
 import { processRunner, type Runner } from './apply/runner.js';
 import { applyPlan } from './apply/apply.js';
+import { quickBackend } from './apply/detect.js';
 import { runProbe } from './apply/validate.js';
+
+/** Read a /proc/net file; a missing one reads as empty (its module never loaded), unless /proc is absent. */
+function readProcNet(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return existsSync('/proc/net/dev') ? '' : undefined;
+  }
+}
 
 /** Bound on waiting for the xtables lock (legacy backend), in seconds. */
 const LOCK_WAIT_SECONDS = 30;
@@ -287,6 +297,7 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
       forceApply: run.forceApply,
       cleanupOnly: run.cleanupOnly,
       lockWaitSeconds: LOCK_WAIT_SECONDS,
+      quickBackend: quickBackend(run.forceIptablesBinary, ns === undefined, readProcNet),
     });
   }
   if (!run.runValidation || run.cleanupOnly) return 0;

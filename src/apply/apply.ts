@@ -10,6 +10,9 @@ import type { OwnerResolver } from './saveform.js';
 import {
   assess,
   cleanupPayload,
+  committedBefore,
+  failedLine,
+  removalPayload,
   isEmptyTable,
   parseSave,
   reconcilePayload,
@@ -33,6 +36,11 @@ export interface ApplyOptions {
   readonly cleanupOnly: boolean;
   /** Seconds to wait for the xtables lock (legacy backend). */
   readonly lockWaitSeconds: number;
+  /**
+   * A backend known without running anything (forced, or no legacy tables in this namespace).
+   * When given, a fresh namespace is programmed without reading its state first.
+   */
+  readonly quickBackend?: { readonly backend: Backend; readonly evidence: string } | undefined;
 }
 
 export type FamilyOutcome = 'applied' | 'unchanged' | 'reconciled' | 'cleaned' | 'nothing to clean';
@@ -58,6 +66,85 @@ interface Touched {
  * from the dump taken before, and every route added is removed, before the error is raised.
  */
 export async function applyPlan(plan: Plan, o: ApplyOptions): Promise<ApplyReport> {
+  if (!o.cleanupOnly && !o.forceApply && o.quickBackend !== undefined) {
+    const fast = await applyFresh(plan, o, o.quickBackend);
+    if (fast !== undefined) return fast;
+  }
+  return applyWithState(plan, o);
+}
+
+/**
+ * The fast path for a namespace without our rules (a pod's first start): the restore payloads
+ * and the routing batches all at once, no dump first. A restore whose `-N` finds our chains
+ * already there fails; then whatever this attempt committed is removed again (it is exactly
+ * what the plan adds, to tables that held none of it) and the careful path takes over.
+ */
+async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend; evidence: string }): Promise<ApplyReport | undefined> {
+  const { runner, log } = o;
+  const { backend } = quick;
+  const families: FamilyRules[] = plan.ipv6 === null ? [plan.ipv4] : [plan.ipv4, plan.ipv6];
+  const restores = families.map(async (f) => {
+    const payload = renderRestore(f);
+    const bin = backend.restore[f.family];
+    log.debug(`${bin} --noflush input:\n${payload.trimEnd()}`);
+    const r = await runner.run([bin, '--noflush', `--wait=${o.lockWaitSeconds}`], payload);
+    const committed = r.exitCode === 0 ? tablesOf(payload) : committedBefore(payload, failedLine(r.stderr));
+    return { family: f, bin, r, committed };
+  });
+  const batches = routeBatches(plan.routes).map(async ({ family, steps }) => {
+    const input = steps.map((s) => routeArgs(s).slice(2).join(' ')).join('\n');
+    const r = await runner.run(['ip', family === 'ipv4' ? '-4' : '-6', '-batch', '-'], `${input}\n`);
+    const failed = /Command failed -:(\d+)/.exec(r.stderr);
+    const added = r.exitCode === 0 ? steps : steps.slice(0, failed ? Number(failed[1]) - 1 : 0);
+    return { r, steps, added };
+  });
+  const [rs, bs] = await Promise.all([Promise.all(restores), Promise.all(batches)]);
+  if (rs.every((x) => x.r.exitCode === 0) && bs.every((x) => x.r.exitCode === 0)) {
+    log.info(`iptables backend: ${backend.name} (${quick.evidence})`);
+    const outcomes: Partial<Record<Family, FamilyOutcome>> = {};
+    for (const x of rs) {
+      outcomes[x.family.family] = 'applied';
+      log.info(`${x.family.family}: applied (${x.committed.join(', ')})`);
+    }
+    const added = bs.flatMap((x) => x.steps);
+    for (const step of added) log.info(`added: ${routeArgs(step).join(' ')}`);
+    return { backend, evidence: quick.evidence, families: outcomes, routesAdded: added, routesRemoved: [] };
+  }
+  const why = [...rs.map((x) => (x.r.exitCode === 0 ? '' : `${x.bin}: ${firstLine(x.r.stderr)}`)), ...bs.map((x) => (x.r.exitCode === 0 ? '' : `ip: ${firstLine(x.r.stderr)}`))].filter(Boolean);
+  log.debug(`first attempt did not apply cleanly (${why.join('; ')}); undoing it and reading the namespace state`);
+  const problems: string[] = [];
+  for (const x of bs) {
+    for (const step of [...x.added].reverse()) {
+      const r = await runner.run(routeDelArgs(step));
+      if (r.exitCode !== 0) problems.push(`${routeDelArgs(step).join(' ')}: ${firstLine(r.stderr)}`);
+    }
+  }
+  for (const x of rs) {
+    if (x.committed.length === 0) continue;
+    const r = await runner.run([x.bin, '--noflush', `--wait=${o.lockWaitSeconds}`], removalPayload(x.family, new Set(x.committed)));
+    if (r.exitCode !== 0) problems.push(`${x.bin} (undo): ${firstLine(r.stderr)}`);
+    else await dropTablesIfEmpty(runner, backend, x.family.family, x.committed, log);
+  }
+  if (problems.length > 0) log.warn(`undoing the first attempt was incomplete: ${problems.join('; ')}`);
+  return undefined;
+}
+
+/** Routing steps grouped per family, for one `ip -4|-6 -batch` each. */
+function routeBatches(steps: readonly RouteStep[]): { family: Family; steps: RouteStep[] }[] {
+  const out: { family: Family; steps: RouteStep[] }[] = [];
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const mine = steps.filter((s) => s.family === family);
+    if (mine.length > 0) out.push({ family, steps: mine });
+  }
+  return out;
+}
+
+function firstLine(text: string): string {
+  return text.trim().split('\n')[0] ?? '';
+}
+
+/** Apply with the namespace's state read first: reruns, drift, reconcile, cleanup, rollback. */
+async function applyWithState(plan: Plan, o: ApplyOptions): Promise<ApplyReport> {
   const { runner, log } = o;
   const detection = await detectBackend(runner, o.forceBackend);
   const backend = detection.backend;
@@ -142,13 +229,7 @@ export async function applyPlan(plan: Plan, o: ApplyOptions): Promise<ApplyRepor
     const r = await runner.run([bin, '--noflush', `--wait=${o.lockWaitSeconds}`], payload);
     if (r.exitCode !== 0) await rollback(commandError(`${bin} --noflush failed`, [bin, '--noflush'], r));
     log.info(`${family}: ${outcome} (${tables.join(', ')})`);
-    if (o.cleanupOnly) {
-      const after = await runner.run([backend.save[family]]);
-      if (after.exitCode === 0) {
-        const state = parseSave(after.stdout);
-        await dropEmptyNftTables(runner, backend, family, tables.filter((t) => isEmptyTable(state.get(t))), log);
-      }
-    }
+    if (o.cleanupOnly) await dropTablesIfEmpty(runner, backend, family, tables, log);
   }
 
   const routeState = await readRouteState(runner, plan.routes);
@@ -176,6 +257,15 @@ function commandError(what: string, argv: readonly string[], r: { exitCode: numb
   if (r.notFound) return new ApplyError(`${argv[0] ?? 'command'} not found (install iptables / iproute2)`, argv, r.stderr);
   const detail = r.stderr.trim().split('\n').filter((l) => l.length > 0).slice(0, 3).join(' | ');
   return new ApplyError(`${what} (exit ${r.exitCode}): ${detail}`, argv, r.stderr);
+}
+
+/** After removing ours: delete those of the tables that are left holding nothing (nft backend). */
+async function dropTablesIfEmpty(runner: Runner, backend: Backend, family: Family, tables: readonly string[], log: Logger): Promise<void> {
+  if (backend.name !== 'nft' || tables.length === 0) return;
+  const after = await runner.run([backend.save[family]]);
+  if (after.exitCode !== 0) return;
+  const state = parseSave(after.stdout);
+  await dropEmptyNftTables(runner, backend, family, tables.filter((t) => isEmptyTable(state.get(t))), log);
 }
 
 /**

@@ -68,10 +68,15 @@ function targetTokens(x: Target): string[] {
   }
 }
 
+/** A rule's specification (matches and target) as iptables arguments. */
+export function ruleSpec(rule: Rule): string[] {
+  return [...rule.matches.flatMap(matchTokens), ...targetTokens(rule.target)];
+}
+
 /** A rule as iptables arguments, without the table: `-A CHAIN ...` or `-I CHAIN N ...`. */
 export function ruleArgs(rule: Rule): string[] {
   const op = rule.op.kind === 'append' ? ['-A', rule.chain] : ['-I', rule.chain, String(rule.op.position)];
-  const tokens = [...op, ...rule.matches.flatMap(matchTokens), ...targetTokens(rule.target)];
+  const tokens = [...op, ...ruleSpec(rule)];
   for (const token of tokens) {
     if (!SAFE_TOKEN.test(token)) throw new Error(`refusing to render unsafe token ${JSON.stringify(token)}`);
   }

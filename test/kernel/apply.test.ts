@@ -238,3 +238,57 @@ describe('validation probe', () => {
     });
   });
 });
+
+describe('inside the namespace, as the init container runs (fast path for a fresh namespace)', () => {
+  const bin = join(ROOT, 'bin/istio-iptables.js');
+  const inside = (ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
+    execa('ip', ['netns', 'exec', ns.name, process.execPath, bin, ...args], { reject: false, env, timeout: 30_000 });
+
+  it.each([
+    ['TPROXY dual stack', TPROXY_DUAL],
+    ['REDIRECT IPv4', REDIRECT_V4],
+  ])('%s: a fresh apply equals the careful path, a rerun changes nothing', async (_n, args) => {
+    await withNetns('fast', async (fast) => {
+      await withNetns('careful', async (careful) => {
+        const a = await inside(fast, args);
+        expect(a.exitCode, a.stderr).toBe(0);
+        expect(a.stderr).toContain('no legacy tables in this namespace; nft preferred');
+        expect((await apply(careful, args)).code).toBe(0);
+        const state = await snapshot(fast);
+        expect(state).toBe(await snapshot(careful));
+        const b = await inside(fast, args);
+        expect(b.exitCode, b.stderr).toBe(0);
+        expect(b.stderr).toMatch(/ipv4: unchanged/);
+        expect(await snapshot(fast)).toBe(state);
+      });
+    });
+  });
+
+  it('switching REDIRECT to TPROXY (one table new, one drifted) ends in the exact TPROXY state', async () => {
+    await withNetns('switch', async (ns) => {
+      await withNetns('ref', async (ref) => {
+        expect((await inside(ns, REDIRECT_V4)).exitCode).toBe(0);
+        const tproxyV4 = REDIRECT_V4.map((a) => (a === 'REDIRECT' ? 'TPROXY' : a));
+        const r = await inside(ns, tproxyV4);
+        expect(r.exitCode, r.stderr).toBe(0);
+        expect(r.stderr).toMatch(/reconciled/);
+        expect((await apply(ref, tproxyV4)).code).toBe(0);
+        expect(await snapshot(ns)).toBe(await snapshot(ref));
+      });
+    });
+  });
+
+  it.each([
+    ['ip6tables-nft-restore', { 'ip6tables-nft-restore': 'cat >/dev/null; echo "line 2 failed: injected" >&2; exit 1' }, /ip6tables-nft-restore --noflush failed/],
+    ['ip -6 -batch', { ip: 'case "$*" in *"-6 -batch"*|*"-6 route add"*) cat >/dev/null 2>&1; echo "RTNETLINK answers: injected" >&2; exit 2;; esac; exec /usr/sbin/ip "$@"' }, /route add local ::\/0 .*failed/],
+  ])('a failing %s in the fast path leaves nothing behind', async (_n, scripts, message) => {
+    const dir = fakeBin(scripts);
+    await withNetns('fastfail', async (ns) => {
+      const pristine = await snapshot(ns);
+      const r = await inside(ns, TPROXY_DUAL, { PATH: `${dir}:${process.env['PATH'] ?? ''}` });
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(message);
+      expect(await snapshot(ns)).toBe(pristine);
+    });
+  });
+});
