@@ -41,6 +41,8 @@ export interface ApplyOptions {
    * When given, a fresh namespace is programmed without reading its state first.
    */
   readonly quickBackend?: { readonly backend: Backend; readonly evidence: string } | undefined;
+  /** Runner for that fast path (a lighter one); defaults to `runner`. */
+  readonly fastRunner?: Runner | undefined;
 }
 
 export type FamilyOutcome = 'applied' | 'unchanged' | 'reconciled' | 'cleaned' | 'nothing to clean';
@@ -80,7 +82,8 @@ export async function applyPlan(plan: Plan, o: ApplyOptions): Promise<ApplyRepor
  * what the plan adds, to tables that held none of it) and the careful path takes over.
  */
 async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend; evidence: string }): Promise<ApplyReport | undefined> {
-  const { runner, log } = o;
+  const { log } = o;
+  const runner = o.fastRunner ?? o.runner;
   const { backend } = quick;
   const families: FamilyRules[] = plan.ipv6 === null ? [plan.ipv4] : [plan.ipv4, plan.ipv6];
   const restores = families.map(async (f) => {
