@@ -126,7 +126,8 @@ export function createParser(args: readonly string[]): Argv {
   return parser;
 }
 
-const GO_BOOL = new Set(['1', 't', 'T', 'true', 'TRUE', 'True', '0', 'f', 'F', 'false', 'FALSE', 'False']);
+const GO_TRUE = new Set(['1', 't', 'T', 'true', 'TRUE', 'True']);
+const GO_BOOL = new Set([...GO_TRUE, '0', 'f', 'F', 'false', 'FALSE', 'False']);
 
 function flagSource(key: OptionKey): ValueSource {
   const spec = OPTIONS[key];
@@ -166,7 +167,8 @@ export function normalizeArgs(args: readonly string[]): string[] {
     if (spec.kind === 'boolean') {
       const value = eq > 0 ? arg.slice(eq + 1) : 'true';
       if (!GO_BOOL.has(value)) throw new ConfigError(flagSource(key), value, 'true or false');
-      out.push(`--${spec.long}=${value}`);
+      // yargs reads only "true" as true: hand it the canonical spelling of Go's boolean.
+      out.push(`--${spec.long}=${GO_TRUE.has(value)}`);
     } else if (eq > 0 || i + 1 < args.length) {
       const value = eq > 0 ? arg.slice(eq + 1) : (args[++i] ?? '');
       // yargs strips one pair of surrounding quotes from `--flag=value`: add a pair of our own

@@ -176,3 +176,14 @@ describe('--help', () => {
     expect(r.stderr).toBe('');
   });
 });
+
+describe('boolean flags take every Go spelling', () => {
+  it.each(['1', 't', 'T', 'true', 'TRUE', 'True'])('--redirect-dns=%s turns DNS capture on', async (v) => {
+    const doc = await dryRunJson([`--redirect-dns=${v}`, '--dns-servers', '10.0.0.10']);
+    expect(doc.iptablesRestore).toContain('ISTIO_OUTPUT_DNS');
+  });
+  it.each(['0', 'f', 'F', 'false', 'FALSE', 'False'])('--redirect-dns=%s leaves it off', async (v) => {
+    const doc = await dryRunJson([`--redirect-dns=${v}`, '--dns-servers', '10.0.0.10']);
+    expect(doc.iptablesRestore).not.toContain('ISTIO_OUTPUT_DNS');
+  });
+});
