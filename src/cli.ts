@@ -14,14 +14,15 @@ import { ownerResolver } from './config/host.js';
 import { processRunner, type Runner } from './apply/runner.js';
 import { applyPlan } from './apply/apply.js';
 import { quickBackend } from './apply/detect.js';
-import { runProbe } from './apply/validate.js';
+import { PROBE_CLIENT_COMMAND, probeClient, runProbe, selfCommand } from './apply/validate.js';
 
 /** Read a /proc/net file; a missing one reads as empty (its module never loaded), unless /proc is absent. */
 function readProcNet(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8');
-  } catch {
-    return existsSync('/proc/net/dev') ? '' : undefined;
+  } catch (err) {
+    // Only "no such file" means no legacy tables; unreadable (not root) means "don't know".
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/net/dev') ? '' : undefined;
   }
 }
 
@@ -52,8 +53,6 @@ function describeConfig(c: CaptureConfig): string {
 
 /** Run the probe inside another namespace: the same program, validation only, under `ip netns exec`. */
 async function probeInNamespace(runner: Runner, log: Logger): Promise<{ ok: boolean; detail: string }> {
-  const self = process.argv[1];
-  if (self === undefined) return { ok: false, detail: 'cannot find this program to run the probe in the namespace' };
   const args: string[] = [];
   const given = process.argv.slice(2);
   for (let i = 0; i < given.length; i++) {
@@ -61,7 +60,7 @@ async function probeInNamespace(runner: Runner, log: Logger): Promise<{ ok: bool
     if (a === '--network-namespace') i++;
     else if (!a.startsWith('--network-namespace=')) args.push(a);
   }
-  const r = await runner.run([process.execPath, self, ...args, '--skip-rule-apply', '--run-validation']);
+  const r = await runner.run([...selfCommand(), ...args, '--skip-rule-apply', '--run-validation']);
   if (r.stderr.trim() !== '') log.debug(r.stderr.trim());
   return { ok: r.exitCode === 0, detail: r.exitCode === 0 ? 'probe passed in the namespace' : `probe in the namespace exited ${r.exitCode}` };
 }
@@ -252,6 +251,13 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   const env = options.env ?? process.env;
   let log: Logger = createLogger('info', io.stderr);
   try {
+    const rest = args[0] === PROGRAM ? args.slice(1) : args;
+    if (rest[0] === PROBE_CLIENT_COMMAND) {
+      const [host = '', port = '0', token = '', deadline = '0'] = rest.slice(1);
+      const ok = await probeClient(host, Number(port), token, Number(deadline));
+      if (ok) io.stdout('ok');
+      return ok ? 0 : 1;
+    }
     const raw = await rawFromArgs(args, env, (text) => io.stdout(text));
     if (raw === 'help') return 0;
     const parsed = parseOptions(raw);

@@ -1,6 +1,5 @@
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { execa } from 'execa';
 
 /**
  * The validation probe, as Istio's: listen on loopback at the proxy's outbound and inbound ports,
@@ -19,21 +18,47 @@ export interface ProbeOptions {
   readonly gid: number;
 }
 
-const CLIENT = `
-const net = require('node:net');
-const [host, port, token, deadline] = process.argv.slice(1);
-const attempt = () => {
-  const s = net.connect({ host, port: Number(port) });
-  let got = '';
-  s.setTimeout(1000);
-  s.on('connect', () => s.write(token));
-  s.on('data', (d) => { got += d; if (got.includes(token)) { process.stdout.write('ok'); process.exit(0); } });
-  const retry = () => { s.destroy(); if (Date.now() > Number(deadline)) process.exit(1); setTimeout(attempt, 200); };
-  s.on('error', retry);
-  s.on('timeout', retry);
-};
-attempt();
-`;
+/** The internal command the probe client runs as, when it must change uid: `<self> __probe-client ...`. */
+export const PROBE_CLIENT_COMMAND = '__probe-client';
+
+/** How to run this program again: the compiled entrypoint alone, or Node with this script. */
+export function selfCommand(): string[] {
+  const script = process.argv[1];
+  const compiled = script === undefined || script.startsWith('/$bunfs/') || script.startsWith('B:/~BUN/');
+  return compiled ? [process.execPath] : [process.execPath, script];
+}
+
+/** Connect until the token comes back or the deadline passes. */
+export function probeClient(host: string, port: number, token: string, deadline: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const attempt = (): void => {
+      const s = connect({ host, port });
+      let got = '';
+      let settled = false;
+      const retry = (): void => {
+        if (settled) return;
+        settled = true;
+        s.destroy();
+        if (Date.now() > deadline) resolve(false);
+        else setTimeout(attempt, 200);
+      };
+      s.setTimeout(1000);
+      s.on('connect', () => s.write(token));
+      s.on('data', (d) => {
+        got += d.toString();
+        if (got.includes(token)) {
+          settled = true;
+          s.destroy();
+          resolve(true);
+        }
+      });
+      s.on('error', retry);
+      s.on('timeout', retry);
+      s.on('close', retry);
+    };
+    attempt();
+  });
+}
 
 export async function runProbe(o: ProbeOptions): Promise<{ ok: boolean; detail: string }> {
   const listenHost = o.family === 'ipv4' ? '127.0.0.1' : '::1';
@@ -60,13 +85,23 @@ export async function runProbe(o: ProbeOptions): Promise<{ ok: boolean; detail: 
   }
   try {
     if (listening.length === 0) return { ok: false, detail: `could not listen on ${listenHost} ports ${o.listenPorts.join(', ')}` };
-    const r = await execa(process.execPath, ['-e', CLIENT, target, String(o.probePort), token, String(Date.now() + o.timeoutMs)], {
-      uid: o.uid,
-      gid: o.gid,
-      reject: false,
-      timeout: o.timeoutMs + 3000,
-    });
-    return r.stdout === 'ok'
+    const deadline = Date.now() + o.timeoutMs;
+    let ok: boolean;
+    if (process.getuid?.() === o.uid && process.getgid?.() === o.gid) {
+      ok = await probeClient(target, o.probePort, token, deadline);
+    } else {
+      // The client must be the proxy's uid/gid: run this program again as them, client only.
+      const { execa } = await import('execa');
+      const [cmd = process.execPath, ...pre] = selfCommand();
+      const r = await execa(cmd, [...pre, PROBE_CLIENT_COMMAND, target, String(o.probePort), token, String(deadline)], {
+        uid: o.uid,
+        gid: o.gid,
+        reject: false,
+        timeout: o.timeoutMs + 3000,
+      });
+      ok = r.stdout === 'ok';
+    }
+    return ok
       ? { ok: true, detail: `${target}:${o.probePort} reached our listener on ${listenHost} (${listening.join(', ')})` }
       : { ok: false, detail: `${target}:${o.probePort} did not reach ${listenHost} ports ${listening.join(', ')} within ${o.timeoutMs} ms` };
   } finally {

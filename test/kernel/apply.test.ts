@@ -239,10 +239,15 @@ describe('validation probe', () => {
   });
 });
 
-describe('inside the namespace, as the init container runs (fast path for a fresh namespace)', () => {
-  const bin = join(ROOT, 'bin/istio-iptables.js');
+/** The two ways to run the program: the Node bin and the compiled entrypoint of the image. */
+const PROGRAMS = [
+  { name: 'node bin', argv: [process.execPath, join(ROOT, 'bin/istio-iptables.js')] },
+  { name: 'entrypoint', argv: [join(ROOT, 'dist/entrypoint/istio-iptables')] },
+] as const;
+
+describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name; fast path for a fresh namespace)', (program) => {
   const inside = (ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
-    execa('ip', ['netns', 'exec', ns.name, process.execPath, bin, ...args], { reject: false, env, timeout: 30_000 });
+    execa('ip', ['netns', 'exec', ns.name, ...program.argv, ...args], { reject: false, env, timeout: 30_000 });
 
   it.each([
     ['TPROXY dual stack', TPROXY_DUAL],
