@@ -10,5 +10,23 @@ export { Chains, BUILTIN_CHAINS } from './model/rule.js';
 export { buildPlan, chainsOf } from './build/plan.js';
 export { renderRestore, renderRule, ruleArgs } from './render/restore.js';
 export { renderIpCommands, routeArgs } from './render/ip.js';
-export { renderJson, renderText, toDryRunJson, type DryRunJson } from './render/dryrun.js';
-export { main, createParser, collectRaw } from './cli.js';
+export { renderJson, renderText, toDryRunJson, type DryRunJson, type DryRunOptions } from './render/dryrun.js';
+export { renderNft, nftChainName, NFT_TABLES } from './render/nft.js';
+export { main } from './cli.js';
+export { createParser } from './parser.js';
+export { collectRaw, normalizeArgs, rawFromArgs } from './args.js';
+export {
+  traceFlow,
+  validateFlow,
+  parseFlowWords,
+  parseFlowLines,
+  TraceError,
+  type Flow,
+  type FlowState,
+  type TraceOptions,
+  type TraceResult,
+  type TraceStep,
+  type TraceAction,
+  type Verdict,
+  type Hook,
+} from './trace/index.js';

@@ -1,4 +1,5 @@
 import { connect, createServer, type Server } from 'node:net';
+import { PROBE_CLIENT_COMMAND } from '../args.js';
 import { randomBytes } from 'node:crypto';
 
 /**
@@ -18,8 +19,6 @@ export interface ProbeOptions {
   readonly gid: number;
 }
 
-/** The internal command the probe client runs as, when it must change uid: `<self> __probe-client ...`. */
-export const PROBE_CLIENT_COMMAND = '__probe-client';
 
 /** How to run this program again: the compiled entrypoint alone, or Node with this script. */
 export function selfCommand(): string[] {

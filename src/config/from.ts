@@ -1,4 +1,4 @@
-import { rawFromArgs } from '../cli.js';
+import { rawFromArgs } from '../args.js';
 import type { Config } from './config.js';
 import { detectHost, type HostFacts } from './host.js';
 import { OPTION_KEYS, type RawOptions } from './options.js';

@@ -1,0 +1,148 @@
+import { ConfigError, type ValueSource } from './errors.js';
+import { OPTIONS, OPTION_KEYS, type OptionKey, type RawOptions } from './config/options.js';
+import type { RawInput } from './config/parse.js';
+
+/**
+ * Reading the command line as Istio's flag parser (pflag) reads it, into raw values with where
+ * each came from. yargs (parser.ts) is loaded only for --help and for arguments that are not
+ * our flags, where it produces the usage and the error message.
+ */
+
+/** The program name Istio's init-container args start with; accepted (and dropped) as a first word. */
+export const PROGRAM = 'istio-iptables';
+
+/** The trace subcommand: `istio-iptables trace [flags] FLOW`. */
+export const TRACE_COMMAND = 'trace';
+
+/** The hidden command the validation probe's client runs as when it must change uid. */
+export const PROBE_CLIENT_COMMAND = '__probe-client';
+
+const GO_TRUE = new Set(['1', 't', 'T', 'true', 'TRUE', 'True']);
+const GO_BOOL = new Set([...GO_TRUE, '0', 'f', 'F', 'false', 'FALSE', 'False']);
+
+const BY_NAME = new Map<string, OptionKey>();
+const BY_LONG = new Map<string, OptionKey>();
+for (const key of OPTION_KEYS) {
+  const spec = OPTIONS[key];
+  BY_NAME.set(`--${spec.long}`, key);
+  BY_LONG.set(spec.long, key);
+  if ('short' in spec) BY_NAME.set(`-${spec.short}`, key);
+}
+
+export function flagSource(key: OptionKey): ValueSource {
+  const spec = OPTIONS[key];
+  return { kind: 'flag', long: spec.long, ...('short' in spec ? { short: spec.short } : {}) };
+}
+
+/**
+ * Rewrite arguments into the unambiguous `--long=value` form, read the way pflag reads them:
+ * - a string flag takes the next argument as its value even when it starts with "-"
+ *   (`-c -eth0`, `--probe-timeout -5s`); at the very end it is an error, not an empty value;
+ * - a boolean flag never takes the next argument (`--redirect-dns true` leaves "true" as a stray
+ *   argument), and `=value` takes only Go's boolean spellings, handed on as true/false.
+ * String values are wrapped in quotes of our own: yargs strips one pair from `--flag=value`, so
+ * the value arrives exactly as given, quotes included.
+ */
+export function normalizeArgs(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? '';
+    if (arg === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    const eq = arg.indexOf('=');
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    const key = BY_NAME.get(name);
+    if (key === undefined) {
+      out.push(arg);
+      continue;
+    }
+    const spec = OPTIONS[key];
+    if (spec.kind === 'boolean') {
+      const value = eq > 0 ? arg.slice(eq + 1) : 'true';
+      if (!GO_BOOL.has(value)) throw new ConfigError(flagSource(key), value, 'true or false');
+      out.push(`--${spec.long}=${GO_TRUE.has(value)}`);
+    } else if (eq > 0 || i + 1 < args.length) {
+      const value = eq > 0 ? arg.slice(eq + 1) : (args[++i] ?? '');
+      out.push(`--${spec.long}="${value}"`);
+    } else {
+      throw new ConfigError(undefined, undefined, `flag needs an argument: ${name === `--${spec.long}` ? name : `${name}/--${spec.long}`}`);
+    }
+  }
+  return out;
+}
+
+/** Merge flag values (by long name) and the environment into raw values with their sources. Flags win. */
+export function collectRaw(argv: Readonly<Record<string, unknown>>, env: NodeJS.ProcessEnv): RawInput {
+  const values: Record<string, string | boolean> = {};
+  const sources: Partial<Record<OptionKey, ValueSource>> = {};
+  for (const key of OPTION_KEYS) {
+    const spec = OPTIONS[key];
+    const fromFlag = argv[spec.long];
+    if (fromFlag !== undefined) {
+      // A repeated flag keeps its last value.
+      const last = Array.isArray(fromFlag) ? fromFlag[fromFlag.length - 1] : fromFlag;
+      values[key] = typeof last === 'boolean' ? last : String(last);
+      sources[key] = flagSource(key);
+      continue;
+    }
+    for (const name of spec.env) {
+      const v = env[name];
+      // As viper: an empty environment variable counts as unset.
+      if (v !== undefined && v !== '') {
+        values[key] = v;
+        sources[key] = { kind: 'env', name };
+        break;
+      }
+    }
+  }
+  return { values: values as RawOptions, sources };
+}
+
+/**
+ * Normalized arguments that are all our flags, read without yargs; undefined when any argument
+ * is something else (--help, an unknown flag, a stray word), which yargs then answers.
+ */
+export function quickFlags(normalized: readonly string[]): Record<string, string | boolean> | undefined {
+  const argv: Record<string, string | boolean> = {};
+  for (const arg of normalized) {
+    const m = /^--([^=]+)=([\s\S]*)$/.exec(arg);
+    const key = m ? BY_LONG.get(m[1] ?? '') : undefined;
+    if (m === null || key === undefined) return undefined;
+    const value = m[2] ?? '';
+    argv[OPTIONS[key].long] = OPTIONS[key].kind === 'boolean' ? value === 'true' : value.slice(1, -1);
+  }
+  return argv;
+}
+
+/**
+ * Read arguments and environment into raw values with their sources. A leading "istio-iptables"
+ * (as in Istio's init-container args) is dropped. Returns 'help' when --help was answered.
+ */
+export async function rawFromArgs(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  onHelp: (text: string) => void = () => {},
+): Promise<RawInput | 'help'> {
+  const rest = normalizeArgs(args[0] === PROGRAM ? args.slice(1) : args);
+  const quick = quickFlags(rest);
+  if (quick !== undefined) return collectRaw(quick, env);
+  const { createParser } = await import('./parser.js');
+  let helpShown = false;
+  const argv = (await createParser(rest).parseAsync(rest, {}, (err, _argv, output) => {
+    if (output && !err) {
+      helpShown = true;
+      onHelp(`${output}\n`);
+    }
+  })) as Record<string, unknown>;
+  if (helpShown) return 'help';
+  return collectRaw(argv, env);
+}
+
+/** The same reading through yargs only, for tests that check the two agree. */
+export async function rawFromArgsViaYargs(args: readonly string[], env: NodeJS.ProcessEnv): Promise<RawInput> {
+  const rest = normalizeArgs(args[0] === PROGRAM ? args.slice(1) : args);
+  const { createParser } = await import('./parser.js');
+  return collectRaw((await createParser(rest).parseAsync(rest)) as Record<string, unknown>, env);
+}

@@ -1,0 +1,190 @@
+import { OPTIONS, OPTION_KEYS } from '../config/options.js';
+import type { Plan } from '../model/rule.js';
+import { parseFlowLines, parseFlowWords, type FlowInput } from './flow.js';
+import { traceFlow } from './trace.js';
+import { TraceError, type Flow, type TraceOptions, type TraceResult } from './types.js';
+
+/** The subcommand word: `istio-iptables trace [config flags] FLOW` or `... trace [config flags] --flows FILE`. */
+export { TRACE_COMMAND } from '../args.js';
+
+export const TRACE_USAGE = `Usage: istio-iptables trace [flags] DIRECTION PROTOCOL SRC[:PORT] -> DST:PORT [key=value...]
+       istio-iptables trace [flags] --flows FILE|-
+
+Walks a flow through the plan these flags build, as netfilter would, and prints each rule it
+meets (hook, table, chain, position, action, the rule as written) and the verdict: redirect or
+tproxy (with the proxy port), pass, or drop. Offline: nothing on the host is read or changed
+beyond what a dry run reads.
+
+  DIRECTION  inbound | outbound          PROTOCOL  tcp | udp
+  SRC, DST   10.0.0.1:80, [fd00::1]:80 (SRC's port is optional, default 40000)
+  uid=N gid=N groups=N,N   outbound: the sending process
+  in=IFACE   inbound interface (default eth0)     out=IFACE  outbound interface (default lo
+             for a local destination, else eth0)
+  mark=N     the packet's mark (SO_MARK)          state=new|established|invalid (default new)
+  --in IFACE, --out IFACE   same as in=, out=
+  --local ADDR[,ADDR]       the pod's own addresses (local destinations; inbound REDIRECT target)
+  --flows FILE|-            JSON lines in ({"direction","protocol","src","sport","dst","dport",
+                            "uid","gid","groups","inInterface","outInterface","mark","state"}),
+                            JSON lines out in the same order ({"verdict","toPort","path"})
+  --output json             print the single flow's result as one JSON line
+
+Examples:
+  istio-iptables trace -b '*' -m TPROXY inbound tcp 10.0.0.1:40000 '->' 10.0.0.2:8080 --in eth0
+  istio-iptables trace -i '*' -u 1337 outbound tcp 10.0.0.2 '->' 93.184.216.34:443 uid=1000 gid=1000
+`;
+
+export interface TraceArgs {
+  /** Everything for the configuration parser, in order: flags exactly as a dry run takes them. */
+  readonly configArgs: readonly string[];
+  /** The human flow's words. */
+  readonly words: readonly string[];
+  readonly flowsFile?: string;
+  readonly inInterface?: string;
+  readonly outInterface?: string;
+  readonly localAddresses: readonly string[];
+}
+
+const TRACE_FLAGS = ['--flows', '--in', '--out', '--local'] as const;
+type TraceFlag = (typeof TRACE_FLAGS)[number];
+
+/**
+ * Separate trace's own flags and the flow's words from the configuration flags. A configuration
+ * flag that takes a value takes the next argument whatever it looks like, as the main parser does;
+ * anything else starting with "-" (but "->") goes to the configuration parser, which reports it.
+ */
+export function splitTraceArgs(args: readonly string[]): TraceArgs {
+  const takesValue = new Set<string>();
+  for (const key of OPTION_KEYS) {
+    const spec = OPTIONS[key];
+    if (spec.kind === 'boolean') continue;
+    takesValue.add(`--${spec.long}`);
+    if ('short' in spec) takesValue.add(`-${spec.short}`);
+  }
+  const configArgs: string[] = [];
+  const words: string[] = [];
+  const own: Partial<Record<TraceFlag, string>> = {};
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? '';
+    const eq = arg.indexOf('=');
+    const name = arg.startsWith('-') && eq > 0 ? arg.slice(0, eq) : arg;
+    if ((TRACE_FLAGS as readonly string[]).includes(name)) {
+      let value: string | undefined;
+      if (eq > 0 && name !== arg) value = arg.slice(eq + 1);
+      else {
+        value = args[i + 1];
+        i++;
+      }
+      if (value === undefined) throw new TraceError(`flag needs an argument: ${name}`);
+      own[name as TraceFlag] = value;
+    } else if (takesValue.has(arg)) {
+      configArgs.push(arg);
+      if (i + 1 < args.length) configArgs.push(args[++i] ?? '');
+    } else if (arg.startsWith('-') && arg !== '->') {
+      configArgs.push(arg);
+    } else {
+      words.push(arg);
+    }
+  }
+  const local = own['--local'];
+  return {
+    configArgs,
+    words,
+    ...(own['--flows'] === undefined ? {} : { flowsFile: own['--flows'] }),
+    ...(own['--in'] === undefined ? {} : { inInterface: own['--in'] }),
+    ...(own['--out'] === undefined ? {} : { outInterface: own['--out'] }),
+    localAddresses: local === undefined ? [] : local.split(',').map((s) => s.trim()).filter((s) => s !== ''),
+  };
+}
+
+/** The result as one JSON line: {"verdict","toPort","path"}. */
+export function traceJsonLine(result: TraceResult): string {
+  return `${JSON.stringify({ verdict: result.verdict, toPort: result.toPort, path: result.path })}\n`;
+}
+
+function describeFlow(f: Flow): string {
+  const host = (a: string, port: number): string => (a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`);
+  const extra: string[] = [];
+  if (f.uid !== undefined) extra.push(`uid=${f.uid}`);
+  if (f.gid !== undefined) extra.push(`gid=${f.gid}`);
+  if (f.mark !== undefined) extra.push(`mark=${f.mark}`);
+  if (f.inInterface !== undefined) extra.push(`in=${f.inInterface}`);
+  if (f.outInterface !== undefined) extra.push(`out=${f.outInterface}`);
+  extra.push(`state=${(f.state ?? 'NEW').toLowerCase()}`);
+  return [f.direction, f.protocol, host(f.src, f.sport), '->', host(f.dst, f.dport), ...extra].join(' ');
+}
+
+/** The readable form: the flow, one line per rule met, the verdict. */
+export function formatTrace(flow: Flow, result: TraceResult, familyDisabled: boolean): string {
+  const lines = [`flow: ${describeFlow(flow)}`];
+  if (familyDisabled) lines.push('  (IPv6 is disabled in this plan: no rule applies)');
+  else if (result.path.length === 0) lines.push('  (no rule matched)');
+  const cols = result.path.map((s) => [s.hook, s.table, s.chain, `#${s.position}`, s.action, s.rule]);
+  const widths = [0, 1, 2, 3, 4].map((i) => Math.max(0, ...cols.map((c) => (c[i] ?? '').length)));
+  let sent = false;
+  for (const [i, c] of cols.entries()) {
+    const hook = result.path[i]?.hook;
+    if (hook === 'OUTPUT' || hook === 'POSTROUTING') sent = true;
+    else if (sent) {
+      lines.push('  (back in through lo)');
+      sent = false;
+    }
+    lines.push(`  ${c.map((v, j) => (j < 5 ? v.padEnd(widths[j] ?? 0) : v)).join('  ')}`);
+  }
+  const established = flow.state === 'ESTABLISHED' ? " (as the connection's first packet decided)" : '';
+  switch (result.verdict) {
+    case 'redirect':
+      lines.push(`verdict: redirect to port ${result.toPort} (NAT; the original destination is kept in conntrack)${established}`);
+      break;
+    case 'tproxy':
+      lines.push(`verdict: tproxy to port ${result.toPort} (the transparent listener; destination unchanged)${established}`);
+      break;
+    case 'drop':
+      lines.push('verdict: drop');
+      break;
+    case 'pass':
+      lines.push(`verdict: pass (not captured)${established}`);
+      break;
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function traceOne(plan: Plan, input: FlowInput, local: readonly string[], opts: Pick<TraceOptions, 'resolveOwner'>): TraceResult {
+  return traceFlow(plan, input.flow, {
+    ...opts,
+    localAddresses: local,
+    ...(input.groups === undefined ? {} : { groups: input.groups }),
+  });
+}
+
+/**
+ * Run the trace subcommand on a built plan. `flowsText` is the --flows input when given. Returns
+ * what to print; throws TraceError naming the problem (nothing is printed then).
+ */
+export function runTraceCommand(
+  plan: Plan,
+  args: TraceArgs,
+  flowsText: string | undefined,
+  output: 'text' | 'json',
+  opts: Pick<TraceOptions, 'resolveOwner'> = {},
+): string {
+  if (args.flowsFile !== undefined) {
+    if (args.words.length > 0) throw new TraceError(`give either a flow or --flows, not both (got ${JSON.stringify(args.words.join(' '))})`);
+    if (args.inInterface !== undefined || args.outInterface !== undefined) throw new TraceError('--in/--out go with a flow on the command line; in --flows use inInterface/outInterface');
+    const inputs = parseFlowLines(flowsText ?? '');
+    return inputs.map((input, i) => {
+      try {
+        return traceJsonLine(traceOne(plan, input, args.localAddresses, opts));
+      } catch (e) {
+        throw new TraceError(`--flows flow ${i + 1}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }).join('');
+  }
+  if (args.words.length === 0) throw new TraceError('trace needs a flow (DIRECTION PROTOCOL SRC[:PORT] -> DST:PORT) or --flows FILE (see trace --help)');
+  const input = parseFlowWords(args.words, {
+    ...(args.inInterface === undefined ? {} : { inInterface: args.inInterface }),
+    ...(args.outInterface === undefined ? {} : { outInterface: args.outInterface }),
+  });
+  const result = traceOne(plan, input, args.localAddresses, opts);
+  if (output === 'json') return traceJsonLine(result);
+  return formatTrace(input.flow, result, input.flow.src.includes(':') && plan.ipv6 === null);
+}

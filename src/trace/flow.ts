@@ -1,0 +1,197 @@
+import { parseAddress } from '../config/net.js';
+import { isInterfaceName } from '../config/values.js';
+import { TraceError, type Flow, type FlowState } from './types.js';
+
+/** A validated flow and the sending process's supplementary groups, if given. */
+export interface FlowInput {
+  readonly flow: Flow;
+  readonly groups?: readonly number[];
+}
+
+/** The source port the human form uses when none is written: an ephemeral one. */
+export const DEFAULT_SPORT = 40000;
+
+const FIELDS = ['direction', 'protocol', 'src', 'sport', 'dst', 'dport', 'uid', 'gid', 'inInterface', 'outInterface', 'mark', 'state', 'groups'] as const;
+const MAX_ID = 4294967294;
+const MAX_MARK = 0xffffffff;
+
+function q(v: unknown): string {
+  return JSON.stringify(v) ?? String(v);
+}
+
+function required(obj: Record<string, unknown>, key: string, what: string): unknown {
+  if (obj[key] === undefined) throw new TraceError(`${key} is missing (${what})`);
+  return obj[key];
+}
+
+function integer(obj: Record<string, unknown>, key: string, min: number, max: number, what: string): number | undefined {
+  const v = obj[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new TraceError(`${key} ${q(v)} is not ${what}`);
+  return v;
+}
+
+function address(obj: Record<string, unknown>, key: 'src' | 'dst'): string {
+  const v = obj[key];
+  if (typeof v !== 'string') throw new TraceError(`${key} is missing (an IPv4 or IPv6 address)`);
+  const a = parseAddress(v);
+  if (a === null) throw new TraceError(`${key} ${q(v)} is not an IPv4 or IPv6 address`);
+  return a.text;
+}
+
+function iface(obj: Record<string, unknown>, key: 'inInterface' | 'outInterface'): string | undefined {
+  const v = obj[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || !isInterfaceName(v) || v.endsWith('+')) throw new TraceError(`${key} ${q(v)} is not an interface name`);
+  return v;
+}
+
+/** Check a flow given as an object (a JSON line, or the human form's fields) and normalize it. */
+export function validateFlow(value: unknown): FlowInput {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TraceError('a flow must be a JSON object');
+  const obj = value as Record<string, unknown>;
+  for (const key of Object.keys(obj)) {
+    if (!(FIELDS as readonly string[]).includes(key)) throw new TraceError(`unknown flow field ${q(key)} (known: ${FIELDS.join(', ')})`);
+  }
+  const direction = required(obj, 'direction', 'inbound or outbound');
+  if (direction !== 'inbound' && direction !== 'outbound') throw new TraceError(`direction ${q(direction)} is not inbound or outbound`);
+  const protocol = required(obj, 'protocol', 'tcp or udp');
+  if (protocol !== 'tcp' && protocol !== 'udp') throw new TraceError(`protocol ${q(protocol)} is not tcp or udp`);
+  const src = address(obj, 'src');
+  const dst = address(obj, 'dst');
+  if (parseAddress(src)?.family !== parseAddress(dst)?.family) throw new TraceError(`src ${src} and dst ${dst} are not of the same family`);
+  const sport = integer(obj, 'sport', 1, 65535, 'a port (1-65535)');
+  const dport = integer(obj, 'dport', 1, 65535, 'a port (1-65535)');
+  if (sport === undefined) throw new TraceError('sport is missing (a port, 1-65535)');
+  if (dport === undefined) throw new TraceError('dport is missing (a port, 1-65535)');
+  const uid = integer(obj, 'uid', 0, MAX_ID, 'a uid (0-4294967294)');
+  const gid = integer(obj, 'gid', 0, MAX_ID, 'a gid (0-4294967294)');
+  const mark = integer(obj, 'mark', 0, MAX_MARK, 'a mark (0-0xffffffff)');
+  const inInterface = iface(obj, 'inInterface');
+  const outInterface = iface(obj, 'outInterface');
+  const rawState = obj['state'];
+  let state: FlowState | undefined;
+  if (rawState !== undefined) {
+    const up = typeof rawState === 'string' ? rawState.toUpperCase() : '';
+    if (up !== 'NEW' && up !== 'ESTABLISHED' && up !== 'INVALID') throw new TraceError(`state ${q(rawState)} is not NEW, ESTABLISHED or INVALID`);
+    state = up;
+  }
+  const rawGroups = obj['groups'];
+  let groups: number[] | undefined;
+  if (rawGroups !== undefined) {
+    if (!Array.isArray(rawGroups) || !rawGroups.every((g) => typeof g === 'number' && Number.isInteger(g) && g >= 0 && g <= MAX_ID)) {
+      throw new TraceError(`groups ${q(rawGroups)} is not a list of gids`);
+    }
+    groups = rawGroups as number[];
+  }
+  if (direction === 'inbound') {
+    for (const key of ['uid', 'gid', 'groups', 'outInterface'] as const) {
+      if (obj[key] !== undefined) throw new TraceError(`${key} applies to outbound flows only (an inbound packet has no local sender and arrives on inInterface)`);
+    }
+  } else if (inInterface !== undefined) {
+    throw new TraceError('inInterface applies to inbound flows only (an outbound packet leaves through outInterface)');
+  }
+  const flow: Flow = {
+    direction,
+    protocol,
+    src,
+    sport,
+    dst,
+    dport,
+    ...(uid === undefined ? {} : { uid }),
+    ...(gid === undefined ? {} : { gid }),
+    ...(inInterface === undefined ? {} : { inInterface }),
+    ...(outInterface === undefined ? {} : { outInterface }),
+    ...(mark === undefined ? {} : { mark }),
+    ...(state === undefined ? {} : { state }),
+  };
+  return groups === undefined ? { flow } : { flow, groups };
+}
+
+/** `10.0.0.1:80`, `[fd00::1]:80`, or a bare address (port null). */
+function splitHostPort(text: string, what: string): { host: string; port: number | null } {
+  const bracket = /^\[([^\]]*)\](?::(.*))?$/.exec(text);
+  let host = text;
+  let port: string | undefined;
+  if (bracket) {
+    host = bracket[1] ?? '';
+    port = bracket[2];
+  } else if ((text.match(/:/g) ?? []).length === 1) {
+    [host = '', port] = text.split(':');
+  }
+  if (parseAddress(host) === null) throw new TraceError(`${what} ${q(text)} is not ADDRESS[:PORT] (IPv6 with a port as [ADDRESS]:PORT)`);
+  if (port === undefined) return { host, port: null };
+  if (!/^[1-9][0-9]{0,4}$/.test(port) || Number(port) > 65535) throw new TraceError(`${what} ${q(text)} has no valid port (1-65535)`);
+  return { host, port: Number(port) };
+}
+
+function numberWord(key: string, value: string): number {
+  if (!/^(?:0|[1-9][0-9]{0,9}|0x[0-9a-fA-F]{1,8})$/.test(value)) throw new TraceError(`${key}=${q(value)} is not a number`);
+  return Number(value);
+}
+
+/**
+ * The human form: `DIRECTION PROTOCOL SRC[:PORT] -> DST:PORT [uid=N] [gid=N] [groups=N,N]
+ * [mark=N] [in=IFACE] [out=IFACE] [state=new|established|invalid]`.
+ */
+export function parseFlowWords(words: readonly string[], extra: { readonly inInterface?: string; readonly outInterface?: string } = {}): FlowInput {
+  const [direction, protocol, src, arrow, dst, ...rest] = words;
+  if (dst === undefined || arrow !== '->') {
+    throw new TraceError(`a flow is DIRECTION PROTOCOL SRC[:PORT] -> DST:PORT [key=value...], got ${q(words.join(' '))}`);
+  }
+  const s = splitHostPort(src ?? '', 'source');
+  const d = splitHostPort(dst, 'destination');
+  if (d.port === null) throw new TraceError(`destination ${q(dst)} needs a port (ADDRESS:PORT, [IPv6]:PORT)`);
+  const obj: Record<string, unknown> = { direction, protocol, src: s.host, sport: s.port ?? DEFAULT_SPORT, dst: d.host, dport: d.port };
+  if (extra.inInterface !== undefined) obj['inInterface'] = extra.inInterface;
+  if (extra.outInterface !== undefined) obj['outInterface'] = extra.outInterface;
+  for (const word of rest) {
+    const eq = word.indexOf('=');
+    const key = eq > 0 ? word.slice(0, eq) : word;
+    const value = word.slice(eq + 1);
+    if (eq <= 0) throw new TraceError(`unexpected word ${q(word)} in the flow (key=value: uid, gid, groups, mark, in, out, state)`);
+    switch (key) {
+      case 'uid':
+      case 'gid':
+      case 'mark':
+        obj[key] = numberWord(key, value);
+        break;
+      case 'groups':
+        obj['groups'] = value === '' ? [] : value.split(',').map((g) => numberWord('groups', g));
+        break;
+      case 'in':
+        obj['inInterface'] = value;
+        break;
+      case 'out':
+        obj['outInterface'] = value;
+        break;
+      case 'state':
+        obj['state'] = value;
+        break;
+      default:
+        throw new TraceError(`unknown flow key ${q(key)} (uid, gid, groups, mark, in, out, state)`);
+    }
+  }
+  return validateFlow(obj);
+}
+
+/** JSON lines: one flow per non-blank line, each checked; the first bad one names its line. */
+export function parseFlowLines(text: string): FlowInput[] {
+  const out: FlowInput[] = [];
+  const lines = text.split('\n');
+  for (const [i, line] of lines.entries()) {
+    if (line.trim() === '') continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      throw new TraceError(`--flows line ${i + 1}: not JSON`);
+    }
+    try {
+      out.push(validateFlow(value));
+    } catch (e) {
+      throw new TraceError(`--flows line ${i + 1}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  return out;
+}

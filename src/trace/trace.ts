@@ -1,0 +1,370 @@
+import { parseAddress, type ParsedAddress } from '../config/net.js';
+import type { Cidr, Family, FamilyRules, Match, OwnerId, Plan, Rule, Table } from '../model/rule.js';
+import { renderRule } from '../render/restore.js';
+import { TraceError, type Flow, type FlowState, type Hook, type TraceAction, type TraceOptions, type TraceResult, type TraceStep, type Verdict } from './types.js';
+
+/**
+ * Walk a flow through a plan the way netfilter walks a packet through a freshly programmed
+ * namespace: hooks in order, tables by priority at each hook, chains in their final order, NAT on a
+ * connection's first packet only, marks and connmarks carried from rule to rule, and locally
+ * generated traffic to a local address looping back through lo. Pure: no I/O.
+ */
+
+/** Tables at each hook, by priority (raw -300, mangle -150, nat DNAT -100, filter 0, nat SNAT 100). */
+const HOOK_TABLES: Readonly<Record<Hook, readonly Table[]>> = {
+  PREROUTING: ['raw', 'mangle', 'nat'],
+  OUTPUT: ['raw', 'mangle', 'nat', 'filter'],
+  FORWARD: ['mangle', 'filter'],
+  INPUT: ['mangle', 'filter', 'nat'],
+  POSTROUTING: ['mangle', 'nat'],
+};
+
+/** Which NAT manipulation the nat table decides at a hook. */
+const NAT_MANIP: Partial<Record<Hook, 'dst' | 'src'>> = { PREROUTING: 'dst', OUTPUT: 'dst', INPUT: 'src', POSTROUTING: 'src' };
+
+const DEFAULT_INTERFACE = 'eth0';
+const MAX_DEPTH = 32;
+const LOOPBACK = { ipv4: '127.0.0.1', ipv6: '::1' } as const;
+
+/** Each chain's rules in the kernel's final order: appends and inserts replayed in issue order. */
+export function finalChains(rules: readonly Rule[]): Map<string, Rule[]> {
+  const out = new Map<string, Rule[]>();
+  for (const rule of rules) {
+    const key = chainKey(rule.table, rule.chain);
+    const list = out.get(key) ?? [];
+    if (rule.op.kind === 'append') list.push(rule);
+    else {
+      const index = rule.op.position - 1;
+      if (index < 0 || index > list.length) {
+        throw new TraceError(`the plan inserts at position ${rule.op.position} of ${rule.table} ${rule.chain}, which has ${list.length} rules: iptables-restore would reject it`);
+      }
+      list.splice(index, 0, rule);
+    }
+    out.set(key, list);
+  }
+  return out;
+}
+
+function chainKey(table: string, chain: string): string {
+  return `${table}/${chain}`;
+}
+
+/** Whether an address lies in a prefix (same family, first prefixLength bits equal). */
+export function inCidr(addr: ParsedAddress, cidr: Cidr): boolean {
+  if (addr.family !== cidr.family) return false;
+  const net = parseAddress(cidr.address);
+  if (net === null || net.family !== addr.family) return false;
+  const width = addr.family === 'ipv4' ? 8 : 16;
+  let left = cidr.prefixLength;
+  for (let i = 0; left > 0; i++, left -= width) {
+    const bits = Math.min(width, left);
+    const shift = width - bits;
+    if ((addr.parts[i] ?? 0) >> shift !== (net.parts[i] ?? 0) >> shift) return false;
+  }
+  return true;
+}
+
+/** iptables interface match: exact, or a prefix when the name ends with "+". */
+function interfaceMatches(actual: string, name: string): boolean {
+  if (actual === '') return false;
+  return name.endsWith('+') ? actual.startsWith(name.slice(0, -1)) : actual === name;
+}
+
+interface Socket {
+  readonly uid: number | undefined;
+  readonly gid: number | undefined;
+}
+
+/** The packet as the rules see it, mutated as targets fire. */
+interface Packet {
+  readonly family: Family;
+  readonly protocol: 'tcp' | 'udp';
+  src: ParsedAddress;
+  sport: number;
+  dst: ParsedAddress;
+  dport: number;
+  inIf: string;
+  outIf: string;
+  mark: number;
+  /** The socket that sent it (locally generated packets before they loop back), else null. */
+  socket: Socket | null;
+  readonly state: FlowState;
+  /** Connection mark; null without a conntrack entry (INVALID). */
+  ctmark: number | null;
+  /** Whether the conntrack entry is attached yet (the CT target acts only before). */
+  ctAttached: boolean;
+}
+
+/** A connection's NAT and marks, as its first packet left them. */
+interface Connection {
+  readonly dnat: { readonly hook: Hook; readonly dst: ParsedAddress; readonly dport: number } | null;
+  readonly ctmark: number;
+  readonly verdict: Verdict;
+  readonly toPort: number | null;
+}
+
+interface Walk {
+  readonly chains: Map<string, Rule[]>;
+  readonly opts: TraceOptions;
+  readonly local: readonly ParsedAddress[];
+  /** The output route of a locally generated packet: its interface. */
+  readonly route: (p: Packet) => string;
+  readonly path: TraceStep[];
+  /** NAT is consulted: true only for a NEW packet; each manipulation once. */
+  readonly natOpen: { dst: boolean; src: boolean };
+  /** The established connection's NAT, re-applied where its first packet got it. */
+  readonly established: Connection | null;
+  dnat: Connection['dnat'];
+  redirectPort: number | null;
+  tproxyPort: number | null;
+}
+
+type ChainEnd = 'fallthrough' | 'return' | 'accept' | 'drop';
+
+function ownerMatches(w: Walk, p: Packet, kind: 'uid' | 'gid', id: OwnerId, negate: boolean): boolean {
+  // xt_owner without a full socket: only the negated form matches.
+  if (p.socket === null) return negate;
+  const actual = kind === 'uid' ? p.socket.uid : p.socket.gid;
+  const wanted = typeof id === 'number' ? id : w.opts.resolveOwner?.(id, kind);
+  // A name nobody resolves, or an id the flow did not give: it is not this process's id.
+  const hit = wanted !== undefined && actual !== undefined && actual === wanted;
+  return hit !== negate;
+}
+
+function matchOne(w: Walk, p: Packet, x: Match): boolean {
+  switch (x.kind) {
+    case 'protocol':
+      return p.protocol === x.protocol;
+    case 'source':
+      return inCidr(p.src, x.cidr);
+    case 'destination':
+      return inCidr(p.dst, x.cidr) !== x.negate;
+    case 'inInterface':
+      return interfaceMatches(p.inIf, x.name);
+    case 'outInterface':
+      return interfaceMatches(p.outIf, x.name);
+    case 'dport':
+      return (p.dport === x.port) !== x.negate;
+    case 'sport':
+      return p.sport === x.port;
+    case 'multiportDports':
+      return x.ports.includes(p.dport) !== x.negate;
+    case 'uidOwner':
+      return ownerMatches(w, p, 'uid', x.id, x.negate);
+    case 'gidOwner':
+      return ownerMatches(w, p, 'gid', x.id, x.negate);
+    case 'mark':
+      return (p.mark === x.mark) !== x.negate;
+    case 'connmark':
+      // xt_connmark: no conntrack entry, no match.
+      return p.ctmark !== null && p.ctmark === x.mark;
+    case 'ctstate':
+      return (x.states as readonly string[]).includes(p.state);
+  }
+}
+
+function localAddress(w: Walk, family: Family, inIf: string): ParsedAddress | null {
+  if (inIf === 'lo') return parseAddress(LOOPBACK[family]);
+  return w.local.find((a) => a.family === family) ?? null;
+}
+
+function walkChain(w: Walk, p: Packet, hook: Hook, table: Table, chain: string, depth: number): ChainEnd {
+  if (depth > MAX_DEPTH) throw new TraceError(`jumps nest deeper than ${MAX_DEPTH} chains at ${table} ${chain}: the plan has a loop`);
+  const rules = w.chains.get(chainKey(table, chain)) ?? [];
+  for (const [i, rule] of rules.entries()) {
+    if (!rule.matches.every((x) => matchOne(w, p, x))) continue;
+    const step = (action: TraceAction): void => {
+      w.path.push({ hook, table, chain, position: i + 1, rule: renderRule(rule), action });
+    };
+    const t = rule.target;
+    switch (t.kind) {
+      case 'jump': {
+        step('jump');
+        const end = walkChain(w, p, hook, table, t.chain, depth + 1);
+        if (end === 'accept' || end === 'drop') return end;
+        break;
+      }
+      case 'return':
+        step('return');
+        return 'return';
+      case 'accept':
+        step('accept');
+        return 'accept';
+      case 'drop':
+        step('drop');
+        return 'drop';
+      case 'redirect': {
+        // Only reachable in nat, i.e. on a connection's first packet: the DNAT binding is made here.
+        step('redirect');
+        const to = hook === 'OUTPUT' ? parseAddress(LOOPBACK[p.family]) : localAddress(w, p.family, p.inIf);
+        if (to !== null) p.dst = to;
+        p.dport = t.toPort;
+        w.dnat = { hook, dst: p.dst, dport: p.dport };
+        w.redirectPort = t.toPort;
+        return 'accept';
+      }
+      case 'tproxy':
+        // The socket lookup is assumed to find the proxy's transparent listener on the port.
+        step('tproxy');
+        p.mark = ((p.mark & ~t.mask) ^ t.mark) >>> 0;
+        w.tproxyPort = t.onPort;
+        return 'accept';
+      case 'setMark':
+        step('mark');
+        p.mark = t.mark;
+        break;
+      case 'connmarkSave':
+        step('connmark');
+        if (p.ctmark !== null) p.ctmark = p.mark;
+        break;
+      case 'connmarkRestore':
+        step('connmark');
+        if (p.ctmark !== null) p.mark = p.ctmark;
+        break;
+      case 'ct':
+        // xt_CT only templates a packet that has no conntrack entry yet (e.g. not on lo's way back).
+        step(p.ctAttached ? 'continue' : 'ct');
+        break;
+    }
+  }
+  return 'fallthrough';
+}
+
+/** One hook: each of its tables in priority order. Returns false when the packet is dropped. */
+function runHook(w: Walk, p: Packet, hook: Hook): boolean {
+  for (const table of HOOK_TABLES[hook]) {
+    if (table === 'nat') {
+      const manip = NAT_MANIP[hook];
+      if (manip === undefined) continue;
+      if (!w.natOpen[manip]) {
+        // A later packet: the binding its connection got at this hook applies, no rule is read.
+        const d = w.established?.dnat;
+        if (manip === 'dst' && d && d.hook === hook) {
+          p.dst = d.dst;
+          p.dport = d.dport;
+          if (hook === 'OUTPUT') p.outIf = 'lo';
+        }
+        continue;
+      }
+      w.natOpen[manip] = false;
+    }
+    const before = p.mark;
+    // Built-in chains end in their policy (ACCEPT), as RETURN does there.
+    if (walkChain(w, p, hook, table, hook, 0) === 'drop') return false;
+    if (table === 'raw') p.ctAttached = true;
+    // mangle OUTPUT changing the mark reroutes (ip_route_me_harder): a TPROXY fwmark rule
+    // sends the packet to the local table, i.e. out through lo.
+    if (hook === 'OUTPUT' && table === 'mangle' && p.mark !== before) p.outIf = w.route(p);
+    // nat OUTPUT redirecting to loopback reroutes too.
+    if (hook === 'OUTPUT' && table === 'nat' && w.dnat !== null) p.outIf = 'lo';
+  }
+  if (hook === 'PREROUTING' || hook === 'OUTPUT') p.ctAttached = true;
+  return true;
+}
+
+function isLocal(local: readonly ParsedAddress[], a: ParsedAddress): boolean {
+  if (a.family === 'ipv4' ? a.parts[0] === 127 : a.loopback) return true;
+  return local.some((l) => l.family === a.family && l.text === a.text);
+}
+
+function parseFlowAddress(text: string, what: string): ParsedAddress {
+  const a = parseAddress(text);
+  if (a === null) throw new TraceError(`${what} ${JSON.stringify(text)} is not an IPv4 or IPv6 address`);
+  return a;
+}
+
+function familyRules(plan: Plan, family: Family): FamilyRules | null {
+  return family === 'ipv4' ? plan.ipv4 : plan.ipv6;
+}
+
+/** Walk one packet; `connection` is set for a later packet of an established connection. */
+function walkPacket(plan: Plan, flow: Flow, opts: TraceOptions, connection: Connection | null): { result: TraceResult; connection: Connection } {
+  const src = parseFlowAddress(flow.src, 'source address');
+  const dst = parseFlowAddress(flow.dst, 'destination address');
+  if (src.family !== dst.family) throw new TraceError(`source ${src.text} and destination ${dst.text} are of different families`);
+  const family = src.family;
+  const rules = familyRules(plan, family);
+  const local = (opts.localAddresses ?? []).map((t) => parseFlowAddress(t, 'local address'));
+  // Addresses the plan's routing puts on lo (::6) are local as well.
+  for (const r of plan.routes) if (r.kind === 'loopbackAddress' && r.family === family) local.push(parseFlowAddress(r.cidr.address, 'local address'));
+  const fwmarks = plan.routes.filter((r) => r.kind === 'fwmarkRule' && r.family === family).map((r) => (r.kind === 'fwmarkRule' ? r.mark : 0));
+  const state = flow.state ?? 'NEW';
+  const w: Walk = {
+    // IPv6 disabled: no rule of ours applies.
+    chains: finalChains(rules?.rules ?? []),
+    opts,
+    local,
+    // A local destination, or a mark the TPROXY fwmark rule sends to the local table: lo.
+    route: (pk) => (isLocal(local, pk.dst) || (rules !== null && fwmarks.includes(pk.mark)) ? 'lo' : (flow.outInterface ?? DEFAULT_INTERFACE)),
+    path: [],
+    natOpen: { dst: state === 'NEW', src: state === 'NEW' },
+    established: connection,
+    dnat: null,
+    redirectPort: null,
+    tproxyPort: null,
+  };
+  const p: Packet = {
+    family,
+    protocol: flow.protocol,
+    src,
+    sport: flow.sport,
+    dst,
+    dport: flow.dport,
+    inIf: '',
+    outIf: '',
+    mark: flow.mark ?? 0,
+    socket: null,
+    state,
+    ctmark: state === 'INVALID' ? null : (connection?.ctmark ?? 0),
+    ctAttached: false,
+  };
+
+  const delivered = ((): boolean => {
+    if (flow.direction === 'inbound') {
+      p.inIf = flow.inInterface ?? DEFAULT_INTERFACE;
+      // Inbound flows are addressed to the pod: routed for local delivery.
+      return runHook(w, p, 'PREROUTING') && runHook(w, p, 'INPUT');
+    }
+    p.socket = { uid: flow.uid, gid: flow.gid };
+    p.outIf = flow.outInterface ?? w.route(p);
+    if (!runHook(w, p, 'OUTPUT') || !runHook(w, p, 'POSTROUTING')) return false;
+    if (p.outIf !== 'lo') return true;
+    // Back in through lo: the socket is orphaned, the mark and the conntrack entry stay, and both
+    // NAT manipulations were settled on the way out (nat PREROUTING and INPUT are not consulted).
+    p.socket = null;
+    p.inIf = 'lo';
+    p.outIf = '';
+    w.natOpen.dst = false;
+    w.natOpen.src = false;
+    return runHook(w, p, 'PREROUTING') && runHook(w, p, 'INPUT');
+  })();
+
+  let verdict: Verdict;
+  let toPort: number | null;
+  if (!delivered) [verdict, toPort] = ['drop', null];
+  else if (connection !== null) [verdict, toPort] = [connection.verdict, connection.toPort];
+  // TPROXY assigns the socket; a REDIRECT elsewhere on the path cannot take it away.
+  else if (w.tproxyPort !== null) [verdict, toPort] = ['tproxy', w.tproxyPort];
+  else if (w.redirectPort !== null) [verdict, toPort] = ['redirect', w.redirectPort];
+  else [verdict, toPort] = ['pass', null];
+  return {
+    result: { verdict, toPort, path: w.path },
+    connection: { dnat: w.dnat, ctmark: p.ctmark ?? 0, verdict, toPort },
+  };
+}
+
+/**
+ * Trace a flow through a plan: which rules match, in the order netfilter meets them, and what
+ * becomes of the connection. For an ESTABLISHED packet the connection's first packet is walked
+ * first (unrecorded) to learn its NAT binding, connmark and destination.
+ */
+export function traceFlow(plan: Plan, flow: Flow, opts: TraceOptions = {}): TraceResult {
+  for (const [name, port] of [['source port', flow.sport], ['destination port', flow.dport]] as const) {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TraceError(`${name} ${port} is not a port (1-65535)`);
+  }
+  if (flow.state === 'ESTABLISHED') {
+    const first = walkPacket(plan, { ...flow, state: 'NEW' }, opts, null);
+    return walkPacket(plan, flow, opts, first.connection).result;
+  }
+  return walkPacket(plan, flow, opts, null).result;
+}
