@@ -12,7 +12,7 @@ const require = createRequire(import.meta.url);
 const bun = join(dirname(require.resolve('@oven/bun-linux-x64/package.json')), 'bin', 'bun');
 const out = join(root, 'dist', 'entrypoint', 'istio-iptables');
 mkdirSync(dirname(out), { recursive: true });
-execFileSync(bun, ['build', '--compile', '--minify', '--bytecode', '--format=esm', '--target=bun-linux-x64', join(root, 'src', 'entrypoint.ts'), '--outfile', out], {
+execFileSync(bun, ['build', '--compile', '--minify', '--bytecode', '--format=esm', '--splitting', '--target=bun-linux-x64', join(root, 'src', 'entrypoint.ts'), '--outfile', out], {
   stdio: ['ignore', 'inherit', 'inherit'],
   cwd: root,
 });

@@ -1,8 +1,7 @@
-import { z } from 'zod';
 import { ConfigError, type ValueSource } from '../errors.js';
 import type { OwnerId } from '../model/rule.js';
 import type { CaptureConfig, Config, OwnerGroupFilter, RunConfig } from './config.js';
-import { OPTIONS, OPTION_KEYS, type OptionKey, type OptionSpec, type RawOptions } from './options.js';
+import { OPTIONS, OPTION_KEYS, type OptionKey, type RawOptions } from './options.js';
 import * as V from './values.js';
 import type { HostFacts } from './host.js';
 
@@ -52,12 +51,60 @@ const SCHEMAS = {
   iptablesProbePort: V.port,
   probeTimeout: V.duration,
   logOutputLevel: V.logOutputLevel,
-} satisfies Record<OptionKey, z.ZodType>;
+} satisfies Record<OptionKey, V.ValueSchema<unknown>>;
 
-type Parsed = { [K in OptionKey]: z.output<(typeof SCHEMAS)[K]> };
+type SchemaOutput<S> = S extends V.ValueSchema<infer T> ? T : never;
+type Parsed = { [K in OptionKey]: SchemaOutput<(typeof SCHEMAS)[K]> };
 /** Options whose absence means "derive it" rather than "use a default". */
 type Derived = 'proxyUid' | 'proxyGid' | 'dnsServers' | 'enableIpv6';
 export type ParsedOptions = Omit<Parsed, Derived> & Partial<Pick<Parsed, Derived>>;
+
+/**
+ * The typed value of every default in the option table, so that options nobody set need no
+ * schema at run time (a test checks each equals its schema's reading of the default).
+ */
+export const PARSED_DEFAULTS: { readonly [K in OptionKey as (typeof OPTIONS)[K] extends { default: unknown } ? K : never]: Parsed[K] } = {
+  envoyPort: 15001,
+  inboundCapturePort: 15006,
+  inboundTunnelPort: 15008,
+  interceptionMode: 'REDIRECT',
+  tproxyMark: 1337,
+  tproxyRouteTable: 133,
+  inboundPorts: { kind: 'none' },
+  localExcludePorts: [],
+  excludeInterfaces: [],
+  serviceCidr: { kind: 'list', ipv4: [], ipv6: [], hasLoopback: false },
+  serviceExcludeCidr: { ipv4: [], ipv6: [], hasLoopback: false },
+  outboundPorts: [],
+  localOutboundPortsExclude: [],
+  kubeVirtInterfaces: [],
+  outboundOwnerGroups: { all: true },
+  outboundOwnerGroupsExclude: { all: false, groups: [] },
+  ipv4LoopbackCidr: { family: 'ipv4', address: '127.0.0.1', prefixLength: 32 },
+  redirectDns: false,
+  captureAllDns: false,
+  dropInvalid: false,
+  dualStack: false,
+  dryRun: false,
+  output: 'text',
+  networkNamespace: undefined,
+  cniMode: false,
+  reconcile: true,
+  cleanupOnly: false,
+  forceApply: false,
+  nativeNftables: false,
+  forceIptablesBinary: undefined,
+  skipRuleApply: false,
+  runValidation: false,
+  iptablesProbePort: 15002,
+  probeTimeout: 5000,
+  logOutputLevel: 'info',
+};
+
+/** Each option's schema, for tests. */
+export function schemaOf(key: OptionKey): V.ValueSchema<unknown> {
+  return SCHEMAS[key];
+}
 
 function sourceOf(input: RawInput, key: OptionKey): ValueSource {
   return input.sources[key] ?? { kind: 'option', name: key };
@@ -68,17 +115,15 @@ export function parseOptions(input: RawInput): ParsedOptions {
   const out: Record<string, unknown> = {};
   for (const key of OPTION_KEYS) {
     const given = input.values[key];
-    const spec: OptionSpec = OPTIONS[key];
-    const raw = given ?? spec.default;
-    if (raw === undefined) continue;
-    const result = SCHEMAS[key].safeParse(raw);
+    if (given === undefined) {
+      if (key in PARSED_DEFAULTS) out[key] = PARSED_DEFAULTS[key as keyof typeof PARSED_DEFAULTS];
+      continue;
+    }
+    const result = SCHEMAS[key].safeParse(given);
     if (!result.success) {
       const issue = result.error.issues[0];
-      const expected =
-        issue?.code === 'invalid_type' || issue?.code === 'invalid_union'
-          ? `a ${OPTIONS[key].kind}`
-          : (issue?.message ?? 'a valid value');
-      throw new ConfigError(sourceOf(input, key), typeof raw === 'string' ? raw : String(raw), expected);
+      const expected = issue?.code === 'invalid_type' || issue?.code === 'invalid_union' ? `a ${OPTIONS[key].kind}` : (issue?.message ?? 'a valid value');
+      throw new ConfigError(sourceOf(input, key), typeof given === 'string' ? given : String(given), expected);
     }
     // Istio treats an empty uid/gid as "not given": fall back to the derived default.
     if ((key === 'proxyUid' || key === 'proxyGid') && (result.data as OwnerId[]).length === 0) continue;

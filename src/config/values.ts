@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import type { Cidr, OwnerId } from '../model/rule.js';
 import { parseAddress, parseCidr, type ParsedAddress } from './net.js';
 
@@ -27,11 +27,29 @@ export function splitList(raw: string): string[] {
 /** Show an offending item inside a message, quoted so control characters are visible. */
 const q = (s: string): string => JSON.stringify(s);
 
-type Ctx = z.RefinementCtx;
+type Ctx = z.core.ParsePayload;
 
 function fail(ctx: Ctx, message: string): typeof z.NEVER {
-  ctx.addIssue({ code: 'custom', message });
+  ctx.issues.push({ code: 'custom', message, input: ctx.value });
   return z.NEVER;
+}
+
+/** The outcome of checking one raw value. */
+export type ValueResult<T> = { readonly success: true; readonly data: T } | { readonly success: false; readonly error: { readonly issues: readonly { readonly code: string; readonly message: string }[] } };
+
+/** A value schema: a zod (mini) pipeline, built on first use (building them all up front costs ~2 ms at startup). */
+export interface ValueSchema<T> {
+  safeParse(value: unknown): ValueResult<T>;
+}
+
+function lazySchema<T>(build: () => z.ZodMiniType<T>): ValueSchema<T> {
+  let schema: z.ZodMiniType<T> | undefined;
+  return { safeParse: (value) => (schema ??= build()).safeParse(value) as ValueResult<T> };
+}
+
+/** A schema taking a string and transforming it, failing with "expected ..." messages. */
+function stringValue<T>(fn: (raw: string, ctx: Ctx) => T): ValueSchema<T> {
+  return lazySchema(() => z.pipe(z.string(), z.transform(fn)) as unknown as z.ZodMiniType<T>);
 }
 
 const PORT_EXPECTED = 'a port 1-65535';
@@ -43,13 +61,13 @@ export function parsePort(item: string): number | null {
 }
 
 /** A single port, 1-65535. */
-export const port = z.string().transform((raw, ctx) => {
+export const port = stringValue((raw, ctx) => {
   const n = parsePort(trimSpaces(raw));
   return n ?? fail(ctx, PORT_EXPECTED);
 });
 
 /** A comma-separated list of ports (may be empty). */
-export const portList = z.string().transform((raw, ctx) => {
+export const portList = stringValue((raw, ctx) => {
   const out: number[] = [];
   for (const item of splitList(raw)) {
     const n = parsePort(item);
@@ -65,7 +83,7 @@ export type InboundPorts =
   | { readonly kind: 'list'; readonly ports: readonly number[] };
 
 /** Inbound ports: "" (capture none), "*" (all) or a list. Like Istio, any non-empty value turns capture on. */
-export const inboundPorts = z.string().transform((raw, ctx): InboundPorts => {
+export const inboundPorts = stringValue((raw, ctx): InboundPorts => {
   if (raw === '') return { kind: 'none' };
   if (trimSpaces(raw) === '*') return { kind: 'all' };
   const ports: number[] = [];
@@ -115,14 +133,14 @@ function cidrItems(raw: string, ctx: Ctx, wildcardNote: string): CidrSet | typeo
 }
 
 /** Outbound include CIDRs: "*" or a list of IPv4/IPv6 CIDRs. */
-export const outboundCidrs = z.string().transform((raw, ctx): OutboundCidrs => {
+export const outboundCidrs = stringValue((raw, ctx): OutboundCidrs => {
   if (trimSpaces(raw) === '*') return { kind: 'all' };
   const set = cidrItems(raw, ctx, `"*" alone, or a comma-separated list of CIDRs ("*" cannot be mixed with CIDRs)`);
   return { kind: 'list', ...set };
 });
 
 /** Outbound exclude CIDRs: a list; "*" is rejected, as Istio does. */
-export const excludeCidrs = z.string().transform((raw, ctx): CidrSet => {
+export const excludeCidrs = stringValue((raw, ctx): CidrSet => {
   if (trimSpaces(raw) === '*') return fail(ctx, 'a comma-separated list of CIDRs ("*" is not allowed for exclusions)');
   return cidrItems(raw, ctx, 'a comma-separated list of CIDRs ("*" is not allowed for exclusions)');
 });
@@ -138,7 +156,7 @@ export function isInterfaceName(name: string): boolean {
   return IFACE.test(name) && name !== '.' && name !== '..';
 }
 
-export const interfaceList = z.string().transform((raw, ctx) => {
+export const interfaceList = stringValue((raw, ctx) => {
   const out: string[] = [];
   for (const item of splitList(raw)) {
     if (!isInterfaceName(item)) {
@@ -165,7 +183,7 @@ export function parseOwnerId(item: string): OwnerId | null {
 }
 
 function ownerList(what: 'uid' | 'gid' | 'group') {
-  return z.string().transform((raw, ctx) => {
+  return stringValue((raw, ctx) => {
     const out: OwnerId[] = [];
     for (const item of splitList(raw)) {
       const id = parseOwnerId(item);
@@ -189,7 +207,7 @@ export const MAX_OWNER_GROUPS = 64;
 
 /** Owner groups: "*" or a list of groups (names or gids); an include list holds at most 64. */
 function ownerGroups(max: number | undefined) {
-  return z.string().transform((raw, ctx): { readonly all: true } | { readonly all: false; readonly groups: readonly OwnerId[] } => {
+  return stringValue((raw, ctx): { readonly all: true } | { readonly all: false; readonly groups: readonly OwnerId[] } => {
     if (trimSpaces(raw) === '*') return { all: true };
     const items = splitList(raw);
     if (max !== undefined && items.length > max) return fail(ctx, `at most ${max} groups (got ${items.length})`);
@@ -208,7 +226,7 @@ function ownerGroups(max: number | undefined) {
 export const ownerGroupsInclude = ownerGroups(MAX_OWNER_GROUPS);
 export const ownerGroupsExclude = ownerGroups(undefined);
 
-export const interceptionMode = z.string().transform((raw, ctx): 'REDIRECT' | 'TPROXY' => {
+export const interceptionMode = stringValue((raw, ctx): 'REDIRECT' | 'TPROXY' => {
   // Istio's own default for this flag is the empty string, which means REDIRECT.
   if (raw === '' || raw === 'REDIRECT') return 'REDIRECT';
   if (raw === 'TPROXY') return 'TPROXY';
@@ -217,7 +235,7 @@ export const interceptionMode = z.string().transform((raw, ctx): 'REDIRECT' | 'T
 
 /** A 32-bit unsigned number, decimal or 0x-hex; `min` excludes 0 where 0 means "none". */
 function uint32(what: string, reserved: ReadonlyMap<number, string> = new Map()) {
-  return z.string().transform((raw, ctx) => {
+  return stringValue((raw, ctx) => {
     const t = trimSpaces(raw);
     const n = /^[0-9]{1,10}$/.test(t) ? Number(t) : /^0[xX][0-9a-fA-F]{1,8}$/.test(t) ? parseInt(t.slice(2), 16) : NaN;
     if (!Number.isInteger(n) || n < 1 || n > 0xffffffff) return fail(ctx, `${what}: a number 1-4294967295 (decimal or 0x hex)`);
@@ -250,7 +268,7 @@ export function splitDnsServers(items: readonly ParsedAddress[]): DnsServers {
   };
 }
 
-export const dnsServers = z.string().transform((raw, ctx): DnsServers => {
+export const dnsServers = stringValue((raw, ctx): DnsServers => {
   const parsed: ParsedAddress[] = [];
   for (const item of splitList(raw)) {
     const a = parseAddress(item);
@@ -264,7 +282,7 @@ export const dnsServers = z.string().transform((raw, ctx): DnsServers => {
  * The IPv4 loopback CIDR, validated as Istio does: a well-formed IPv4 prefix whose address lies
  * in 127.0.0.0/8 and whose length is at least /8, so it never reaches beyond loopback.
  */
-export const ipv4LoopbackCidr = z.string().transform((raw, ctx): Cidr => {
+export const ipv4LoopbackCidr = stringValue((raw, ctx): Cidr => {
   const c = parseCidr(trimSpaces(raw));
   if (c === null || c.family !== 'ipv4') return fail(ctx, 'an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32');
   if (!c.loopback || c.prefixLength < 8) return fail(ctx, 'an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32 (prefix /8 or longer)');
@@ -275,7 +293,7 @@ const LEVELS = ['none', 'fatal', 'error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LEVELS)[number];
 
 /** Istio's --log_output_level: "level" or "scope:level,scope:level". We honour the "default" scope. */
-export const logOutputLevel = z.string().transform((raw, ctx): LogLevel => {
+export const logOutputLevel = stringValue((raw, ctx): LogLevel => {
   let level: LogLevel = 'info';
   for (const item of splitList(raw)) {
     const [scope, lvl, extra] = item.includes(':') ? item.split(':') : ['default', item];
@@ -291,7 +309,7 @@ export const logOutputLevel = z.string().transform((raw, ctx): LogLevel => {
 const DURATION_UNITS: Readonly<Record<string, number>> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** A Go duration (e.g. 5s, 500ms, 1m30s), returned in milliseconds; must be positive. */
-export const duration = z.string().transform((raw, ctx) => {
+export const duration = stringValue((raw, ctx) => {
   const t = trimSpaces(raw);
   const re = /([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)/gy;
   let total = 0;
@@ -307,7 +325,7 @@ export const duration = z.string().transform((raw, ctx) => {
 });
 
 /** A network namespace: a name under /var/run/netns, or an absolute path. */
-export const networkNamespace = z.string().transform((raw, ctx) => {
+export const networkNamespace = stringValue((raw, ctx) => {
   if (raw === '') return undefined;
   if (/^[A-Za-z0-9_.-]{1,255}$/.test(raw) && raw !== '.' && raw !== '..') return raw;
   if (/^\/[A-Za-z0-9_.\/-]{1,4095}$/.test(raw) && !raw.split('/').includes('..')) return raw;
@@ -316,7 +334,7 @@ export const networkNamespace = z.string().transform((raw, ctx) => {
 
 export type IptablesBackend = 'legacy' | 'nft';
 
-export const forceIptablesBinary = z.string().transform((raw, ctx): IptablesBackend | undefined => {
+export const forceIptablesBinary = stringValue((raw, ctx): IptablesBackend | undefined => {
   switch (trimSpaces(raw)) {
     case '':
       return undefined;
@@ -331,15 +349,21 @@ export const forceIptablesBinary = z.string().transform((raw, ctx): IptablesBack
   }
 });
 
-export const outputFormat = z.string().transform((raw, ctx): 'text' | 'json' => {
+export const outputFormat = stringValue((raw, ctx): 'text' | 'json' => {
   if (raw === 'text' || raw === 'json') return raw;
   return fail(ctx, 'text or json');
 });
 
 /** Booleans as Go's strconv.ParseBool reads them (flags and env vars alike). */
-export const boolean = z.union([z.boolean(), z.string()]).transform((raw, ctx) => {
-  if (typeof raw === 'boolean') return raw;
-  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(raw)) return true;
-  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(raw)) return false;
-  return fail(ctx, 'true or false');
-});
+export const boolean: ValueSchema<boolean> = lazySchema(
+  () =>
+    z.pipe(
+      z.union([z.boolean(), z.string()]),
+      z.transform((raw: boolean | string, ctx) => {
+        if (typeof raw === 'boolean') return raw;
+        if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(raw)) return true;
+        if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(raw)) return false;
+        return fail(ctx, 'true or false');
+      }),
+    ) as unknown as z.ZodMiniType<boolean>,
+);
