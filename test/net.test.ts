@@ -80,3 +80,23 @@ describe('typed defaults', () => {
     }
   });
 });
+
+describe('addresses as iptables-save prints them (glibc inet_ntop, masked)', () => {
+  it.each([
+    ['::/0', '::/0'],
+    ['::1/128', '::1/128'],
+    ['fd00::a/128', 'fd00::a/128'],
+    ['::7f00:35/128', '::127.0.0.53/128'],
+    ['::ffff:10.1.2.3/128', '::ffff:10.1.2.3/128'],
+    ['2001:db8:0:0:1:0:0:1/128', '2001:db8::1:0:0:1/128'],
+    ['1:0:2:3:4:5:6:7/128', '1:0:2:3:4:5:6:7/128'],
+    ['fd00:1:2:3::5/48', 'fd00:1:2::/48'],
+    ['10.1.2.3/8', '10.0.0.0/8'],
+    ['0.0.0.0/0', '0.0.0.0/0'],
+  ])('%s -> %s', async (text, saved) => {
+    const { savedCidr } = await import('../src/apply/saveform.js');
+    const c = parseCidr(text);
+    expect(c).not.toBeNull();
+    if (c) expect(savedCidr(c)).toBe(saved);
+  });
+});

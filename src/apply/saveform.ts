@@ -1,6 +1,6 @@
 import type { Cidr, FamilyRules, Match, OwnerId, Rule, Table, Target } from '../model/rule.js';
 import { BUILTIN_CHAINS } from '../model/rule.js';
-import { parseIpv4, parseIpv6 } from '../config/net.js';
+import { longestZeroRun, parseIpv4, parseIpv6 } from '../config/net.js';
 
 /**
  * The kernel's view of our rules: each rule as `iptables-save` prints it once loaded (addresses
@@ -19,22 +19,9 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 
 /** glibc inet_ntop for IPv6: RFC 5952 compression, dotted tail for IPv4-compatible and -mapped. */
 export function inetNtop6(groups: readonly number[]): string {
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (bestLen < 2) bestStart = -1;
+  const run = longestZeroRun(groups);
+  const bestLen = run.length;
+  const bestStart = bestLen < 2 ? -1 : run.start;
   const dotted = bestStart === 0 && (bestLen === 6 || (bestLen === 5 && groups[5] === 0xffff));
   let out = '';
   for (let i = 0; i < 8; i++) {

@@ -69,6 +69,26 @@ export function parseIpv6(text: string): number[] | null {
   return [...l, ...new Array<number>(8 - l.length - r.length).fill(0), ...r];
 }
 
+/** The first longest run of zero groups (RFC 5952's "::" candidate); length 0 when there is none. */
+export function longestZeroRun(groups: readonly number[]): { start: number; length: number } {
+  let start = -1;
+  let length = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > length) {
+      start = i;
+      length = j - i;
+    }
+    i = j;
+  }
+  return { start, length };
+}
+
 /** RFC 5952 text for 8 groups: lower case, longest zero run (length > 1) compressed. */
 export function formatIpv6(groups: readonly number[]): string {
   // IPv4-mapped addresses print with a dotted tail, as Go and iproute2 do.
@@ -77,21 +97,9 @@ export function formatIpv6(groups: readonly number[]): string {
     const b = groups[7] ?? 0;
     return `::ffff:${a >> 8}.${a & 255}.${b >> 8}.${b & 255}`;
   }
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
+  const run = longestZeroRun(groups);
+  const bestStart = run.length > 1 ? run.start : -1;
+  const bestLen = run.length;
   const hex = groups.map((g) => g.toString(16));
   if (bestStart < 0) return hex.join(':');
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
