@@ -158,9 +158,6 @@ export const VALIDATION_FAILED = 126;
 /** Apply (or clean up), then validate: the init container's real job. */
 async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, log: Logger): Promise<number> {
   const { run, capture } = config;
-  if (run.nativeNftables) {
-    throw new ConfigError({ kind: 'flag', long: 'native-nftables' }, 'true', 'false: native nftables is not available in this version (use the iptables backends)');
-  }
   const ns = run.networkNamespace;
   if (ns !== undefined && !existsSync(ns.startsWith('/') ? ns : `/var/run/netns/${ns}`)) {
     throw new ConfigError({ kind: 'flag', long: 'network-namespace' }, ns, 'an existing network namespace (a name under /var/run/netns or a path)');
@@ -173,7 +170,10 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   ]);
   const runner = processRunner({ namespace: ns, env });
   const owners = ownerResolver();
-  if (!run.skipRuleApply) {
+  if (!run.skipRuleApply && run.nativeNftables) {
+    const { applyNft } = await import('./apply/nft.js');
+    await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly });
+  } else if (!run.skipRuleApply) {
     await applyPlan(plan, {
       runner,
       log,

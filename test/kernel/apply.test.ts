@@ -18,6 +18,9 @@ async function snapshot(ns: Netns): Promise<string> {
     const r = await ns.run(cmd, []);
     parts.push(`## ${cmd}\n${normalizeSave(r.stdout)}`);
   }
+  // inet tables (native nftables mode); the ip/ip6 tables of iptables-nft are covered by iptables-save.
+  const nft = await ns.run('nft', ['list', 'ruleset', 'inet']);
+  parts.push(`## nft list ruleset inet\n${nft.stdout.replace(/counter packets \d+ bytes \d+/g, 'counter')}`);
   for (const argv of [['-4', 'rule'], ['-6', 'rule'], ['-4', 'route', 'show', 'table', 'all'], ['-6', 'route', 'show', 'table', 'all'], ['addr', 'show', 'dev', 'lo']]) {
     const r = await ns.run('ip', argv);
     parts.push(`## ip ${argv.join(' ')}\n${r.stdout.replace(/valid_lft.*$/gm, '')}`);
@@ -294,6 +297,77 @@ describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toMatch(message);
       expect(await snapshot(ns)).toBe(pristine);
+    });
+  });
+});
+
+describe('native nftables (--native-nftables)', () => {
+  const NFT_TPROXY = [...TPROXY_DUAL, '--native-nftables'];
+  const NFT_REDIRECT = [...REDIRECT_V4, '--native-nftables'];
+
+  it.each(
+    conformanceCases()
+      .filter((c) => c.suite === 'istio')
+      .map((c) => [c.name, c] as const),
+  )('%s: applied for real, the ruleset equals the dry-run script loaded by nft; rerun unchanged', async (_n, c) => {
+    const args = [...c.args.filter((a) => a !== '--dry-run'), '--native-nftables'];
+    await withNetns('nftapply', async (ns) => {
+      await withNetns('nftref', async (ref) => {
+        const dry = await runCli([...args, '--dry-run', '--output', 'json']);
+        const script = (JSON.parse(dry.stdout) as { nftScript: string }).nftScript;
+        expect((await ref.run('nft', ['-f', '-'], script)).exitCode).toBe(0);
+        const r = await apply(ns, args);
+        expect(r.code, r.stderr).toBe(0);
+        const list = async (n: Netns) => (await n.run('nft', ['list', 'ruleset'])).stdout.replace(/counter packets \d+ bytes \d+/g, 'counter');
+        expect(await list(ns)).toBe(await list(ref));
+        const again = await apply(ns, args);
+        expect(again.stderr).toMatch(/nftables: unchanged/);
+      });
+    });
+  });
+
+  it.each([
+    ['TPROXY dual stack', NFT_TPROXY],
+    ['REDIRECT IPv4', NFT_REDIRECT],
+  ])('%s: rerun, drift healed, --reconcile=false refuses, cleanup back to pristine', async (_n, args) => {
+    await withNetns('nftlife', async (ns) => {
+      await ns.run('nft', ['add', 'table', 'inet', 'foreign']);
+      const pristine = await snapshot(ns);
+      expect((await apply(ns, args)).code).toBe(0);
+      const good = await snapshot(ns);
+      expect((await apply(ns, args)).code).toBe(0);
+      expect(await snapshot(ns)).toBe(good);
+      await ns.run('nft', ['add', 'rule', 'inet', 'istio-proxy-nat', 'istio-output', 'return']);
+      const drifted = await snapshot(ns);
+      const refused = await apply(ns, [...args, '--reconcile=false']);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/differ from this configuration/);
+      expect(await snapshot(ns)).toBe(drifted);
+      const healed = await apply(ns, args);
+      expect(healed.stderr).toMatch(/nftables: reconciled/);
+      expect(await snapshot(ns)).toBe(good);
+      expect((await apply(ns, [...args, '--cleanup-only'])).code).toBe(0);
+      expect(await snapshot(ns)).toBe(pristine);
+    });
+  });
+
+  it('a failing `ip route add` after the nft load leaves nothing behind', async () => {
+    const dir = fakeBin({ ip: 'case "$*" in *"route add local"*) echo "RTNETLINK answers: injected" >&2; exit 2;; esac; exec /usr/sbin/ip "$@"' });
+    await withNetns('nftfail', async (ns) => {
+      const pristine = await snapshot(ns);
+      const r = await apply(ns, NFT_TPROXY, { PATH: `${dir}:${process.env['PATH'] ?? ''}` });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/route add local .* failed \(exit 2\): RTNETLINK answers: injected/);
+      expect(await snapshot(ns)).toBe(pristine);
+    });
+  });
+
+  it('a missing nft is a clear error', async () => {
+    const dir = fakeBin({ ip: 'exec /usr/sbin/ip "$@"' });
+    await withNetns('nonft', async (ns) => {
+      const r = await apply(ns, NFT_REDIRECT, { PATH: dir });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/nft not found \(install nftables/);
     });
   });
 });

@@ -1,0 +1,130 @@
+import { ApplyError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Plan, RouteStep } from '../model/rule.js';
+import { NFT_TABLES, renderNft } from '../render/nft.js';
+import { routeArgs } from '../render/ip.js';
+import { readRouteState, routeDelArgs } from './routes.js';
+import type { Runner } from './runner.js';
+
+/**
+ * Native nftables mode: the plan's nft script (Istio's layout) loaded with `nft -f -`. The script
+ * adds and flushes our three inet tables before filling them, so one load is one atomic
+ * transaction that also replaces whatever an earlier run left. Drift is judged on nft's own
+ * listing of our tables before and after; putting back is one transaction too.
+ */
+export interface NftApplyOptions {
+  readonly runner: Runner;
+  readonly log: Logger;
+  readonly reconcile: boolean;
+  readonly cleanupOnly: boolean;
+}
+
+export interface NftReport {
+  readonly outcome: 'applied' | 'unchanged' | 'reconciled' | 'cleaned' | 'nothing to clean';
+  readonly routesAdded: readonly RouteStep[];
+  readonly routesRemoved: readonly RouteStep[];
+}
+
+const OUR_TABLES = Object.values(NFT_TABLES);
+
+/** Our tables in `nft list ruleset` output, each block verbatim, by name. */
+export function ourTables(ruleset: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const lines = ruleset.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^table inet (\S+) \{$/.exec(lines[i] ?? '');
+    if (!m || !OUR_TABLES.includes(m[1] ?? '')) continue;
+    const start = i;
+    while (i < lines.length && lines[i] !== '}') i++;
+    out.set(m[1] ?? '', `${lines.slice(start, i + 1).join('\n')}\n`);
+  }
+  return out;
+}
+
+/** A listing with counter values zeroed, for comparing states. */
+export function withoutCounters(text: string): string {
+  return text.replace(/counter packets \d+ bytes \d+/g, 'counter packets 0 bytes 0');
+}
+
+/** An nft script putting our tables back exactly as listed in `before` (absent ones removed). */
+export function restoreScript(before: ReadonlyMap<string, string>, present: Iterable<string>): string {
+  const lines: string[] = [];
+  for (const t of present) lines.push(`delete table inet ${t}`);
+  for (const block of before.values()) lines.push(block.trimEnd());
+  return `${lines.join('\n')}\n`;
+}
+
+async function listOurs(runner: Runner): Promise<Map<string, string>> {
+  const r = await runner.run(['nft', 'list', 'ruleset']);
+  if (r.notFound) throw new ApplyError('nft not found (install nftables, or drop --native-nftables)', ['nft'], r.stderr);
+  if (r.exitCode !== 0) throw new ApplyError(`nft list ruleset failed (exit ${r.exitCode}): ${r.stderr.trim()}`, ['nft', 'list', 'ruleset'], r.stderr);
+  return ourTables(r.stdout);
+}
+
+export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftReport> {
+  const { runner, log } = o;
+  const before = await listOurs(runner);
+  const load = async (script: string, what: string): Promise<void> => {
+    log.debug(`nft -f - input (${what}):\n${script.trimEnd()}`);
+    const r = await runner.run(['nft', '-f', '-'], script);
+    if (r.exitCode !== 0) {
+      const detail = r.stderr.trim().split('\n').slice(0, 3).join(' | ');
+      throw new ApplyError(`nft -f - (${what}) failed (exit ${r.exitCode}): ${detail}`, ['nft', '-f', '-'], r.stderr);
+    }
+  };
+  const putBack = async (): Promise<void> => {
+    const now = await listOurs(runner);
+    await load(restoreScript(before, now.keys()), 'rollback');
+  };
+
+  const routesAdded: RouteStep[] = [];
+  const routesRemoved: RouteStep[] = [];
+  const routeState = await readRouteState(runner, plan.routes);
+  const undoRoutes = async (): Promise<void> => {
+    for (const step of [...routesAdded].reverse()) await runner.run(routeDelArgs(step));
+    for (const step of [...routesRemoved].reverse()) await runner.run(routeArgs(step));
+  };
+
+  let outcome: NftReport['outcome'];
+  if (o.cleanupOnly) {
+    if (before.size === 0) outcome = 'nothing to clean';
+    else {
+      await load(restoreScript(new Map(), before.keys()), 'cleanup');
+      outcome = 'cleaned';
+    }
+  } else {
+    await load(renderNft(plan), 'apply');
+    const after = await listOurs(runner);
+    const same = (a: Map<string, string>, b: Map<string, string>): boolean =>
+      a.size === b.size && [...a].every(([t, text]) => withoutCounters(text) === withoutCounters(b.get(t) ?? ''));
+    if (before.size === 0) outcome = 'applied';
+    else if (same(before, after)) outcome = 'unchanged';
+    else if (!o.reconcile) {
+      await putBack();
+      throw new ApplyError(
+        `the namespace holds nft tables of ours that differ from this configuration (${[...before.keys()].join(', ')}); they were left as they were. Rerun with --reconcile=true to replace them`,
+        [],
+        '',
+      );
+    } else outcome = 'reconciled';
+  }
+  log.info(`nftables: ${outcome}`);
+
+  try {
+    for (const step of plan.routes) {
+      const present = routeState.has(step);
+      const argv = o.cleanupOnly ? routeDelArgs(step) : routeArgs(step);
+      if (present !== o.cleanupOnly) continue;
+      const r = await runner.run(argv);
+      if (r.exitCode !== 0) throw new ApplyError(`${argv.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, argv, r.stderr);
+      (o.cleanupOnly ? routesRemoved : routesAdded).push(step);
+      log.info(`${o.cleanupOnly ? 'removed' : 'added'}: ${argv.join(' ')}`);
+    }
+  } catch (err) {
+    await undoRoutes();
+    await putBack();
+    log.info('rolled back: the namespace is as it was before this run');
+    throw err;
+  }
+  return { outcome, routesAdded, routesRemoved };
+}
