@@ -10,13 +10,26 @@ import { withNetns } from './netns.js';
  * (stricter: statement order and implicit dependencies included) the kernel's rule bytecode as
  * `nft --debug=netlink list ruleset` prints it, with handles and anonymous set numbers left out.
  */
-const DIR = `${ROOT}golden/istio-nft`;
-const data = JSON.parse(readFileSync(`${DIR}/cases.json`, 'utf8')) as { base: string[]; cases: Record<string, string[]> };
-const cases = Object.entries(data.cases).map(([name, extra]) => ({
-  name,
-  args: [...data.base, ...extra],
-  expected: readFileSync(`${DIR}/expected/${name}.nft`, 'utf8'),
-}));
+interface CaseData {
+  base: string[];
+  cases: Record<string, string[]>;
+}
+
+/** One folder of nft conformance data: `cases.json` and `expected/<case>.nft`. */
+function loadCases(dir: string) {
+  const data = JSON.parse(readFileSync(`${dir}/cases.json`, 'utf8')) as CaseData;
+  const cases = Object.entries(data.cases).map(([name, flags]) => ({
+    name,
+    args: [...data.base, ...flags],
+    expected: readFileSync(`${dir}/expected/${name}.nft`, 'utf8'),
+  }));
+  return { data, cases };
+}
+
+const { data, cases: given } = loadCases(`${ROOT}golden/istio-nft`);
+/** The other cases of Istio's nft capture test table (see golden/istio-nft-extra/README.md). */
+const { data: extraData, cases: extra } = loadCases(`${ROOT}golden/istio-nft-extra`);
+const cases = [...given, ...extra];
 
 /** `nft list ruleset` as state: counter values zeroed. */
 function normalizeRuleset(text: string): string {
@@ -57,8 +70,14 @@ async function loadNft(tag: string, script: string): Promise<Loaded> {
 
 describe('nft conformance data', () => {
   it('has the 18 cases of Istio\'s nft capture tests', () => {
-    expect(cases).toHaveLength(18);
+    expect(given).toHaveLength(18);
     expect(data.base.at(-1)).toBe('--native-nftables');
+  });
+
+  it('has the other 10 cases of Istio\'s nft capture test table, on the same base flags', () => {
+    expect(extra).toHaveLength(10);
+    expect(extraData.base).toEqual(data.base);
+    expect(new Set(cases.map((c) => c.name)).size).toBe(28);
   });
 });
 

@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { dryRunJson } from '../../support/cli.js';
@@ -14,7 +15,27 @@ const SIDECAR = ['istio-iptables', '-p', '15001', '-z', '15006', '-u', '1337', '
 const sidecar = (mode: 'REDIRECT' | 'TPROXY', ipv6: boolean, extra: readonly string[] = []) =>
   dryRunJson([...SIDECAR, '-m', mode, `--enable-ipv6=${ipv6}`, ...extra]);
 
-const BACKENDS: readonly Backend[] = ['nft', 'legacy'];
+/**
+ * How the rules get into the pod: the dry-run payloads fed to iptables-restore on either backend,
+ * or istio-iptables itself applying them, as the init container does (the compiled entrypoint run
+ * inside the pod namespace), with iptables or with --native-nftables.
+ */
+type How = Backend | 'entrypoint' | 'entrypoint --native-nftables';
+const BACKENDS: readonly How[] = ['nft', 'legacy', 'entrypoint', 'entrypoint --native-nftables'];
+const ENTRYPOINT = fileURLToPath(new URL('../../../dist/entrypoint/istio-iptables', import.meta.url));
+
+/** Program the pod with the sidecar config, the way `how` says; returns the dry-run view of it. */
+async function program(pod: Pod, mode: 'REDIRECT' | 'TPROXY', ipv6: boolean, how: How = 'nft', extra: readonly string[] = []) {
+  const payloads = await sidecar(mode, ipv6, extra);
+  if (how === 'nft' || how === 'legacy') {
+    await pod.applyPayloads(payloads, how);
+    return payloads;
+  }
+  const args = [...SIDECAR, '-m', mode, `--enable-ipv6=${ipv6}`, ...extra, ...(how === 'entrypoint' ? [] : ['--native-nftables'])];
+  const r = await execa('ip', ['netns', 'exec', pod.ns.pod, ENTRYPOINT, ...args], { reject: false, timeout: 30_000 });
+  if (r.exitCode !== 0) throw new Error(`istio-iptables failed (${r.exitCode}): ${r.stderr}`);
+  return payloads;
+}
 type Fam = 'v4' | 'v6';
 const LOOPBACK = { v4: '127.0.0.1', v6: '::1' } as const;
 /** Source of the proxy's inbound passthrough connections under REDIRECT (127.0.0.6, ::6 on lo). */
@@ -79,7 +100,7 @@ describe('the harness itself', () => {
 describe.each(BACKENDS)('REDIRECT sidecar, %s backend', (backend) => {
   it.each([true, false])('--enable-ipv6=%s: inbound to 15006, outbound to 15001, exclusions answered by their own listeners', async (ipv6) => {
     await withPod({ ipv6: true }, async (pod) => {
-      await pod.applyPayloads(await sidecar('REDIRECT', ipv6), backend);
+      await program(pod, 'REDIRECT', ipv6, backend);
       await startSidecarPod(pod, 'REDIRECT');
       const captured: Fam[] = ipv6 ? ['v4', 'v6'] : ['v4'];
       for (const f of captured) {
@@ -109,12 +130,20 @@ describe.each(BACKENDS)('REDIRECT sidecar, %s backend', (backend) => {
         r = await pod.connect({ from: 'pod', dst: podIp, port: 8080, ...proxyRedirect });
         expect(r).toMatchObject({ who: 'inbound', localPort: 15006, origDst: [podIp, 8080] });
       }
-      if (!ipv6) {
+      if (!ipv6 && backend !== 'entrypoint --native-nftables') {
         // IPv6 off: the pod's IPv6 traffic is left alone in both directions.
         let r = await pod.connect({ from: 'peer', dst: ADDRS.pod.v6, port: 8080 });
         expect(r).toMatchObject({ who: 'app', local: [ADDRS.pod.v6, 8080] });
         r = await pod.connect({ from: 'pod', dst: ADDRS.peer.v6, port: 80, ...app });
         expect(r).toMatchObject({ who: 'peer-80' });
+      }
+      if (!ipv6 && backend === 'entrypoint --native-nftables') {
+        // Istio's nft layout quirk, reproduced: its inet tables hold the family-free rules for both
+        // families, so with IPv6 "off" IPv6 is still captured (only the v4 address rules exist).
+        let r = await pod.connect({ from: 'peer', dst: ADDRS.pod.v6, port: 8080 });
+        expect(r).toMatchObject({ who: 'inbound', localPort: 15006 });
+        r = await pod.connect({ from: 'pod', dst: ADDRS.peer.v6, port: 80, ...app });
+        expect(r).toMatchObject({ who: 'outbound', localPort: 15001 });
       }
     });
   });
@@ -123,7 +152,7 @@ describe.each(BACKENDS)('REDIRECT sidecar, %s backend', (backend) => {
 describe.each(BACKENDS)('TPROXY sidecar, %s backend', (backend) => {
   it('inbound is delivered to the transparent listener on 15006 with the real addresses; outbound is REDIRECTed to 15001', async () => {
     await withPod({ ipv6: true }, async (pod) => {
-      await pod.applyPayloads(await sidecar('TPROXY', true), backend);
+      await program(pod, 'TPROXY', true, backend);
       await startSidecarPod(pod, 'TPROXY');
       for (const f of ['v4', 'v6'] as const) {
         const podIp = ADDRS.pod[f];
@@ -150,8 +179,7 @@ describe.each(BACKENDS)('TPROXY sidecar, %s backend', (backend) => {
 
   it('policy routing: the proxy connecting to the app from the client address (original_src, mark 1337) gets its replies only through the fwmark rule', async () => {
     await withPod({ ipv6: true }, async (pod) => {
-      const payloads = await sidecar('TPROXY', true);
-      await pod.applyPayloads(payloads, backend);
+      const payloads = await program(pod, 'TPROXY', true, backend);
       await startSidecarPod(pod, 'TPROXY');
       // What Envoy's original_src filter does: IP_TRANSPARENT, bind the client's address, SO_MARK 1337.
       const originalSrc = (f: Fam) => ({ from: 'pod', dst: ADDRS.pod[f], port: 8080, ...proxyTproxy, transparent: true, mark: 1337, src: ADDRS.peer[f] }) as const;
@@ -174,7 +202,7 @@ describe.each(BACKENDS)('TPROXY sidecar, %s backend', (backend) => {
 
   it("as in Istio, a proxy running as uid 1337 has its original_src connections captured again by nat (Istio's injection template runs the TPROXY proxy as uid 0, gid 1337)", async () => {
     await withPod({ ipv6: true }, async (pod) => {
-      await pod.applyPayloads(await sidecar('TPROXY', true), backend);
+      await program(pod, 'TPROXY', true, backend);
       await startSidecarPod(pod, 'TPROXY');
       // nat ISTIO_OUTPUT sends uid 1337's non-localhost traffic on lo to ISTIO_IN_REDIRECT (15006):
       // IPv6 is accepted there by the inbound listener itself; IPv4, REDIRECTed to 127.0.0.1, gets no
@@ -187,10 +215,12 @@ describe.each(BACKENDS)('TPROXY sidecar, %s backend', (backend) => {
   });
 });
 
+const EXTRAS: readonly How[] = ['nft', 'entrypoint --native-nftables'];
+
 describe.each(['REDIRECT', 'TPROXY'] as const)('-c eth1 under %s', (mode) => {
-  it('traffic arriving on the excluded interface reaches the app; on eth0 the proxy', async () => {
+  it.each(EXTRAS)('(%s) traffic arriving on the excluded interface reaches the app; on eth0 the proxy', async (how) => {
     await withPod({ ipv6: true, secondNic: true }, async (pod) => {
-      await pod.applyPayloads(await sidecar(mode, true, ['-c', 'eth1']));
+      await program(pod, mode, true, how, ['-c', 'eth1']);
       await startSidecarPod(pod, mode);
       for (const f of ['v4', 'v6'] as const) {
         let r = await pod.connect({ from: 'peer', dst: ADDRS.pod2[f], port: 8080 });
@@ -203,9 +233,9 @@ describe.each(['REDIRECT', 'TPROXY'] as const)('-c eth1 under %s', (mode) => {
 });
 
 describe('DNS capture (--redirect-dns)', () => {
-  it("the app's queries to a listed DNS server are answered by the agent on 15053 as if from the server; the agent's own go upstream", async () => {
+  it.each(EXTRAS)("(%s) the app's queries to a listed DNS server are answered by the agent on 15053 as if from the server; the agent's own go upstream", async (how) => {
     await withPod({ ipv6: true }, async (pod) => {
-      await pod.applyPayloads(await sidecar('REDIRECT', true, ['--redirect-dns=true', '--dns-servers', `${ADDRS.peer.v4},${ADDRS.peer.v6}`]));
+      await program(pod, 'REDIRECT', true, how, ['--redirect-dns=true', '--dns-servers', `${ADDRS.peer.v4},${ADDRS.peer.v6}`]);
       await pod.startListener({ ns: 'pod', kind: 'udp', port: 15053, name: 'agent-dns', uid: PROXY_UID, gid: PROXY_GID });
       await pod.startListener({ ns: 'peer', kind: 'udp', port: 53, name: 'upstream-dns' });
       for (const f of ['v4', 'v6'] as const) {
