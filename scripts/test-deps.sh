@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The kernel tests need iptables (nft and legacy backends), iproute2, nft (nftables: cleanup
-# deletes tables it emptied), flock (util-linux) and python3 (traffic agents). Install what is missing
+# deletes tables it emptied), flock and setpriv (util-linux), setcap (libcap2-bin: the non-root
+# image test) and python3 (traffic agents). Install what is missing
 # when running as root on Debian (CI, a fresh machine); otherwise say what is needed and fail.
 set -euo pipefail
 missing=()
@@ -9,7 +10,8 @@ if ! command -v iptables-legacy-restore >/dev/null 2>&1 || ! command -v iptables
   missing+=(iptables)
 fi
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
-command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+command -v flock >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v setcap >/dev/null 2>&1 || missing+=(libcap2-bin)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

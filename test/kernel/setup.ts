@@ -7,7 +7,7 @@ import { execa } from 'execa';
 export default async function setup(): Promise<void> {
   const problems: string[] = [];
   if (process.getuid?.() !== 0) problems.push('kernel tests must run as root (they create network namespaces)');
-  for (const bin of ['ip', 'iptables-nft-restore', 'ip6tables-nft-restore', 'iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-restore', 'ip6tables-legacy-restore', 'iptables-legacy-save', 'ip6tables-legacy-save', 'nft', 'flock', 'python3']) {
+  for (const bin of ['ip', 'iptables-nft-restore', 'ip6tables-nft-restore', 'iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-restore', 'ip6tables-legacy-restore', 'iptables-legacy-save', 'ip6tables-legacy-save', 'nft', 'flock', 'setpriv', 'setcap', 'python3']) {
     const r = await execa('sh', ['-c', `command -v ${bin}`], { reject: false });
     if (r.exitCode !== 0) problems.push(`${bin} not found (apt-get install -y iptables iproute2)`);
   }
