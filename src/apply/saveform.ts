@@ -1,6 +1,7 @@
 import type { Cidr, FamilyRules, Match, OwnerId, Rule, Table, Target } from '../model/rule.js';
 import { BUILTIN_CHAINS } from '../model/rule.js';
 import { longestZeroRun, parseIpv4, parseIpv6 } from '../config/net.js';
+import { targetTokens as writtenTarget } from '../render/restore.js';
 
 /**
  * The kernel's view of our rules: each rule as `iptables-save` prints it once loaded (addresses
@@ -66,16 +67,9 @@ function ownerId(id: OwnerId, kind: 'uid' | 'gid', owners: OwnerResolver): strin
   return n === undefined ? id : String(n);
 }
 
+/** Targets whose saved form differs from how we write them; the rest print as written. */
 function targetTokens(t: Target, family: 'ipv4' | 'ipv6'): string[] {
   switch (t.kind) {
-    case 'jump':
-      return ['-j', t.chain];
-    case 'return':
-      return ['-j', 'RETURN'];
-    case 'accept':
-      return ['-j', 'ACCEPT'];
-    case 'drop':
-      return ['-j', 'DROP'];
     case 'redirect':
       return ['-j', 'REDIRECT', '--to-ports', String(t.toPort)];
     case 'tproxy':
@@ -86,8 +80,8 @@ function targetTokens(t: Target, family: 'ipv4' | 'ipv6'): string[] {
       return ['-j', 'CONNMARK', '--save-mark', '--nfmask', '0xffffffff', '--ctmask', '0xffffffff'];
     case 'connmarkRestore':
       return ['-j', 'CONNMARK', '--restore-mark', '--nfmask', '0xffffffff', '--ctmask', '0xffffffff'];
-    case 'ct':
-      return ['-j', 'CT', '--zone', String(t.zone)];
+    default:
+      return writtenTarget(t);
   }
 }
 

@@ -43,7 +43,8 @@ function matchTokens(x: Match): string[] {
   }
 }
 
-function targetTokens(x: Target): string[] {
+/** A target as written in restore text (also how iptables-save prints the plain verdicts and CT). */
+export function targetTokens(x: Target): string[] {
   switch (x.kind) {
     case 'jump':
       return ['-j', x.chain];
