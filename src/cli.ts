@@ -108,7 +108,7 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     for (const note of plan.notes) log.warn(note);
     if (config.run.dryRun) {
       const { renderJson, renderText } = await import('./render/dryrun.js');
-      const mode = { nft: config.run.nativeNftables };
+      const mode = { nft: config.run.nativeNftables, sets: config.run.nftSets };
       io.stdout(config.run.output === 'json' ? renderJson(plan, mode) : renderText(plan, mode));
       return 0;
     }
@@ -172,7 +172,7 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   const owners = ownerResolver();
   if (!run.skipRuleApply && run.nativeNftables) {
     const { applyNft } = await import('./apply/nft.js');
-    await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly });
+    await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly, sets: run.nftSets });
   } else if (!run.skipRuleApply) {
     await applyPlan(plan, {
       runner,

@@ -17,6 +17,8 @@ export interface NftApplyOptions {
   readonly log: Logger;
   readonly reconcile: boolean;
   readonly cleanupOnly: boolean;
+  /** `--nft-sets`: load the script with long lists written as anonymous sets. */
+  readonly sets?: boolean;
 }
 
 export interface NftReport {
@@ -93,7 +95,7 @@ export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftRepor
       outcome = 'cleaned';
     }
   } else {
-    await load(renderNft(plan), 'apply');
+    await load(renderNft(plan, { sets: o.sets === true }), 'apply');
     const after = await listOurs(runner);
     const same = (a: Map<string, string>, b: Map<string, string>): boolean =>
       a.size === b.size && [...a].every(([t, text]) => withoutCounters(text) === withoutCounters(b.get(t) ?? ''));

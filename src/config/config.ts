@@ -46,6 +46,8 @@ export interface RunConfig {
   readonly cleanupOnly: boolean;
   readonly forceApply: boolean;
   readonly nativeNftables: boolean;
+  /** With nativeNftables: lists as anonymous sets in the nft script (`--nft-sets`). */
+  readonly nftSets: boolean;
   readonly forceIptablesBinary: IptablesBackend | undefined;
   readonly skipRuleApply: boolean;
   readonly runValidation: boolean;

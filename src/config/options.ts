@@ -180,6 +180,10 @@ export const OPTIONS = {
     long: 'native-nftables', kind: 'boolean', default: false, group: 'Run',
     describe: 'Program nftables directly instead of iptables',
   }),
+  nftSets: opt({
+    long: 'nft-sets', kind: 'boolean', default: false, group: 'Run',
+    describe: 'With --native-nftables, write long lists (excluded and included CIDRs, port lists) as one rule with an anonymous set instead of one rule per value; the same traffic is captured',
+  }),
   forceIptablesBinary: opt({
     long: 'force-iptables-binary', kind: 'string', default: '', group: 'Run',
     describe: 'Use this iptables backend instead of detecting it: legacy or nft (or a binary name such as iptables-legacy)',

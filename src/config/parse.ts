@@ -45,6 +45,7 @@ const SCHEMAS = {
   cleanupOnly: V.boolean,
   forceApply: V.boolean,
   nativeNftables: V.boolean,
+  nftSets: V.boolean,
   forceIptablesBinary: V.forceIptablesBinary,
   skipRuleApply: V.boolean,
   runValidation: V.boolean,
@@ -93,6 +94,7 @@ export const PARSED_DEFAULTS: { readonly [K in OptionKey as (typeof OPTIONS)[K] 
   cleanupOnly: false,
   forceApply: false,
   nativeNftables: false,
+  nftSets: false,
   forceIptablesBinary: undefined,
   skipRuleApply: false,
   runValidation: false,
@@ -163,6 +165,11 @@ export function resolveConfig(
   input: RawInput = { values: {}, sources: {} },
   warn: (msg: string) => void = () => {},
 ): Config {
+  if (p.nftSets && !p.nativeNftables) {
+    // Sets are a rendering of the nft script; iptables has no counterpart here. Rejected rather
+    // than ignored so a pod never silently runs a configuration other than the one asked for.
+    throw new ConfigError(undefined, undefined, `${describeKey('nftSets')} needs ${describeKey('nativeNftables')}`);
+  }
   const proxyUids = p.proxyUid ?? [host.proxyUid()];
   const proxyGids = p.proxyGid ?? proxyUids;
   const needsResolvConf = p.redirectDns && !p.captureAllDns && p.dnsServers === undefined;
@@ -201,6 +208,7 @@ export function resolveConfig(
     cleanupOnly: p.cleanupOnly,
     forceApply: p.forceApply,
     nativeNftables: p.nativeNftables,
+    nftSets: p.nftSets,
     forceIptablesBinary: p.forceIptablesBinary,
     skipRuleApply: p.skipRuleApply,
     runValidation: p.runValidation,

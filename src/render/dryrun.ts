@@ -3,9 +3,13 @@ import { renderIpCommands } from './ip.js';
 import { renderNft } from './nft.js';
 import { renderRestore } from './restore.js';
 
-/** How the plan is to be programmed: with `nft: true`, Istio's native nftables mode (`--native-nftables`). */
+/**
+ * How the plan is to be programmed: with `nft: true`, Istio's native nftables mode
+ * (`--native-nftables`); with `sets` too, the nft script writes long lists as sets (`--nft-sets`).
+ */
 export interface DryRunOptions {
   readonly nft: boolean;
+  readonly sets?: boolean;
 }
 
 const IPTABLES_MODE: DryRunOptions = { nft: false };
@@ -38,7 +42,7 @@ export function toDryRunJson(plan: Plan, options: DryRunOptions = IPTABLES_MODE)
     ip6tablesRestore: v6 === '' ? null : v6,
     ipCommands: renderIpCommands(plan.routes),
     notes: plan.notes,
-    nftScript: options.nft ? renderNft(plan) : null,
+    nftScript: options.nft ? renderNft(plan, { sets: options.sets === true }) : null,
   };
 }
 
