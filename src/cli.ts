@@ -27,6 +27,7 @@ function readProcNet(path: string): string | undefined {
 /** Bound on waiting for the xtables lock (legacy backend), in seconds. */
 const LOCK_WAIT_SECONDS = 30;
 
+/** Whether the pod's IPv4 traffic is captured at all (the probe uses IPv6 only when it is not). */
 function hasIpv4(c: CaptureConfig): boolean {
   return c.outboundCidrs.kind === 'all' || c.outboundCidrs.ipv4.length > 0 || c.inboundPorts.kind !== 'none' || !c.enableIpv6;
 }
@@ -98,14 +99,10 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
       return ok ? 0 : 1;
     }
     if (rest[0] === TRACE_COMMAND) return await runTrace(rest.slice(1), options, io, env);
-    const raw = await rawFromArgs(args, env, (text) => io.stdout(text));
-    if (raw === 'help') return 0;
-    const parsed = parseOptions(raw);
-    log = createLogger(parsed.logOutputLevel, io.stderr);
-    const host = options.host ?? detectHost(env, (m) => log.info(m));
-    const config = resolveConfig(parsed, host, raw, (m) => log.warn(m));
-    const plan = buildPlan(config.capture);
-    for (const note of plan.notes) log.warn(note);
+    const built = await planFromArgs(args, options, io, env, (text) => io.stdout(text));
+    if (built === 'help') return 0;
+    const { config, plan } = built;
+    log = built.log;
     if (config.run.dryRun) {
       const { renderJson, renderText } = await import('./render/dryrun.js');
       const mode = { nft: config.run.nativeNftables, sets: config.run.nftSets };
@@ -120,6 +117,24 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   }
 }
 
+/** Flags and environment to configuration and plan, logging as configured; 'help' when --help was answered. */
+async function planFromArgs(
+  args: readonly string[],
+  options: MainOptions,
+  io: Io,
+  env: NodeJS.ProcessEnv,
+  onHelp: (text: string) => void,
+): Promise<{ config: Config; plan: Plan; log: Logger } | 'help'> {
+  const raw = await rawFromArgs(args, env, onHelp);
+  if (raw === 'help') return 'help';
+  const parsed = parseOptions(raw);
+  const log = createLogger(parsed.logOutputLevel, io.stderr);
+  const config = resolveConfig(parsed, options.host ?? detectHost(env, (m) => log.info(m)), raw, (m) => log.warn(m));
+  const plan = buildPlan(config.capture);
+  for (const note of plan.notes) log.warn(note);
+  return { config, plan, log };
+}
+
 /**
  * `trace [config flags] FLOW | --flows FILE`: the plan exactly as a dry run builds it, then each
  * flow walked through it offline. Never applies anything, needs no root.
@@ -128,13 +143,9 @@ async function runTrace(args: readonly string[], options: MainOptions, io: Io, e
   const { runTraceCommand, splitTraceArgs, TRACE_USAGE } = await import('./trace/index.js');
   const { readFile } = await import('node:fs/promises');
   const trace = splitTraceArgs(args);
-  const raw = await rawFromArgs(trace.configArgs, env, (text) => io.stdout(`${TRACE_USAGE}\n${text}`));
-  if (raw === 'help') return 0;
-  const parsed = parseOptions(raw);
-  const log = createLogger(parsed.logOutputLevel, io.stderr);
-  const config = resolveConfig(parsed, options.host ?? detectHost(env, (m) => log.info(m)), raw, (m) => log.warn(m));
-  const plan = buildPlan(config.capture);
-  for (const note of plan.notes) log.warn(note);
+  const built = await planFromArgs(trace.configArgs, options, io, env, (text) => io.stdout(`${TRACE_USAGE}\n${text}`));
+  if (built === 'help') return 0;
+  const { config, plan } = built;
   const file = trace.flowsFile;
   let flows: string | undefined;
   try {
