@@ -14,6 +14,9 @@ export const PROGRAM = 'istio-iptables';
 /** The trace subcommand: `istio-iptables trace [flags] FLOW`. */
 export const TRACE_COMMAND = 'trace';
 
+/** The diff subcommand: `istio-iptables diff [flags]` compares a namespace with the plan. */
+export const DIFF_COMMAND = 'diff';
+
 /** The hidden command the validation probe's client runs as when it must change uid. */
 export const PROBE_CLIENT_COMMAND = '__probe-client';
 

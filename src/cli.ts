@@ -5,7 +5,7 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, type Logger } from './log.js';
-import { PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND } from './args.js';
+import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND } from './args.js';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Runner } from './apply/runner.js';
 
@@ -99,6 +99,7 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
       return ok ? 0 : 1;
     }
     if (rest[0] === TRACE_COMMAND) return await runTrace(rest.slice(1), options, io, env);
+    if (rest[0] === DIFF_COMMAND) return await runDiff(rest.slice(1), options, io, env);
     const built = await planFromArgs(args, options, io, env, (text) => io.stdout(text));
     if (built === 'help') return 0;
     const { config, plan } = built;
@@ -133,6 +134,63 @@ async function planFromArgs(
   const plan = buildPlan(config.capture);
   for (const note of plan.notes) log.warn(note);
   return { config, plan, log };
+}
+
+const DIFF_USAGE = `Usage: ${PROGRAM} diff [flags]
+
+Compares the rules and routes of a namespace (this one, or --network-namespace) with the plan the
+flags describe, rule by rule: "-" the plan has it and the namespace does not, "+" the namespace has
+it and the plan does not, "~" same rules in another order. Exit 0 when in sync, 1 otherwise.
+Changes nothing.
+`;
+
+/** Fail with a clear error when --network-namespace names a namespace that does not exist. */
+function checkNamespace(ns: string | undefined): void {
+  if (ns !== undefined && !existsSync(ns.startsWith('/') ? ns : `/var/run/netns/${ns}`)) {
+    throw new ConfigError({ kind: 'flag', long: 'network-namespace' }, ns, 'an existing network namespace (a name under /var/run/netns or a path)');
+  }
+}
+
+/** `diff [config flags]`: the live iptables rules and routes against the plan. */
+async function runDiff(args: readonly string[], options: MainOptions, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
+  const built = await planFromArgs(args, options, io, env, (text) => io.stdout(`${DIFF_USAGE}\n${text}`));
+  if (built === 'help') return 0;
+  const { config, plan } = built;
+  if (config.run.nativeNftables) {
+    throw new ConfigError({ kind: 'flag', long: 'native-nftables' }, 'true', 'false: diff compares iptables rules (for nftables, compare `nft list ruleset` with the dry run)');
+  }
+  checkNamespace(config.run.networkNamespace);
+  const [{ detectBackend }, { processRunner }, { assess, parseSave }, { readRouteState }, { routeArgs }] = await Promise.all([
+    import('./apply/detect.js'),
+    import('./apply/runner.js'),
+    import('./apply/state.js'),
+    import('./apply/routes.js'),
+    import('./render/ip.js'),
+  ]);
+  const runner = processRunner({ namespace: config.run.networkNamespace, env });
+  const detection = await detectBackend(runner, config.run.forceIptablesBinary);
+  const owners = ownerResolver();
+  let inSync = true;
+  for (const family of plan.ipv6 === null ? [plan.ipv4] : [plan.ipv4, plan.ipv6]) {
+    const state =
+      family.family === 'ipv4' ? detection.ipv4State : parseSave((await runner.run([detection.backend.save.ipv6])).stdout);
+    const a = assess(state, family, owners);
+    if (a.status === 'exact') {
+      io.stdout(`${family.family}: in sync with the plan (${detection.backend.name} backend)\n`);
+      continue;
+    }
+    inSync = false;
+    io.stdout(`${family.family}: ${a.status === 'absent' ? 'not applied' : 'drift'} (${detection.backend.name} backend)\n`);
+    const mark = { missing: '-', unexpected: '+', order: '~' } as const;
+    for (const d of a.ruleDiff) io.stdout(`  ${mark[d.kind]} ${d.table} ${d.chain}: ${d.rule}\n`);
+  }
+  const routes = await readRouteState(runner, plan.routes);
+  for (const step of plan.routes) {
+    if (routes.has(step)) continue;
+    inSync = false;
+    io.stdout(`routing: - ${routeArgs(step).join(' ')}\n`);
+  }
+  return inSync ? 0 : 1;
 }
 
 /**
@@ -170,9 +228,7 @@ export const VALIDATION_FAILED = 126;
 async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, log: Logger): Promise<number> {
   const { run, capture } = config;
   const ns = run.networkNamespace;
-  if (ns !== undefined && !existsSync(ns.startsWith('/') ? ns : `/var/run/netns/${ns}`)) {
-    throw new ConfigError({ kind: 'flag', long: 'network-namespace' }, ns, 'an existing network namespace (a name under /var/run/netns or a path)');
-  }
+  checkNamespace(ns);
   log.info(`configuration: ${describeConfig(capture)}`);
   const [{ applyPlan }, { quickBackend }, { processRunner, spawnRunner }] = await Promise.all([
     import('./apply/apply.js'),

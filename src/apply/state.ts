@@ -66,7 +66,31 @@ export interface Assessment {
   /** absent: nothing of ours; exact: exactly the plan; drift: something else of ours. */
   readonly status: 'absent' | 'exact' | 'drift';
   readonly differences: readonly string[];
+  /** Rule by rule: what the plan has that the namespace lacks, what it has that the plan does not, and order. */
+  readonly ruleDiff: readonly RuleDifference[];
   readonly footprint: ReadonlyMap<string, TableFootprint>;
+}
+
+export interface RuleDifference {
+  readonly kind: 'missing' | 'unexpected' | 'order';
+  readonly table: string;
+  readonly chain: string;
+  /** The rule as iptables-save prints it (for 'order': the chain's expected order, joined). */
+  readonly rule: string;
+}
+
+/** Compare one chain's rules: missing and unexpected as multisets; 'order' when only the order differs. */
+function diffRules(table: string, chain: string, want: readonly string[], got: readonly string[]): RuleDifference[] {
+  const left = [...got];
+  const out: RuleDifference[] = [];
+  for (const rule of want) {
+    const i = left.indexOf(rule);
+    if (i < 0) out.push({ kind: 'missing', table, chain, rule });
+    else left.splice(i, 1);
+  }
+  for (const rule of left) out.push({ kind: 'unexpected', table, chain, rule });
+  if (out.length === 0 && want.join('\n') !== got.join('\n')) out.push({ kind: 'order', table, chain, rule: want.join(' | ') });
+  return out;
 }
 
 /**
@@ -93,7 +117,13 @@ export function footprintOf(live: SavedState, expected: ReadonlyMap<Table, Expec
 export function assess(live: SavedState, family: FamilyRules, owners: OwnerResolver): Assessment {
   const expected = expectedState(family, owners);
   const footprint = footprintOf(live, expected);
-  if (footprint.size === 0) return { status: 'absent', differences: [], footprint };
+  const ruleDiff: RuleDifference[] = [];
+  if (footprint.size === 0) {
+    for (const [table, exp] of expected) {
+      for (const [chain, rules] of [...exp.chains, ...exp.builtin]) ruleDiff.push(...diffRules(table, chain, rules, []));
+    }
+    return { status: 'absent', differences: [], ruleDiff, footprint };
+  }
   const differences: string[] = [];
   for (const [table, exp] of expected) {
     const t = live.get(table);
@@ -101,21 +131,28 @@ export function assess(live: SavedState, family: FamilyRules, owners: OwnerResol
       const got = t?.chains.get(chain);
       if (got === undefined) differences.push(`${table}: chain ${chain} is missing`);
       else if (got.rules.join('\n') !== rules.join('\n')) differences.push(`${table}: chain ${chain} differs (${got.rules.length} rules, expected ${rules.length})`);
+      ruleDiff.push(...diffRules(table, chain, rules, got?.rules ?? []));
     }
     for (const chain of footprint.get(table)?.ownChains ?? []) {
-      if (!exp.chains.has(chain)) differences.push(`${table}: unexpected chain ${chain}`);
+      if (exp.chains.has(chain)) continue;
+      differences.push(`${table}: unexpected chain ${chain}`);
+      ruleDiff.push(...diffRules(table, chain, [], t?.chains.get(chain)?.rules ?? []), { kind: 'unexpected', table, chain, rule: `(chain ${chain})` });
     }
     const builtinChains = new Set([...exp.builtin.keys(), ...(footprint.get(table)?.builtinRules ?? []).map(([c]) => c)]);
     for (const chain of builtinChains) {
       const got = (footprint.get(table)?.builtinRules ?? []).filter(([c]) => c === chain).map(([, s]) => s);
       const want = exp.builtin.get(chain) ?? [];
       if (got.join('\n') !== want.join('\n')) differences.push(`${table}: our rules in ${chain} differ (${got.length} found, ${want.length} expected)`);
+      ruleDiff.push(...diffRules(table, chain, want, got));
     }
   }
-  for (const table of footprint.keys()) {
-    if (!expected.has(table as Table)) differences.push(`${table}: rules or chains of ours that the plan does not have`);
+  for (const [table, fp] of footprint) {
+    if (expected.has(table as Table)) continue;
+    differences.push(`${table}: rules or chains of ours that the plan does not have`);
+    for (const [chain, spec] of fp.builtinRules) ruleDiff.push({ kind: 'unexpected', table, chain, rule: spec });
+    for (const chain of fp.ownChains) ruleDiff.push({ kind: 'unexpected', table, chain, rule: `(chain ${chain})` });
   }
-  return { status: differences.length === 0 ? 'exact' : 'drift', differences, footprint };
+  return { status: differences.length === 0 ? 'exact' : 'drift', differences, ruleDiff, footprint };
 }
 
 /** Lines removing our footprint from one table: deletions from built-in chains, then flush and delete our chains. */

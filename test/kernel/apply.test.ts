@@ -371,3 +371,28 @@ describe('native nftables (--native-nftables)', () => {
     });
   });
 });
+
+describe('diff: the namespace against the plan, rule by rule', () => {
+  it('not applied, in sync, then drift and a missing route, each named; exit 0 only in sync', async () => {
+    await withNetns('diff', async (ns) => {
+      const diff = () => apply(ns, ['diff', ...TPROXY_DUAL.slice(1)]);
+      const before = await diff();
+      expect(before.code).toBe(1);
+      expect(before.stdout).toMatch(/^ipv4: not applied/m);
+      expect(before.stdout).toContain('  - nat ISTIO_REDIRECT: -p tcp -j REDIRECT --to-ports 15001');
+      expect((await apply(ns, TPROXY_DUAL)).code).toBe(0);
+      const synced = await diff();
+      expect(synced.code, synced.stdout).toBe(0);
+      expect(synced.stdout).toBe('ipv4: in sync with the plan (nft backend)\nipv6: in sync with the plan (nft backend)\n');
+      await ns.run('iptables', ['-t', 'nat', '-I', 'ISTIO_OUTPUT', '2', '-j', 'RETURN']);
+      await ns.run('ip6tables', ['-t', 'mangle', '-D', 'ISTIO_DIVERT', '-j', 'ACCEPT']);
+      await ns.run('ip', ['-6', 'rule', 'del', 'fwmark', '1337', 'lookup', '133']);
+      const drift = await diff();
+      expect(drift.code).toBe(1);
+      expect(drift.stdout).toContain('ipv4: drift');
+      expect(drift.stdout).toContain('  + nat ISTIO_OUTPUT: -j RETURN');
+      expect(drift.stdout).toContain('  - mangle ISTIO_DIVERT: -j ACCEPT');
+      expect(drift.stdout).toContain('routing: - ip -6 rule add fwmark 1337 lookup 133');
+    });
+  });
+});

@@ -13,7 +13,7 @@ export interface CliResult {
 /** Run the CLI in-process with a fixed host (no detection), capturing its output. */
 export async function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}, host: HostFacts = fixedHost()): Promise<CliResult> {
   // Safety net: a test must never program the machine it runs on. Real runs need a namespace.
-  const dry = args.some((a) => a === '-n' || a === '--dry-run' || a === '--dry-run=true' || a === '--help');
+  const dry = args.some((a) => a === '-n' || a === '--dry-run' || a === '--dry-run=true' || a === '--help') || args[0] === 'trace';
   const targeted = args.some((a) => a === '--network-namespace' || a.startsWith('--network-namespace='));
   if (!dry && !targeted) throw new Error(`test would apply rules to the host: add --dry-run or --network-namespace (${args.join(' ')})`);
   let stdout = '';
