@@ -77,7 +77,7 @@ export async function applyPlan(plan: Plan, o: ApplyOptions): Promise<ApplyRepor
 
 /**
  * The fast path for a namespace without our rules (a pod's first start): the restore payloads
- * and the routing batches all at once, no dump first. A restore whose `-N` finds our chains
+ * and the routing steps all at once, no dump first. A restore whose `-N` finds our chains
  * already there fails; then whatever this attempt committed is removed again (it is exactly
  * what the plan adds, to tables that held none of it) and the careful path takes over.
  */
@@ -94,14 +94,13 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
     const committed = r.exitCode === 0 ? tablesOf(payload) : committedBefore(payload, failedLine(r.stderr));
     return { family: f, bin, r, committed };
   });
-  const batches = routeBatches(plan.routes).map(async ({ family, steps }) => {
-    const input = steps.map((s) => routeArgs(s).slice(2).join(' ')).join('\n');
-    const r = await runner.run(['ip', family === 'ipv4' ? '-4' : '-6', '-batch', '-'], `${input}\n`);
-    const failed = /Command failed -:(\d+)/.exec(r.stderr);
-    const added = r.exitCode === 0 ? steps : steps.slice(0, failed ? Number(failed[1]) - 1 : 0);
-    return { r, steps, added };
+  // One `ip` per step (not `ip -batch`): each is independent, they all run at once, and a failure
+  // names its own command.
+  const routes = plan.routes.map(async (step) => {
+    const argv = routeArgs(step);
+    return { step, argv, r: await runner.run(argv) };
   });
-  const [rs, bs] = await Promise.all([Promise.all(restores), Promise.all(batches)]);
+  const [rs, bs] = await Promise.all([Promise.all(restores), Promise.all(routes)]);
   if (rs.every((x) => x.r.exitCode === 0) && bs.every((x) => x.r.exitCode === 0)) {
     log.info(`iptables backend: ${backend.name} (${quick.evidence})`);
     const outcomes: Partial<Record<Family, FamilyOutcome>> = {};
@@ -109,18 +108,17 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
       outcomes[x.family.family] = 'applied';
       log.info(`${x.family.family}: applied (${x.committed.join(', ')})`);
     }
-    const added = bs.flatMap((x) => x.steps);
-    for (const step of added) log.info(`added: ${routeArgs(step).join(' ')}`);
+    const added = bs.map((x) => x.step);
+    for (const x of bs) log.info(`added: ${x.argv.join(' ')}`);
     return { backend, evidence: quick.evidence, families: outcomes, routesAdded: added, routesRemoved: [] };
   }
-  const why = [...rs.map((x) => (x.r.exitCode === 0 ? '' : `${x.bin}: ${firstLine(x.r.stderr)}`)), ...bs.map((x) => (x.r.exitCode === 0 ? '' : `ip: ${firstLine(x.r.stderr)}`))].filter(Boolean);
+  const why = [...rs.map((x) => (x.r.exitCode === 0 ? '' : `${x.bin}: ${firstLine(x.r.stderr)}`)), ...bs.map((x) => (x.r.exitCode === 0 ? '' : `${x.argv.join(' ')}: ${firstLine(x.r.stderr)}`))].filter(Boolean);
   log.debug(`first attempt did not apply cleanly (${why.join('; ')}); undoing it and reading the namespace state`);
   const problems: string[] = [];
-  for (const x of bs) {
-    for (const step of [...x.added].reverse()) {
-      const r = await runner.run(routeDelArgs(step));
-      if (r.exitCode !== 0) problems.push(`${routeDelArgs(step).join(' ')}: ${firstLine(r.stderr)}`);
-    }
+  for (const x of [...bs].reverse()) {
+    if (x.r.exitCode !== 0) continue;
+    const r = await runner.run(routeDelArgs(x.step));
+    if (r.exitCode !== 0) problems.push(`${routeDelArgs(x.step).join(' ')}: ${firstLine(r.stderr)}`);
   }
   for (const x of rs) {
     if (x.committed.length === 0) continue;
@@ -130,16 +128,6 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
   }
   if (problems.length > 0) log.warn(`undoing the first attempt was incomplete: ${problems.join('; ')}`);
   return undefined;
-}
-
-/** Routing steps grouped per family, for one `ip -4|-6 -batch` each. */
-function routeBatches(steps: readonly RouteStep[]): { family: Family; steps: RouteStep[] }[] {
-  const out: { family: Family; steps: RouteStep[] }[] = [];
-  for (const family of ['ipv4', 'ipv6'] as const) {
-    const mine = steps.filter((s) => s.family === family);
-    if (mine.length > 0) out.push({ family, steps: mine });
-  }
-  return out;
 }
 
 function firstLine(text: string): string {

@@ -288,7 +288,8 @@ describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name
 
   it.each([
     ['ip6tables-nft-restore', { 'ip6tables-nft-restore': 'cat >/dev/null; echo "line 2 failed: injected" >&2; exit 1' }, /ip6tables-nft-restore --noflush failed/],
-    ['ip -6 -batch', { ip: 'case "$*" in *"-6 -batch"*|*"-6 route add"*) cat >/dev/null 2>&1; echo "RTNETLINK answers: injected" >&2; exit 2;; esac; exec /usr/sbin/ip "$@"' }, /route add local ::\/0 .*failed/],
+    ['ip -6 route add', { ip: 'case "$*" in *"-6 route add"*) echo "RTNETLINK answers: injected" >&2; exit 2;; esac; exec /usr/sbin/ip "$@"' }, /route add local ::\/0 .*failed/],
+    ['ip -4 rule add', { ip: 'case "$*" in *"-4 rule add"*) echo "RTNETLINK answers: injected" >&2; exit 2;; esac; exec /usr/sbin/ip "$@"' }, /ip -4 rule add fwmark 1337 lookup 133 failed/],
   ])('a failing %s in the fast path leaves nothing behind', async (_n, scripts, message) => {
     const dir = fakeBin(scripts);
     await withNetns('fastfail', async (ns) => {
