@@ -397,3 +397,16 @@ describe('diff: the namespace against the plan, rule by rule', () => {
     });
   });
 });
+
+describe('--network-namespace as a path', () => {
+  it('programs the namespace the path names (via nsenter), and a rerun finds it unchanged', async () => {
+    await withNetns('path', async (ns) => {
+      const path = `/var/run/netns/${ns.name}`;
+      const first = await runCli([...REDIRECT_V4, '--network-namespace', path]);
+      expect(first.code, first.stderr).toBe(0);
+      expect((await ns.run('iptables-save', [])).stdout).toContain(':ISTIO_OUTPUT');
+      const again = await runCli([...REDIRECT_V4, '--network-namespace', path]);
+      expect(again.stderr).toMatch(/ipv4: unchanged/);
+    });
+  });
+});
