@@ -41,7 +41,9 @@ export function createParser(args: readonly string[]): Argv {
       `Usage: ${PROGRAM} [flags]\n\n` +
         'Programs the pod network namespace so that the sidecar proxy sees all traffic: inbound TCP to\n' +
         'the inbound capture port, outbound TCP to the proxy port, with the exclusions below.\n' +
-        'Flags beat environment variables; a later flag beats an earlier one.',
+        'Flags beat environment variables; a later flag beats an earlier one.\n\n' +
+        `${PROGRAM} trace [flags] FLOW: walk a connection through the rules offline (trace --help).\n` +
+        `${PROGRAM} diff [flags]: compare a namespace's rules and routes with the plan (diff --help).`,
     )
     .parserConfiguration({
       'duplicate-arguments-array': false,
