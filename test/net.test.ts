@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ipv6FromAddresses, nameserversFromResolvConf, uidFromPasswd } from '../src/config/host.js';
+import { ipv6FromAddresses, nameserversFromResolvConf, idFromDatabase } from '../src/config/host.js';
 import { parseAddress, parseCidr } from '../src/config/net.js';
 
 describe('parseAddress', () => {
@@ -44,10 +44,11 @@ describe('parseCidr', () => {
 });
 
 describe('host facts', () => {
-  it('finds a uid in passwd text', () => {
+  it('finds ids in passwd and group text', () => {
     const passwd = 'root:x:0:0:root:/root:/bin/sh\nistio-proxy:x:1337:1337::/home:/bin/false\n';
-    expect(uidFromPasswd(passwd, 'istio-proxy')).toBe(1337);
-    expect(uidFromPasswd(passwd, 'nobody')).toBeUndefined();
+    expect(idFromDatabase(passwd, 'istio-proxy')).toBe(1337);
+    expect(idFromDatabase(passwd, 'nobody')).toBeUndefined();
+    expect(idFromDatabase('java:x:1001:\n', 'java')).toBe(1001);
   });
 
   it('reads nameservers, split per family, skipping what is not a plain address', () => {

@@ -1,4 +1,5 @@
 import { ApplyError } from '../errors.js';
+import { BUILTIN_CHAINS } from '../model/rule.js';
 import type { IptablesBackend } from '../config/values.js';
 import { parseSave, type SavedState } from './state.js';
 import type { Runner } from './runner.js';
@@ -30,7 +31,7 @@ export interface Detection {
 function footprintSize(state: SavedState): number {
   let n = 0;
   for (const t of state.values()) {
-    for (const [name, c] of t.chains) n += c.rules.length + (/^(PREROUTING|INPUT|OUTPUT|FORWARD|POSTROUTING)$/.test(name) ? 0 : 1);
+    for (const [name, c] of t.chains) n += c.rules.length + (BUILTIN_CHAINS.has(name) ? 0 : 1);
   }
   return n;
 }

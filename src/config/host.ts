@@ -18,11 +18,11 @@ export interface HostFacts {
 
 export const DEFAULT_PROXY_UID = 1337;
 
-/** Find a user's uid in passwd-format text. */
-export function uidFromPasswd(passwd: string, user: string): number | undefined {
-  for (const line of passwd.split('\n')) {
+/** Find a name's id in passwd- or group-format text (name:x:id:...). */
+export function idFromDatabase(text: string, name: string): number | undefined {
+  for (const line of text.split('\n')) {
     const fields = line.split(':');
-    if (fields[0] === user && fields[2] !== undefined && /^[0-9]+$/.test(fields[2])) return Number(fields[2]);
+    if (fields[0] === name && fields[2] !== undefined && /^[0-9]+$/.test(fields[2])) return Number(fields[2]);
   }
   return undefined;
 }
@@ -75,7 +75,7 @@ export function detectHost(env: NodeJS.ProcessEnv = process.env, log: (msg: stri
       const user = env['ENVOY_USER'] || 'istio-proxy';
       let uid: number | undefined;
       try {
-        uid = uidFromPasswd(readFileSync('/etc/passwd', 'utf8'), user);
+        uid = idFromDatabase(readFileSync('/etc/passwd', 'utf8'), user);
       } catch {
         uid = undefined;
       }
@@ -113,11 +113,6 @@ export function fixedHost(facts: { proxyUid?: number; dnsServers?: DnsServers; i
     dnsServers: () => facts.dnsServers ?? { ipv4: [], ipv6: [] },
     ipv6Enabled: () => facts.ipv6 ?? false,
   };
-}
-
-/** Id lookups in passwd/group-format text (name:x:id:...). */
-export function idFromDatabase(text: string, name: string): number | undefined {
-  return uidFromPasswd(text, name);
 }
 
 /** Resolve user and group names as iptables will when the rules load: from /etc/passwd and /etc/group. */

@@ -131,6 +131,9 @@ describe.each([
   });
 });
 
+/** An environment whose PATH finds the fakes in `dir` before the real programs. */
+const fakesFirst = (dir: string): NodeJS.ProcessEnv => ({ PATH: `${dir}:${process.env['PATH'] ?? ''}` });
+
 /** A directory of fake programs placed first on PATH: each fails for the arguments given. */
 function fakeBin(scripts: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'iit-fake-'));
@@ -148,7 +151,7 @@ describe('injected failures leave nothing behind', () => {
     });
     await withNetns('fail6', async (ns) => {
       const pristine = await snapshot(ns);
-      const r = await apply(ns, TPROXY_DUAL, { PATH: `${dir}:${process.env['PATH'] ?? ''}` });
+      const r = await apply(ns, TPROXY_DUAL, fakesFirst(dir));
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/ip6tables-nft-restore --noflush failed \(exit 1\): ip6tables-restore: line 3 failed: injected/);
       expect(r.stderr).toMatch(/rolled back/);
@@ -162,7 +165,7 @@ describe('injected failures leave nothing behind', () => {
     });
     await withNetns('failroute', async (ns) => {
       const pristine = await snapshot(ns);
-      const r = await apply(ns, TPROXY_DUAL, { PATH: `${dir}:${process.env['PATH'] ?? ''}` });
+      const r = await apply(ns, TPROXY_DUAL, fakesFirst(dir));
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/ip -4 route add local 0.0.0.0\/0 dev lo table 133 failed \(exit 2\): RTNETLINK answers: injected/);
       expect(await snapshot(ns)).toBe(pristine);
@@ -175,7 +178,7 @@ describe('injected failures leave nothing behind', () => {
       await ns.run('iptables', ['-t', 'nat', '-A', 'ISTIO_OUTPUT', '-j', 'RETURN']);
       const drifted = await snapshot(ns);
       const dir = fakeBin({ 'iptables-nft-restore': 'case "$*" in *--noflush*) cat >/dev/null; echo injected >&2; exit 4;; esac; exec /usr/sbin/iptables-nft-restore "$@"' });
-      const r = await apply(ns, TPROXY_DUAL, { PATH: `${dir}:${process.env['PATH'] ?? ''}` });
+      const r = await apply(ns, TPROXY_DUAL, fakesFirst(dir));
       expect(r.code).toBe(1);
       expect(await snapshot(ns)).toBe(drifted);
     });
@@ -294,7 +297,7 @@ describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name
     const dir = fakeBin(scripts);
     await withNetns('fastfail', async (ns) => {
       const pristine = await snapshot(ns);
-      const r = await inside(ns, TPROXY_DUAL, { PATH: `${dir}:${process.env['PATH'] ?? ''}` });
+      const r = await inside(ns, TPROXY_DUAL, fakesFirst(dir));
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toMatch(message);
       expect(await snapshot(ns)).toBe(pristine);
@@ -356,7 +359,7 @@ describe('native nftables (--native-nftables)', () => {
     const dir = fakeBin({ ip: 'case "$*" in *"route add local"*) echo "RTNETLINK answers: injected" >&2; exit 2;; esac; exec /usr/sbin/ip "$@"' });
     await withNetns('nftfail', async (ns) => {
       const pristine = await snapshot(ns);
-      const r = await apply(ns, NFT_TPROXY, { PATH: `${dir}:${process.env['PATH'] ?? ''}` });
+      const r = await apply(ns, NFT_TPROXY, fakesFirst(dir));
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/route add local .* failed \(exit 2\): RTNETLINK answers: injected/);
       expect(await snapshot(ns)).toBe(pristine);
