@@ -1,19 +1,94 @@
-// Builds dist/entrypoint/istio-iptables: the CLI bundled (tree-shaken, minified) and compiled
-// with the Bun runtime into one self-contained executable. Bun comes from the npm registry
-// (@oven/bun-linux-x64, a devDependency), so nothing is downloaded at build time.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, statSync } from 'node:fs';
+// Builds the init container's two executables in dist/entrypoint/:
+//   istio-iptables       the entrypoint: our QuickJS runtime (native/host.c) with the CLI's hot
+//                        path compiled to bytecode; static, starts in well under a millisecond
+//   istio-iptables-full  the whole CLI compiled with Bun (bun build --compile), which the
+//                        entrypoint hands --help, unknown arguments, --run-validation and trace to
+// Everything comes from the npm registry (Bun: @oven/bun-linux-x64; QuickJS's C sources:
+// react-native-quickjs) and gcc; nothing is downloaded at build time. QuickJS's objects are
+// cached under node_modules/.cache, keyed by their sources and flags.
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
+const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const bun = join(dirname(require.resolve('@oven/bun-linux-x64/package.json')), 'bin', 'bun');
-const out = join(root, 'dist', 'entrypoint', 'istio-iptables');
-mkdirSync(dirname(out), { recursive: true });
-execFileSync(bun, ['build', '--compile', '--minify', '--bytecode', '--format=esm', '--splitting', '--target=bun-linux-x64', join(root, 'src', 'entrypoint.ts'), '--outfile', out], {
-  stdio: ['ignore', 'inherit', 'inherit'],
-  cwd: root,
-});
-console.log(`built ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB)`);
+const engine = join(dirname(require.resolve('react-native-quickjs/package.json')), 'cpp', 'engine');
+const outDir = join(root, 'dist', 'entrypoint');
+const entry = join(outDir, 'istio-iptables');
+const full = join(outDir, 'istio-iptables-full');
+mkdirSync(outDir, { recursive: true });
+
+const QJS_FLAGS = ['-O2', '-D_GNU_SOURCE', '-DCONFIG_VERSION="2021-03-27"', '-DCONFIG_BIGNUM', '-w', `-I${engine}`];
+const QJS_UNITS = ['quickjs', 'libregexp', 'libunicode', 'cutils', 'libbf'];
+
+async function buildFull() {
+  await run(bun, ['build', '--compile', '--minify', '--bytecode', '--format=esm', '--splitting', '--target=bun-linux-x64', join(root, 'src', 'entrypoint.ts'), '--outfile', full], { cwd: root });
+}
+
+/** QuickJS's object files, compiled once per source/flags combination. */
+async function engineObjects() {
+  const hash = createHash('sha256').update(QJS_FLAGS.join(' '));
+  for (const f of readdirSync(engine).sort()) hash.update(f).update(readFileSync(join(engine, f)));
+  const dir = join(root, 'node_modules', '.cache', 'istio-iptables-quickjs', hash.digest('hex').slice(0, 16));
+  const objects = QJS_UNITS.map((u) => join(dir, `${u}.o`));
+  if (objects.every((o) => existsSync(o))) return objects;
+  mkdirSync(dir, { recursive: true });
+  await Promise.all(
+    QJS_UNITS.map(async (u) => {
+      const tmp = join(dir, `${u}.o.tmp`);
+      await run('gcc', [...QJS_FLAGS, '-c', join(engine, `${u}.c`), '-o', tmp]);
+      renameSync(tmp, join(dir, `${u}.o`));
+    }),
+  );
+  return objects;
+}
+
+async function buildEntrypoint() {
+  const work = join(root, 'node_modules', '.cache', 'istio-iptables-quickjs', 'app');
+  mkdirSync(work, { recursive: true });
+  const [objects] = await Promise.all([engineObjects(), run(bun, [join(root, 'scripts', 'bundle-quickjs.ts'), join(work, 'app.js')], { cwd: root })]);
+  const compiler = join(work, 'compile');
+  await run('gcc', [...QJS_FLAGS, join(root, 'native', 'compile.c'), ...objects, '-lm', '-lpthread', '-o', compiler]);
+  await run(compiler, [join(work, 'app.js'), join(work, 'app.bin')]);
+  // The bytecode goes into the executable as read-only data.
+  writeFileSync(
+    join(work, 'bytecode.S'),
+    [
+      '  .section .rodata',
+      '  .global app_bytecode',
+      '  .global app_bytecode_end',
+      '  .balign 16',
+      'app_bytecode:',
+      `  .incbin "${join(work, 'app.bin')}"`,
+      'app_bytecode_end:',
+      '  .section .note.GNU-stack,"",@progbits',
+      '',
+    ].join('\n'),
+  );
+  await run('gcc', [
+    '-O2',
+    '-Wall',
+    '-Wextra',
+    '-Wno-unused-parameter',
+    '-Wno-cast-function-type',
+    `-I${engine}`,
+    join(root, 'native', 'host.c'),
+    join(work, 'bytecode.S'),
+    ...objects,
+    '-lm',
+    '-lpthread',
+    '-static',
+    '-s',
+    '-o',
+    entry,
+  ]);
+}
+
+await Promise.all([buildFull(), buildEntrypoint()]);
+for (const f of [entry, full]) console.log(`built ${f} (${(statSync(f).size / 1e6).toFixed(1)} MB)`);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The kernel tests need iptables (nft and legacy backends), iproute2, nft (nftables: cleanup
 # deletes tables it emptied), flock and setpriv (util-linux), setcap (libcap2-bin: the non-root
-# image test) and python3 (traffic agents). Install what is missing
+# image test), python3 (traffic agents), and gcc with libc6-dev (the entrypoint's runtime,
+# built by npm run build:entrypoint). Install what is missing
 # when running as root on Debian (CI, a fresh machine); otherwise say what is needed and fail.
 set -euo pipefail
 missing=()
@@ -13,6 +14,9 @@ command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v flock >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v setcap >/dev/null 2>&1 || missing+=(libcap2-bin)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# The entrypoint's runtime (native/) is compiled and linked statically: gcc and glibc's libc.a.
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "the kernel tests need: ${missing[*]} (as root: apt-get install -y ${missing[*]})" >&2

@@ -82,6 +82,8 @@ export interface MainOptions {
   readonly host?: HostFacts;
   /** What `trace --flows -` reads; process.stdin when absent. */
   readonly stdin?: () => Promise<string>;
+  /** Called with the configuration before a dry run or any change to the host (may throw). */
+  readonly beforeEffects?: (config: Config) => void;
 }
 
 /** Run the CLI; returns the exit code (0 ok, 1 bad configuration or failure). */
@@ -104,6 +106,7 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     if (built === 'help') return 0;
     const { config, plan } = built;
     log = built.log;
+    options.beforeEffects?.(config);
     if (config.run.dryRun) {
       const { renderJson, renderText } = await import('./render/dryrun.js');
       const mode = { nft: config.run.nativeNftables, sets: config.run.nftSets };

@@ -36,12 +36,15 @@ describe('container/Dockerfile', () => {
     }
   });
 
-  it('builds the entrypoint with npm ci and copies only it into the runtime', () => {
+  it('builds the entrypoint with npm ci and copies only it and the full CLI into the runtime, side by side', () => {
     const build = stages.get('build')?.join('\n') ?? '';
     expect(build).toMatch(/RUN npm ci/);
     expect(build).toMatch(/RUN npm run build:entrypoint/);
+    expect(build).toMatch(/COPY native \.\/native/);
+    expect(build).toMatch(/install[^\n]*\bgcc\b[^\n]*\blibc6-dev\b/);
     const runtime = stages.get('runtime')?.join('\n') ?? '';
-    expect(runtime).toMatch(/COPY --from=build \/src\/dist\/entrypoint\/istio-iptables \/usr\/local\/bin\/istio-iptables/);
+    // The entrypoint finds the full CLI next to itself.
+    expect(runtime).toMatch(/^COPY --from=build \/src\/dist\/entrypoint\/istio-iptables \/src\/dist\/entrypoint\/istio-iptables-full \/usr\/local\/bin\/$/m);
     expect(runtime.match(/^COPY/gm)).toHaveLength(1);
   });
 

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { host, type Host } from '../platform/host.js';
 
 /** What a command did. `notFound` is set when the program itself could not be found. */
 export interface RunResult {
@@ -33,6 +34,7 @@ function prefixFor(ns: string | undefined): string[] {
  * namespace when one is given. The general runner: library users, reruns, drift, cleanup.
  */
 export function processRunner(options: ProcessRunnerOptions = {}): Runner {
+  if (host !== undefined) return hostRunner(host, options);
   const prefix = prefixFor(options.namespace);
   const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   return {
@@ -73,8 +75,34 @@ interface BunSpawn {
  * fast path of a fresh namespace; everything else uses processRunner.
  */
 export function spawnRunner(options: ProcessRunnerOptions = {}): Runner {
+  if (host !== undefined) return hostRunner(host, options);
   const bun = (globalThis as { Bun?: BunSpawn }).Bun;
   return bun === undefined ? childProcessRunner(options) : bunRunner(bun, options);
+}
+
+/** The QuickJS entrypoint's runner: the host's spawn (posix_spawn, pipes, one poll loop). */
+function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
+  const prefix = prefixFor(options.namespace);
+  const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const env =
+    options.env === undefined
+      ? null
+      : Object.entries({ ...process.env, ...options.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+  return {
+    run(argv, input) {
+      const full = [...prefix, ...argv];
+      return new Promise((resolve) => {
+        h.spawn(full, input ?? null, env, timeout, (exitCode, _signal, stdout, stderr, spawnError, timedOut) => {
+          resolve({
+            exitCode: timedOut ? 124 : exitCode,
+            stdout,
+            stderr: timedOut ? `${stderr}\ntimed out after ${timeout} ms`.trim() : stderr,
+            notFound: spawnError === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(stderr)),
+          });
+        });
+      });
+    },
+  };
 }
 
 function bunRunner(bun: BunSpawn, options: ProcessRunnerOptions): Runner {

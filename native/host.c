@@ -1,0 +1,534 @@
+/*
+ * The init container's runtime: the QuickJS engine, our CLI's bytecode, and the handful of
+ * operating-system calls the CLI needs, as the global `__host` (see src/platform/quickjs.ts for
+ * the JavaScript side and its types).
+ *
+ * Why this exists: a pod's start waits for the init container, and the kernel work it does is a
+ * few milliseconds. A JavaScript runtime such as Bun or Node needs 4 to 50 ms just to start; this
+ * one starts in well under a millisecond because the engine is small and the program arrives as
+ * precompiled bytecode. Everything here is plumbing; all the logic is the TypeScript in src/.
+ *
+ *   argv, env                    the command line (without argv[0]) and the environment
+ *   write(fd, text)              write all of text (UTF-8) to fd 1 or 2
+ *   readFile(path)               the file as text; throws an Error with .code (ENOENT, ...)
+ *   exists(path)                 whether path exists
+ *   interfaces()                 [{ name, family: 'IPv4' | 'IPv6', address, internal }]
+ *   getuid(), getgid()
+ *   spawn(argv, input, env, timeoutMs, done)
+ *                                start argv[0] (PATH lookup) with input on stdin (or /dev/null
+ *                                when input is null) and env (an array of NAME=value, or null
+ *                                for ours); done(exitCode, signal, stdout, stderr, spawnError,
+ *                                timedOut) is called from the event loop once it exited. Many
+ *                                may run at once. One still running after timeoutMs gets SIGTERM.
+ *   setExitCode(n)               the process's exit status when the event loop is done
+ *   now()                        a monotonic clock, in milliseconds
+ *   exec(path, argv)             replace this process (execv); returns only with an error
+ *   selfPath()                   this executable's path (/proc/self/exe)
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "quickjs.h"
+
+extern char **environ;
+
+/* The program, compiled to QuickJS bytecode at build time (bytecode.S). */
+extern const uint8_t app_bytecode[];
+extern const uint8_t app_bytecode_end[];
+
+static int exit_code = 0;
+
+/* ---------- small helpers ---------- */
+
+typedef struct {
+  char *data;
+  size_t len, cap;
+} Buf;
+
+static int buf_add(Buf *b, const char *p, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n) cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (!d) return -1;
+    b->data = d;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 0;
+}
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static int write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static JSValue throw_errno(JSContext *ctx, int err, const char *what, const char *path) {
+  JSValue e = JS_NewError(ctx);
+  char msg[PATH_MAX + 128];
+  snprintf(msg, sizeof msg, "%s, %s '%s'", strerror(err), what, path);
+  JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
+  const char *name = strerrorname_np(err);
+  JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, name ? name : "EUNKNOWN"));
+  JS_SetPropertyStr(ctx, e, "errno", JS_NewInt32(ctx, -err));
+  return JS_Throw(ctx, e);
+}
+
+/* A JS array of strings to a NULL-terminated C array (strings owned by the caller's free_strv). */
+static char **to_strv(JSContext *ctx, JSValueConst arr) {
+  JSValue lenv = JS_GetPropertyStr(ctx, arr, "length");
+  uint32_t len = 0;
+  JS_ToUint32(ctx, &len, lenv);
+  JS_FreeValue(ctx, lenv);
+  char **v = calloc(len + 1, sizeof(char *));
+  if (!v) return NULL;
+  for (uint32_t i = 0; i < len; i++) {
+    JSValue s = JS_GetPropertyUint32(ctx, arr, i);
+    const char *c = JS_ToCString(ctx, s);
+    JS_FreeValue(ctx, s);
+    v[i] = strdup(c ? c : "");
+    if (c) JS_FreeCString(ctx, c);
+  }
+  return v;
+}
+
+static void free_strv(char **v) {
+  if (!v) return;
+  for (char **p = v; *p; p++) free(*p);
+  free(v);
+}
+
+/* ---------- file system, identity, addresses ---------- */
+
+static JSValue h_write(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int fd;
+  size_t len;
+  if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
+  const char *s = JS_ToCStringLen(ctx, &len, argv[1]);
+  if (!s) return JS_EXCEPTION;
+  write_all(fd, s, len);
+  JS_FreeCString(ctx, s);
+  return JS_UNDEFINED;
+}
+
+static JSValue h_read_file(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  const char *path = JS_ToCString(ctx, argv[0]);
+  if (!path) return JS_EXCEPTION;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    JSValue r = throw_errno(ctx, errno, "open", path);
+    JS_FreeCString(ctx, path);
+    return r;
+  }
+  Buf b = {0};
+  char chunk[16384];
+  for (;;) {
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      free(b.data);
+      JSValue r = throw_errno(ctx, err, "read", path);
+      JS_FreeCString(ctx, path);
+      return r;
+    }
+    if (n == 0) break;
+    if (buf_add(&b, chunk, (size_t)n)) {
+      close(fd);
+      free(b.data);
+      JS_FreeCString(ctx, path);
+      return JS_ThrowOutOfMemory(ctx);
+    }
+  }
+  close(fd);
+  JS_FreeCString(ctx, path);
+  JSValue s = JS_NewStringLen(ctx, b.data ? b.data : "", b.len);
+  free(b.data);
+  return s;
+}
+
+static JSValue h_exists(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  const char *path = JS_ToCString(ctx, argv[0]);
+  if (!path) return JS_EXCEPTION;
+  struct stat st;
+  int ok = stat(path, &st) == 0;
+  JS_FreeCString(ctx, path);
+  return JS_NewBool(ctx, ok);
+}
+
+static JSValue h_interfaces(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  struct ifaddrs *list;
+  JSValue arr = JS_NewArray(ctx);
+  if (getifaddrs(&list) != 0) return arr;
+  uint32_t i = 0;
+  for (struct ifaddrs *a = list; a; a = a->ifa_next) {
+    if (!a->ifa_addr) continue;
+    int fam = a->ifa_addr->sa_family;
+    if (fam != AF_INET && fam != AF_INET6) continue;
+    char text[INET6_ADDRSTRLEN];
+    const void *src = fam == AF_INET ? (const void *)&((struct sockaddr_in *)a->ifa_addr)->sin_addr
+                                     : (const void *)&((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr;
+    if (!inet_ntop(fam, src, text, sizeof text)) continue;
+    JSValue o = JS_NewObject(ctx);
+    JS_SetPropertyStr(ctx, o, "name", JS_NewString(ctx, a->ifa_name));
+    JS_SetPropertyStr(ctx, o, "family", JS_NewString(ctx, fam == AF_INET ? "IPv4" : "IPv6"));
+    JS_SetPropertyStr(ctx, o, "address", JS_NewString(ctx, text));
+    JS_SetPropertyStr(ctx, o, "internal", JS_NewBool(ctx, (a->ifa_flags & IFF_LOOPBACK) != 0));
+    JS_SetPropertyUint32(ctx, arr, i++, o);
+  }
+  freeifaddrs(list);
+  return arr;
+}
+
+static JSValue h_getuid(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  return JS_NewInt64(ctx, getuid());
+}
+
+static JSValue h_getgid(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  return JS_NewInt64(ctx, getgid());
+}
+
+static JSValue h_now(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  return JS_NewFloat64(ctx, now_ms());
+}
+
+static JSValue h_set_exit_code(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  if (JS_ToInt32(ctx, &exit_code, argv[0])) return JS_EXCEPTION;
+  return JS_UNDEFINED;
+}
+
+static JSValue h_self_path(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  char p[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", p, sizeof p - 1);
+  if (n < 0) return throw_errno(ctx, errno, "readlink", "/proc/self/exe");
+  return JS_NewStringLen(ctx, p, (size_t)n);
+}
+
+static JSValue h_exec(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  const char *path = JS_ToCString(ctx, argv[0]);
+  if (!path) return JS_EXCEPTION;
+  char **args = to_strv(ctx, argv[1]);
+  fflush(NULL);
+  execv(path, args);
+  JSValue r = throw_errno(ctx, errno, "exec", path);
+  free_strv(args);
+  JS_FreeCString(ctx, path);
+  return r;
+}
+
+/* ---------- child processes and the event loop ---------- */
+
+typedef struct Job {
+  struct Job *next;
+  pid_t pid;
+  int in_fd, out_fd, err_fd; /* -1 once closed */
+  const char *input;         /* points into input_buf */
+  size_t input_len, input_off;
+  char *input_buf;
+  Buf out, err;
+  double deadline;
+  int timed_out;
+  JSValue done;
+} Job;
+
+static Job *jobs = NULL;
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  char **args = to_strv(ctx, argv[0]);
+  char **envp = JS_IsNull(argv[2]) || JS_IsUndefined(argv[2]) ? NULL : to_strv(ctx, argv[2]);
+  double timeout_ms = 0;
+  JS_ToFloat64(ctx, &timeout_ms, argv[3]);
+  int has_input = !JS_IsNull(argv[1]) && !JS_IsUndefined(argv[1]);
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  int rc = 0;
+  if ((has_input ? pipe2(in, O_CLOEXEC) : 0) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) rc = errno;
+  if (!rc) {
+    posix_spawn_file_actions_init(&fa);
+    if (has_input) posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    else posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    posix_spawnattr_init(&attr);
+    sigset_t def;
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &def);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    rc = posix_spawnp(&pid, args[0] ? args[0] : "", &fa, &attr, args, envp ? envp : environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (!rc) {
+      Job *j = calloc(1, sizeof *j);
+      j->pid = pid;
+      j->in_fd = in[1];
+      j->out_fd = out[0];
+      j->err_fd = err[0];
+      close(out[1]);
+      close(err[1]);
+      if (has_input) {
+        close(in[0]);
+        size_t len;
+        const char *s = JS_ToCStringLen(ctx, &len, argv[1]);
+        j->input_buf = malloc(len + 1);
+        memcpy(j->input_buf, s ? s : "", len);
+        if (s) JS_FreeCString(ctx, s);
+        j->input = j->input_buf;
+        j->input_len = len;
+        if (len == 0) close_fd(&j->in_fd);
+        else fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
+      }
+      j->deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+      j->done = JS_DupValue(ctx, argv[4]);
+      j->next = jobs;
+      jobs = j;
+      free_strv(args);
+      free_strv(envp);
+      return JS_NewInt32(ctx, pid);
+    }
+  }
+  /* Could not start: report through the callback, as a finished command would. */
+  for (int k = 0; k < 2; k++) {
+    if (in[k] >= 0) close(in[k]);
+    if (out[k] >= 0) close(out[k]);
+    if (err[k] >= 0) close(err[k]);
+  }
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s: %s", args[0] ? args[0] : "", strerror(rc));
+  JSValue cb_args[6] = {JS_NewInt32(ctx, -1), JS_NULL, JS_NewString(ctx, ""), JS_NewString(ctx, msg),
+                        JS_NewString(ctx, strerrorname_np(rc) ? strerrorname_np(rc) : "EUNKNOWN"), JS_FALSE};
+  JSValue r = JS_Call(ctx, argv[4], JS_UNDEFINED, 6, cb_args);
+  for (int k = 0; k < 6; k++) JS_FreeValue(ctx, cb_args[k]);
+  free_strv(args);
+  free_strv(envp);
+  if (JS_IsException(r)) return r;
+  JS_FreeValue(ctx, r);
+  return JS_NewInt32(ctx, -1);
+}
+
+static void report_exception(JSContext *ctx) {
+  JSValue e = JS_GetException(ctx);
+  const char *s = JS_ToCString(ctx, e);
+  fprintf(stderr, "istio-iptables: internal error: %s\n", s ? s : "(unknown)");
+  if (s) JS_FreeCString(ctx, s);
+  if (JS_IsError(ctx, e)) {
+    JSValue st = JS_GetPropertyStr(ctx, e, "stack");
+    const char *t = JS_ToCString(ctx, st);
+    if (t) fprintf(stderr, "%s\n", t), JS_FreeCString(ctx, t);
+    JS_FreeValue(ctx, st);
+  }
+  JS_FreeValue(ctx, e);
+  exit_code = 1;
+}
+
+/* Reads what is there; returns 1 at end of file (or error), then the fd is closed. */
+static int drain(int *fd, Buf *b) {
+  char chunk[16384];
+  for (;;) {
+    ssize_t n = read(*fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0) {
+      buf_add(b, chunk, (size_t)n);
+      if ((size_t)n == sizeof chunk) continue;
+      return 0;
+    }
+    close_fd(fd);
+    return 1;
+  }
+}
+
+static void finish(JSContext *ctx, Job *j) {
+  int status = 0;
+  while (waitpid(j->pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  const char *sig = WIFSIGNALED(status) ? sigabbrev_np(WTERMSIG(status)) : NULL;
+  char signame[32] = "";
+  if (sig) snprintf(signame, sizeof signame, "SIG%s", sig);
+  JSValue args[6] = {JS_NewInt32(ctx, code), sig ? JS_NewString(ctx, signame) : JS_NULL,
+                     JS_NewStringLen(ctx, j->out.data ? j->out.data : "", j->out.len),
+                     JS_NewStringLen(ctx, j->err.data ? j->err.data : "", j->err.len), JS_NULL,
+                     JS_NewBool(ctx, j->timed_out)};
+  JSValue r = JS_Call(ctx, j->done, JS_UNDEFINED, 6, args);
+  if (JS_IsException(r)) report_exception(ctx);
+  JS_FreeValue(ctx, r);
+  for (int k = 0; k < 6; k++) JS_FreeValue(ctx, args[k]);
+  JS_FreeValue(ctx, j->done);
+  free(j->out.data);
+  free(j->err.data);
+  free(j->input_buf);
+  free(j);
+}
+
+static void run_microtasks(JSRuntime *rt) {
+  JSContext *c;
+  for (;;) {
+    int r = JS_ExecutePendingJob(rt, &c);
+    if (r == 0) break;
+    if (r < 0) report_exception(c);
+  }
+}
+
+static void event_loop(JSRuntime *rt, JSContext *ctx) {
+  for (;;) {
+    run_microtasks(rt);
+    if (!jobs) break;
+    struct pollfd fds[192];
+    Job *owner[192];
+    int nf = 0;
+    double next = 0;
+    for (Job *j = jobs; j && nf < 189; j = j->next) {
+      if (j->in_fd >= 0) fds[nf] = (struct pollfd){j->in_fd, POLLOUT, 0}, owner[nf++] = j;
+      if (j->out_fd >= 0) fds[nf] = (struct pollfd){j->out_fd, POLLIN, 0}, owner[nf++] = j;
+      if (j->err_fd >= 0) fds[nf] = (struct pollfd){j->err_fd, POLLIN, 0}, owner[nf++] = j;
+      if (j->deadline > 0 && !j->timed_out && (next == 0 || j->deadline < next)) next = j->deadline;
+    }
+    int wait = next > 0 ? (int)(next - now_ms()) + 1 : -1;
+    if (next > 0 && wait < 0) wait = 0;
+    int n = poll(fds, (nfds_t)nf, wait);
+    if (n < 0 && errno != EINTR) break;
+    for (int k = 0; k < nf && n > 0; k++) {
+      if (!fds[k].revents) continue;
+      Job *j = owner[k];
+      int fd = fds[k].fd;
+      if (fd == j->in_fd) {
+        ssize_t w = write(j->in_fd, j->input + j->input_off, j->input_len - j->input_off);
+        if (w > 0) j->input_off += (size_t)w;
+        if ((w < 0 && errno != EAGAIN && errno != EINTR) || j->input_off == j->input_len) close_fd(&j->in_fd);
+      } else if (fd == j->out_fd) {
+        drain(&j->out_fd, &j->out);
+      } else if (fd == j->err_fd) {
+        drain(&j->err_fd, &j->err);
+      }
+    }
+    double t = now_ms();
+    for (Job *j = jobs; j; j = j->next) {
+      if (j->deadline > 0 && !j->timed_out && t >= j->deadline) {
+        j->timed_out = 1;
+        kill(j->pid, SIGTERM);
+      }
+    }
+    /* Finished: both output pipes at end of file. Unlink first, then call back (which may spawn). */
+    Job **pp = &jobs;
+    while (*pp) {
+      Job *j = *pp;
+      if (j->out_fd < 0 && j->err_fd < 0) {
+        *pp = j->next;
+        close_fd(&j->in_fd);
+        finish(ctx, j);
+      } else {
+        pp = &j->next;
+      }
+    }
+  }
+}
+
+/* ---------- start-up ---------- */
+
+static const JSCFunctionListEntry host_funcs[] = {
+    JS_CFUNC_DEF("write", 2, h_write),
+    JS_CFUNC_DEF("readFile", 1, h_read_file),
+    JS_CFUNC_DEF("exists", 1, h_exists),
+    JS_CFUNC_DEF("interfaces", 0, h_interfaces),
+    JS_CFUNC_DEF("getuid", 0, h_getuid),
+    JS_CFUNC_DEF("getgid", 0, h_getgid),
+    JS_CFUNC_DEF("spawn", 5, h_spawn),
+    JS_CFUNC_DEF("setExitCode", 1, h_set_exit_code),
+    JS_CFUNC_DEF("now", 0, h_now),
+    JS_CFUNC_DEF("exec", 2, h_exec),
+    JS_CFUNC_DEF("selfPath", 0, h_self_path),
+};
+
+int main(int argc, char **argv) {
+  signal(SIGPIPE, SIG_IGN);
+  JSRuntime *rt = JS_NewRuntime();
+  JSContext *ctx = JS_NewContextRaw(rt);
+  JS_AddIntrinsicBaseObjects(ctx);
+  JS_AddIntrinsicDate(ctx);
+  JS_AddIntrinsicEval(ctx);
+  JS_AddIntrinsicRegExpCompiler(ctx);
+  JS_AddIntrinsicRegExp(ctx);
+  JS_AddIntrinsicJSON(ctx);
+  JS_AddIntrinsicProxy(ctx);
+  JS_AddIntrinsicMapSet(ctx);
+  JS_AddIntrinsicTypedArrays(ctx);
+  JS_AddIntrinsicPromise(ctx);
+  JS_AddIntrinsicBigInt(ctx);
+
+  JSValue global = JS_GetGlobalObject(ctx);
+  JSValue host = JS_NewObject(ctx);
+  JS_SetPropertyFunctionList(ctx, host, host_funcs, sizeof host_funcs / sizeof host_funcs[0]);
+  JSValue args = JS_NewArray(ctx);
+  for (int i = 1; i < argc; i++) JS_SetPropertyUint32(ctx, args, (uint32_t)(i - 1), JS_NewString(ctx, argv[i]));
+  JS_SetPropertyStr(ctx, host, "argv", args);
+  JSValue env = JS_NewObject(ctx);
+  for (char **e = environ; *e; e++) {
+    const char *eq = strchr(*e, '=');
+    if (!eq) continue;
+    char name[1024];
+    size_t n = (size_t)(eq - *e);
+    if (n >= sizeof name) continue;
+    memcpy(name, *e, n);
+    name[n] = 0;
+    JS_SetPropertyStr(ctx, env, name, JS_NewString(ctx, eq + 1));
+  }
+  JS_SetPropertyStr(ctx, host, "env", env);
+  JS_SetPropertyStr(ctx, global, "__host", host);
+  JS_FreeValue(ctx, global);
+
+  JSValue fn = JS_ReadObject(ctx, app_bytecode, (size_t)(app_bytecode_end - app_bytecode), JS_READ_OBJ_BYTECODE);
+  if (JS_IsException(fn)) {
+    report_exception(ctx);
+  } else {
+    JSValue r = JS_EvalFunction(ctx, fn);
+    if (JS_IsException(r)) report_exception(ctx);
+    JS_FreeValue(ctx, r);
+    event_loop(rt, ctx);
+  }
+  fflush(NULL);
+  /* The process ends here; the OS reclaims the heap faster than freeing it object by object. */
+  _exit(exit_code);
+}

@@ -1,0 +1,47 @@
+// Bundles src/entrypoint-quickjs.ts into one script for the QuickJS runtime (run with Bun:
+// `bun scripts/bundle-quickjs.ts <out.js>`). Node built-ins map to the host's versions, and what
+// the entrypoint hands to the full CLI (yargs, the validation probe, trace, execa) is left out.
+import { join } from 'node:path';
+
+const src = join(import.meta.dir, '..', 'src');
+const q = (f: string) => join(src, 'platform', 'quickjs', f);
+const out = process.argv[2];
+if (!out) throw new Error('usage: bun scripts/bundle-quickjs.ts <out.js>');
+
+const MODULES: Record<string, string> = {
+  'node:fs': q('fs.ts'),
+  'node:os': q('os.ts'),
+  'node:child_process': q('unavailable.ts'),
+  'node:fs/promises': q('unavailable.ts'),
+  'node:net': q('unavailable.ts'),
+  'node:crypto': q('unavailable.ts'),
+  execa: q('unavailable.ts'),
+};
+const LOCAL: Record<string, string> = {
+  [join(src, 'args.ts') + '|./parser.js']: q('parser.ts'),
+  [join(src, 'cli.ts') + '|./apply/validate.js']: q('unavailable.ts'),
+  [join(src, 'cli.ts') + '|./trace/index.js']: q('unavailable.ts'),
+};
+
+const result = await Bun.build({
+  entrypoints: [join(src, 'entrypoint-quickjs.ts')],
+  target: 'browser',
+  format: 'iife',
+  minify: true,
+  plugins: [
+    {
+      name: 'quickjs-host',
+      setup(build) {
+        build.onResolve({ filter: /.*/ }, (args) => {
+          const path = MODULES[args.path] ?? LOCAL[`${args.importer}|${args.path}`];
+          return path === undefined ? undefined : { path };
+        });
+      },
+    },
+  ],
+});
+if (!result.success) {
+  for (const log of result.logs) console.error(log);
+  process.exit(1);
+}
+await Bun.write(out, result.outputs[0]!);

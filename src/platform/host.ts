@@ -1,0 +1,35 @@
+/**
+ * The operating-system calls of the QuickJS entrypoint's runtime (native/host.c), present as
+ * `globalThis.__host` only there. Under Node and Bun this is undefined and nothing here is used.
+ */
+export interface Host {
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  write(fd: 1 | 2, text: string): void;
+  /** Throws an Error with `code` (ENOENT, EACCES, ...) as Node's fs does. */
+  readFile(path: string): string;
+  exists(path: string): boolean;
+  interfaces(): { name: string; family: 'IPv4' | 'IPv6'; address: string; internal: boolean }[];
+  getuid(): number;
+  getgid(): number;
+  /**
+   * Start a command (PATH lookup) with `input` on stdin (/dev/null when null) and `env` as
+   * NAME=value strings (null: ours). `done` runs from the event loop once it exited; spawnError
+   * is set (ENOENT, ...) when it could not start; one still running after timeoutMs gets SIGTERM.
+   */
+  spawn(
+    argv: readonly string[],
+    input: string | null,
+    env: readonly string[] | null,
+    timeoutMs: number,
+    done: (exitCode: number, signal: string | null, stdout: string, stderr: string, spawnError: string | null, timedOut: boolean) => void,
+  ): number;
+  setExitCode(code: number): void;
+  /** A monotonic clock in milliseconds. */
+  now(): number;
+  /** Replace this process (execv); returns only by throwing. */
+  exec(path: string, argv: readonly string[]): never;
+  selfPath(): string;
+}
+
+export const host: Host | undefined = (globalThis as { __host?: Host }).__host;
