@@ -3,6 +3,8 @@
  * operating-system calls the CLI needs, as the global `__host` (see src/platform/quickjs.ts for
  * the JavaScript side and its types).
  *
+ * ISTIO_IPTABLES_TRACE_RUNTIME=1 in the environment prints the runtime's steps with their times.
+ *
  * Why this exists: a pod's start waits for the init container, and the kernel work it does is a
  * few milliseconds. A JavaScript runtime such as Bun or Node needs 4 to 50 ms just to start; this
  * one starts in well under a millisecond because the engine is small and the program arrives as
@@ -15,11 +17,15 @@
  *   interfaces()                 [{ name, family: 'IPv4' | 'IPv6', address, internal }]
  *   getuid(), getgid()
  *   spawn(argv, input, env, timeoutMs, done)
- *                                start argv[0] (PATH lookup) with input on stdin (or /dev/null
- *                                when input is null) and env (an array of NAME=value, or null
+ *                                start argv[0] (PATH lookup) with input on stdin (/dev/null when
+ *                                input is null; when undefined, stdin waits for feed(pid, input),
+ *                                and is closed empty if nothing can feed it any more: every
+ *                                command left is waiting and no JavaScript is pending) and env
+ *                                (an array of NAME=value, or null
  *                                for ours); done(exitCode, signal, stdout, stderr, spawnError,
  *                                timedOut) is called from the event loop once it exited. Many
  *                                may run at once. One still running after timeoutMs gets SIGTERM.
+ *   feed(pid, input)             the stdin of a waiting command; false if there is none
  *   setExitCode(n)               the process's exit status when the event loop is done
  *   now()                        a monotonic clock, in milliseconds
  *   exec(path, argv)             replace this process (execv); returns only with an error
@@ -52,11 +58,20 @@
 
 extern char **environ;
 
-/* The program, compiled to QuickJS bytecode at build time (bytecode.S). */
+/*
+ * The program, compiled to QuickJS bytecode at build time (bytecode.S): a small prelude, run
+ * first (it starts the commands the run will need, see src/apply/early.ts), then the CLI.
+ */
+extern const uint8_t prelude_bytecode[];
+extern const uint8_t prelude_bytecode_end[];
 extern const uint8_t app_bytecode[];
 extern const uint8_t app_bytecode_end[];
 
 static int exit_code = 0;
+
+/* ISTIO_IPTABLES_TRACE_RUNTIME=1: the runtime's steps with their times on stderr. */
+static int trace_runtime = 0;
+static double start_ms = 0;
 
 /* ---------- small helpers ---------- */
 
@@ -83,6 +98,10 @@ static double now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static void trace(const char *what, long arg) {
+  if (trace_runtime) fprintf(stderr, "runtime\t%7.3f ms  %s %ld\n", now_ms() - start_ms, what, arg);
 }
 
 static int write_all(int fd, const char *p, size_t n) {
@@ -264,6 +283,7 @@ typedef struct Job {
   Buf out, err;
   double deadline;
   int timed_out;
+  int waiting; /* stdin open, no input given yet */
   JSValue done;
 } Job;
 
@@ -279,7 +299,8 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   char **envp = JS_IsNull(argv[2]) || JS_IsUndefined(argv[2]) ? NULL : to_strv(ctx, argv[2]);
   double timeout_ms = 0;
   JS_ToFloat64(ctx, &timeout_ms, argv[3]);
-  int has_input = !JS_IsNull(argv[1]) && !JS_IsUndefined(argv[1]);
+  int waiting = JS_IsUndefined(argv[1]);
+  int has_input = !JS_IsNull(argv[1]);
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
@@ -309,7 +330,10 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
       j->err_fd = err[0];
       close(out[1]);
       close(err[1]);
-      if (has_input) {
+      if (waiting) {
+        close(in[0]);
+        j->waiting = 1;
+      } else if (has_input) {
         close(in[0]);
         size_t len;
         const char *s = JS_ToCStringLen(ctx, &len, argv[1]);
@@ -321,6 +345,7 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
         if (len == 0) close_fd(&j->in_fd);
         else fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
       }
+      trace(waiting ? "started (stdin waits), pid" : "started, pid", pid);
       j->deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
       j->done = JS_DupValue(ctx, argv[4]);
       j->next = jobs;
@@ -347,6 +372,35 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   if (JS_IsException(r)) return r;
   JS_FreeValue(ctx, r);
   return JS_NewInt32(ctx, -1);
+}
+
+/* Give a waiting command its stdin (empty input closes it at once). */
+static int feed(JSContext *ctx, Job *j, const char *s, size_t len) {
+  if (!j->waiting) return 0;
+  trace(len ? "stdin fed, pid" : "stdin closed empty, pid", j->pid);
+  j->waiting = 0;
+  j->input_buf = malloc(len + 1);
+  if (!j->input_buf) return 0;
+  memcpy(j->input_buf, s, len);
+  j->input = j->input_buf;
+  j->input_len = len;
+  if (len == 0) close_fd(&j->in_fd);
+  else fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
+  return 1;
+}
+
+static JSValue h_feed(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int pid;
+  size_t len;
+  if (JS_ToInt32(ctx, &pid, argv[0])) return JS_EXCEPTION;
+  const char *s = JS_ToCStringLen(ctx, &len, argv[1]);
+  if (!s) return JS_EXCEPTION;
+  int ok = 0;
+  for (Job *j = jobs; j; j = j->next) {
+    if (j->pid == pid) ok = feed(ctx, j, s, len);
+  }
+  JS_FreeCString(ctx, s);
+  return JS_NewBool(ctx, ok);
 }
 
 static void report_exception(JSContext *ctx) {
@@ -385,6 +439,7 @@ static void finish(JSContext *ctx, Job *j) {
   while (waitpid(j->pid, &status, 0) < 0 && errno == EINTR) {
   }
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  trace("exited, pid", j->pid);
   const char *sig = WIFSIGNALED(status) ? sigabbrev_np(WTERMSIG(status)) : NULL;
   char signame[32] = "";
   if (sig) snprintf(signame, sizeof signame, "SIG%s", sig);
@@ -416,12 +471,19 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
   for (;;) {
     run_microtasks(rt);
     if (!jobs) break;
+    /* Only JavaScript feeds a waiting command, and it runs only when a command finishes: if every
+       command left is waiting, nothing will feed them, so they get an empty stdin and end. */
+    int all_waiting = 1;
+    for (Job *j = jobs; j; j = j->next) all_waiting &= j->waiting;
+    if (all_waiting) {
+      for (Job *j = jobs; j; j = j->next) feed(ctx, j, "", 0);
+    }
     struct pollfd fds[192];
     Job *owner[192];
     int nf = 0;
     double next = 0;
     for (Job *j = jobs; j && nf < 189; j = j->next) {
-      if (j->in_fd >= 0) fds[nf] = (struct pollfd){j->in_fd, POLLOUT, 0}, owner[nf++] = j;
+      if (j->in_fd >= 0 && !j->waiting) fds[nf] = (struct pollfd){j->in_fd, POLLOUT, 0}, owner[nf++] = j;
       if (j->out_fd >= 0) fds[nf] = (struct pollfd){j->out_fd, POLLIN, 0}, owner[nf++] = j;
       if (j->err_fd >= 0) fds[nf] = (struct pollfd){j->err_fd, POLLIN, 0}, owner[nf++] = j;
       if (j->deadline > 0 && !j->timed_out && (next == 0 || j->deadline < next)) next = j->deadline;
@@ -476,13 +538,30 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("getuid", 0, h_getuid),
     JS_CFUNC_DEF("getgid", 0, h_getgid),
     JS_CFUNC_DEF("spawn", 5, h_spawn),
+    JS_CFUNC_DEF("feed", 2, h_feed),
     JS_CFUNC_DEF("setExitCode", 1, h_set_exit_code),
     JS_CFUNC_DEF("now", 0, h_now),
     JS_CFUNC_DEF("exec", 2, h_exec),
     JS_CFUNC_DEF("selfPath", 0, h_self_path),
 };
 
+static int run_bytecode(JSContext *ctx, const uint8_t *start, const uint8_t *end) {
+  JSValue fn = JS_ReadObject(ctx, start, (size_t)(end - start), JS_READ_OBJ_BYTECODE);
+  if (JS_IsException(fn)) {
+    report_exception(ctx);
+    return -1;
+  }
+  trace("bytecode read, bytes", (long)(end - start));
+  JSValue r = JS_EvalFunction(ctx, fn);
+  int failed = JS_IsException(r);
+  if (failed) report_exception(ctx);
+  JS_FreeValue(ctx, r);
+  return failed ? -1 : 0;
+}
+
 int main(int argc, char **argv) {
+  start_ms = now_ms();
+  trace_runtime = getenv("ISTIO_IPTABLES_TRACE_RUNTIME") != NULL;
   signal(SIGPIPE, SIG_IGN);
   JSRuntime *rt = JS_NewRuntime();
   JSContext *ctx = JS_NewContextRaw(rt);
@@ -518,15 +597,17 @@ int main(int argc, char **argv) {
   JS_SetPropertyStr(ctx, host, "env", env);
   JS_SetPropertyStr(ctx, global, "__host", host);
   JS_FreeValue(ctx, global);
+  trace("context ready, bytes of bytecode", (long)(prelude_bytecode_end - prelude_bytecode + app_bytecode_end - app_bytecode));
 
-  JSValue fn = JS_ReadObject(ctx, app_bytecode, (size_t)(app_bytecode_end - app_bytecode), JS_READ_OBJ_BYTECODE);
-  if (JS_IsException(fn)) {
-    report_exception(ctx);
-  } else {
-    JSValue r = JS_EvalFunction(ctx, fn);
-    if (JS_IsException(r)) report_exception(ctx);
-    JS_FreeValue(ctx, r);
+  int ok = run_bytecode(ctx, prelude_bytecode, prelude_bytecode_end) == 0;
+  trace("prelude done", 0);
+  ok = ok && run_bytecode(ctx, app_bytecode, app_bytecode_end) == 0;
+  trace("program evaluated", 0);
+  if (ok) {
     event_loop(rt, ctx);
+    trace("event loop done, exit code", exit_code);
+  } else {
+    exit_code = 1;
   }
   fflush(NULL);
   /* The process ends here; the OS reclaims the heap faster than freeing it object by object. */

@@ -52,25 +52,19 @@ async function engineObjects() {
 async function buildEntrypoint() {
   const work = join(root, 'node_modules', '.cache', 'istio-iptables-quickjs', 'app');
   mkdirSync(work, { recursive: true });
-  const [objects] = await Promise.all([engineObjects(), run(bun, [join(root, 'scripts', 'bundle-quickjs.ts'), join(work, 'app.js')], { cwd: root })]);
+  const scripts = { prelude: join(root, 'src', 'platform', 'quickjs', 'prelude.ts'), app: join(root, 'src', 'entrypoint-quickjs.ts') };
+  const bundle = (name) => run(bun, [join(root, 'scripts', 'bundle-quickjs.ts'), scripts[name], join(work, `${name}.js`)], { cwd: root });
+  const [objects] = await Promise.all([engineObjects(), bundle('prelude'), bundle('app')]);
   const compiler = join(work, 'compile');
   await run('gcc', [...QJS_FLAGS, join(root, 'native', 'compile.c'), ...objects, '-lm', '-lpthread', '-o', compiler]);
-  await run(compiler, [join(work, 'app.js'), join(work, 'app.bin')]);
+  await Promise.all(Object.keys(scripts).map((name) => run(compiler, [join(work, `${name}.js`), join(work, `${name}.bin`)])));
   // The bytecode goes into the executable as read-only data.
-  writeFileSync(
-    join(work, 'bytecode.S'),
-    [
-      '  .section .rodata',
-      '  .global app_bytecode',
-      '  .global app_bytecode_end',
-      '  .balign 16',
-      'app_bytecode:',
-      `  .incbin "${join(work, 'app.bin')}"`,
-      'app_bytecode_end:',
-      '  .section .note.GNU-stack,"",@progbits',
-      '',
-    ].join('\n'),
-  );
+  const lines = ['  .section .rodata'];
+  for (const name of Object.keys(scripts)) {
+    lines.push(`  .global ${name}_bytecode`, `  .global ${name}_bytecode_end`, '  .balign 16', `${name}_bytecode:`, `  .incbin "${join(work, `${name}.bin`)}"`, `${name}_bytecode_end:`);
+  }
+  lines.push('  .section .note.GNU-stack,"",@progbits', '');
+  writeFileSync(join(work, 'bytecode.S'), lines.join('\n'));
   await run('gcc', [
     '-O2',
     '-Wall',

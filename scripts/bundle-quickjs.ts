@@ -1,12 +1,12 @@
-// Bundles src/entrypoint-quickjs.ts into one script for the QuickJS runtime (run with Bun:
-// `bun scripts/bundle-quickjs.ts <out.js>`). Node built-ins map to the host's versions, and what
+// Bundles one entry (src/entrypoint-quickjs.ts, or the prelude) into one script for the QuickJS
+// runtime (run with Bun: `bun scripts/bundle-quickjs.ts <entry.ts> <out.js>`). Node built-ins map to the host's versions, and what
 // the entrypoint hands to the full CLI (yargs, the validation probe, trace, execa) is left out.
 import { join } from 'node:path';
 
 const src = join(import.meta.dir, '..', 'src');
 const q = (f: string) => join(src, 'platform', 'quickjs', f);
-const out = process.argv[2];
-if (!out) throw new Error('usage: bun scripts/bundle-quickjs.ts <out.js>');
+const [entry, out] = process.argv.slice(2);
+if (!entry || !out) throw new Error('usage: bun scripts/bundle-quickjs.ts <entry.ts> <out.js>');
 
 const MODULES: Record<string, string> = {
   'node:fs': q('fs.ts'),
@@ -24,7 +24,7 @@ const LOCAL: Record<string, string> = {
 };
 
 const result = await Bun.build({
-  entrypoints: [join(src, 'entrypoint-quickjs.ts')],
+  entrypoints: [entry],
   target: 'browser',
   format: 'iife',
   minify: true,
@@ -44,4 +44,6 @@ if (!result.success) {
   for (const log of result.logs) console.error(log);
   process.exit(1);
 }
-await Bun.write(out, result.outputs[0]!);
+// "use strip": QuickJS keeps no debug information (line tables, source) for this script: a third
+// of the bytecode to read at start-up. Errors still carry their messages.
+await Bun.write(out, `"use strip";\n${await result.outputs[0]!.text()}`);

@@ -8,6 +8,7 @@ import { createLogger, type Logger } from './log.js';
 import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND } from './args.js';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Runner } from './apply/runner.js';
+import { LOCK_WAIT_SECONDS } from './apply/early.js';
 
 // What only some runs need is loaded when needed: the dry-run renderers, trace, validation, and
 // (for applying) the careful path's runner; yargs only for --help and errors (see args.ts).
@@ -24,8 +25,6 @@ function readProcNet(path: string): string | undefined {
   }
 }
 
-/** Bound on waiting for the xtables lock (legacy backend), in seconds. */
-const LOCK_WAIT_SECONDS = 30;
 
 /** Whether the pod's IPv4 traffic is captured at all (the probe uses IPv6 only when it is not). */
 function hasIpv4(c: CaptureConfig): boolean {

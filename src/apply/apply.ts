@@ -91,6 +91,7 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
     const bin = backend.restore[f.family];
     log.debug(`${bin} --noflush input:\n${payload.trimEnd()}`);
     const r = await runner.run([bin, '--noflush', `--wait=${o.lockWaitSeconds}`], payload);
+    if (r.startedEarly === true) log.debug(`${bin} had been started before the program loaded; fed its payload`);
     const committed = r.exitCode === 0 ? tablesOf(payload) : committedBefore(payload, failedLine(r.stderr));
     return { family: f, bin, r, committed };
   });

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { host, type Host } from '../platform/host.js';
+import { claim, type Finished } from '../platform/quickjs/early.js';
 
 /** What a command did. `notFound` is set when the program itself could not be found. */
 export interface RunResult {
@@ -7,6 +8,8 @@ export interface RunResult {
   readonly stdout: string;
   readonly stderr: string;
   readonly notFound: boolean;
+  /** Set when the command had been started before the program loaded (the entrypoint's prelude). */
+  readonly startedEarly?: boolean;
 }
 
 /** The only way the apply step touches the host: tests record calls or put fakes on PATH. */
@@ -23,7 +26,8 @@ export interface ProcessRunnerOptions {
 }
 
 const NOT_FOUND = /exec of ".*" failed: No such file or directory|failed to execute .*: No such file or directory/;
-const DEFAULT_TIMEOUT_MS = 60_000;
+/** Bound for every command unless the caller sets one (ms). */
+export const DEFAULT_TIMEOUT_MS = 60_000;
 
 function prefixFor(ns: string | undefined): string[] {
   return ns === undefined ? [] : ns.startsWith('/') ? ['nsenter', `--net=${ns}`, '--'] : ['ip', 'netns', 'exec', ns];
@@ -89,17 +93,23 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
       ? null
       : Object.entries({ ...process.env, ...options.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
   return {
-    run(argv, input) {
+    async run(argv, input) {
       const full = [...prefix, ...argv];
+      const result = (f: Finished, early: boolean): RunResult => ({
+        exitCode: f.timedOut ? 124 : f.exitCode,
+        stdout: f.stdout,
+        stderr: f.timedOut ? `${f.stderr}\ntimed out after ${timeout} ms`.trim() : f.stderr,
+        notFound: f.spawnError === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(f.stderr)),
+        ...(early ? { startedEarly: true } : {}),
+      });
+      // Started by the prelude (same command, our environment and default bound): feed it.
+      const ours = options.env === undefined || options.env === process.env;
+      const early = input !== undefined && ours && options.timeoutMs === undefined ? claim(h, full, input) : undefined;
+      if (early !== undefined) return result(await early, true);
       return new Promise((resolve) => {
-        h.spawn(full, input ?? null, env, timeout, (exitCode, _signal, stdout, stderr, spawnError, timedOut) => {
-          resolve({
-            exitCode: timedOut ? 124 : exitCode,
-            stdout,
-            stderr: timedOut ? `${stderr}\ntimed out after ${timeout} ms`.trim() : stderr,
-            notFound: spawnError === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(stderr)),
-          });
-        });
+        h.spawn(full, input ?? null, env, timeout, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
+          resolve(result({ exitCode, stdout, stderr, spawnError, timedOut }, false)),
+        );
       });
     },
   };

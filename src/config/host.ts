@@ -68,6 +68,15 @@ export function ipv6FromAddresses(addresses: readonly InterfaceAddress[], dualSt
   return sawV6;
 }
 
+/** The host's addresses, interface by interface, in the order the system lists them. */
+export function hostAddresses(): InterfaceAddress[] {
+  const list: InterfaceAddress[] = [];
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) list.push({ address: a.address, family: a.family });
+  }
+  return list;
+}
+
 /** Read the real host, lazily, each fact at most once. */
 export function detectHost(env: NodeJS.ProcessEnv = process.env, log: (msg: string) => void = () => {}): HostFacts {
   return {
@@ -95,11 +104,7 @@ export function detectHost(env: NodeJS.ProcessEnv = process.env, log: (msg: stri
       return servers;
     },
     ipv6Enabled(dualStack) {
-      const list: InterfaceAddress[] = [];
-      for (const addrs of Object.values(networkInterfaces())) {
-        for (const a of addrs ?? []) list.push({ address: a.address, family: a.family });
-      }
-      const on = ipv6FromAddresses(list, dualStack);
+      const on = ipv6FromAddresses(hostAddresses(), dualStack);
       log(`IPv6 ${on ? 'enabled' : 'disabled'} (detected from host addresses${dualStack ? ', dual stack' : ''})`);
       return on;
     },

@@ -13,17 +13,20 @@ export interface Host {
   getuid(): number;
   getgid(): number;
   /**
-   * Start a command (PATH lookup) with `input` on stdin (/dev/null when null) and `env` as
-   * NAME=value strings (null: ours). `done` runs from the event loop once it exited; spawnError
+   * Start a command (PATH lookup) with `input` on stdin (/dev/null when null; when undefined,
+   * stdin waits for feed(), and is closed empty once every command left is waiting and no
+   * JavaScript is pending) and `env` as NAME=value strings (null: ours). `done` runs from the event loop once it exited; spawnError
    * is set (ENOENT, ...) when it could not start; one still running after timeoutMs gets SIGTERM.
    */
   spawn(
     argv: readonly string[],
-    input: string | null,
+    input: string | null | undefined,
     env: readonly string[] | null,
     timeoutMs: number,
     done: (exitCode: number, signal: string | null, stdout: string, stderr: string, spawnError: string | null, timedOut: boolean) => void,
   ): number;
+  /** Give a waiting command its stdin; false when there is no such command waiting. */
+  feed(pid: number, input: string): boolean;
   setExitCode(code: number): void;
   /** A monotonic clock in milliseconds. */
   now(): number;

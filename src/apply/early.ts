@@ -1,0 +1,52 @@
+import { normalizeArgs, PROGRAM, quickFlags, collectRaw } from '../args.js';
+import type { OptionKey } from '../config/options.js';
+import { quickBackend } from './detect.js';
+
+/** Bound on waiting for the xtables lock (legacy backend), in seconds; part of every restore command. */
+export const LOCK_WAIT_SECONDS = 30;
+
+/** The command line of the fast path's restore for one family (fed the payload on stdin). */
+export function restoreCommand(binary: string): string[] {
+  return [binary, '--noflush', `--wait=${LOCK_WAIT_SECONDS}`];
+}
+
+const GO_TRUE = new Set(['1', 't', 'T', 'true', 'TRUE', 'True']);
+const GO_FALSE = new Set(['0', 'f', 'F', 'false', 'FALSE', 'False']);
+
+/**
+ * The restore commands a run will start on its fast path, read from the raw command line and
+ * environment with none of the program loaded beyond the flag table, so that the entrypoint can
+ * start them while the rest loads (they wait for their payload on stdin). Empty whenever the run
+ * might do anything else: a dry run, cleanup, validation, a namespace flag, a forced backend,
+ * legacy tables present, anything unusual on the command line. It is a guess that is safe either
+ * way: a command the run does not claim gets an empty stdin and exits having changed nothing, and
+ * a command it needs that was not started is started then.
+ */
+export function earlyRestoreCommands(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  readProc: (path: string) => string | undefined,
+  ipv6Detected: (dualStack: boolean) => boolean,
+): string[][] {
+  let raw: ReturnType<typeof collectRaw>;
+  try {
+    const rest = args[0] === PROGRAM ? args.slice(1) : args;
+    const quick = quickFlags(normalizeArgs(rest));
+    if (quick === undefined) return [];
+    raw = collectRaw(quick, env);
+  } catch {
+    return [];
+  }
+  const value = (k: OptionKey) => raw.values[k];
+  const isTrue = (k: OptionKey) => value(k) === true || GO_TRUE.has(String(value(k)).trim());
+  // Anything but a clear "false" (or absent) counts as on: then no guess is made.
+  const maybeOn = (k: OptionKey) => value(k) !== undefined && value(k) !== false && !GO_FALSE.has(String(value(k)).trim());
+  if ((['dryRun', 'cleanupOnly', 'skipRuleApply', 'runValidation', 'nativeNftables', 'forceApply'] as const).some(maybeOn)) return [];
+  if ((value('networkNamespace') ?? '') !== '' || (value('forceIptablesBinary') ?? '') !== '') return [];
+  const quick = quickBackend(undefined, true, readProc);
+  if (quick === undefined) return [];
+  const enableIpv6 = value('enableIpv6') === undefined ? ipv6Detected(isTrue('dualStack')) : isTrue('enableIpv6');
+  const commands = [restoreCommand(quick.backend.restore.ipv4)];
+  if (enableIpv6) commands.push(restoreCommand(quick.backend.restore.ipv6));
+  return commands;
+}

@@ -1,0 +1,43 @@
+/**
+ * Commands started before the program loaded (by the prelude), waiting for their stdin, and how
+ * the runner claims one: same command line, then its payload is fed. Kept on the global object,
+ * since the prelude and the program are two scripts.
+ */
+import type { Host } from '../host.js';
+
+export interface Finished {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly spawnError: string | null;
+  readonly timedOut: boolean;
+}
+
+interface Started {
+  readonly pid: number;
+  readonly finished: Promise<Finished>;
+}
+
+const KEY = '__istioIptablesEarly';
+const registry = (): Map<string, Started> => ((globalThis as Record<string, unknown>)[KEY] ??= new Map()) as Map<string, Started>;
+const key = (argv: readonly string[]) => argv.join('\0');
+
+/** Start a command whose stdin waits for feed(); the result arrives through `finished`. */
+export function startWaiting(h: Host, argv: readonly string[], timeoutMs: number): Finished | Promise<Finished> {
+  let resolve!: (f: Finished) => void;
+  const finished = new Promise<Finished>((r) => (resolve = r));
+  const pid = h.spawn(argv, undefined, null, timeoutMs, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
+    resolve({ exitCode, stdout, stderr, spawnError, timedOut }),
+  );
+  if (pid > 0) registry().set(key(argv), { pid, finished });
+  return finished;
+}
+
+/** The waiting command with this command line, given its input; undefined when none was started. */
+export function claim(h: Host, argv: readonly string[], input: string): Promise<Finished> | undefined {
+  const started = registry().get(key(argv));
+  if (started === undefined) return undefined;
+  registry().delete(key(argv));
+  h.feed(started.pid, input);
+  return started.finished;
+}
