@@ -144,6 +144,27 @@ function fakeBin(scripts: Record<string, string>): string {
   return dir;
 }
 
+/**
+ * A fake `ip` failing any command that matches a shell pattern (family flag included, e.g.
+ * *"-6 route add"*), run as one command or as a line of `ip -4|-6 -batch -`, where, like ip, it
+ * stops at that line and names it; everything else goes to the real ip.
+ */
+function failingIp(pattern: string): string {
+  return [
+    'if [ "$2" = "-batch" ] && [ "$3" = "-" ]; then',
+    '  n=0',
+    '  while IFS= read -r line; do',
+    '    n=$((n+1))',
+    `    case "$1 $line" in ${pattern}) echo "RTNETLINK answers: injected" >&2; echo "Command failed -:$n" >&2; exit 1;; esac`,
+    '    /usr/sbin/ip "$1" $line || { echo "Command failed -:$n" >&2; exit 1; }',
+    '  done',
+    '  exit 0',
+    'fi',
+    `case "$*" in ${pattern}) echo "RTNETLINK answers: injected" >&2; exit 2;; esac`,
+    'exec /usr/sbin/ip "$@"',
+  ].join('\n');
+}
+
 describe('injected failures leave nothing behind', () => {
   it('a failing ip6tables-restore after the IPv4 restore succeeded', async () => {
     const dir = fakeBin({
@@ -161,7 +182,7 @@ describe('injected failures leave nothing behind', () => {
 
   it('a failing `ip route add` after rules and fwmark rules were added', async () => {
     const dir = fakeBin({
-      ip: 'case "$*" in *"route add local"*) echo "RTNETLINK answers: injected" >&2; exit 2;; esac; exec /usr/sbin/ip "$@"',
+      ip: failingIp('*"route add local"*'),
     });
     await withNetns('failroute', async (ns) => {
       const pristine = await snapshot(ns);
@@ -291,8 +312,8 @@ describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name
 
   it.each([
     ['ip6tables-nft-restore', { 'ip6tables-nft-restore': 'cat >/dev/null; echo "line 2 failed: injected" >&2; exit 1' }, /ip6tables-nft-restore --noflush failed/],
-    ['ip -6 route add', { ip: 'case "$*" in *"-6 route add"*) echo "RTNETLINK answers: injected" >&2; exit 2;; esac; exec /usr/sbin/ip "$@"' }, /route add local ::\/0 .*failed/],
-    ['ip -4 rule add', { ip: 'case "$*" in *"-4 rule add"*) echo "RTNETLINK answers: injected" >&2; exit 2;; esac; exec /usr/sbin/ip "$@"' }, /ip -4 rule add fwmark 1337 lookup 133 failed/],
+    ['ip -6 route add', { ip: failingIp('*"-6 route add"*') }, /route add local ::\/0 .*failed/],
+    ['ip -4 rule add', { ip: failingIp('*"-4 rule add"*') }, /ip -4 rule add fwmark 1337 lookup 133 failed/],
   ])('a failing %s in the fast path leaves nothing behind', async (_n, scripts, message) => {
     const dir = fakeBin(scripts);
     await withNetns('fastfail', async (ns) => {
@@ -300,6 +321,19 @@ describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name
       const r = await inside(ns, TPROXY_DUAL, fakesFirst(dir));
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toMatch(message);
+      expect(await snapshot(ns)).toBe(pristine);
+    });
+  });
+
+  it('ip -batch stops at a failing line: the lines before it are undone, the failing command is named', async () => {
+    // IPv6 steps in order: loopback address, fwmark rule, local route; the route (line 3) fails.
+    const dir = fakeBin({ ip: failingIp('*"-6 route add"*') });
+    await withNetns('batchfail', async (ns) => {
+      const pristine = await snapshot(ns);
+      const r = await inside(ns, [...TPROXY_DUAL, '--log_output_level=default:debug'], fakesFirst(dir));
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain('first attempt did not apply cleanly (ip -6 route add local ::/0 dev lo table 133: RTNETLINK answers: injected)');
+      expect(r.stderr).not.toMatch(/undoing the first attempt was incomplete/);
       expect(await snapshot(ns)).toBe(pristine);
     });
   });
@@ -356,7 +390,7 @@ describe('native nftables (--native-nftables)', () => {
   });
 
   it('a failing `ip route add` after the nft load leaves nothing behind', async () => {
-    const dir = fakeBin({ ip: 'case "$*" in *"route add local"*) echo "RTNETLINK answers: injected" >&2; exit 2;; esac; exec /usr/sbin/ip "$@"' });
+    const dir = fakeBin({ ip: failingIp('*"route add local"*') });
     await withNetns('nftfail', async (ns) => {
       const pristine = await snapshot(ns);
       const r = await apply(ns, NFT_TPROXY, fakesFirst(dir));
