@@ -53,7 +53,7 @@ async function buildEntrypoint() {
   const work = join(root, 'node_modules', '.cache', 'istio-iptables-quickjs', 'app');
   mkdirSync(work, { recursive: true });
   const scripts = { prelude: join(root, 'src', 'platform', 'quickjs', 'prelude.ts'), app: join(root, 'src', 'entrypoint-quickjs.ts') };
-  const bundle = (name) => run(bun, [join(root, 'scripts', 'bundle-quickjs.ts'), scripts[name], join(work, `${name}.js`)], { cwd: root });
+  const bundle = (name) => run(bun, [join(root, 'scripts', 'bundle-quickjs.ts'), scripts[name], join(work, `${name}.js`), name === 'prelude' ? 'iife' : 'global'], { cwd: root });
   const [objects] = await Promise.all([engineObjects(), bundle('prelude'), bundle('app')]);
   const compiler = join(work, 'compile');
   await run('gcc', [...QJS_FLAGS, join(root, 'native', 'compile.c'), ...objects, '-lm', '-lpthread', '-o', compiler]);

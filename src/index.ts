@@ -1,6 +1,7 @@
 /** istio-iptables-ts: the public API. Re-exports only; importing it has no side effects. */
 export { ConfigError, ApplyError, describeSource, type ValueSource } from './errors.js';
 export { OPTIONS, OPTION_KEYS, type OptionKey, type OptionSpec, type RawOptions } from './config/options.js';
+export { OPTION_HELP, type OptionHelp, type OptionGroup } from './config/help.js';
 export type { Config, CaptureConfig, RunConfig, OwnerGroupFilter } from './config/config.js';
 export { parseOptions, resolveConfig, type RawInput, type ParsedOptions } from './config/parse.js';
 export { configFromArgs, configFromObject } from './config/from.js';

@@ -1,6 +1,7 @@
 import yargs, { type Argv, type Options } from 'yargs';
 import { ConfigError } from './errors.js';
 import { OPTIONS, OPTION_KEYS, type OptionKey, type OptionSpec } from './config/options.js';
+import { OPTION_HELP } from './config/help.js';
 import { PROGRAM } from './args.js';
 
 /**
@@ -22,13 +23,14 @@ const GROUP_TITLES: Record<string, string> = {
 
 function yargsOption(key: OptionKey): Options {
   const spec: OptionSpec = OPTIONS[key];
+  const help = OPTION_HELP[key];
   const env = spec.env.length > 0 ? ` [env: ${spec.env.join(', ')}]` : '';
   const def = spec.default === undefined || spec.default === '' ? '' : ` [default: ${String(spec.default)}]`;
   return {
     type: spec.kind,
     ...('short' in spec ? { alias: spec.short } : {}),
-    describe: `${spec.describe}${def}${env}`,
-    group: GROUP_TITLES[spec.group] ?? spec.group,
+    describe: `${help.describe}${def}${env}`,
+    group: GROUP_TITLES[help.group] ?? help.group,
     // No yargs defaults: absence must stay visible so env vars and derived defaults can apply.
   };
 }

@@ -5,6 +5,7 @@ import { renderRestore } from '../render/restore.js';
 import { routeArgs } from '../render/ip.js';
 import { detectBackend, type Backend } from './detect.js';
 import { readRouteState, routeDelArgs } from './routes.js';
+import { ipBatchCommand } from './early.js';
 import type { Runner } from './runner.js';
 import type { OwnerResolver } from './saveform.js';
 import {
@@ -105,7 +106,7 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
     return [
       (async () => {
         const argvs = steps.map(routeArgs);
-        const batch = ['ip', family === 'ipv4' ? '-4' : '-6', '-batch', '-'];
+        const batch = ipBatchCommand(family);
         const r = await runner.run(batch, argvs.map((a) => `${a.slice(2).join(' ')}\n`).join(''));
         const failed = r.exitCode === 0 ? 0 : (batchFailedLine(r.stderr) ?? 1);
         // Steps before the failing line were done; the failing one carries the result; none after ran.

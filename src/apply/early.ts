@@ -13,8 +13,13 @@ export function restoreCommand(binary: string): string[] {
 const GO_TRUE = new Set(['1', 't', 'T', 'true', 'TRUE', 'True']);
 const GO_FALSE = new Set(['0', 'f', 'F', 'false', 'FALSE', 'False']);
 
+/** The command line of the fast path's routing steps for one family (fed the steps on stdin). */
+export function ipBatchCommand(family: 'ipv4' | 'ipv6'): string[] {
+  return ['ip', family === 'ipv4' ? '-4' : '-6', '-batch', '-'];
+}
+
 /**
- * The restore commands a run will start on its fast path, read from the raw command line and
+ * The restore and `ip -batch` commands a run will start on its fast path, read from the raw command line and
  * environment with none of the program loaded beyond the flag table, so that the entrypoint can
  * start them while the rest loads (they wait for their payload on stdin). Empty whenever the run
  * might do anything else: a dry run, cleanup, validation, a namespace flag, a forced backend,
@@ -22,7 +27,7 @@ const GO_FALSE = new Set(['0', 'f', 'F', 'false', 'FALSE', 'False']);
  * way: a command the run does not claim gets an empty stdin and exits having changed nothing, and
  * a command it needs that was not started is started then.
  */
-export function earlyRestoreCommands(
+export function earlyCommands(
   args: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
   readProc: (path: string) => string | undefined,
@@ -48,5 +53,10 @@ export function earlyRestoreCommands(
   const enableIpv6 = value('enableIpv6') === undefined ? ipv6Detected(isTrue('dualStack')) : isTrue('enableIpv6');
   const commands = [restoreCommand(quick.backend.restore.ipv4)];
   if (enableIpv6) commands.push(restoreCommand(quick.backend.restore.ipv6));
+  // Routing steps: TPROXY with inbound capture has a fwmark rule and a local route per family;
+  // IPv6 always has its passthrough address on lo (build/plan.ts buildRoutes).
+  const tproxy = String(value('interceptionMode') ?? '').trim() === 'TPROXY' && String(value('inboundPorts') ?? '').trim() !== '';
+  if (tproxy) commands.push(ipBatchCommand('ipv4'));
+  if (enableIpv6) commands.push(ipBatchCommand('ipv6'));
   return commands;
 }

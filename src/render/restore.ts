@@ -10,6 +10,8 @@ const TABLE_ORDER: readonly Table[] = ['filter', 'mangle', 'nat', 'raw'];
  * start a comment, or carry a quote or a newline into restore text.
  */
 const SAFE_TOKEN = /^[A-Za-z0-9_.:/,+@!-]+$/;
+/** A line of such tokens separated by single spaces (one test per rule instead of one per token). */
+const SAFE_LINE = /^[A-Za-z0-9_.:/,+@!-]+(?: [A-Za-z0-9_.:/,+@!-]+)*$/;
 
 function matchTokens(x: Match): string[] {
   const not = (negate: boolean): string[] => (negate ? ['!'] : []);
@@ -74,19 +76,28 @@ export function ruleSpec(rule: Rule): string[] {
   return [...rule.matches.flatMap(matchTokens), ...targetTokens(rule.target)];
 }
 
+function unsafe(tokens: readonly string[]): Error {
+  const token = tokens.find((t) => !SAFE_TOKEN.test(t)) ?? '';
+  return new Error(`refusing to render unsafe token ${JSON.stringify(token)}`);
+}
+
+function opTokens(rule: Rule): string[] {
+  return rule.op.kind === 'append' ? ['-A', rule.chain] : ['-I', rule.chain, String(rule.op.position)];
+}
+
 /** A rule as iptables arguments, without the table: `-A CHAIN ...` or `-I CHAIN N ...`. */
 export function ruleArgs(rule: Rule): string[] {
-  const op = rule.op.kind === 'append' ? ['-A', rule.chain] : ['-I', rule.chain, String(rule.op.position)];
-  const tokens = [...op, ...ruleSpec(rule)];
-  for (const token of tokens) {
-    if (!SAFE_TOKEN.test(token)) throw new Error(`refusing to render unsafe token ${JSON.stringify(token)}`);
-  }
+  const tokens = [...opTokens(rule), ...ruleSpec(rule)];
+  if (!SAFE_LINE.test(tokens.join(' '))) throw unsafe(tokens);
   return tokens;
 }
 
 /** One rule as a restore line. */
 export function renderRule(rule: Rule): string {
-  return ruleArgs(rule).join(' ');
+  const tokens = [...opTokens(rule), ...ruleSpec(rule)];
+  const line = tokens.join(' ');
+  if (!SAFE_LINE.test(line)) throw unsafe(tokens);
+  return line;
 }
 
 /** The restore lines of one family per table (`-N` lines, then rules), without headers or COMMIT. */

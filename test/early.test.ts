@@ -1,0 +1,113 @@
+import { describe, expect, it } from 'vitest';
+import { applyPlan } from '../src/apply/apply.js';
+import { quickBackend } from '../src/apply/detect.js';
+import { earlyCommands, LOCK_WAIT_SECONDS } from '../src/apply/early.js';
+import type { Runner } from '../src/apply/runner.js';
+import { buildPlan } from '../src/build/plan.js';
+import { fixedHost } from '../src/config/host.js';
+import { configFromArgs } from '../src/config/from.js';
+import { createLogger } from '../src/log.js';
+
+/**
+ * The entrypoint's prelude starts the fast path's commands before the program has loaded, from
+ * the raw command line alone (src/apply/early.ts). A wrong guess costs only a process; these
+ * tests pin down when it guesses, and that its guesses are exactly what the fast path then runs.
+ */
+const SIDECAR = ['-p', '15001', '-z', '15006', '-u', '1337', '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'];
+const REDIRECT_V4 = ['istio-iptables', ...SIDECAR, '-m', 'REDIRECT', '--enable-ipv6=false'];
+const TPROXY_DUAL = ['istio-iptables', ...SIDECAR, '-m', 'TPROXY', '--enable-ipv6=true'];
+
+const noLegacy = (): string => '';
+const early = (args: readonly string[], env: Record<string, string> = {}, ipv6 = false, readProc: (p: string) => string | undefined = noLegacy) =>
+  earlyCommands(args, env, readProc, () => ipv6);
+
+const restore = (bin: string) => [bin, '--noflush', `--wait=${LOCK_WAIT_SECONDS}`];
+
+/** The commands the fast path runs for these flags on a fresh namespace (nft backend), in order. */
+async function fastPathCommands(args: readonly string[], ipv6Detected: boolean): Promise<string[][]> {
+  const config = await configFromArgs(args, {}, fixedHost({ proxyUid: 1337, ipv6: ipv6Detected }));
+  const calls: string[][] = [];
+  const runner: Runner = {
+    run(argv) {
+      calls.push([...argv]);
+      return Promise.resolve({ exitCode: 0, stdout: '', stderr: '', notFound: false });
+    },
+  };
+  await applyPlan(buildPlan(config.capture), {
+    runner,
+    log: createLogger('none', () => {}),
+    owners: { uid: () => undefined, gid: () => undefined },
+    reconcile: true,
+    forceApply: false,
+    cleanupOnly: false,
+    lockWaitSeconds: LOCK_WAIT_SECONDS,
+    quickBackend: quickBackend(undefined, true, noLegacy),
+    fastRunner: runner,
+  });
+  return calls;
+}
+
+const sorted = (xs: string[][]) => xs.map((x) => x.join(' ')).sort();
+
+describe('commands started before the program loads', () => {
+  it.each([
+    ['REDIRECT IPv4', REDIRECT_V4, false],
+    ['TPROXY dual stack', TPROXY_DUAL, false],
+    ['TPROXY, IPv6 detected from the host', ['istio-iptables', ...SIDECAR, '-m', 'TPROXY'], true],
+    ['REDIRECT, IPv6 detected (only the ::6 address is routing)', ['istio-iptables', ...SIDECAR], true],
+    ['TPROXY without inbound capture (no policy routing)', ['istio-iptables', ...SIDECAR, '-m', 'TPROXY', '-b', '', '--enable-ipv6=false'], false],
+  ] as const)('%s: exactly the commands the fast path runs', async (_n, args, ipv6) => {
+    const guessed = early(args, {}, ipv6);
+    expect(guessed.length).toBeGreaterThan(0);
+    expect(sorted(guessed)).toEqual(sorted(await fastPathCommands(args, ipv6)));
+  });
+
+  it('REDIRECT IPv4 starts one restore; TPROXY dual stack both restores and an ip -batch per family', () => {
+    expect(early(REDIRECT_V4)).toEqual([restore('iptables-nft-restore')]);
+    expect(early(TPROXY_DUAL)).toEqual([
+      restore('iptables-nft-restore'),
+      restore('ip6tables-nft-restore'),
+      ['ip', '-4', '-batch', '-'],
+      ['ip', '-6', '-batch', '-'],
+    ]);
+  });
+
+  it('reads the mode and IPv6 from the environment too, as the run will', () => {
+    const args = ['istio-iptables', ...SIDECAR];
+    expect(early(args, { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY', ENABLE_IPV6: 'false' })).toEqual(early([...args, '-m', 'TPROXY', '--enable-ipv6=false']));
+    expect(early(args, { ENABLE_IPV6: 'true' })).toContainEqual(restore('ip6tables-nft-restore'));
+  });
+
+  it.each([
+    ['--dry-run'],
+    ['--cleanup-only'],
+    ['--skip-rule-apply'],
+    ['--run-validation'],
+    ['--native-nftables'],
+    ['--force-apply'],
+    ['--network-namespace', 'pod1'],
+    ['--force-iptables-binary', 'legacy'],
+    ['--help'],
+    ['--no-such-flag'],
+    ['stray'],
+    ['--envoy-port'],
+  ])('starts nothing with %s', (...extra) => {
+    expect(early([...REDIRECT_V4, ...extra])).toEqual([]);
+  });
+
+  it('starts nothing when an environment variable asks for a dry run or cleanup, or says something unclear', () => {
+    expect(early(REDIRECT_V4, { DRY_RUN: 'true' })).toEqual([]);
+    expect(early(REDIRECT_V4, { CLEANUP_ONLY: '1' })).toEqual([]);
+    expect(early(REDIRECT_V4, { DRY_RUN: 'maybe' })).toEqual([]);
+    expect(early(REDIRECT_V4, { DRY_RUN: 'false' })).toEqual([restore('iptables-nft-restore')]);
+  });
+
+  it('starts nothing when the namespace has legacy tables or /proc cannot be read (the careful path decides)', () => {
+    expect(early(REDIRECT_V4, {}, false, (p) => (p.endsWith('/ip_tables_names') ? 'nat\n' : ''))).toEqual([]);
+    expect(early(REDIRECT_V4, {}, false, () => undefined)).toEqual([]);
+  });
+
+  it('takes the leading program name of Istio init-container args, or none', () => {
+    expect(early(REDIRECT_V4.slice(1))).toEqual(early(REDIRECT_V4));
+  });
+});
