@@ -88,10 +88,8 @@ export function spawnRunner(options: ProcessRunnerOptions = {}): Runner {
 function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
   const prefix = prefixFor(options.namespace);
   const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const env =
-    options.env === undefined
-      ? null
-      : Object.entries({ ...process.env, ...options.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+  const ours = options.env === undefined || options.env === process.env;
+  const env = ours ? null : Object.entries({ ...process.env, ...options.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
   return {
     async run(argv, input) {
       const full = [...prefix, ...argv];
@@ -103,7 +101,6 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
         ...(early ? { startedEarly: true } : {}),
       });
       // Started by the prelude (same command, our environment and default bound): feed it.
-      const ours = options.env === undefined || options.env === process.env;
       const early = input !== undefined && ours && options.timeoutMs === undefined ? claim(h, full, input) : undefined;
       if (early !== undefined) return result(await early, true);
       return new Promise((resolve) => {

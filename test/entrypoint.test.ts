@@ -1,0 +1,109 @@
+import { copyFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { main } from '../src/cli.js';
+import { conformanceCases, ROOT } from './support/cli.js';
+import { MODES } from './support/modes.js';
+
+/**
+ * The init container's entrypoint runs the CLI on another runtime (QuickJS, native/host.c) and
+ * hands some paths to the Bun-compiled full CLI. Whatever runs it, the output must be the same:
+ * each dry run here is compared with the CLI run in-process under Node on the same host (host
+ * facts detected the same way). Nothing is applied: every run is a dry run, --help or an error.
+ */
+const ENTRYPOINT = join(ROOT, 'dist/entrypoint/istio-iptables');
+
+async function viaNode(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(args, { env: process.env, io: { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) } });
+  return { code, stdout, stderr };
+}
+
+const viaEntrypoint = (args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
+  execa(ENTRYPOINT, [...args], { reject: false, env: { ...process.env, ...env }, extendEnv: false, timeout: 30_000 });
+
+const cases: [string, readonly string[]][] = [
+  ...Object.entries(MODES).map(([name, args]) => [`mode ${name}`, args] as [string, readonly string[]]),
+  ...conformanceCases().map((c) => [`${c.suite} ${c.name}`, c.args] as [string, readonly string[]]),
+];
+
+describe('the entrypoint prints the same dry run as the CLI under Node', () => {
+  it.each(cases)('%s (text and json)', async (_n, args) => {
+    for (const format of ['text', 'json']) {
+      const dry = [...args, '--dry-run', '--output', format];
+      const [node, entry] = await Promise.all([viaNode(dry), viaEntrypoint(dry)]);
+      expect(node.code, node.stderr).toBe(0);
+      expect(entry.exitCode, entry.stderr).toBe(0);
+      expect(entry.stdout).toBe(node.stdout.replace(/\n$/, ''));
+      expect(entry.stderr).toBe(node.stderr.replace(/\n$/, ''));
+    }
+  });
+
+  it.each([
+    [['-p', 'abc', '--dry-run'], /invalid value "abc" for -p\/--envoy-port: expected a port 1-65535/],
+    [['--dry-run', '-i', '10.0.0.0/33'], /-i\/--istio-service-cidr/],
+    [['--dry-run', '-b', '80\n-A OUTPUT -j ACCEPT'], /-b\/--istio-inbound-ports/],
+  ])('rejects bad values as the CLI does: %j', async (args, message) => {
+    const [node, entry] = await Promise.all([viaNode(args), viaEntrypoint(args)]);
+    expect(entry.exitCode).toBe(1);
+    expect(node.code).toBe(1);
+    expect(entry.stdout).toBe('');
+    expect(entry.stderr).toMatch(message);
+    expect(entry.stderr).toBe(node.stderr.replace(/\n$/, ''));
+  });
+});
+
+describe('what the entrypoint hands to the full CLI', () => {
+  it('--help: the full usage, exit 0', async () => {
+    const r = await viaEntrypoint(['--help']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: istio-iptables \[flags\]/);
+    expect(r.stdout).toContain('--istio-inbound-interception-mode');
+  });
+
+  it('an unknown flag: the CLI error, exit 1, nothing on stdout', async () => {
+    const r = await viaEntrypoint(['istio-iptables', '-p', '15001', '--no-such-flag', '--dry-run']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe('istio-iptables: unknown flag or argument: no-such-flag (see --help)');
+  });
+
+  it('trace: walks a flow through the plan', async () => {
+    const args = ['trace', '-p', '15001', '-z', '15006', '-m', 'REDIRECT', '-b', '*', '-i', '*', '--enable-ipv6=false'];
+    const flow = ['inbound', 'tcp', '10.1.1.1:40000', '->', '10.0.0.5:8080'];
+    const [help, entry] = await Promise.all([viaEntrypoint(['trace', '--help']), viaEntrypoint([...args, '--output', 'json', ...flow])]);
+    expect(help.exitCode).toBe(0);
+    expect(help.stdout).toMatch(/trace/);
+    expect(entry.exitCode, entry.stderr).toBe(0);
+    const node = await viaNode([...args, '--output', 'json', ...flow]);
+    expect(node.code, node.stderr).toBe(0);
+    expect(JSON.parse(entry.stdout)).toMatchObject({ verdict: 'redirect', toPort: 15006 });
+    expect(entry.stdout).toBe(node.stdout.replace(/\n$/, ''));
+  });
+
+  it('without the full CLI next to it: a clear error naming what is missing, exit 1', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'iit-alone-'));
+    copyFileSync(ENTRYPOINT, join(dir, 'istio-iptables'));
+    await execa('chmod', ['755', join(dir, 'istio-iptables')]);
+    const r = await execa(join(dir, 'istio-iptables'), ['--help'], { reject: false });
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/--help or an unknown argument needs the full CLI, .*istio-iptables-full/);
+    // A dry run needs nothing else.
+    expect((await execa(join(dir, 'istio-iptables'), ['-p', '15001', '--dry-run'], { reject: false })).exitCode).toBe(0);
+  });
+});
+
+describe('the runtime', () => {
+  it('ISTIO_IPTABLES_TRACE_RUNTIME=1 reports its steps with times on stderr', async () => {
+    const r = await viaEntrypoint(['-p', '15001', '--dry-run'], { ISTIO_IPTABLES_TRACE_RUNTIME: '1' });
+    expect(r.exitCode).toBe(0);
+    const steps = r.stderr.split('\n').filter((l) => l.startsWith('runtime\t')).map((l) => l.replace(/^runtime\t\s*[0-9.]+ ms\s+/, ''));
+    expect(steps[0]).toMatch(/^context ready/);
+    expect(steps).toContain('prelude done 0');
+    expect(steps.at(-1)).toBe('event loop done, exit code 0');
+  });
+});

@@ -1,0 +1,75 @@
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { ROOT, runCli } from '../support/cli.js';
+import { normalizeSave, withNetns, type Netns } from './netns.js';
+
+/**
+ * The entrypoint's own machinery in real namespaces: the prelude's early commands are the ones
+ * the run feeds, an unclaimed one changes nothing and does not outlive the run, and a missing
+ * iptables is reported without a bogus undo. (The apply, container and traffic suites run the
+ * entrypoint through everything else.)
+ */
+const ENTRYPOINT = join(ROOT, 'dist/entrypoint/istio-iptables');
+const SIDECAR = ['istio-iptables', '-p', '15001', '-z', '15006', '-u', '1337', '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'];
+const REDIRECT_V4 = [...SIDECAR, '-m', 'REDIRECT', '--enable-ipv6=false'];
+const TPROXY_DUAL = [...SIDECAR, '-m', 'TPROXY', '--enable-ipv6=true'];
+
+const inside = (ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
+  execa('ip', ['netns', 'exec', ns.name, ENTRYPOINT, ...args], { reject: false, env, timeout: 30_000 });
+
+async function state(ns: Netns): Promise<string> {
+  const v4 = normalizeSave((await ns.run('iptables-save', [])).stdout);
+  const v6 = normalizeSave((await ns.run('ip6tables-save', [])).stdout);
+  const routes = (await ns.run('sh', ['-c', 'ip -4 rule; ip -6 rule; ip -4 route show table all; ip -6 route show table all; ip -6 addr show dev lo'])).stdout;
+  return `${v4}\n${v6}\n${routes}`;
+}
+
+/** Processes still running inside the namespace. */
+async function pids(ns: Netns): Promise<string> {
+  return (await execa('ip', ['netns', 'pids', ns.name], { reject: false })).stdout.trim();
+}
+
+describe('the prelude starts the fast path commands early', () => {
+  it.each([
+    ['REDIRECT IPv4', REDIRECT_V4, ['iptables-nft-restore']],
+    ['TPROXY dual stack', TPROXY_DUAL, ['iptables-nft-restore', 'ip6tables-nft-restore']],
+  ] as const)('%s: each restore was started early and fed; the namespace equals the careful path', async (_n, args, restores) => {
+    await withNetns('early', async (ns) => {
+      await withNetns('ref', async (ref) => {
+        const r = await inside(ns, [...args, '--log_output_level=default:debug']);
+        expect(r.exitCode, r.stderr).toBe(0);
+        for (const bin of restores) expect(r.stderr).toContain(`${bin} had been started before the program loaded; fed its payload`);
+        expect((await runCli([...args, '--network-namespace', ref.name])).code).toBe(0);
+        expect(await state(ns)).toBe(await state(ref));
+        expect(await pids(ns)).toBe('');
+      });
+    });
+  });
+
+  it('a command started early but not wanted (the value is invalid) exits having changed nothing', async () => {
+    await withNetns('unclaimed', async (ns) => {
+      const pristine = await state(ns);
+      // Well-formed flags, so the prelude starts the restores; -p 0 then fails validation.
+      const r = await inside(ns, [...TPROXY_DUAL, '-p', '0'], { ISTIO_IPTABLES_TRACE_RUNTIME: '1' });
+      expect(r.exitCode).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/invalid value "0" for -p\/--envoy-port: expected a port 1-65535/);
+      expect(r.stderr).toMatch(/started \(stdin waits\)/);
+      expect(r.stderr).toMatch(/stdin closed empty/);
+      expect(await state(ns)).toBe(pristine);
+      expect(await pids(ns)).toBe('');
+    });
+  });
+
+  it('no iptables on PATH: a clear error, exit 1, and no undo of what never ran', async () => {
+    await withNetns('noipt', async (ns) => {
+      const pristine = await state(ns);
+      const r = await execa('ip', ['netns', 'exec', ns.name, 'env', 'PATH=/nonexistent', ENTRYPOINT, ...REDIRECT_V4], { reject: false, timeout: 30_000 });
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(/no iptables found: none of iptables-nft-save, iptables-legacy-save, iptables-save could run \(install iptables\)/);
+      expect(r.stderr).not.toMatch(/undoing the first attempt was incomplete/);
+      expect(await state(ns)).toBe(pristine);
+    });
+  });
+});
