@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -149,6 +150,97 @@ static void free_strv(char **v) {
   if (!v) return;
   for (char **p = v; *p; p++) free(*p);
   free(v);
+}
+
+/* ---------- memory ---------- */
+
+/*
+ * A run lasts milliseconds and allocates a megabyte or two, so the engine allocates from one
+ * arena and frees nothing back to it (a quarter of all instructions went to malloc and free):
+ * -23% instructions per run. The arena is reserved, not committed (only pages used cost memory),
+ * and small: past its end (very large configurations) allocations come from the C allocator and
+ * are freed as usual, so at most its 16 MB are never reused.
+ */
+#define ARENA_SIZE ((size_t)16 << 20)
+
+typedef struct {
+  size_t size;    /* bytes asked for */
+  size_t in_heap; /* 1: from malloc, 0: from the arena */
+} Block;
+
+static char *arena_next, *arena_end, *arena_last;
+
+static Block *block_of(const void *ptr) {
+  return (Block *)ptr - 1;
+}
+
+static void *arena_malloc(JSMallocState *s, size_t size) {
+  size_t need = (sizeof(Block) + size + 15) & ~(size_t)15;
+  Block *b;
+  if (arena_next != NULL && (size_t)(arena_end - arena_next) >= need) {
+    b = (Block *)arena_next;
+    arena_last = arena_next;
+    arena_next += need;
+    b->in_heap = 0;
+  } else {
+    b = malloc(sizeof(Block) + size);
+    if (!b) return NULL;
+    b->in_heap = 1;
+  }
+  b->size = size;
+  s->malloc_count++;
+  s->malloc_size += size;
+  return b + 1;
+}
+
+static void arena_free(JSMallocState *s, void *ptr) {
+  if (!ptr) return;
+  Block *b = block_of(ptr);
+  s->malloc_count--;
+  s->malloc_size -= b->size;
+  if (b->in_heap) free(b);
+}
+
+static void *arena_realloc(JSMallocState *s, void *ptr, size_t size) {
+  if (!ptr) return size ? arena_malloc(s, size) : NULL;
+  Block *b = block_of(ptr);
+  if (size == 0) {
+    arena_free(s, ptr);
+    return NULL;
+  }
+  if (size <= b->size) {
+    s->malloc_size -= b->size - size;
+    b->size = size;
+    return ptr;
+  }
+  /* The arena's last block grows in place (strings and arrays being built). */
+  size_t need = (sizeof(Block) + size + 15) & ~(size_t)15;
+  if (!b->in_heap && (char *)b == arena_last && (size_t)(arena_end - (char *)b) >= need) {
+    arena_next = (char *)b + need;
+    s->malloc_size += size - b->size;
+    b->size = size;
+    return ptr;
+  }
+  void *n = arena_malloc(s, size);
+  if (!n) return NULL;
+  memcpy(n, ptr, b->size);
+  arena_free(s, ptr);
+  return n;
+}
+
+static size_t arena_usable_size(const void *ptr) {
+  return ptr ? block_of(ptr)->size : 0;
+}
+
+static const JSMallocFunctions arena_funcs = {arena_malloc, arena_free, arena_realloc, arena_usable_size};
+
+static JSRuntime *new_runtime(void) {
+  void *a = mmap(NULL, ARENA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (a != MAP_FAILED) {
+    arena_next = a;
+    arena_end = (char *)a + ARENA_SIZE;
+  }
+  return JS_NewRuntime2(&arena_funcs, NULL);
 }
 
 /* ---------- file system, identity, addresses ---------- */
@@ -577,7 +669,7 @@ int main(int argc, char **argv) {
   start_ms = now_ms();
   trace_runtime = getenv("ISTIO_IPTABLES_TRACE_RUNTIME") != NULL;
   signal(SIGPIPE, SIG_IGN);
-  JSRuntime *rt = JS_NewRuntime();
+  JSRuntime *rt = new_runtime();
   /* A run lasts milliseconds: reference counting frees garbage as it goes, and the cycle
      collector, which walks every object, runs only past 64 MB instead of every 256 KB. */
   JS_SetGCThreshold(rt, (size_t)64 << 20);
