@@ -52,15 +52,15 @@ async function engineObjects() {
 async function buildEntrypoint() {
   const work = join(root, 'node_modules', '.cache', 'istio-iptables-quickjs', 'app');
   mkdirSync(work, { recursive: true });
-  const scripts = { prelude: join(root, 'src', 'platform', 'quickjs', 'prelude.ts'), app: join(root, 'src', 'entrypoint-quickjs.ts') };
-  const bundle = (name) => run(bun, [join(root, 'scripts', 'bundle-quickjs.ts'), scripts[name], join(work, `${name}.js`), name === 'prelude' ? 'iife' : 'global'], { cwd: root });
-  const [objects] = await Promise.all([engineObjects(), bundle('prelude'), bundle('app')]);
+  // The three scripts (scripts/bundle-quickjs.ts): prelude, app, extra.
+  const scripts = ['prelude', 'app', 'extra'];
+  const [objects] = await Promise.all([engineObjects(), run(bun, [join(root, 'scripts', 'bundle-quickjs.ts'), work], { cwd: root })]);
   const compiler = join(work, 'compile');
   await run('gcc', [...QJS_FLAGS, join(root, 'native', 'compile.c'), ...objects, '-lm', '-lpthread', '-o', compiler]);
-  await Promise.all(Object.keys(scripts).map((name) => run(compiler, [join(work, `${name}.js`), join(work, `${name}.bin`)])));
+  await Promise.all(scripts.map((name) => run(compiler, [join(work, `${name}.js`), join(work, `${name}.bin`)])));
   // The bytecode goes into the executable as read-only data.
   const lines = ['  .section .rodata'];
-  for (const name of Object.keys(scripts)) {
+  for (const name of scripts) {
     lines.push(`  .global ${name}_bytecode`, `  .global ${name}_bytecode_end`, '  .balign 16', `${name}_bytecode:`, `  .incbin "${join(work, `${name}.bin`)}"`, `${name}_bytecode_end:`);
   }
   lines.push('  .section .note.GNU-stack,"",@progbits', '');

@@ -1,15 +1,23 @@
-// Bundles one entry into one script for the QuickJS runtime (run with Bun:
-// `bun scripts/bundle-quickjs.ts <entry.ts> <out.js> [global|iife]`). The program is bundled as a
-// plain global script ("global"): its functions then need no closure over a wrapper's scope, which
-// QuickJS builds for each of them at start-up (~10% fewer instructions for a whole run). The
-// prelude, which runs first in the same global scope, is wrapped ("iife") so names cannot clash. Node built-ins map to the host's versions, and what
-// the entrypoint hands to the full CLI (yargs, the validation probe, trace, execa) is left out.
+// Bundles the QuickJS entrypoint's three scripts (run with Bun: `bun scripts/bundle-quickjs.ts
+// <out-dir>`), each minified and marked "use strip" (QuickJS then keeps no debug information:
+// a third of the bytecode to read at start-up; errors still carry their messages):
+//
+//   prelude.js  runs first (src/platform/quickjs/prelude.ts), wrapped so its names stay its own
+//   app.js      the CLI (src/entrypoint-quickjs.ts) as a plain global script: its functions then
+//               need no closure over a wrapper's scope, which QuickJS builds for each of them at
+//               start-up (~10% fewer instructions per run)
+//   extra.js    what only some runs need (LAZY below: the careful path, dry-run and nft
+//               renderers, native nftables, diff's readers), read only when first called
+//
+// Node built-ins map to the host's versions, and what the entrypoint hands to the full CLI
+// (yargs, the validation probe, trace, execa) is left out.
 import { join } from 'node:path';
+import type { BunPlugin } from 'bun';
 
 const src = join(import.meta.dir, '..', 'src');
 const q = (f: string) => join(src, 'platform', 'quickjs', f);
-const [entry, out, shape = 'global'] = process.argv.slice(2);
-if (!entry || !out || (shape !== 'global' && shape !== 'iife')) throw new Error('usage: bun scripts/bundle-quickjs.ts <entry.ts> <out.js> [global|iife]');
+const [outDir] = process.argv.slice(2);
+if (!outDir) throw new Error('usage: bun scripts/bundle-quickjs.ts <out-dir>');
 
 const MODULES: Record<string, string> = {
   'node:fs': q('fs.ts'),
@@ -21,35 +29,96 @@ const MODULES: Record<string, string> = {
   execa: q('unavailable.ts'),
 };
 const LOCAL: Record<string, string> = {
-  [join(src, 'args.ts') + '|./parser.js']: q('parser.ts'),
-  [join(src, 'cli.ts') + '|./apply/validate.js']: q('unavailable.ts'),
-  [join(src, 'cli.ts') + '|./trace/index.js']: q('unavailable.ts'),
+  [`${join(src, 'args.ts')}|./parser.js`]: q('parser.ts'),
+  [`${join(src, 'cli.ts')}|./apply/validate.js`]: q('unavailable.ts'),
+  [`${join(src, 'cli.ts')}|./trace/index.js`]: q('unavailable.ts'),
+};
+/** Dynamic imports whose modules go to extra.js (importer|specifier -> module). */
+const LAZY: Record<string, string> = {
+  [`${join(src, 'apply/apply.ts')}|./careful.js`]: join(src, 'apply/careful.ts'),
+  [`${join(src, 'cli.ts')}|./render/dryrun.js`]: join(src, 'render/dryrun.ts'),
+  [`${join(src, 'cli.ts')}|./apply/nft.js`]: join(src, 'apply/nft.ts'),
+  [`${join(src, 'cli.ts')}|./apply/detect.js`]: join(src, 'apply/detect.ts'),
+  [`${join(src, 'cli.ts')}|./apply/state.js`]: join(src, 'apply/state.ts'),
+  [`${join(src, 'cli.ts')}|./apply/routes.js`]: join(src, 'apply/routes.ts'),
+};
+const ERRORS = join(src, 'errors.ts');
+const EXTRA = '__istioIptablesExtra';
+const SHARED = '__istioIptablesShared';
+
+const transpiler = new Bun.Transpiler({ loader: 'ts' });
+const exportsOf = async (path: string): Promise<string[]> => transpiler.scan(await Bun.file(path).text()).exports;
+
+const hostModules: BunPlugin = {
+  name: 'quickjs-host',
+  setup(build) {
+    build.onResolve({ filter: /.*/ }, (args) => {
+      const path = MODULES[args.path] ?? LOCAL[`${args.importer}|${args.path}`];
+      return path === undefined ? undefined : { path };
+    });
+  },
 };
 
-const result = await Bun.build({
-  entrypoints: [entry],
-  target: 'browser',
+/** In app.js: each lazy module is a stub whose functions load extra.js on first call. */
+const lazyStubs: BunPlugin = {
+  name: 'lazy-stubs',
+  setup(build) {
+    build.onResolve({ filter: /.*/ }, (args) => {
+      const real = LAZY[`${args.importer}|${args.path}`];
+      return real === undefined ? undefined : { path: real, namespace: 'lazy' };
+    });
+    build.onLoad({ filter: /.*/, namespace: 'lazy' }, async ({ path }) => {
+      const key = JSON.stringify(path.slice(src.length));
+      const load = `const m=()=>(globalThis.${EXTRA}??(__host.load("extra"),globalThis.${EXTRA}))[${key}];`;
+      const fns = (await exportsOf(path)).map((n) => `export function ${n}(...a){return m().${n}(...a)}`);
+      return { contents: [load, ...fns].join('\n'), loader: 'js' };
+    });
+  },
+};
+
+/** In extra.js: the error classes are app.js's own, so `instanceof` holds across the two. */
+const sharedErrors: BunPlugin = {
+  name: 'shared-errors',
+  setup(build) {
+    build.onResolve({ filter: /errors\.js$/ }, (args) => {
+      const resolved = join(args.importer, '..', args.path).replace(/\.js$/, '.ts');
+      return resolved === ERRORS ? { path: ERRORS, namespace: 'shared' } : undefined;
+    });
+    build.onLoad({ filter: /.*/, namespace: 'shared' }, async () => {
+      const names = await exportsOf(ERRORS);
+      return { contents: `const e=globalThis.${SHARED}.errors;\n${names.map((n) => `export const ${n}=e.${n};`).join('\n')}`, loader: 'js' };
+    });
+  },
+};
+
+/** extra.js's entry: the lazy modules, published for the stubs. */
+const extraEntry: BunPlugin = {
+  name: 'extra-entry',
+  setup(build) {
+    build.onResolve({ filter: /^extra-entry$/ }, () => ({ path: 'extra-entry', namespace: 'extra' }));
+    build.onLoad({ filter: /.*/, namespace: 'extra' }, () => {
+      const modules = [...new Set(Object.values(LAZY))];
+      const lines = modules.map((m, i) => `import * as m${i} from ${JSON.stringify(m)};`);
+      lines.push(`globalThis.${EXTRA}={${modules.map((m, i) => `${JSON.stringify(m.slice(src.length))}:m${i}`).join(',')}};`);
+      return { contents: lines.join('\n'), loader: 'js' };
+    });
+  },
+};
+
+async function bundle(name: string, entry: string, format: 'iife' | 'esm', plugins: BunPlugin[]): Promise<void> {
+  const result = await Bun.build({ entrypoints: [entry], target: 'browser', format, minify: true, plugins });
+  if (!result.success) {
+    for (const log of result.logs) console.error(log);
+    throw new Error(`bundling ${name} failed`);
+  }
+  const code = await result.outputs[0]!.text();
   // An ES module bundle of an entry without exports is a plain script.
-  format: shape === 'iife' ? 'iife' : 'esm',
-  minify: true,
-  plugins: [
-    {
-      name: 'quickjs-host',
-      setup(build) {
-        build.onResolve({ filter: /.*/ }, (args) => {
-          const path = MODULES[args.path] ?? LOCAL[`${args.importer}|${args.path}`];
-          return path === undefined ? undefined : { path };
-        });
-      },
-    },
-  ],
-});
-if (!result.success) {
-  for (const log of result.logs) console.error(log);
-  process.exit(1);
+  if (format === 'esm' && /^(?:import|export)\b/m.test(code)) throw new Error(`${name}: the bundle still imports or exports; it cannot run as a script`);
+  await Bun.write(join(outDir, `${name}.js`), `"use strip";\n${code}`);
 }
-// "use strip": QuickJS keeps no debug information (line tables, source) for this script: a third
-// of the bytecode to read at start-up. Errors still carry their messages.
-const code = await result.outputs[0]!.text();
-if (shape === 'global' && /^(?:import|export)\b/m.test(code)) throw new Error(`${entry}: the bundle still imports or exports; it cannot run as a script`);
-await Bun.write(out, `"use strip";\n${code}`);
+
+await Promise.all([
+  bundle('prelude', q('prelude.ts'), 'iife', [hostModules]),
+  bundle('app', join(src, 'entrypoint-quickjs.ts'), 'esm', [lazyStubs, hostModules]),
+  bundle('extra', 'extra-entry', 'iife', [extraEntry, sharedErrors, hostModules]),
+]);

@@ -234,7 +234,7 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   log.info(`configuration: ${describeConfig(capture)}`);
   const [{ applyPlan }, { quickBackend }, { processRunner, spawnRunner }] = await Promise.all([
     import('./apply/apply.js'),
-    import('./apply/detect.js'),
+    import('./apply/backend.js'),
     import('./apply/runner.js'),
   ]);
   const runner = processRunner({ namespace: ns, env });

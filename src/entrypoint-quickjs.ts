@@ -8,6 +8,11 @@ import './platform/quickjs/process.js';
 import { main } from './cli.js';
 import { PROGRAM, PROBE_CLIENT_COMMAND, TRACE_COMMAND } from './args.js';
 import { handOff } from './platform/quickjs/handoff.js';
+import * as errors from './errors.js';
+
+// The code that only some runs need is a second script, loaded on first use
+// (scripts/bundle-quickjs.ts); it throws and checks these same error classes.
+(globalThis as Record<string, unknown>)['__istioIptablesShared'] = { errors };
 
 const args = process.argv.slice(2);
 const first = args[0] === PROGRAM ? args[1] : args[0];

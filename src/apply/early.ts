@@ -1,6 +1,6 @@
 import { normalizeArgs, PROGRAM, quickFlags, collectRaw } from '../args.js';
 import type { OptionKey } from '../config/options.js';
-import { quickBackend } from './detect.js';
+import { quickBackend } from './backend.js';
 
 /** Bound on waiting for the xtables lock (legacy backend), in seconds; part of every restore command. */
 export const LOCK_WAIT_SECONDS = 30;

@@ -1,5 +1,6 @@
 import type { Family, RouteStep } from '../model/rule.js';
-import { routeArgs } from '../render/ip.js';
+
+export { routeDelArgs } from '../render/ip.js';
 import type { Runner } from './runner.js';
 
 /** Which of the plan's routing steps are already in place, read with `ip -j`. */
@@ -56,9 +57,4 @@ export async function readRouteState(runner: Runner, steps: readonly RouteStep[]
       }
     },
   };
-}
-
-/** The `ip` argv undoing a step. */
-export function routeDelArgs(step: RouteStep): string[] {
-  return routeArgs(step).map((a) => (a === 'add' ? 'del' : a));
 }

@@ -17,3 +17,8 @@ export function routeArgs(step: RouteStep): string[] {
 export function renderIpCommands(steps: readonly RouteStep[]): string[][] {
   return steps.map(routeArgs);
 }
+
+/** The `ip` argv undoing a step. */
+export function routeDelArgs(step: RouteStep): string[] {
+  return routeArgs(step).map((a) => (a === 'add' ? 'del' : a));
+}
