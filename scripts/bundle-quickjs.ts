@@ -2,7 +2,8 @@
 // <out-dir>`), each minified and marked "use strip" (QuickJS then keeps no debug information:
 // a third of the bytecode to read at start-up; errors still carry their messages):
 //
-//   prelude.js  runs first (src/platform/quickjs/prelude.ts), wrapped so its names stay its own
+//   prelude.js  runs first (src/platform/quickjs/prelude.ts), wrapped so its names stay its own;
+//               it publishes the modules it loaded (SHARED_MODULES), which the others use
 //   app.js      the CLI (src/entrypoint-quickjs.ts) as a plain global script: its functions then
 //               need no closure over a wrapper's scope, which QuickJS builds for each of them at
 //               start-up (~10% fewer instructions per run)
@@ -42,7 +43,12 @@ const LAZY: Record<string, string> = {
   [`${join(src, 'cli.ts')}|./apply/state.js`]: join(src, 'apply/state.ts'),
   [`${join(src, 'cli.ts')}|./apply/routes.js`]: join(src, 'apply/routes.ts'),
 };
-const ERRORS = join(src, 'errors.ts');
+/** Modules the prelude loads and publishes (src/platform/quickjs/shared.ts): the others use its instances. */
+const SHARED_MODULES: Record<string, string> = {
+  [join(src, 'errors.ts')]: 'errors',
+  [join(src, 'config/options.ts')]: 'options',
+  [join(src, 'args.ts')]: 'args',
+};
 const EXTRA = '__istioIptablesExtra';
 const SHARED = '__istioIptablesShared';
 
@@ -76,17 +82,18 @@ const lazyStubs: BunPlugin = {
   },
 };
 
-/** In extra.js: the error classes are app.js's own, so `instanceof` holds across the two. */
-const sharedErrors: BunPlugin = {
-  name: 'shared-errors',
+/** In app.js and extra.js: the prelude's instances of the shared modules (one error class each, one option table). */
+const sharedModules: BunPlugin = {
+  name: 'shared-modules',
   setup(build) {
-    build.onResolve({ filter: /errors\.js$/ }, (args) => {
+    build.onResolve({ filter: /^\.\.?\// }, (args) => {
       const resolved = join(args.importer, '..', args.path).replace(/\.js$/, '.ts');
-      return resolved === ERRORS ? { path: ERRORS, namespace: 'shared' } : undefined;
+      return SHARED_MODULES[resolved] === undefined ? undefined : { path: resolved, namespace: 'shared' };
     });
-    build.onLoad({ filter: /.*/, namespace: 'shared' }, async () => {
-      const names = await exportsOf(ERRORS);
-      return { contents: `const e=globalThis.${SHARED}.errors;\n${names.map((n) => `export const ${n}=e.${n};`).join('\n')}`, loader: 'js' };
+    build.onLoad({ filter: /.*/, namespace: 'shared' }, async ({ path }) => {
+      const names = await exportsOf(path);
+      const key = SHARED_MODULES[path];
+      return { contents: `const s=globalThis.${SHARED}.${key};\n${names.map((n) => `export const ${n}=s.${n};`).join('\n')}`, loader: 'js' };
     });
   },
 };
@@ -119,6 +126,6 @@ async function bundle(name: string, entry: string, format: 'iife' | 'esm', plugi
 
 await Promise.all([
   bundle('prelude', q('prelude.ts'), 'iife', [hostModules]),
-  bundle('app', join(src, 'entrypoint-quickjs.ts'), 'esm', [lazyStubs, hostModules]),
-  bundle('extra', 'extra-entry', 'iife', [extraEntry, sharedErrors, hostModules]),
+  bundle('app', join(src, 'entrypoint-quickjs.ts'), 'esm', [lazyStubs, sharedModules, hostModules]),
+  bundle('extra', 'extra-entry', 'iife', [extraEntry, sharedModules, hostModules]),
 ]);

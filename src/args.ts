@@ -120,6 +120,16 @@ export function quickFlags(normalized: readonly string[]): Record<string, string
 }
 
 /**
+ * Arguments (a leading "istio-iptables" dropped) and environment read into raw values without
+ * yargs; undefined when an argument needs yargs (see quickFlags). Throws ConfigError for a flag
+ * given a bad boolean or missing its value.
+ */
+export function quickRaw(args: readonly string[], env: NodeJS.ProcessEnv): RawInput | undefined {
+  const quick = quickFlags(normalizeArgs(args[0] === PROGRAM ? args.slice(1) : args));
+  return quick === undefined ? undefined : collectRaw(quick, env);
+}
+
+/**
  * Read arguments and environment into raw values with their sources. A leading "istio-iptables"
  * (as in Istio's init-container args) is dropped. Returns 'help' when --help was answered.
  */
@@ -128,9 +138,9 @@ export async function rawFromArgs(
   env: NodeJS.ProcessEnv,
   onHelp: (text: string) => void = () => {},
 ): Promise<RawInput | 'help'> {
+  const quick = quickRaw(args, env);
+  if (quick !== undefined) return quick;
   const rest = normalizeArgs(args[0] === PROGRAM ? args.slice(1) : args);
-  const quick = quickFlags(rest);
-  if (quick !== undefined) return collectRaw(quick, env);
   const { createParser } = await import('./parser.js');
   let helpShown = false;
   const argv = (await createParser(rest).parseAsync(rest, {}, (err, _argv, output) => {

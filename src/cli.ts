@@ -1,5 +1,5 @@
 import { ApplyError, ConfigError } from './errors.js';
-import { parseOptions, resolveConfig } from './config/parse.js';
+import { parseOptions, resolveConfig, type RawInput } from './config/parse.js';
 import { detectHost, ownerResolver, type HostFacts } from './config/host.js';
 import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
@@ -83,6 +83,8 @@ export interface MainOptions {
   readonly stdin?: () => Promise<string>;
   /** Called with the configuration before a dry run or any change to the host (may throw). */
   readonly beforeEffects?: (config: Config) => void;
+  /** The command line already read into raw values (the entrypoint's prelude read it). */
+  readonly rawInput?: RawInput;
 }
 
 /** Run the CLI; returns the exit code (0 ok, 1 bad configuration or failure). */
@@ -101,7 +103,7 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     }
     if (rest[0] === TRACE_COMMAND) return await runTrace(rest.slice(1), options, io, env);
     if (rest[0] === DIFF_COMMAND) return await runDiff(rest.slice(1), options, io, env);
-    const built = await planFromArgs(args, options, io, env, (text) => io.stdout(text));
+    const built = await planFromArgs(args, options, io, env, (text) => io.stdout(text), options.rawInput);
     if (built === 'help') return 0;
     const { config, plan } = built;
     log = built.log;
@@ -127,8 +129,9 @@ async function planFromArgs(
   io: Io,
   env: NodeJS.ProcessEnv,
   onHelp: (text: string) => void,
+  given?: RawInput,
 ): Promise<{ config: Config; plan: Plan; log: Logger } | 'help'> {
-  const raw = await rawFromArgs(args, env, onHelp);
+  const raw = given ?? (await rawFromArgs(args, env, onHelp));
   if (raw === 'help') return 'help';
   const parsed = parseOptions(raw);
   const log = createLogger(parsed.logOutputLevel, io.stderr);

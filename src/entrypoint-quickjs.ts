@@ -8,11 +8,7 @@ import './platform/quickjs/process.js';
 import { main } from './cli.js';
 import { PROGRAM, PROBE_CLIENT_COMMAND, TRACE_COMMAND } from './args.js';
 import { handOff } from './platform/quickjs/handoff.js';
-import * as errors from './errors.js';
-
-// The code that only some runs need is a second script, loaded on first use
-// (scripts/bundle-quickjs.ts); it throws and checks these same error classes.
-(globalThis as Record<string, unknown>)['__istioIptablesShared'] = { errors };
+import { shared } from './platform/quickjs/shared.js';
 
 const args = process.argv.slice(2);
 const first = args[0] === PROGRAM ? args[1] : args[0];
@@ -26,7 +22,10 @@ async function run(): Promise<number> {
       return 1;
     }
   }
+  // The prelude read these same arguments and environment (when they were all flags).
+  const read = shared()?.commandLine;
   return main(args, {
+    ...(read !== undefined && read.argv.join('\0') === args.join('\0') ? { rawInput: read.raw } : {}),
     beforeEffects(config) {
       if (config.run.runValidation && !config.run.cleanupOnly && !config.run.dryRun) handOff('--run-validation');
     },

@@ -42,6 +42,19 @@ describe('the entrypoint prints the same dry run as the CLI under Node', () => {
     }
   });
 
+  it('reads the environment as the CLI does (env vars, a flag beating one, Istio\'s precedence among them)', async () => {
+    const env = { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY', ISTIO_INBOUND_PORTS: '*', ISTIO_SERVICE_CIDR: '*', ISTIO_META_DNS_CAPTURE: 'true', REDIRECT_DNS: 'false', ENABLE_IPV6: 'false' };
+    const args = ['istio-iptables', '-p', '15001', '-m', 'REDIRECT', '--dns-servers', '10.96.0.10', '--dry-run', '--output', 'json'];
+    let stdout = '';
+    expect(await main(args, { env: { ...process.env, ...env }, io: { stdout: (t) => void (stdout += t), stderr: () => {} } })).toBe(0);
+    const entry = await viaEntrypoint(args, env);
+    expect(entry.exitCode, entry.stderr).toBe(0);
+    expect(entry.stdout).toBe(stdout.replace(/\n$/, ''));
+    const plan = JSON.parse(entry.stdout) as { iptablesRestore: string };
+    expect(plan.iptablesRestore).toContain('-j REDIRECT --to-ports 15006');
+    expect(plan.iptablesRestore).toContain('--dport 53');
+  });
+
   it.each([
     [['-p', 'abc', '--dry-run'], /invalid value "abc" for -p\/--envoy-port: expected a port 1-65535/],
     [['--dry-run', '-i', '10.0.0.0/33'], /-i\/--istio-service-cidr/],

@@ -1,4 +1,5 @@
-import { normalizeArgs, PROGRAM, quickFlags, collectRaw } from '../args.js';
+import { quickRaw } from '../args.js';
+import type { RawInput } from '../config/parse.js';
 import type { OptionKey } from '../config/options.js';
 import { quickBackend } from './backend.js';
 
@@ -33,15 +34,21 @@ export function earlyCommands(
   readProc: (path: string) => string | undefined,
   ipv6Detected: (dualStack: boolean) => boolean,
 ): string[][] {
-  let raw: ReturnType<typeof collectRaw>;
+  let raw: RawInput | undefined;
   try {
-    const rest = args[0] === PROGRAM ? args.slice(1) : args;
-    const quick = quickFlags(normalizeArgs(rest));
-    if (quick === undefined) return [];
-    raw = collectRaw(quick, env);
+    raw = quickRaw(args, env);
   } catch {
     return [];
   }
+  return raw === undefined ? [] : earlyCommandsFor(raw, readProc, ipv6Detected);
+}
+
+/** The same, from the command line already read (args.ts quickRaw). */
+export function earlyCommandsFor(
+  raw: RawInput,
+  readProc: (path: string) => string | undefined,
+  ipv6Detected: (dualStack: boolean) => boolean,
+): string[][] {
   const value = (k: OptionKey) => raw.values[k];
   const isTrue = (k: OptionKey) => value(k) === true || GO_TRUE.has(String(value(k)).trim());
   // Anything but a clear "false" (or absent) counts as on: then no guess is made.

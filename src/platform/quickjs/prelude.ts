@@ -1,18 +1,32 @@
 /**
  * The entrypoint's prelude: a small script the runtime runs before the program (native/host.c).
- * It starts the restore and `ip -batch` commands the run will need (apply/early.ts decides which), so that their
- * start-up (~1 ms: loading their libraries and extensions) overlaps the program's; they wait for
- * the payload on stdin. Anything unexpected here only means nothing is started early.
+ * It reads the command line and starts the restore and `ip -batch` commands the run will need
+ * (apply/early.ts decides which), so that their start-up (~1 ms: loading their libraries and
+ * extensions) overlaps the program's; they wait for the payload on stdin. Anything unexpected
+ * here only means nothing is started early.
+ *
+ * The program does not load the modules the prelude has (errors, the option table, the flag
+ * reader): it uses these instances (see scripts/bundle-quickjs.ts), and the command line read
+ * here (shared.ts).
  */
 import { host } from '../host.js';
-import { earlyCommands } from '../../apply/early.js';
+import * as errors from '../../errors.js';
+import * as options from '../../config/options.js';
+import * as args from '../../args.js';
+import { earlyCommandsFor } from '../../apply/early.js';
+import { publishShared, type Shared } from './shared.js';
 import { hostAddresses, ipv6FromAddresses } from '../../config/addresses.js';
 import { DEFAULT_TIMEOUT_MS } from '../../apply/runner.js';
 import { startWaiting } from './early.js';
 
 if (host !== undefined) {
   const h = host;
+  const shared: Shared = { errors, options, args, commandLine: undefined };
+  publishShared(shared);
   try {
+    const raw = args.quickRaw(h.argv, h.env);
+    if (raw === undefined) throw new Error('the command line needs yargs');
+    shared.commandLine = { argv: h.argv, raw };
     const readProc = (path: string): string | undefined => {
       try {
         return h.readFile(path);
@@ -21,8 +35,8 @@ if (host !== undefined) {
       }
     };
     const ipv6 = (dualStack: boolean) => ipv6FromAddresses(hostAddresses(), dualStack);
-    for (const argv of earlyCommands(h.argv, h.env, readProc, ipv6)) startWaiting(h, argv, DEFAULT_TIMEOUT_MS);
+    for (const argv of earlyCommandsFor(raw, readProc, ipv6)) startWaiting(h, argv, DEFAULT_TIMEOUT_MS);
   } catch {
-    // Nothing started early; the run starts what it needs itself.
+    // Nothing started early; the run reads the command line and starts what it needs itself.
   }
 }
