@@ -110,10 +110,12 @@ export function collectRaw(argv: Readonly<Record<string, unknown>>, env: NodeJS.
 export function quickFlags(normalized: readonly string[]): Record<string, string | boolean> | undefined {
   const argv: Record<string, string | boolean> = {};
   for (const arg of normalized) {
-    const m = /^--([^=]+)=([\s\S]*)$/.exec(arg);
-    const key = m ? BY_LONG.get(m[1] ?? '') : undefined;
-    if (m === null || key === undefined) return undefined;
-    const value = m[2] ?? '';
+    // `--name=value` (name without "="), read with string calls: a regular expression with
+    // captures costs ~20k instructions per argument in the entrypoint's interpreter.
+    const eq = arg.startsWith('--') ? arg.indexOf('=', 2) : -1;
+    const key = eq > 2 ? BY_LONG.get(arg.slice(2, eq)) : undefined;
+    if (key === undefined) return undefined;
+    const value = arg.slice(eq + 1);
     argv[OPTIONS[key].long] = OPTIONS[key].kind === 'boolean' ? value === 'true' : value.slice(1, -1);
   }
   return argv;

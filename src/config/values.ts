@@ -10,7 +10,11 @@ import { parseAddress, parseCidr, type ParsedAddress } from './net.js';
 
 /** Trim spaces only: a tab, newline or other control character is never part of a valid value. */
 export function trimSpaces(s: string): string {
-  return s.replace(/^ +| +$/g, '');
+  let start = 0;
+  let end = s.length;
+  while (start < end && s.charCodeAt(start) === 32) start++;
+  while (end > start && s.charCodeAt(end - 1) === 32) end--;
+  return start === 0 && end === s.length ? s : s.slice(start, end);
 }
 
 /**
