@@ -83,6 +83,18 @@ const lazyStubs: BunPlugin = {
 };
 
 /** In app.js and extra.js: the prelude's instances of the shared modules (one error class each, one option table). */
+/** apply/runner.ts is replaced by the runtime's (src/platform/quickjs/runner.ts). */
+const RUNNER = join(src, 'apply/runner.ts');
+const hostRunner: BunPlugin = {
+  name: 'host-runner',
+  setup(build) {
+    build.onResolve({ filter: /runner\.js$/ }, (args) => {
+      const resolved = join(args.importer, '..', args.path).replace(/\.js$/, '.ts');
+      return resolved === RUNNER ? { path: q('runner.ts') } : undefined;
+    });
+  },
+};
+
 const sharedModules: BunPlugin = {
   name: 'shared-modules',
   setup(build) {
@@ -125,7 +137,7 @@ async function bundle(name: string, entry: string, format: 'iife' | 'esm', plugi
 }
 
 await Promise.all([
-  bundle('prelude', q('prelude.ts'), 'iife', [hostModules]),
-  bundle('app', join(src, 'entrypoint-quickjs.ts'), 'esm', [lazyStubs, sharedModules, hostModules]),
-  bundle('extra', 'extra-entry', 'iife', [extraEntry, sharedModules, hostModules]),
+  bundle('prelude', q('prelude.ts'), 'iife', [hostRunner, hostModules]),
+  bundle('app', join(src, 'entrypoint-quickjs.ts'), 'esm', [lazyStubs, sharedModules, hostRunner, hostModules]),
+  bundle('extra', 'extra-entry', 'iife', [extraEntry, sharedModules, hostRunner, hostModules]),
 ]);

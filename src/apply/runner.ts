@@ -1,44 +1,13 @@
 import { spawn } from 'node:child_process';
-import { host, type Host } from '../platform/host.js';
-import { claim, type Finished } from '../platform/quickjs/early.js';
+import { DEFAULT_TIMEOUT_MS, NOT_FOUND, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
 
-/** What a command did. `notFound` is set when the program itself could not be found. */
-export interface RunResult {
-  readonly exitCode: number;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly notFound: boolean;
-  /** Set when the command had been started before the program loaded (the entrypoint's prelude). */
-  readonly startedEarly?: boolean;
-}
-
-/** The only way the apply step touches the host: tests record calls or put fakes on PATH. */
-export interface Runner {
-  run(argv: readonly string[], input?: string): Promise<RunResult>;
-}
-
-export interface ProcessRunnerOptions {
-  /** Run inside this network namespace: a name under /var/run/netns, or a path (via nsenter). */
-  readonly namespace?: string | undefined;
-  readonly env?: NodeJS.ProcessEnv;
-  /** Bound for every command (ms). */
-  readonly timeoutMs?: number;
-}
-
-const NOT_FOUND = /exec of ".*" failed: No such file or directory|failed to execute .*: No such file or directory/;
-/** Bound for every command unless the caller sets one (ms). */
-export const DEFAULT_TIMEOUT_MS = 60_000;
-
-function prefixFor(ns: string | undefined): string[] {
-  return ns === undefined ? [] : ns.startsWith('/') ? ['nsenter', `--net=${ns}`, '--'] : ['ip', 'netns', 'exec', ns];
-}
+export { DEFAULT_TIMEOUT_MS, type ProcessRunnerOptions, type Runner, type RunResult } from './commands.js';
 
 /**
  * Commands run with execa (loaded on first use), the payload fed on stdin, inside the target
  * namespace when one is given. The general runner: library users, reruns, drift, cleanup.
  */
 export function processRunner(options: ProcessRunnerOptions = {}): Runner {
-  if (host !== undefined) return hostRunner(host, options);
   const prefix = prefixFor(options.namespace);
   const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   return {
@@ -79,37 +48,8 @@ interface BunSpawn {
  * fast path of a fresh namespace; everything else uses processRunner.
  */
 export function spawnRunner(options: ProcessRunnerOptions = {}): Runner {
-  if (host !== undefined) return hostRunner(host, options);
   const bun = (globalThis as { Bun?: BunSpawn }).Bun;
   return bun === undefined ? childProcessRunner(options) : bunRunner(bun, options);
-}
-
-/** The QuickJS entrypoint's runner: the host's spawn (posix_spawn, pipes, one poll loop). */
-function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
-  const prefix = prefixFor(options.namespace);
-  const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const ours = options.env === undefined || options.env === process.env;
-  const env = ours ? null : Object.entries({ ...process.env, ...options.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
-  return {
-    async run(argv, input) {
-      const full = [...prefix, ...argv];
-      const result = (f: Finished, early: boolean): RunResult => ({
-        exitCode: f.timedOut ? 124 : f.exitCode,
-        stdout: f.stdout,
-        stderr: f.timedOut ? `${f.stderr}\ntimed out after ${timeout} ms`.trim() : f.stderr,
-        notFound: f.spawnError === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(f.stderr)),
-        ...(early ? { startedEarly: true } : {}),
-      });
-      // Started by the prelude (same command, our environment and default bound): feed it.
-      const early = input !== undefined && ours && options.timeoutMs === undefined ? claim(h, full, input) : undefined;
-      if (early !== undefined) return result(await early, true);
-      return new Promise((resolve) => {
-        h.spawn(full, input ?? null, env, timeout, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
-          resolve(result({ exitCode, stdout, stderr, spawnError, timedOut }, false)),
-        );
-      });
-    },
-  };
 }
 
 function bunRunner(bun: BunSpawn, options: ProcessRunnerOptions): Runner {

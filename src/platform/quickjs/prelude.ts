@@ -16,7 +16,7 @@ import * as args from '../../args.js';
 import { earlyCommandsFor } from '../../apply/early.js';
 import { publishShared, type Shared } from './shared.js';
 import { hostAddresses, ipv6FromAddresses } from '../../config/addresses.js';
-import { DEFAULT_TIMEOUT_MS } from '../../apply/runner.js';
+import { DEFAULT_TIMEOUT_MS } from '../../apply/commands.js';
 import { startWaiting } from './early.js';
 
 if (host !== undefined) {

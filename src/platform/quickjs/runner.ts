@@ -1,0 +1,48 @@
+import { host, type Host } from '../host.js';
+import { DEFAULT_TIMEOUT_MS, NOT_FOUND, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
+import { claim, type Finished } from './early.js';
+
+/*
+ * apply/runner.ts for the entrypoint (scripts/bundle-quickjs.ts puts this module in its place):
+ * every command on the runtime's spawn (fork, pipes, one poll loop), and the commands the
+ * prelude started early claimed by their command line.
+ */
+
+export { DEFAULT_TIMEOUT_MS, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
+
+export function processRunner(options: ProcessRunnerOptions = {}): Runner {
+  return hostRunner(host!, options);
+}
+
+export function spawnRunner(options: ProcessRunnerOptions = {}): Runner {
+  return hostRunner(host!, options);
+}
+
+/** Commands on the host's spawn; input on stdin, inside the namespace when one is given. */
+function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
+  const prefix = prefixFor(options.namespace);
+  const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const ours = options.env === undefined || options.env === process.env;
+  const env = ours ? null : Object.entries({ ...process.env, ...options.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+  return {
+    async run(argv, input) {
+      const full = [...prefix, ...argv];
+      const result = (f: Finished, early: boolean): RunResult => ({
+        exitCode: f.timedOut ? 124 : f.exitCode,
+        stdout: f.stdout,
+        stderr: f.timedOut ? `${f.stderr}\ntimed out after ${timeout} ms`.trim() : f.stderr,
+        notFound: f.spawnError === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(f.stderr)),
+        ...(early ? { startedEarly: true } : {}),
+      });
+      // Started by the prelude (same command, our environment and default bound): feed it.
+      const early = input !== undefined && ours && options.timeoutMs === undefined ? claim(h, full, input) : undefined;
+      if (early !== undefined) return result(await early, true);
+      return new Promise((resolve) => {
+        h.spawn(full, input ?? null, env, timeout, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
+          resolve(result({ exitCode, stdout, stderr, spawnError, timedOut }, false)),
+        );
+      });
+    },
+  };
+}
+
