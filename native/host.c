@@ -394,6 +394,23 @@ static void close_fd(int *fd) {
   *fd = -1;
 }
 
+/* Write what the pipe takes now (it holds 64 KB): the command can start reading while we go on,
+   instead of when the event loop next runs. Closes stdin once all is written. */
+static void pump_input(Job *j) {
+  while (j->in_fd >= 0 && j->input_off < j->input_len) {
+    ssize_t w = write(j->in_fd, j->input + j->input_off, j->input_len - j->input_off);
+    if (w > 0) {
+      j->input_off += (size_t)w;
+    } else if (w < 0 && errno == EINTR) {
+      continue;
+    } else {
+      if (w < 0 && errno != EAGAIN) close_fd(&j->in_fd); /* the reader is gone */
+      return;
+    }
+  }
+  if (j->input_off == j->input_len) close_fd(&j->in_fd);
+}
+
 static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
   char **args = to_strv(ctx, argv[0]);
   char **envp = JS_IsNull(argv[2]) || JS_IsUndefined(argv[2]) ? NULL : to_strv(ctx, argv[2]);
@@ -443,8 +460,8 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
         if (s) JS_FreeCString(ctx, s);
         j->input = j->input_buf;
         j->input_len = len;
-        if (len == 0) close_fd(&j->in_fd);
-        else fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
+        fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
+        pump_input(j);
       }
       trace(waiting ? "started (stdin waits), pid" : "started, pid", pid);
       j->deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
@@ -486,8 +503,8 @@ static int feed(JSContext *ctx, Job *j, const char *s, size_t len) {
   memcpy(j->input_buf, s, len);
   j->input = j->input_buf;
   j->input_len = len;
-  if (len == 0) close_fd(&j->in_fd);
-  else fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
+  fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
+  pump_input(j);
   return 1;
 }
 
@@ -606,9 +623,7 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
       Job *j = owner[k];
       int fd = fds[k].fd;
       if (fd == j->in_fd) {
-        ssize_t w = write(j->in_fd, j->input + j->input_off, j->input_len - j->input_off);
-        if (w > 0) j->input_off += (size_t)w;
-        if ((w < 0 && errno != EAGAIN && errno != EINTR) || j->input_off == j->input_len) close_fd(&j->in_fd);
+        pump_input(j);
       } else if (fd == j->out_fd) {
         drain(&j->out_fd, &j->out);
       } else if (fd == j->err_fd) {
