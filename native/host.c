@@ -25,7 +25,10 @@
  *                                for ours); done(exitCode, signal, stdout, stderr, spawnError,
  *                                timedOut) is called from the event loop once it exited. Many
  *                                may run at once. One still running after timeoutMs gets SIGTERM.
- *   feed(pid, input)             the stdin of a waiting command; false if there is none
+ *   feed(pid, input, more)       stdin for a waiting command, written as soon as the pipe takes
+ *                                it; with more, the command keeps waiting for the rest (further
+ *                                feeds), else its stdin is closed once written. false if no such
+ *                                command is waiting
  *   setExitCode(n)               the process's exit status when the event loop is done
  *   now()                        a monotonic clock, in milliseconds
  *   exec(path, argv)             replace this process (execv); returns only with an error
@@ -377,13 +380,12 @@ typedef struct Job {
   int in_fd, out_fd, err_fd; /* -1 once closed */
   int status_fd;             /* the child's exec status: an errno, or end of file once it exec'd */
   int exec_errno;
-  const char *input;         /* points into input_buf */
-  size_t input_len, input_off;
-  char *input_buf;
+  char *input;               /* stdin to write: input_len bytes, input_off of them written */
+  size_t input_len, input_off, input_cap;
   Buf out, err;
   double deadline;
   int timed_out;
-  int waiting; /* stdin open, no input given yet */
+  int waiting; /* stdin open, more input to come from feed() */
   JSValue done;
 } Job;
 
@@ -408,7 +410,22 @@ static void pump_input(Job *j) {
       return;
     }
   }
-  if (j->input_off == j->input_len) close_fd(&j->in_fd);
+  if (j->input_off == j->input_len && !j->waiting) close_fd(&j->in_fd);
+}
+
+/* Append to a command's stdin. */
+static int add_input(Job *j, const char *s, size_t len) {
+  if (j->input_len + len > j->input_cap) {
+    size_t cap = j->input_cap ? j->input_cap : 4096;
+    while (cap < j->input_len + len) cap *= 2;
+    char *n = realloc(j->input, cap);
+    if (!n) return -1;
+    j->input = n;
+    j->input_cap = cap;
+  }
+  memcpy(j->input + j->input_len, s, len);
+  j->input_len += len;
+  return 0;
 }
 
 static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
@@ -451,15 +468,13 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
       if (waiting) {
         close(in[0]);
         j->waiting = 1;
+        fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
       } else if (has_input) {
         close(in[0]);
         size_t len;
         const char *s = JS_ToCStringLen(ctx, &len, argv[1]);
-        j->input_buf = malloc(len + 1);
-        memcpy(j->input_buf, s ? s : "", len);
+        add_input(j, s ? s : "", len);
         if (s) JS_FreeCString(ctx, s);
-        j->input = j->input_buf;
-        j->input_len = len;
         fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
         pump_input(j);
       }
@@ -493,17 +508,12 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   return JS_NewInt32(ctx, -1);
 }
 
-/* Give a waiting command its stdin (empty input closes it at once). */
-static int feed(JSContext *ctx, Job *j, const char *s, size_t len) {
+/* Give a waiting command (more of) its stdin; without more, its stdin closes once written. */
+static int feed(JSContext *ctx, Job *j, const char *s, size_t len, int more) {
   if (!j->waiting) return 0;
-  trace(len ? "stdin fed, pid" : "stdin closed empty, pid", j->pid);
-  j->waiting = 0;
-  j->input_buf = malloc(len + 1);
-  if (!j->input_buf) return 0;
-  memcpy(j->input_buf, s, len);
-  j->input = j->input_buf;
-  j->input_len = len;
-  fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
+  if (!more) trace(j->input_len + len ? "stdin fed, pid" : "stdin closed empty, pid", j->pid);
+  if (add_input(j, s, len)) return 0;
+  j->waiting = more;
   pump_input(j);
   return 1;
 }
@@ -514,9 +524,10 @@ static JSValue h_feed(JSContext *ctx, JSValueConst this, int argc, JSValueConst 
   if (JS_ToInt32(ctx, &pid, argv[0])) return JS_EXCEPTION;
   const char *s = JS_ToCStringLen(ctx, &len, argv[1]);
   if (!s) return JS_EXCEPTION;
+  int more = argc > 2 && JS_ToBool(ctx, argv[2]) == 1;
   int ok = 0;
   for (Job *j = jobs; j; j = j->next) {
-    if (j->pid == pid) ok = feed(ctx, j, s, len);
+    if (j->pid == pid) ok = feed(ctx, j, s, len, more);
   }
   JS_FreeCString(ctx, s);
   return JS_NewBool(ctx, ok);
@@ -579,7 +590,7 @@ static void finish(JSContext *ctx, Job *j) {
   JS_FreeValue(ctx, j->done);
   free(j->out.data);
   free(j->err.data);
-  free(j->input_buf);
+  free(j->input);
   free(j);
 }
 
@@ -601,14 +612,14 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
     int all_waiting = 1;
     for (Job *j = jobs; j; j = j->next) all_waiting &= j->waiting;
     if (all_waiting) {
-      for (Job *j = jobs; j; j = j->next) feed(ctx, j, "", 0);
+      for (Job *j = jobs; j; j = j->next) feed(ctx, j, "", 0, 0);
     }
     struct pollfd fds[192];
     Job *owner[192];
     int nf = 0;
     double next = 0;
     for (Job *j = jobs; j && nf < 188; j = j->next) {
-      if (j->in_fd >= 0 && !j->waiting) fds[nf] = (struct pollfd){j->in_fd, POLLOUT, 0}, owner[nf++] = j;
+      if (j->in_fd >= 0 && j->input_off < j->input_len) fds[nf] = (struct pollfd){j->in_fd, POLLOUT, 0}, owner[nf++] = j;
       if (j->out_fd >= 0) fds[nf] = (struct pollfd){j->out_fd, POLLIN, 0}, owner[nf++] = j;
       if (j->err_fd >= 0) fds[nf] = (struct pollfd){j->err_fd, POLLIN, 0}, owner[nf++] = j;
       if (j->status_fd >= 0) fds[nf] = (struct pollfd){j->status_fd, POLLIN, 0}, owner[nf++] = j;
@@ -687,7 +698,7 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("getuid", 0, h_getuid),
     JS_CFUNC_DEF("getgid", 0, h_getgid),
     JS_CFUNC_DEF("spawn", 5, h_spawn),
-    JS_CFUNC_DEF("feed", 2, h_feed),
+    JS_CFUNC_DEF("feed", 3, h_feed),
     JS_CFUNC_DEF("setExitCode", 1, h_set_exit_code),
     JS_CFUNC_DEF("now", 0, h_now),
     JS_CFUNC_DEF("exec", 2, h_exec),

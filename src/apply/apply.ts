@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js';
 import type { Family, FamilyRules, Plan, RouteStep } from '../model/rule.js';
-import { renderRestore } from '../render/restore.js';
+import { renderRestore, writeRestore } from '../render/restore.js';
 import { routeArgs, routeDelArgs } from '../render/ip.js';
 import type { Backend } from './backend.js';
 import { ipBatchCommand } from './early.js';
@@ -70,10 +70,15 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
   const { backend } = quick;
   const families: FamilyRules[] = plan.ipv6 === null ? [plan.ipv4] : [plan.ipv4, plan.ipv6];
   const restores = families.map(async (f) => {
-    const payload = renderRestore(f);
     const bin = backend.restore[f.family];
+    const argv = [bin, '--noflush', `--wait=${o.lockWaitSeconds}`];
+    // With a runner that can start the restore first, it reads the payload as it is rendered.
+    const stream = runner.start?.(argv);
+    const parts: string[] = [];
+    if (stream !== undefined) writeRestore(f, (text) => (parts.push(text), stream.write(text)));
+    const payload = stream !== undefined ? parts.join('') : renderRestore(f);
     log.debug(`${bin} --noflush input:\n${payload.trimEnd()}`);
-    const r = await runner.run([bin, '--noflush', `--wait=${o.lockWaitSeconds}`], payload);
+    const r = stream !== undefined ? await stream.end() : await runner.run(argv, payload);
     if (r.startedEarly === true) log.debug(`${bin} had been started before the program loaded; fed its payload`);
     // A restore that never ran committed nothing; one that failed committed the tables before its failing line.
     const committed = r.exitCode === 0 ? tablesOf(payload) : r.notFound ? [] : committedBefore(payload, failedLine(r.stderr));

@@ -16,6 +16,17 @@ export interface RunResult {
 /** The only way the apply step touches the host: tests record calls or put fakes on PATH. */
 export interface Runner {
   run(argv: readonly string[], input?: string): Promise<RunResult>;
+  /**
+   * Optional: start a command now and write its stdin in pieces, so it reads the first while the
+   * rest is produced (the entrypoint's runner has it). Same result as run with the pieces joined.
+   */
+  start?(argv: readonly string[]): RunStream;
+}
+
+/** A command started by Runner.start: write pieces of stdin, then end it and wait for the result. */
+export interface RunStream {
+  write(text: string): void;
+  end(): Promise<RunResult>;
 }
 
 export interface ProcessRunnerOptions {

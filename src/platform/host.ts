@@ -25,8 +25,12 @@ export interface Host {
     timeoutMs: number,
     done: (exitCode: number, signal: string | null, stdout: string, stderr: string, spawnError: string | null, timedOut: boolean) => void,
   ): number;
-  /** Give a waiting command its stdin; false when there is no such command waiting. */
-  feed(pid: number, input: string): boolean;
+  /**
+   * Give a waiting command (more of) its stdin, written as soon as the pipe takes it; with
+   * `more` it keeps waiting for the rest, else its stdin closes once written. False when no such
+   * command is waiting.
+   */
+  feed(pid: number, input: string, more?: boolean): boolean;
   setExitCode(code: number): void;
   /** A monotonic clock in milliseconds. */
   now(): number;

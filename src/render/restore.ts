@@ -1,7 +1,7 @@
 import { cidrText } from '../config/net.js';
 import type { FamilyRules, Match, Rule, Table, Target } from '../model/rule.js';
 
-/** Tables in the order Istio writes them (sorted by name). */
+/** Tables in the order Istio writes them (sorted by name, as joinSections sorts them). */
 const TABLE_ORDER: readonly Table[] = ['filter', 'mangle', 'nat', 'raw'];
 
 /**
@@ -123,5 +123,31 @@ export function joinSections(sections: ReadonlyMap<string, readonly string[]>): 
  * chains, then the rules in issue order, then COMMIT. Meant for `iptables-restore --noflush`.
  */
 export function renderRestore(family: FamilyRules): string {
-  return joinSections(restoreSections(family));
+  const parts: string[] = [];
+  writeRestore(family, (text) => parts.push(text));
+  return parts.join('');
+}
+
+/** Rules per piece handed over by writeRestore. */
+const RULES_PER_PIECE = 4;
+
+/**
+ * The same payload, handed to `write` in pieces as it is rendered (a table's header and chains
+ * with its first rules, then every few rules, then COMMIT): a restore fed this way parses the
+ * first rules, loading the extensions they use, while the rest is still being rendered.
+ */
+export function writeRestore(family: FamilyRules, write: (text: string) => void): void {
+  for (const table of TABLE_ORDER) {
+    const rules = family.rules.filter((r) => r.table === table);
+    if (rules.length === 0) continue;
+    let piece = `*${table}\n${(family.chains.get(table) ?? []).map((c) => `-N ${c}\n`).join('')}`;
+    rules.forEach((rule, i) => {
+      piece += `${renderRule(rule)}\n`;
+      if ((i + 1) % RULES_PER_PIECE === 0) {
+        write(piece);
+        piece = '';
+      }
+    });
+    write(`${piece}COMMIT\n`);
+  }
 }

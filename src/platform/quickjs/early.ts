@@ -13,7 +13,7 @@ export interface Finished {
   readonly timedOut: boolean;
 }
 
-interface Started {
+export interface Started {
   readonly pid: number;
   readonly finished: Promise<Finished>;
 }
@@ -33,11 +33,9 @@ export function startWaiting(h: Host, argv: readonly string[], timeoutMs: number
   return finished;
 }
 
-/** The waiting command with this command line, given its input; undefined when none was started. */
-export function claim(h: Host, argv: readonly string[], input: string): Promise<Finished> | undefined {
+/** The waiting command with this command line, now the caller's to feed; undefined when none was started. */
+export function claim(argv: readonly string[]): Started | undefined {
   const started = registry().get(key(argv));
-  if (started === undefined) return undefined;
-  registry().delete(key(argv));
-  h.feed(started.pid, input);
-  return started.finished;
+  if (started !== undefined) registry().delete(key(argv));
+  return started;
 }

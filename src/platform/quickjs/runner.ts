@@ -24,25 +24,47 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
   const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const ours = options.env === undefined || options.env === process.env;
   const env = ours ? null : Object.entries({ ...process.env, ...options.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+  const result = (f: Finished, early: boolean): RunResult => ({
+    exitCode: f.timedOut ? 124 : f.exitCode,
+    stdout: f.stdout,
+    stderr: f.timedOut ? `${f.stderr}\ntimed out after ${timeout} ms`.trim() : f.stderr,
+    notFound: f.spawnError === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(f.stderr)),
+    ...(early ? { startedEarly: true } : {}),
+  });
+  /** The command with its stdin waiting: the prelude's (same command line, our environment and default bound), or a new one. */
+  const waiting = (full: readonly string[]): { pid: number; finished: Promise<Finished>; early: boolean } => {
+    const early = ours && options.timeoutMs === undefined ? claim(full) : undefined;
+    if (early !== undefined) return { ...early, early: true };
+    let resolve!: (f: Finished) => void;
+    const finished = new Promise<Finished>((r) => (resolve = r));
+    const pid = h.spawn(full, undefined, env, timeout, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
+      resolve({ exitCode, stdout, stderr, spawnError, timedOut }),
+    );
+    return { pid, finished, early: false };
+  };
   return {
     async run(argv, input) {
       const full = [...prefix, ...argv];
-      const result = (f: Finished, early: boolean): RunResult => ({
-        exitCode: f.timedOut ? 124 : f.exitCode,
-        stdout: f.stdout,
-        stderr: f.timedOut ? `${f.stderr}\ntimed out after ${timeout} ms`.trim() : f.stderr,
-        notFound: f.spawnError === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(f.stderr)),
-        ...(early ? { startedEarly: true } : {}),
-      });
-      // Started by the prelude (same command, our environment and default bound): feed it.
-      const early = input !== undefined && ours && options.timeoutMs === undefined ? claim(h, full, input) : undefined;
-      if (early !== undefined) return result(await early, true);
+      if (input !== undefined) {
+        const w = waiting(full);
+        h.feed(w.pid, input);
+        return result(await w.finished, w.early);
+      }
       return new Promise((resolve) => {
-        h.spawn(full, input ?? null, env, timeout, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
+        h.spawn(full, null, env, timeout, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
           resolve(result({ exitCode, stdout, stderr, spawnError, timedOut }, false)),
         );
       });
     },
+    start(argv) {
+      const w = waiting([...prefix, ...argv]);
+      return {
+        write: (text) => void h.feed(w.pid, text, true),
+        end: async () => {
+          h.feed(w.pid, '');
+          return result(await w.finished, w.early);
+        },
+      };
+    },
   };
 }
-
