@@ -132,7 +132,7 @@ async function bundle(name: string, entry: string, format: 'iife' | 'esm', plugi
   }
   const code = await result.outputs[0]!.text();
   // An ES module bundle of an entry without exports is a plain script.
-  if (format === 'esm' && /^(?:import|export)\b/m.test(code)) throw new Error(`${name}: the bundle still imports or exports; it cannot run as a script`);
+  if (format === 'esm' && /^(?:import|export)\b|\bexport\s*\{/m.test(code)) throw new Error(`${name}: the bundle still imports or exports; it cannot run as a script`);
   await Bun.write(join(outDir, `${name}.js`), `"use strip";\n${code}`);
 }
 

@@ -69,17 +69,33 @@ describe('the entrypoint prints the same dry run as the CLI under Node', () => {
   });
 });
 
-describe('a large configuration (past the runtime arena, into the C allocator)', () => {
-  it('8,000 outbound CIDRs, 1,000 excluded, 1,000 inbound ports: the same dry run', async () => {
+describe('a large configuration', () => {
+  it('8,000 outbound CIDRs, 1,000 excluded, 1,000 inbound ports: handed to the full CLI, the same dry run', async () => {
     const cidrs = Array.from({ length: 8000 }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.0/24`);
     const env = { ISTIO_SERVICE_CIDR: cidrs.join(',') };
     const args = ['-p', '15001', '-b', Array.from({ length: 1000 }, (_, i) => 1000 + i).join(','), '-x', cidrs.slice(0, 1000).map((c) => c.replace(/^10\./, '11.')).join(','), '--enable-ipv6=false', '--dry-run'];
     let stdout = '';
     const code = await main(args, { env: { ...process.env, ...env }, io: { stdout: (t) => void (stdout += t), stderr: () => {} } });
     expect(code).toBe(0);
-    const entry = await viaEntrypoint(args, env);
+    const entry = await viaEntrypoint(args, { ...env, ISTIO_IPTABLES_TRACE_RUNTIME: '1' });
     expect(entry.exitCode, entry.stderr).toBe(0);
+    expect(entry.stderr).not.toMatch(/program evaluated/); // replaced by the full CLI before that
     expect(entry.stdout.split('\n').length).toBeGreaterThan(10_000);
+    expect(entry.stdout).toBe(stdout.replace(/\n$/, ''));
+  });
+
+  it('without the full CLI, run here (past the runtime arena, into the C allocator): the same dry run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'iit-alone-'));
+    copyFileSync(ENTRYPOINT, join(dir, 'istio-iptables'));
+    await execa('chmod', ['755', join(dir, 'istio-iptables')]);
+    const cidrs = Array.from({ length: 3000 }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.0/24`);
+    const env = { ISTIO_SERVICE_CIDR: cidrs.join(','), ISTIO_IPTABLES_TRACE_RUNTIME: '1' };
+    const args = ['-p', '15001', '-b', Array.from({ length: 1000 }, (_, i) => 1000 + i).join(','), '--enable-ipv6=false', '--dry-run'];
+    let stdout = '';
+    expect(await main(args, { env: { ...process.env, ...env }, io: { stdout: (t) => void (stdout += t), stderr: () => {} } })).toBe(0);
+    const entry = await execa(join(dir, 'istio-iptables'), args, { reject: false, env: { ...process.env, ...env } });
+    expect(entry.exitCode, entry.stderr).toBe(0);
+    expect(entry.stderr).toMatch(/program evaluated/);
     expect(entry.stdout).toBe(stdout.replace(/\n$/, ''));
   });
 });
