@@ -234,7 +234,7 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   const { run, capture } = config;
   const ns = run.networkNamespace;
   checkNamespace(ns);
-  log.info(`configuration: ${describeConfig(capture)}`);
+  if (log.enabled?.('info') !== false) log.info(`configuration: ${describeConfig(capture)}`);
   const [{ applyPlan }, { quickBackend }, { processRunner, spawnRunner }] = await Promise.all([
     import('./apply/apply.js'),
     import('./apply/backend.js'),

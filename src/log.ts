@@ -7,6 +7,8 @@ export interface Logger {
   warn(msg: string): void;
   info(msg: string): void;
   debug(msg: string): void;
+  /** Whether messages of this level are written (to skip building ones that are not). */
+  enabled?(level: LogLevel): boolean;
 }
 
 /** A level-filtered logger writing one line per message, Istio-style (`level\tmessage`). */
@@ -14,5 +16,5 @@ export function createLogger(level: LogLevel, write: (text: string) => void): Lo
   const at = (l: LogLevel) => (msg: string) => {
     if (msg !== '' && ORDER[l] <= ORDER[level]) write(`${l}\t${msg}\n`);
   };
-  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), enabled: (l) => ORDER[l] <= ORDER[level] };
 }

@@ -77,7 +77,7 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
     const parts: string[] = [];
     if (stream !== undefined) writeRestore(f, (text) => (parts.push(text), stream.write(text)));
     const payload = stream !== undefined ? parts.join('') : renderRestore(f);
-    log.debug(`${bin} --noflush input:\n${payload.trimEnd()}`);
+    if (log.enabled?.('debug') !== false) log.debug(`${bin} --noflush input:\n${payload.trimEnd()}`);
     const r = stream !== undefined ? await stream.end() : await runner.run(argv, payload);
     if (r.startedEarly === true) log.debug(`${bin} had been started before the program loaded; fed its payload`);
     // A restore that never ran committed nothing; one that failed committed the tables before its failing line.

@@ -42,22 +42,38 @@ function fail(ctx: Ctx, message: string): typeof z.NEVER {
 export type ValueResult<T> = { readonly success: true; readonly data: T } | { readonly success: false; readonly error: { readonly issues: readonly { readonly code: string; readonly message: string }[] } };
 
 /**
- * A value schema: a zod (mini) transform, built on first use. Building zod schemas is what costs
- * (measured in the entrypoint's runtime: ~50 us for a string-then-transform pipe, ~15 us for a
- * lone transform, ~8 us to parse), so each is one transform that checks the type itself.
+ * A value schema: zod (mini) runs the value's check as a transform. Building a zod schema is what
+ * costs in the entrypoint's runtime (~50 us for a string-then-transform pipe, ~15 us for a lone
+ * transform, ~8 us to parse, measured), so all value schemas share one transform, built on first
+ * use, which runs the check of the schema being parsed (parsing is synchronous, and the previous
+ * check is restored after each parse).
  */
 export interface ValueSchema<T> {
   safeParse(value: unknown): ValueResult<T>;
 }
 
-function lazySchema<T>(build: () => z.ZodMiniType<T>): ValueSchema<T> {
-  let schema: z.ZodMiniType<T> | undefined;
-  return { safeParse: (value) => (schema ??= build()).safeParse(value) as ValueResult<T> };
+type Check = (raw: unknown, ctx: Ctx) => unknown;
+let inForce: Check | undefined;
+let shared: z.ZodMiniType<unknown> | undefined;
+
+function valueSchema<T>(check: (raw: unknown, ctx: Ctx) => T): ValueSchema<T> {
+  return {
+    safeParse(value) {
+      shared ??= z.transform((raw: unknown, ctx) => (inForce as Check)(raw, ctx)) as unknown as z.ZodMiniType<unknown>;
+      const outer = inForce;
+      inForce = check;
+      try {
+        return shared.safeParse(value) as ValueResult<T>;
+      } finally {
+        inForce = outer;
+      }
+    },
+  };
 }
 
 /** A schema taking a string and transforming it, failing with "expected ..." messages. */
 function stringValue<T>(fn: (raw: string, ctx: Ctx) => T): ValueSchema<T> {
-  return lazySchema(() => z.transform((raw: unknown, ctx) => (typeof raw === 'string' ? fn(raw, ctx) : wrongType(ctx))) as unknown as z.ZodMiniType<T>);
+  return valueSchema((raw, ctx) => (typeof raw === 'string' ? fn(raw, ctx) : wrongType(ctx)));
 }
 
 function wrongType(ctx: Ctx): typeof z.NEVER {
@@ -368,13 +384,10 @@ export const outputFormat = stringValue((raw, ctx): 'text' | 'json' => {
 });
 
 /** Booleans as Go's strconv.ParseBool reads them (flags and env vars alike). */
-export const boolean: ValueSchema<boolean> = lazySchema(
-  () =>
-    z.transform((raw: unknown, ctx) => {
-      if (typeof raw === 'boolean') return raw;
-      if (typeof raw !== 'string') return wrongType(ctx);
-      if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(raw)) return true;
-      if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(raw)) return false;
-      return fail(ctx, 'true or false');
-    }) as unknown as z.ZodMiniType<boolean>,
-);
+export const boolean: ValueSchema<boolean> = valueSchema((raw, ctx) => {
+  if (typeof raw === 'boolean') return raw;
+  if (typeof raw !== 'string') return wrongType(ctx);
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(raw)) return true;
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(raw)) return false;
+  return fail(ctx, 'true or false');
+});
