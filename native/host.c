@@ -88,6 +88,7 @@ typedef struct {
 } Buf;
 
 static int buf_add(Buf *b, const char *p, size_t n) {
+  if (n == 0) return 0;
   if (b->len + n > b->cap) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + n) cap *= 2;
@@ -380,8 +381,8 @@ typedef struct Job {
   int in_fd, out_fd, err_fd; /* -1 once closed */
   int status_fd;             /* the child's exec status: an errno, or end of file once it exec'd */
   int exec_errno;
-  char *input;               /* stdin to write: input_len bytes, input_off of them written */
-  size_t input_len, input_off, input_cap;
+  Buf input;                 /* stdin to write, input_off bytes of it written */
+  size_t input_off;
   Buf out, err;
   double deadline;
   int timed_out;
@@ -399,8 +400,8 @@ static void close_fd(int *fd) {
 /* Write what the pipe takes now (it holds 64 KB): the command can start reading while we go on,
    instead of when the event loop next runs. Closes stdin once all is written. */
 static void pump_input(Job *j) {
-  while (j->in_fd >= 0 && j->input_off < j->input_len) {
-    ssize_t w = write(j->in_fd, j->input + j->input_off, j->input_len - j->input_off);
+  while (j->in_fd >= 0 && j->input_off < j->input.len) {
+    ssize_t w = write(j->in_fd, j->input.data + j->input_off, j->input.len - j->input_off);
     if (w > 0) {
       j->input_off += (size_t)w;
     } else if (w < 0 && errno == EINTR) {
@@ -410,23 +411,9 @@ static void pump_input(Job *j) {
       return;
     }
   }
-  if (j->input_off == j->input_len && !j->waiting) close_fd(&j->in_fd);
+  if (j->input_off == j->input.len && !j->waiting) close_fd(&j->in_fd);
 }
 
-/* Append to a command's stdin. */
-static int add_input(Job *j, const char *s, size_t len) {
-  if (j->input_len + len > j->input_cap) {
-    size_t cap = j->input_cap ? j->input_cap : 4096;
-    while (cap < j->input_len + len) cap *= 2;
-    char *n = realloc(j->input, cap);
-    if (!n) return -1;
-    j->input = n;
-    j->input_cap = cap;
-  }
-  memcpy(j->input + j->input_len, s, len);
-  j->input_len += len;
-  return 0;
-}
 
 static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
   char **args = to_strv(ctx, argv[0]);
@@ -473,7 +460,7 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
         close(in[0]);
         size_t len;
         const char *s = JS_ToCStringLen(ctx, &len, argv[1]);
-        add_input(j, s ? s : "", len);
+        buf_add(&j->input, s ? s : "", len);
         if (s) JS_FreeCString(ctx, s);
         fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
         pump_input(j);
@@ -511,8 +498,8 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
 /* Give a waiting command (more of) its stdin; without more, its stdin closes once written. */
 static int feed(JSContext *ctx, Job *j, const char *s, size_t len, int more) {
   if (!j->waiting) return 0;
-  if (!more) trace(j->input_len + len ? "stdin fed, pid" : "stdin closed empty, pid", j->pid);
-  if (add_input(j, s, len)) return 0;
+  if (!more) trace(j->input.len + len ? "stdin fed, pid" : "stdin closed empty, pid", j->pid);
+  if (buf_add(&j->input, s, len)) return 0;
   j->waiting = more;
   pump_input(j);
   return 1;
@@ -590,7 +577,7 @@ static void finish(JSContext *ctx, Job *j) {
   JS_FreeValue(ctx, j->done);
   free(j->out.data);
   free(j->err.data);
-  free(j->input);
+  free(j->input.data);
   free(j);
 }
 
@@ -619,7 +606,7 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
     int nf = 0;
     double next = 0;
     for (Job *j = jobs; j && nf < 188; j = j->next) {
-      if (j->in_fd >= 0 && j->input_off < j->input_len) fds[nf] = (struct pollfd){j->in_fd, POLLOUT, 0}, owner[nf++] = j;
+      if (j->in_fd >= 0 && j->input_off < j->input.len) fds[nf] = (struct pollfd){j->in_fd, POLLOUT, 0}, owner[nf++] = j;
       if (j->out_fd >= 0) fds[nf] = (struct pollfd){j->out_fd, POLLIN, 0}, owner[nf++] = j;
       if (j->err_fd >= 0) fds[nf] = (struct pollfd){j->err_fd, POLLIN, 0}, owner[nf++] = j;
       if (j->status_fd >= 0) fds[nf] = (struct pollfd){j->status_fd, POLLIN, 0}, owner[nf++] = j;
@@ -667,7 +654,13 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
   }
 }
 
-static int run_bytecode(JSContext *ctx, const uint8_t *start, const uint8_t *end);
+/* Read and run one embedded script: its result, or an exception. */
+static JSValue eval_bytecode(JSContext *ctx, const uint8_t *start, const uint8_t *end) {
+  JSValue fn = JS_ReadObject(ctx, start, (size_t)(end - start), JS_READ_OBJ_BYTECODE);
+  if (JS_IsException(fn)) return fn;
+  trace("bytecode read, bytes", (long)(end - start));
+  return JS_EvalFunction(ctx, fn);
+}
 
 static JSValue h_load(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
   static int loaded = 0;
@@ -679,9 +672,7 @@ static JSValue h_load(JSContext *ctx, JSValueConst this, int argc, JSValueConst 
   if (loaded) return JS_UNDEFINED;
   loaded = 1;
   trace("loading extra", 0);
-  JSValue fn = JS_ReadObject(ctx, extra_bytecode, (size_t)(extra_bytecode_end - extra_bytecode), JS_READ_OBJ_BYTECODE);
-  if (JS_IsException(fn)) return fn;
-  JSValue r = JS_EvalFunction(ctx, fn);
+  JSValue r = eval_bytecode(ctx, extra_bytecode, extra_bytecode_end);
   if (JS_IsException(r)) return r;
   JS_FreeValue(ctx, r);
   trace("extra evaluated", 0);
@@ -707,13 +698,7 @@ static const JSCFunctionListEntry host_funcs[] = {
 };
 
 static int run_bytecode(JSContext *ctx, const uint8_t *start, const uint8_t *end) {
-  JSValue fn = JS_ReadObject(ctx, start, (size_t)(end - start), JS_READ_OBJ_BYTECODE);
-  if (JS_IsException(fn)) {
-    report_exception(ctx);
-    return -1;
-  }
-  trace("bytecode read, bytes", (long)(end - start));
-  JSValue r = JS_EvalFunction(ctx, fn);
+  JSValue r = eval_bytecode(ctx, start, end);
   int failed = JS_IsException(r);
   if (failed) report_exception(ctx);
   JS_FreeValue(ctx, r);
