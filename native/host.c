@@ -715,7 +715,6 @@ int main(int argc, char **argv) {
   JS_SetGCThreshold(rt, (size_t)64 << 20);
   JSContext *ctx = JS_NewContextRaw(rt);
   JS_AddIntrinsicBaseObjects(ctx);
-  JS_AddIntrinsicDate(ctx);
   JS_AddIntrinsicEval(ctx);
   JS_AddIntrinsicRegExpCompiler(ctx);
   JS_AddIntrinsicRegExp(ctx);
@@ -723,8 +722,8 @@ int main(int argc, char **argv) {
   JS_AddIntrinsicMapSet(ctx);
   JS_AddIntrinsicPromise(ctx);
   JS_AddIntrinsicBigInt(ctx);
-  /* Not Proxy, typed arrays or ArrayBuffer: the program uses none of them, and typed arrays
-     alone are a fifth of the context's set-up. */
+  /* Not Date, Proxy, typed arrays or ArrayBuffer: the program uses none of them, and typed
+     arrays alone are a fifth of the context's set-up. */
 
   JSValue global = JS_GetGlobalObject(ctx);
   JSValue host = JS_NewObject(ctx);

@@ -131,6 +131,9 @@ async function bundle(name: string, entry: string, format: 'iife' | 'esm', plugi
     throw new Error(`bundling ${name} failed`);
   }
   const code = await result.outputs[0]!.text();
+  // The runtime leaves these globals out (native/host.c); using one would fail only when reached.
+  const missing = /\b(Date|Proxy|ArrayBuffer|SharedArrayBuffer|DataView|(?:Ui|I)nt(?:8|16|32)Array|Uint8ClampedArray|Float(?:32|64)Array|Big(?:Ui|I)nt64Array|TextEncoder|TextDecoder|Atomics|WeakRef)\b/.exec(code);
+  if (missing) throw new Error(`${name}: uses ${missing[1]}, which the entrypoint's runtime does not provide (native/host.c)`);
   // An ES module bundle of an entry without exports is a plain script.
   if (format === 'esm' && /^(?:import|export)\b|\bexport\s*\{/m.test(code)) throw new Error(`${name}: the bundle still imports or exports; it cannot run as a script`);
   await Bun.write(join(outDir, `${name}.js`), `"use strip";\n${code}`);
