@@ -22,15 +22,20 @@ const KEY = '__istioIptablesEarly';
 const registry = (): Map<string, Started> => ((globalThis as Record<string, unknown>)[KEY] ??= new Map()) as Map<string, Started>;
 const key = (argv: readonly string[]) => argv.join('\0');
 
-/** Start a command whose stdin waits for feed(); the result arrives through `finished`. */
-export function startWaiting(h: Host, argv: readonly string[], timeoutMs: number): Finished | Promise<Finished> {
+/** Start a command whose stdin waits for feed() (env null: ours); the result arrives through `finished`. */
+export function spawnWaiting(h: Host, argv: readonly string[], env: readonly string[] | null, timeoutMs: number): Started {
   let resolve!: (f: Finished) => void;
   const finished = new Promise<Finished>((r) => (resolve = r));
-  const pid = h.spawn(argv, undefined, null, timeoutMs, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
+  const pid = h.spawn(argv, undefined, env, timeoutMs, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
     resolve({ exitCode, stdout, stderr, spawnError, timedOut }),
   );
-  if (pid > 0) registry().set(key(argv), { pid, finished });
-  return finished;
+  return { pid, finished };
+}
+
+/** The prelude's: start a command with our environment, for the run to claim by its command line. */
+export function startEarly(h: Host, argv: readonly string[], timeoutMs: number): void {
+  const started = spawnWaiting(h, argv, null, timeoutMs);
+  if (started.pid > 0) registry().set(key(argv), started);
 }
 
 /** The waiting command with this command line, now the caller's to feed; undefined when none was started. */

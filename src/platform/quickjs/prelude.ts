@@ -17,7 +17,7 @@ import { earlyCommandsFor } from '../../apply/early.js';
 import { publishShared, type Shared } from './shared.js';
 import { hostAddresses, ipv6FromAddresses } from '../../config/addresses.js';
 import { DEFAULT_TIMEOUT_MS } from '../../apply/commands.js';
-import { startWaiting } from './early.js';
+import { startEarly } from './early.js';
 
 if (host !== undefined) {
   const h = host;
@@ -35,7 +35,7 @@ if (host !== undefined) {
       }
     };
     const ipv6 = (dualStack: boolean) => ipv6FromAddresses(hostAddresses(), dualStack);
-    for (const argv of earlyCommandsFor(raw, readProc, ipv6)) startWaiting(h, argv, DEFAULT_TIMEOUT_MS);
+    for (const argv of earlyCommandsFor(raw, readProc, ipv6)) startEarly(h, argv, DEFAULT_TIMEOUT_MS);
   } catch {
     // Nothing started early; the run reads the command line and starts what it needs itself.
   }

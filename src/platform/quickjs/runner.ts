@@ -1,6 +1,6 @@
 import { host, type Host } from '../host.js';
 import { DEFAULT_TIMEOUT_MS, NOT_FOUND, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
-import { claim, type Finished } from './early.js';
+import { claim, spawnWaiting, type Finished } from './early.js';
 
 /*
  * apply/runner.ts for the entrypoint (scripts/bundle-quickjs.ts puts this module in its place):
@@ -34,13 +34,7 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
   /** The command with its stdin waiting: the prelude's (same command line, our environment and default bound), or a new one. */
   const waiting = (full: readonly string[]): { pid: number; finished: Promise<Finished>; early: boolean } => {
     const early = ours && options.timeoutMs === undefined ? claim(full) : undefined;
-    if (early !== undefined) return { ...early, early: true };
-    let resolve!: (f: Finished) => void;
-    const finished = new Promise<Finished>((r) => (resolve = r));
-    const pid = h.spawn(full, undefined, env, timeout, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
-      resolve({ exitCode, stdout, stderr, spawnError, timedOut }),
-    );
-    return { pid, finished, early: false };
+    return early !== undefined ? { ...early, early: true } : { ...spawnWaiting(h, full, env, timeout), early: false };
   };
   return {
     async run(argv, input) {
