@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { ROOT, runCli } from '../support/cli.js';
+import { conformanceCases, ROOT, runCli } from '../support/cli.js';
 import { normalizeSave, withNetns, type Netns } from './netns.js';
 
 /**
@@ -70,6 +70,33 @@ describe('the prelude starts the fast path commands early', () => {
       expect(r.stderr).toMatch(/no iptables found: none of iptables-nft-save, iptables-legacy-save, iptables-save could run \(install iptables\)/);
       expect(r.stderr).not.toMatch(/undoing the first attempt was incomplete/);
       expect(await state(ns)).toBe(pristine);
+    });
+  });
+});
+
+describe('the entrypoint applies every conformance case as Istio does (fast path, early commands)', () => {
+  it.each(conformanceCases().map((c) => [`${c.suite}/${c.name}`, c] as const))('%s', async (_l, c) => {
+    const args = c.args.filter((a) => a !== '--dry-run');
+    await withNetns('istio', async (istio) => {
+      await withNetns('entry', async (ours) => {
+        for (const family of ['ipv4', 'ipv6'] as const) {
+          const expected = c.expected[family];
+          if (expected === null) continue;
+          const r = await istio.run(family === 'ipv4' ? 'iptables-nft-restore' : 'ip6tables-nft-restore', ['--noflush'], expected);
+          expect(r.exitCode, r.stderr).toBe(0);
+        }
+        const first = await inside(ours, args);
+        expect(first.exitCode, first.stderr).toBe(0);
+        for (const [save, family] of [['iptables-nft-save', 'ipv4'], ['ip6tables-nft-save', 'ipv6']] as const) {
+          if (c.expected[family] === null) continue;
+          const [want, got] = await Promise.all([istio.run(save, []), ours.run(save, [])]);
+          expect(normalizeSave(got.stdout)).toBe(normalizeSave(want.stdout));
+        }
+        const again = await inside(ours, args);
+        expect(again.exitCode, again.stderr).toBe(0);
+        expect(again.stderr).toMatch(/ipv4: unchanged/);
+        expect(await pids(ours)).toBe('');
+      });
     });
   });
 });
