@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { conformanceCases, ROOT, runCli } from '../support/cli.js';
-import { BACKENDS, normalizeSave, withNetns, type Netns } from './netns.js';
+import { BACKENDS, loadIstioState, normalizeSave, savedState, withNetns, type Netns } from './netns.js';
 
 /**
  * Applying for real: the CLI programs a namespace (--network-namespace), and we read back what
@@ -41,19 +41,10 @@ describe('apply reproduces Istio for every conformance case', () => {
     const args = c.args.filter((a) => a !== '--dry-run');
     await withNetns('istio', async (istio) => {
       await withNetns('ours', async (ours) => {
-        for (const family of ['ipv4', 'ipv6'] as const) {
-          const expected = c.expected[family];
-          if (expected === null) continue;
-          const r = await istio.run(family === 'ipv4' ? 'iptables-nft-restore' : 'ip6tables-nft-restore', ['--noflush'], expected);
-          expect(r.exitCode, r.stderr).toBe(0);
-        }
+        await loadIstioState(istio, c);
         const first = await apply(ours, args);
         expect(first.code, first.stderr).toBe(0);
-        for (const [save, family] of [['iptables-nft-save', 'ipv4'], ['ip6tables-nft-save', 'ipv6']] as const) {
-          if (c.expected[family] === null) continue;
-          const [want, got] = await Promise.all([istio.run(save, []), ours.run(save, [])]);
-          expect(normalizeSave(got.stdout)).toBe(normalizeSave(want.stdout));
-        }
+        expect(await savedState(ours, c)).toEqual(await savedState(istio, c));
         const before = await snapshot(ours);
         const again = await apply(ours, args);
         expect(again.code, again.stderr).toBe(0);

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { conformanceCases, ROOT, runCli } from '../support/cli.js';
-import { normalizeSave, withNetns, type Netns } from './netns.js';
+import { loadIstioState, normalizeSave, savedState, withNetns, type Netns } from './netns.js';
 
 /**
  * The entrypoint's own machinery in real namespaces: the prelude's early commands are the ones
@@ -79,19 +79,10 @@ describe('the entrypoint applies every conformance case as Istio does (fast path
     const args = c.args.filter((a) => a !== '--dry-run');
     await withNetns('istio', async (istio) => {
       await withNetns('entry', async (ours) => {
-        for (const family of ['ipv4', 'ipv6'] as const) {
-          const expected = c.expected[family];
-          if (expected === null) continue;
-          const r = await istio.run(family === 'ipv4' ? 'iptables-nft-restore' : 'ip6tables-nft-restore', ['--noflush'], expected);
-          expect(r.exitCode, r.stderr).toBe(0);
-        }
+        await loadIstioState(istio, c);
         const first = await inside(ours, args);
         expect(first.exitCode, first.stderr).toBe(0);
-        for (const [save, family] of [['iptables-nft-save', 'ipv4'], ['ip6tables-nft-save', 'ipv6']] as const) {
-          if (c.expected[family] === null) continue;
-          const [want, got] = await Promise.all([istio.run(save, []), ours.run(save, [])]);
-          expect(normalizeSave(got.stdout)).toBe(normalizeSave(want.stdout));
-        }
+        expect(await savedState(ours, c)).toEqual(await savedState(istio, c));
         const again = await inside(ours, args);
         expect(again.exitCode, again.stderr).toBe(0);
         expect(again.stderr).toMatch(/ipv4: unchanged/);

@@ -1,4 +1,5 @@
 import { execa } from 'execa';
+import type { ConformanceCase } from '../support/cli.js';
 
 let counter = 0;
 
@@ -79,4 +80,26 @@ export async function loadAndSave(backend: Backend, family: 'ipv4' | 'ipv6', pay
     if (saved.exitCode !== 0) throw new Error(`${backend.save[family]} failed: ${saved.stderr}`);
     return normalizeSave(saved.stdout);
   });
+}
+
+const SAVE_OF = { ipv4: 'iptables-nft-save', ipv6: 'ip6tables-nft-save' } as const;
+const RESTORE_OF = { ipv4: 'iptables-nft-restore', ipv6: 'ip6tables-nft-restore' } as const;
+
+/** Load Istio's payloads for a conformance case (the families it has) into a namespace; throws if one fails. */
+export async function loadIstioState(ns: Netns, c: ConformanceCase): Promise<void> {
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const expected = c.expected[family];
+    if (expected === null) continue;
+    const r = await ns.run(RESTORE_OF[family], ['--noflush'], expected);
+    if (r.exitCode !== 0) throw new Error(`loading Istio's ${family} payload for ${c.name} failed: ${r.stderr}`);
+  }
+}
+
+/** The namespace's iptables-save per family the conformance case has, normalized for comparison. */
+export async function savedState(ns: Netns, c: ConformanceCase): Promise<Partial<Record<'ipv4' | 'ipv6', string>>> {
+  const out: Partial<Record<'ipv4' | 'ipv6', string>> = {};
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    if (c.expected[family] !== null) out[family] = normalizeSave((await ns.run(SAVE_OF[family], [])).stdout);
+  }
+  return out;
 }
