@@ -10,8 +10,8 @@
 //   extra.js    what only some runs need (LAZY below: the careful path, dry-run and nft
 //               renderers, native nftables, diff's readers), read only when first called
 //
-// Node built-ins map to the host's versions, and what the entrypoint hands to the full CLI
-// (yargs, the validation probe, trace, execa) is left out.
+// Node built-ins map to the host's versions, apply/runner.ts to the runtime's runner, and what the
+// entrypoint hands to the full CLI (yargs, the validation probe, trace) is left out.
 import { join } from 'node:path';
 import type { BunPlugin } from 'bun';
 
@@ -23,11 +23,7 @@ if (!outDir) throw new Error('usage: bun scripts/bundle-quickjs.ts <out-dir>');
 const MODULES: Record<string, string> = {
   'node:fs': q('fs.ts'),
   'node:os': q('os.ts'),
-  'node:child_process': q('unavailable.ts'),
   'node:fs/promises': q('unavailable.ts'),
-  'node:net': q('unavailable.ts'),
-  'node:crypto': q('unavailable.ts'),
-  execa: q('unavailable.ts'),
 };
 const LOCAL: Record<string, string> = {
   [`${join(src, 'args.ts')}|./parser.js`]: q('parser.ts'),

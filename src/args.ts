@@ -1,5 +1,6 @@
 import { ConfigError, type ValueSource } from './errors.js';
 import { OPTIONS, OPTION_KEYS, type OptionKey, type RawOptions } from './config/options.js';
+import { GO_FALSE, GO_TRUE } from './config/gobool.js';
 import type { RawInput } from './config/parse.js';
 
 /**
@@ -20,8 +21,6 @@ export const DIFF_COMMAND = 'diff';
 /** The hidden command the validation probe's client runs as when it must change uid. */
 export const PROBE_CLIENT_COMMAND = '__probe-client';
 
-const GO_TRUE = new Set(['1', 't', 'T', 'true', 'TRUE', 'True']);
-const GO_BOOL = new Set([...GO_TRUE, '0', 'f', 'F', 'false', 'FALSE', 'False']);
 
 const BY_NAME = new Map<string, OptionKey>();
 const BY_LONG = new Map<string, OptionKey>();
@@ -64,7 +63,7 @@ export function normalizeArgs(args: readonly string[]): string[] {
     const spec = OPTIONS[key];
     if (spec.kind === 'boolean') {
       const value = eq > 0 ? arg.slice(eq + 1) : 'true';
-      if (!GO_BOOL.has(value)) throw new ConfigError(flagSource(key), value, 'true or false');
+      if (!GO_TRUE.has(value) && !GO_FALSE.has(value)) throw new ConfigError(flagSource(key), value, 'true or false');
       out.push(`--${spec.long}=${GO_TRUE.has(value)}`);
     } else if (eq > 0 || i + 1 < args.length) {
       const value = eq > 0 ? arg.slice(eq + 1) : (args[++i] ?? '');

@@ -6,7 +6,7 @@ import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, type Logger } from './log.js';
 import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND } from './args.js';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { Runner } from './apply/runner.js';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
 
@@ -14,16 +14,6 @@ import { LOCK_WAIT_SECONDS } from './apply/early.js';
 // (for applying) the careful path's runner; yargs only for --help and errors (see args.ts).
 
 export { PROGRAM } from './args.js';
-
-/** Read a /proc/net file; a missing one reads as empty (its module never loaded), unless /proc is absent. */
-function readProcNet(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    // Only "no such file" means no legacy tables; unreadable (not root) means "don't know".
-    return (err as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/net/dev') ? '' : undefined;
-  }
-}
 
 
 /** Whether the pod's IPv4 traffic is captured at all (the probe uses IPv6 only when it is not). */
@@ -235,7 +225,7 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   const ns = run.networkNamespace;
   checkNamespace(ns);
   if (log.enabled?.('info') !== false) log.info(`configuration: ${describeConfig(capture)}`);
-  const [{ applyPlan }, { quickBackend }, { processRunner, spawnRunner }] = await Promise.all([
+  const [{ applyPlan }, { quickBackend, readProcNet }, { processRunner, spawnRunner }] = await Promise.all([
     import('./apply/apply.js'),
     import('./apply/backend.js'),
     import('./apply/runner.js'),

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { applyPlan } from '../src/apply/apply.js';
 import { quickBackend } from '../src/apply/detect.js';
 import { earlyCommands, LOCK_WAIT_SECONDS } from '../src/apply/early.js';
+import { quickRaw } from '../src/args.js';
 import type { Runner } from '../src/apply/runner.js';
 import { buildPlan } from '../src/build/plan.js';
 import { fixedHost } from '../src/config/host.js';
@@ -18,8 +19,16 @@ const REDIRECT_V4 = ['istio-iptables', ...SIDECAR, '-m', 'REDIRECT', '--enable-i
 const TPROXY_DUAL = ['istio-iptables', ...SIDECAR, '-m', 'TPROXY', '--enable-ipv6=true'];
 
 const noLegacy = (): string => '';
-const early = (args: readonly string[], env: Record<string, string> = {}, ipv6 = false, readProc: (p: string) => string | undefined = noLegacy) =>
-  earlyCommands(args, env, readProc, () => ipv6);
+/** As the prelude asks: the command line read by quickRaw (no guess when it cannot read it), then the guess. */
+function early(args: readonly string[], env: Record<string, string> = {}, ipv6 = false, readProc: (p: string) => string | undefined = noLegacy): string[][] {
+  let raw: ReturnType<typeof quickRaw>;
+  try {
+    raw = quickRaw(args, env);
+  } catch {
+    return [];
+  }
+  return raw === undefined ? [] : earlyCommands(raw, readProc, () => ipv6);
+}
 
 const restore = (bin: string) => [bin, '--noflush', `--wait=${LOCK_WAIT_SECONDS}`];
 

@@ -3,8 +3,8 @@ import type { Family, FamilyRules, Plan, RouteStep } from '../model/rule.js';
 import { renderRestore, writeRestore } from '../render/restore.js';
 import { routeArgs, routeDelArgs } from '../render/ip.js';
 import type { Backend } from './backend.js';
-import { ipBatchCommand } from './early.js';
-import type { Runner } from './runner.js';
+import { ipBatchCommand, restoreCommand } from './early.js';
+import type { Runner, RunResult } from './runner.js';
 import type { OwnerResolver } from './saveform.js';
 import { committedBefore, failedLine, removalPayload, tablesOf } from './payload.js';
 import type { IptablesBackend } from '../config/values.js';
@@ -71,14 +71,7 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
   const families: FamilyRules[] = plan.ipv6 === null ? [plan.ipv4] : [plan.ipv4, plan.ipv6];
   const restores = families.map(async (f) => {
     const bin = backend.restore[f.family];
-    const argv = [bin, '--noflush', `--wait=${o.lockWaitSeconds}`];
-    // With a runner that can start the restore first, it reads the payload as it is rendered.
-    const stream = runner.start?.(argv);
-    const parts: string[] = [];
-    if (stream !== undefined) writeRestore(f, (text) => (parts.push(text), stream.write(text)));
-    const payload = stream !== undefined ? parts.join('') : renderRestore(f);
-    if (log.enabled?.('debug') !== false) log.debug(`${bin} --noflush input:\n${payload.trimEnd()}`);
-    const r = stream !== undefined ? await stream.end() : await runner.run(argv, payload);
+    const { payload, r } = await restoreFamily(runner, restoreCommand(bin, o.lockWaitSeconds), f, log);
     if (r.startedEarly === true) log.debug(`${bin} had been started before the program loaded; fed its payload`);
     // A restore that never ran committed nothing; one that failed committed the tables before its failing line.
     const committed = r.exitCode === 0 ? tablesOf(payload) : r.notFound ? [] : committedBefore(payload, failedLine(r.stderr));
@@ -125,12 +118,33 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
   }
   for (const x of rs) {
     if (x.committed.length === 0) continue;
-    const r = await runner.run([x.bin, '--noflush', `--wait=${o.lockWaitSeconds}`], removalPayload(x.family, new Set(x.committed)));
+    const r = await runner.run(restoreCommand(x.bin, o.lockWaitSeconds), removalPayload(x.family, new Set(x.committed)));
     if (r.exitCode !== 0) problems.push(`${x.bin} (undo): ${firstLine(r.stderr)}`);
     else await (await import('./careful.js')).dropTablesIfEmpty(runner, backend, x.family.family, x.committed, log);
   }
   if (problems.length > 0) log.warn(`undoing the first attempt was incomplete: ${problems.join('; ')}`);
   return undefined;
+}
+
+/**
+ * A family's payload rendered into its restore: streamed as it is rendered when the runner can
+ * start the command first (the restore then parses the first rules while the rest is rendered).
+ */
+async function restoreFamily(runner: Runner, argv: string[], f: FamilyRules, log: Logger): Promise<{ payload: string; r: RunResult }> {
+  const stream = runner.start?.(argv);
+  let payload: string;
+  if (stream === undefined) {
+    payload = renderRestore(f);
+  } else {
+    const parts: string[] = [];
+    writeRestore(f, (text) => {
+      parts.push(text);
+      stream.write(text);
+    });
+    payload = parts.join('');
+  }
+  if (log.enabled?.('debug') !== false) log.debug(`${argv[0]} --noflush input:\n${payload.trimEnd()}`);
+  return { payload, r: stream === undefined ? await runner.run(argv, payload) : await stream.end() };
 }
 
 /** The line `ip -batch -` stopped at ("Command failed -:3"), 1-based. */

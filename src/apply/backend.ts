@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import type { IptablesBackend } from '../config/values.js';
 
 /** The iptables binaries of one backend, per family. */
@@ -31,4 +32,14 @@ export function quickBackend(
   const legacy = ['/proc/net/ip_tables_names', '/proc/net/ip6_tables_names'].map(readProc);
   if (legacy.some((t) => t === undefined || t.trim() !== '')) return undefined;
   return { backend: backendBinaries('nft'), evidence: 'no legacy tables in this namespace; nft preferred' };
+}
+
+/** Read a /proc/net file; a missing one reads as empty (its module never loaded), unless /proc is absent. */
+export function readProcNet(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    // Only "no such file" means no legacy tables; unreadable (not root) means "don't know".
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/net/dev') ? '' : undefined;
+  }
 }

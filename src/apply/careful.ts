@@ -6,6 +6,7 @@ import { routeArgs, routeDelArgs } from '../render/ip.js';
 import type { ApplyOptions, ApplyReport, FamilyOutcome } from './apply.js';
 import type { Backend } from './backend.js';
 import { detectBackend } from './detect.js';
+import { restoreCommand } from './early.js';
 import { readRouteState } from './routes.js';
 import type { Runner } from './runner.js';
 import { assess, cleanupPayload, isEmptyTable, parseSave, reconcilePayload, rollbackPayload, tablesOf, type Assessment, type SavedState } from './state.js';
@@ -105,7 +106,7 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
     log.debug(`${bin} --noflush input:\n${payload.trimEnd()}`);
     const tables = tablesOf(payload);
     touched.push({ family, before: before.get(family) ?? new Map(), tables });
-    const r = await runner.run([bin, '--noflush', `--wait=${o.lockWaitSeconds}`], payload);
+    const r = await runner.run(restoreCommand(bin, o.lockWaitSeconds), payload);
     if (r.exitCode !== 0) await rollback(commandError(`${bin} --noflush failed`, [bin, '--noflush'], r));
     log.info(`${family}: ${outcome} (${tables.join(', ')})`);
     if (o.cleanupOnly) await dropTablesIfEmpty(runner, backend, family, tables, log);

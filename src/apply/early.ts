@@ -1,4 +1,4 @@
-import { quickRaw } from '../args.js';
+import { GO_FALSE, GO_TRUE } from '../config/gobool.js';
 import type { RawInput } from '../config/parse.js';
 import type { OptionKey } from '../config/options.js';
 import { quickBackend } from './backend.js';
@@ -6,13 +6,10 @@ import { quickBackend } from './backend.js';
 /** Bound on waiting for the xtables lock (legacy backend), in seconds; part of every restore command. */
 export const LOCK_WAIT_SECONDS = 30;
 
-/** The command line of the fast path's restore for one family (fed the payload on stdin). */
-export function restoreCommand(binary: string): string[] {
-  return [binary, '--noflush', `--wait=${LOCK_WAIT_SECONDS}`];
+/** The command line of a restore adding to what is there (fed the payload on stdin). */
+export function restoreCommand(binary: string, lockWaitSeconds = LOCK_WAIT_SECONDS): string[] {
+  return [binary, '--noflush', `--wait=${lockWaitSeconds}`];
 }
-
-const GO_TRUE = new Set(['1', 't', 'T', 'true', 'TRUE', 'True']);
-const GO_FALSE = new Set(['0', 'f', 'F', 'false', 'FALSE', 'False']);
 
 /** The command line of the fast path's routing steps for one family (fed the steps on stdin). */
 export function ipBatchCommand(family: 'ipv4' | 'ipv6'): string[] {
@@ -20,31 +17,16 @@ export function ipBatchCommand(family: 'ipv4' | 'ipv6'): string[] {
 }
 
 /**
- * The restore and `ip -batch` commands a run will start on its fast path, read from the raw command line and
- * environment with none of the program loaded beyond the flag table, so that the entrypoint can
+ * The restore and `ip -batch` commands a run will start on its fast path, from the command line
+ * and environment as args.ts quickRaw reads them, with none of the program loaded beyond the
+ * flag table, so that the entrypoint can
  * start them while the rest loads (they wait for their payload on stdin). Empty whenever the run
  * might do anything else: a dry run, cleanup, validation, a namespace flag, a forced backend,
- * legacy tables present, anything unusual on the command line. It is a guess that is safe either
+ * legacy tables present. (A command line quickRaw cannot read gets no guess at all.) It is a guess that is safe either
  * way: a command the run does not claim gets an empty stdin and exits having changed nothing, and
  * a command it needs that was not started is started then.
  */
 export function earlyCommands(
-  args: readonly string[],
-  env: Readonly<Record<string, string | undefined>>,
-  readProc: (path: string) => string | undefined,
-  ipv6Detected: (dualStack: boolean) => boolean,
-): string[][] {
-  let raw: RawInput | undefined;
-  try {
-    raw = quickRaw(args, env);
-  } catch {
-    return [];
-  }
-  return raw === undefined ? [] : earlyCommandsFor(raw, readProc, ipv6Detected);
-}
-
-/** The same, from the command line already read (args.ts quickRaw). */
-export function earlyCommandsFor(
   raw: RawInput,
   readProc: (path: string) => string | undefined,
   ipv6Detected: (dualStack: boolean) => boolean,

@@ -1,4 +1,5 @@
 import * as z from 'zod/mini';
+import { GO_FALSE, GO_TRUE } from './gobool.js';
 import type { Cidr, OwnerId } from '../model/rule.js';
 import { parseAddress, parseCidr, type ParsedAddress } from './net.js';
 
@@ -387,7 +388,7 @@ export const outputFormat = stringValue((raw, ctx): 'text' | 'json' => {
 export const boolean: ValueSchema<boolean> = valueSchema((raw, ctx) => {
   if (typeof raw === 'boolean') return raw;
   if (typeof raw !== 'string') return wrongType(ctx);
-  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(raw)) return true;
-  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(raw)) return false;
+  if (GO_TRUE.has(raw)) return true;
+  if (GO_FALSE.has(raw)) return false;
   return fail(ctx, 'true or false');
 });

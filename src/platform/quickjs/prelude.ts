@@ -13,7 +13,8 @@ import { host } from '../host.js';
 import * as errors from '../../errors.js';
 import * as options from '../../config/options.js';
 import * as args from '../../args.js';
-import { earlyCommandsFor } from '../../apply/early.js';
+import { earlyCommands } from '../../apply/early.js';
+import { readProcNet } from '../../apply/backend.js';
 import { publishShared, type Shared } from './shared.js';
 import { hostAddresses, ipv6FromAddresses } from '../../config/addresses.js';
 import { DEFAULT_TIMEOUT_MS } from '../../apply/commands.js';
@@ -24,18 +25,13 @@ if (host !== undefined) {
   const shared: Shared = { errors, options, args, commandLine: undefined };
   publishShared(shared);
   try {
+    // undefined: an argument needs yargs (--help, an unknown flag); the run reads it itself.
     const raw = args.quickRaw(h.argv, h.env);
-    if (raw === undefined) throw new Error('the command line needs yargs');
-    shared.commandLine = { argv: h.argv, raw };
-    const readProc = (path: string): string | undefined => {
-      try {
-        return h.readFile(path);
-      } catch (err) {
-        return (err as { code?: string }).code === 'ENOENT' && h.exists('/proc/net/dev') ? '' : undefined;
-      }
-    };
-    const ipv6 = (dualStack: boolean) => ipv6FromAddresses(hostAddresses(), dualStack);
-    for (const argv of earlyCommandsFor(raw, readProc, ipv6)) startEarly(h, argv, DEFAULT_TIMEOUT_MS);
+    if (raw !== undefined) {
+      shared.commandLine = { argv: h.argv, raw };
+      const ipv6 = (dualStack: boolean) => ipv6FromAddresses(hostAddresses(), dualStack);
+      for (const argv of earlyCommands(raw, readProcNet, ipv6)) startEarly(h, argv, DEFAULT_TIMEOUT_MS);
+    }
   } catch {
     // Nothing started early; the run reads the command line and starts what it needs itself.
   }

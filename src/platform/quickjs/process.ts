@@ -17,10 +17,12 @@ const stream = (fd: 1 | 2) => ({
 });
 
 let exitCode: number | undefined;
+const self = h.selfPath();
 const processShim = {
-  argv: ['istio-iptables', h.selfPath(), ...h.argv],
-  execPath: h.selfPath(),
-  env: { ...h.env },
+  argv: ['istio-iptables', self, ...h.argv],
+  execPath: self,
+  // The runtime's own object (made at start-up for this process), as Node's process.env is.
+  env: h.env as Record<string, string>,
   stdout: stream(1),
   stderr: stream(2),
   get exitCode(): number | undefined {
