@@ -46,6 +46,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -176,7 +177,7 @@ typedef struct {
   size_t in_heap; /* 1: from malloc, 0: from the arena */
 } Block;
 
-static char *arena_next, *arena_end, *arena_last;
+static char *arena_start, *arena_next, *arena_end, *arena_last;
 
 static Block *block_of(const void *ptr) {
   return (Block *)ptr - 1;
@@ -242,14 +243,42 @@ static size_t arena_usable_size(const void *ptr) {
 
 static const JSMallocFunctions arena_funcs = {arena_malloc, arena_free, arena_realloc, arena_usable_size};
 
+#define HUGE_PAGE ((size_t)2 << 20)
+/* Small pages before the first huge page: the runtime's set-up and the prelude fit in them. */
+#define ARENA_LEAD ((size_t)512 << 10)
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/*
+ * Fault the arena's first pages in on another core (the small pages of the lead, then the first
+ * huge page, zeroing 2 MB) while the main thread sets up the runtime and runs the prelude from the
+ * start of the lead; that core is idle then (the restore starts later). MADV_POPULATE_WRITE maps
+ * pages without touching their contents, so a page the main thread already wrote is left as it is.
+ * Without it (Linux < 5.14) each thread faults its own pages, as without this thread (also what
+ * ISTIO_IPTABLES_RUNTIME_NO_PREFAULT=1 asks for, to compare).
+ */
+static void *prefault(void *start) {
+  madvise(start, ARENA_LEAD + HUGE_PAGE, MADV_POPULATE_WRITE);
+  return NULL;
+}
+
 static JSRuntime *new_runtime(void) {
-  void *a = mmap(NULL, ARENA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (a != MAP_FAILED) {
-    arena_next = a;
-    arena_end = (char *)a + ARENA_SIZE;
+  /* Backed by transparent huge pages past the lead where the kernel allows it (madvise mode
+     included): 2 MB in one fault instead of 512 (a fault costs ~1 us in a VM). Where no huge page
+     is free, the kernel falls back to small pages. */
+  char *raw = mmap(NULL, ARENA_SIZE + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw != MAP_FAILED) {
+    char *huge = (char *)(((uintptr_t)raw + ARENA_LEAD + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    arena_start = arena_next = huge - ARENA_LEAD;
+    arena_end = arena_start + ARENA_SIZE;
+    madvise(huge, (size_t)(arena_end - huge), MADV_HUGEPAGE);
     /* A forked child (which only sets up its stdio and execs) gets the arena empty instead of
        shared copy-on-write, so our writes after a fork do not fault page by page. */
-    madvise(a, ARENA_SIZE, MADV_WIPEONFORK);
+    madvise(arena_start, ARENA_SIZE, MADV_WIPEONFORK);
+    pthread_t t;
+    if (getenv("ISTIO_IPTABLES_RUNTIME_NO_PREFAULT") == NULL && pthread_create(&t, NULL, prefault, arena_start) == 0) pthread_detach(t);
   }
   return JS_NewRuntime2(&arena_funcs, NULL);
 }
@@ -745,12 +774,12 @@ int main(int argc, char **argv) {
   JS_SetPropertyStr(ctx, host, "env", env);
   JS_SetPropertyStr(ctx, global, "__host", host);
   JS_FreeValue(ctx, global);
-  trace("context ready", 0);
+  trace("context ready, arena KB", (long)((arena_next - arena_start) >> 10));
 
   int ok = run_bytecode(ctx, prelude_bytecode, prelude_bytecode_end) == 0;
-  trace("prelude done", 0);
+  trace("prelude done, arena KB", (long)((arena_next - arena_start) >> 10));
   ok = ok && run_bytecode(ctx, app_bytecode, app_bytecode_end) == 0;
-  trace("program evaluated", 0);
+  trace("program evaluated, arena KB", (long)((arena_next - arena_start) >> 10));
   if (ok) {
     event_loop(rt, ctx);
     trace("event loop done, exit code", exit_code);

@@ -146,8 +146,12 @@ describe('the runtime', () => {
     const r = await viaEntrypoint(['-p', '15001', '--dry-run'], { ISTIO_IPTABLES_TRACE_RUNTIME: '1' });
     expect(r.exitCode).toBe(0);
     const steps = r.stderr.split('\n').filter((l) => l.startsWith('runtime\t')).map((l) => l.replace(/^runtime\t\s*[0-9.]+ ms\s+/, ''));
-    expect(steps[0]).toMatch(/^context ready/);
-    expect(steps).toContain('prelude done 0');
+    expect(steps[0]).toMatch(/^context ready, arena KB \d+$/);
+    // Arena use as it grows: the runtime's set-up, then the prelude, then the program.
+    const used = (step: string) => Number(/^(?:context ready|prelude done|program evaluated), arena KB (\d+)$/.exec(steps.find((s) => s.startsWith(step)) ?? '')?.[1]);
+    expect(used('context ready')).toBeGreaterThan(0);
+    expect(used('prelude done')).toBeGreaterThan(used('context ready'));
+    expect(used('program evaluated')).toBeGreaterThan(used('prelude done'));
     expect(steps.at(-1)).toBe('event loop done, exit code 0');
   });
 });
