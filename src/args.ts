@@ -22,56 +22,66 @@ export const DIFF_COMMAND = 'diff';
 export const PROBE_CLIENT_COMMAND = '__probe-client';
 
 
+/** Our flags by the names they are given as (`--long`, `-s`). */
 const BY_NAME = new Map<string, OptionKey>();
-const BY_LONG = new Map<string, OptionKey>();
 for (const key of OPTION_KEYS) {
-  const spec = OPTIONS[key];
+  const spec: { readonly long: string; readonly short?: string } = OPTIONS[key];
   BY_NAME.set(`--${spec.long}`, key);
-  BY_LONG.set(spec.long, key);
-  if ('short' in spec) BY_NAME.set(`-${spec.short}`, key);
+  if (spec.short !== undefined) BY_NAME.set(`-${spec.short}`, key);
 }
 
 export function flagSource(key: OptionKey): ValueSource {
-  const spec = OPTIONS[key];
-  return { kind: 'flag', long: spec.long, ...('short' in spec ? { short: spec.short } : {}) };
+  const spec: { readonly long: string; readonly short?: string } = OPTIONS[key];
+  return spec.short === undefined ? { kind: 'flag', long: spec.long } : { kind: 'flag', long: spec.long, short: spec.short };
 }
 
 /**
- * Rewrite arguments into the unambiguous `--long=value` form, read the way pflag reads them:
+ * Walk arguments the way pflag reads them, handing each flag of ours with its value to `flag`
+ * and everything else (an unknown flag, a stray word, `--` and all after it) to `other`:
  * - a string flag takes the next argument as its value even when it starts with "-"
  *   (`-c -eth0`, `--probe-timeout -5s`); at the very end it is an error, not an empty value;
  * - a boolean flag never takes the next argument (`--redirect-dns true` leaves "true" as a stray
- *   argument), and `=value` takes only Go's boolean spellings, handed on as true/false.
- * String values are wrapped in quotes of our own: yargs strips one pair from `--flag=value`, so
- * the value arrives exactly as given, quotes included.
+ *   argument), and `=value` takes only Go's boolean spellings.
  */
-export function normalizeArgs(args: readonly string[]): string[] {
-  const out: string[] = [];
+function walkArgs(args: readonly string[], flag: (key: OptionKey, value: string | boolean) => void, other: (args: readonly string[]) => void): void {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] ?? '';
     if (arg === '--') {
-      out.push(...args.slice(i));
-      break;
+      other(args.slice(i));
+      return;
     }
     const eq = arg.indexOf('=');
     const name = eq > 0 ? arg.slice(0, eq) : arg;
     const key = BY_NAME.get(name);
     if (key === undefined) {
-      out.push(arg);
+      other([arg]);
       continue;
     }
     const spec = OPTIONS[key];
     if (spec.kind === 'boolean') {
       const value = eq > 0 ? arg.slice(eq + 1) : 'true';
       if (!GO_TRUE.has(value) && !GO_FALSE.has(value)) throw new ConfigError(flagSource(key), value, 'true or false');
-      out.push(`--${spec.long}=${GO_TRUE.has(value)}`);
+      flag(key, GO_TRUE.has(value));
     } else if (eq > 0 || i + 1 < args.length) {
-      const value = eq > 0 ? arg.slice(eq + 1) : (args[++i] ?? '');
-      out.push(`--${spec.long}="${value}"`);
+      flag(key, eq > 0 ? arg.slice(eq + 1) : (args[++i] ?? ''));
     } else {
       throw new ConfigError(undefined, undefined, `flag needs an argument: ${name === `--${spec.long}` ? name : `${name}/--${spec.long}`}`);
     }
   }
+}
+
+/**
+ * Rewrite arguments into the unambiguous `--long=value` form for yargs, read as walkArgs reads
+ * them. String values are wrapped in quotes of our own: yargs strips one pair from
+ * `--flag=value`, so the value arrives exactly as given, quotes included.
+ */
+export function normalizeArgs(args: readonly string[]): string[] {
+  const out: string[] = [];
+  walkArgs(
+    args,
+    (key, value) => out.push(typeof value === 'boolean' ? `--${OPTIONS[key].long}=${value}` : `--${OPTIONS[key].long}="${value}"`),
+    (rest) => out.push(...rest),
+  );
   return out;
 }
 
@@ -103,31 +113,25 @@ export function collectRaw(argv: Readonly<Record<string, unknown>>, env: NodeJS.
 }
 
 /**
- * Normalized arguments that are all our flags, read without yargs; undefined when any argument
- * is something else (--help, an unknown flag, a stray word), which yargs then answers.
- */
-export function quickFlags(normalized: readonly string[]): Record<string, string | boolean> | undefined {
-  const argv: Record<string, string | boolean> = {};
-  for (const arg of normalized) {
-    // `--name=value` (name without "="), read with string calls: a regular expression with
-    // captures costs ~20k instructions per argument in the entrypoint's interpreter.
-    const eq = arg.startsWith('--') ? arg.indexOf('=', 2) : -1;
-    const key = eq > 2 ? BY_LONG.get(arg.slice(2, eq)) : undefined;
-    if (key === undefined) return undefined;
-    const value = arg.slice(eq + 1);
-    argv[OPTIONS[key].long] = OPTIONS[key].kind === 'boolean' ? value === 'true' : value.slice(1, -1);
-  }
-  return argv;
-}
-
-/**
  * Arguments (a leading "istio-iptables" dropped) and environment read into raw values without
- * yargs; undefined when an argument needs yargs (see quickFlags). Throws ConfigError for a flag
- * given a bad boolean or missing its value.
+ * yargs, in one walk; undefined when an argument is not one of our flags (--help, an unknown
+ * flag, a stray word), which yargs then answers. Throws ConfigError for a flag given a bad
+ * boolean or missing its value.
  */
 export function quickRaw(args: readonly string[], env: NodeJS.ProcessEnv): RawInput | undefined {
-  const quick = quickFlags(normalizeArgs(args[0] === PROGRAM ? args.slice(1) : args));
-  return quick === undefined ? undefined : collectRaw(quick, env);
+  const argv: Record<string, string | boolean> = {};
+  let ours = true;
+  walkArgs(
+    args[0] === PROGRAM ? args.slice(1) : args,
+    (key, value) => {
+      // A repeated flag keeps its last value (as yargs, given our normalized form).
+      argv[OPTIONS[key].long] = value;
+    },
+    () => {
+      ours = false;
+    },
+  );
+  return ours ? collectRaw(argv, env) : undefined;
 }
 
 /**

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { normalizeArgs, quickFlags, rawFromArgs, rawFromArgsViaYargs } from '../src/args.js';
+import { quickRaw, rawFromArgs, rawFromArgsViaYargs } from '../src/args.js';
 import { OPTIONS, OPTION_KEYS } from '../src/config/options.js';
 
 /**
@@ -25,17 +25,43 @@ describe('quick flag reading agrees with yargs', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(flag, { maxLength: 8 }), fc.boolean(), async (flags, programName) => {
         const args = [...(programName ? ['istio-iptables'] : []), ...flags.flat()];
-        expect(quickFlags(normalizeArgs(flags.flat()))).toBeDefined();
         const env = { ISTIO_INBOUND_PORTS: '9090', ISTIO_META_DNS_CAPTURE: 'true' };
-        expect(await rawFromArgs(args, env)).toEqual(await rawFromArgsViaYargs(args, env));
+        const quick = quickRaw(args, env);
+        expect(quick).toBeDefined();
+        expect(quick).toEqual(await rawFromArgsViaYargs(args, env));
+        expect(await rawFromArgs(args, env)).toEqual(quick);
       }),
       { numRuns: 300 },
     );
   });
 
   it('leaves --help, unknown flags and stray words to yargs', () => {
-    expect(quickFlags(normalizeArgs(['--help']))).toBeUndefined();
-    expect(quickFlags(normalizeArgs(['-b', '80', '--nope']))).toBeUndefined();
-    expect(quickFlags(normalizeArgs(['-b', '80', 'stray']))).toBeUndefined();
+    expect(quickRaw(['--help'], {})).toBeUndefined();
+    expect(quickRaw(['-b', '80', '--nope'], {})).toBeUndefined();
+    expect(quickRaw(['-b', '80', 'stray'], {})).toBeUndefined();
+    expect(quickRaw(['-b', '80', '--', '-p', '1'], {})).toBeUndefined();
+  });
+
+  it('throws for a bad boolean or a missing value even after an argument yargs must read', () => {
+    expect(() => quickRaw(['--nope', '--redirect-dns=maybe'], {})).toThrow(/"maybe" for --redirect-dns: expected true or false/);
+    expect(() => quickRaw(['stray', '-b'], {})).toThrow(/flag needs an argument: -b\/--istio-inbound-ports/);
+  });
+});
+
+describe('environment variable names in the option table', () => {
+  // Istio reads a flag's variable by its long name upper-cased, `-` as `_`; these differ on purpose.
+  const EXCEPTIONS: Record<string, readonly string[]> = {
+    envoyPort: [], // #2: ENVOY_PORT is not read
+    output: [], // ours, not Istio's: no variable
+    outboundOwnerGroups: ['ISTIO_OUTBOUND_OWNER_GROUPS'],
+    outboundOwnerGroupsExclude: ['ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE'],
+    ipv4LoopbackCidr: ['ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR'],
+    redirectDns: ['ISTIO_META_DNS_CAPTURE', 'REDIRECT_DNS'],
+    dropInvalid: ['INVALID_DROP', 'DROP_INVALID'],
+    dualStack: ['ISTIO_DUAL_STACK', 'DUAL_STACK'],
+  };
+  it.each(OPTION_KEYS)('%s', (key) => {
+    const spec = OPTIONS[key];
+    expect(spec.env).toEqual(EXCEPTIONS[key] ?? [spec.long.toUpperCase().replaceAll('-', '_')]);
   });
 });

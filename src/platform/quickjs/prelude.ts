@@ -10,9 +10,7 @@
  * here (shared.ts).
  */
 import { host } from '../host.js';
-import * as errors from '../../errors.js';
-import * as options from '../../config/options.js';
-import * as args from '../../args.js';
+import { args, errors, options } from './instances.js';
 import { earlyCommands } from '../../apply/early.js';
 import { readProcNet } from '../../apply/backend.js';
 import { publishShared, type Shared } from './shared.js';
