@@ -9,6 +9,8 @@
 // Each sample: create a namespace (not timed), run the variant under `ip netns exec` (timed),
 // check the rules landed, delete the namespace. Medians over N rounds; ratios to the floor.
 // Usage (root): npm run build && npm run build:entrypoint && node bench/apply.bench.mjs [rounds]
+// BENCH_CONFIG=REDIRECT (substring of a config name) and BENCH_VARIANTS=entrypoint,floor narrow a run;
+// BENCH_COMPARE=name=/path/to/binary,... adds other entrypoint builds side by side (A/B of a change).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -65,8 +67,12 @@ function prepare(name, args) {
     writeFileSync(f, `set -e\n${lines.join('\n')}\n`);
     return ['sh', f];
   };
+  const compare = Object.fromEntries(
+    (process.env.BENCH_COMPARE ?? '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), [kv.slice(kv.indexOf('=') + 1), ...args]]),
+  );
   return {
     entrypoint: [entry, ...args],
+    ...compare,
     bun: [full, ...args],
     'node-bin': [process.execPath, nodeBin, ...args],
     floor: script(floor),
@@ -79,9 +85,13 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+const wanted = process.env.BENCH_VARIANTS?.split(',');
 const results = [];
 for (const [name, args] of Object.entries(CONFIGS)) {
-  const variants = prepare(name.replace(/\W+/g, '-'), args);
+  if (process.env.BENCH_CONFIG && !name.includes(process.env.BENCH_CONFIG)) continue;
+  const variants = Object.fromEntries(
+    Object.entries(prepare(name.replace(/\W+/g, '-'), args)).filter(([v]) => v === 'floor' || !wanted || wanted.includes(v) || process.env.BENCH_COMPARE?.includes(`${v}=`)),
+  );
   const samples = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
   const order = Object.keys(variants);
   for (let round = 0; round < rounds + 1; round++) {
