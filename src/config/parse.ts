@@ -115,26 +115,22 @@ function sourceOf(input: RawInput, key: OptionKey): ValueSource {
 /** Validate every raw value (given or default); the first bad one throws a ConfigError naming its source. */
 export function parseOptions(input: RawInput): ParsedOptions {
   const out: Record<string, unknown> = {};
-  const given: OptionKey[] = [];
   for (const key of OPTION_KEYS) {
-    if (input.values[key] !== undefined) given.push(key);
-    else if (key in PARSED_DEFAULTS) out[key] = PARSED_DEFAULTS[key as keyof typeof PARSED_DEFAULTS];
-  }
-  // Every given value in one zod parse, in table order: it stops at the first bad one.
-  const result = V.parseAll(given.map((key) => ({ schema: SCHEMAS[key], value: input.values[key] })));
-  if (!result.success) {
-    const key = given[result.index] as OptionKey;
-    const value = input.values[key];
-    const issue = result.error.issues[0];
-    const expected = issue?.code === 'invalid_type' || issue?.code === 'invalid_union' ? `a ${OPTIONS[key].kind}` : (issue?.message ?? 'a valid value');
-    throw new ConfigError(sourceOf(input, key), typeof value === 'string' ? value : String(value), expected);
-  }
-  given.forEach((key, i) => {
-    const data = result.data[i];
+    const given = input.values[key];
+    if (given === undefined) {
+      if (key in PARSED_DEFAULTS) out[key] = PARSED_DEFAULTS[key as keyof typeof PARSED_DEFAULTS];
+      continue;
+    }
+    const result = SCHEMAS[key].safeParse(given);
+    if (!result.success) {
+      const issue = result.error.issues[0];
+      const expected = issue?.code === 'invalid_type' || issue?.code === 'invalid_union' ? `a ${OPTIONS[key].kind}` : (issue?.message ?? 'a valid value');
+      throw new ConfigError(sourceOf(input, key), typeof given === 'string' ? given : String(given), expected);
+    }
     // Istio treats an empty uid/gid as "not given": fall back to the derived default.
-    if ((key === 'proxyUid' || key === 'proxyGid') && (data as OwnerId[]).length === 0) return;
-    out[key] = data;
-  });
+    if ((key === 'proxyUid' || key === 'proxyGid') && (result.data as OwnerId[]).length === 0) continue;
+    out[key] = result.data;
+  }
   return out as ParsedOptions;
 }
 

@@ -46,63 +46,30 @@ export type ValueResult<T> = { readonly success: true; readonly data: T } | { re
  * A value schema: zod (mini) runs the value's check as a transform. Building a zod schema is what
  * costs in the entrypoint's runtime (~50 us for a string-then-transform pipe, ~15 us for a lone
  * transform, ~8 us to parse, measured), so all value schemas share one transform, built on first
- * use, which runs the check in force (parsing is synchronous, and the previous check is restored
- * after each parse). parseAll checks many values in one parse.
+ * use, which runs the check of the schema being parsed (parsing is synchronous, and the previous
+ * check is restored after each parse).
  */
 export interface ValueSchema<T> {
   safeParse(value: unknown): ValueResult<T>;
-  /** The check the shared transform runs for this schema. */
-  readonly check: Check;
 }
 
 type Check = (raw: unknown, ctx: Ctx) => unknown;
 let inForce: Check | undefined;
 let shared: z.ZodMiniType<unknown> | undefined;
 
-/** One parse of the shared transform with `check` in force. */
-function runShared(check: Check, value: unknown): ValueResult<unknown> {
-  shared ??= z.transform((raw: unknown, ctx) => (inForce as Check)(raw, ctx)) as unknown as z.ZodMiniType<unknown>;
-  const outer = inForce;
-  inForce = check;
-  try {
-    return shared.safeParse(value) as ValueResult<unknown>;
-  } finally {
-    inForce = outer;
-  }
-}
-
 function valueSchema<T>(check: (raw: unknown, ctx: Ctx) => T): ValueSchema<T> {
-  return { safeParse: (value) => runShared(check, value) as ValueResult<T>, check };
-}
-
-/** The outcome of parseAll: every value, or the first that failed (by index) with its issues. */
-export type AllResult =
-  | { readonly success: true; readonly data: readonly unknown[] }
-  | { readonly success: false; readonly index: number; readonly error: { readonly issues: readonly { readonly code: string; readonly message: string }[] } };
-
-/**
- * Check values in order, each with its schema, in a single zod parse (a parse's own set-up costs
- * more than most checks; the entrypoint checks a sidecar's ten values in a third of the time). It
- * stops at the first value that fails, as parsing them one by one would.
- */
-export function parseAll(items: readonly { readonly schema: ValueSchema<unknown>; readonly value: unknown }[]): AllResult {
-  let failed = -1;
-  const result = runShared((_raw, ctx) => {
-    const out: unknown[] = [];
-    for (let i = 0; i < items.length; i++) {
-      const item = items[i] as (typeof items)[number];
-      // Each check sees its own value as the input, as in a parse of its own.
-      const payload = { value: item.value, issues: ctx.issues } as unknown as Ctx;
-      const value = item.schema.check(item.value, payload);
-      if (ctx.issues.length > 0) {
-        failed = i;
-        return z.NEVER;
+  return {
+    safeParse(value) {
+      shared ??= z.transform((raw: unknown, ctx) => (inForce as Check)(raw, ctx)) as unknown as z.ZodMiniType<unknown>;
+      const outer = inForce;
+      inForce = check;
+      try {
+        return shared.safeParse(value) as ValueResult<T>;
+      } finally {
+        inForce = outer;
       }
-      out.push(value);
-    }
-    return out;
-  }, items);
-  return result.success ? { success: true, data: result.data as unknown[] } : { success: false, index: failed, error: result.error };
+    },
+  };
 }
 
 /** A schema taking a string and transforming it, failing with "expected ..." messages. */
