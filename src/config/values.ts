@@ -1,4 +1,4 @@
-import * as z from 'zod/mini';
+import { $ZodTransform, NEVER, safeParse, type ParsePayload } from 'zod/v4/core';
 import { GO_FALSE, GO_TRUE } from './gobool.js';
 import type { Cidr, OwnerId } from '../model/rule.js';
 import { parseAddress, parseCidr, type ParsedAddress } from './net.js';
@@ -32,11 +32,11 @@ export function splitList(raw: string): string[] {
 /** Show an offending item inside a message, quoted so control characters are visible. */
 const q = (s: string): string => JSON.stringify(s);
 
-type Ctx = z.core.ParsePayload;
+type Ctx = ParsePayload;
 
-function fail(ctx: Ctx, message: string): typeof z.NEVER {
+function fail(ctx: Ctx, message: string): typeof NEVER {
   ctx.issues.push({ code: 'custom', message, input: ctx.value });
-  return z.NEVER;
+  return NEVER;
 }
 
 /** The outcome of checking one raw value. */
@@ -55,16 +55,16 @@ export interface ValueSchema<T> {
 
 type Check = (raw: unknown, ctx: Ctx) => unknown;
 let inForce: Check | undefined;
-let shared: z.ZodMiniType<unknown> | undefined;
+let shared: $ZodTransform | undefined;
 
 function valueSchema<T>(check: (raw: unknown, ctx: Ctx) => T): ValueSchema<T> {
   return {
     safeParse(value) {
-      shared ??= z.transform((raw: unknown, ctx) => (inForce as Check)(raw, ctx)) as unknown as z.ZodMiniType<unknown>;
+      shared ??= new $ZodTransform({ type: 'transform', transform: (raw: unknown, ctx: Ctx) => (inForce as Check)(raw, ctx) });
       const outer = inForce;
       inForce = check;
       try {
-        return shared.safeParse(value) as ValueResult<T>;
+        return safeParse(shared, value) as ValueResult<T>;
       } finally {
         inForce = outer;
       }
@@ -77,9 +77,9 @@ function stringValue<T>(fn: (raw: string, ctx: Ctx) => T): ValueSchema<T> {
   return valueSchema((raw, ctx) => (typeof raw === 'string' ? fn(raw, ctx) : wrongType(ctx)));
 }
 
-function wrongType(ctx: Ctx): typeof z.NEVER {
+function wrongType(ctx: Ctx): typeof NEVER {
   ctx.issues.push({ code: 'invalid_type', expected: 'string', input: ctx.value });
-  return z.NEVER;
+  return NEVER;
 }
 
 const PORT_EXPECTED = 'a port 1-65535';
@@ -141,7 +141,7 @@ export interface CidrSet {
 
 export type OutboundCidrs = ({ readonly kind: 'all' } | ({ readonly kind: 'list' } & CidrSet));
 
-function cidrItems(raw: string, ctx: Ctx, wildcardNote: string): CidrSet | typeof z.NEVER {
+function cidrItems(raw: string, ctx: Ctx, wildcardNote: string): CidrSet | typeof NEVER {
   const ipv4: Cidr[] = [];
   const ipv6: Cidr[] = [];
   let hasLoopback = false;
