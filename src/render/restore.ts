@@ -13,9 +13,11 @@ const SAFE_TOKEN = /^[A-Za-z0-9_.:/,+@!-]+$/;
 /**
  * Tokens already found safe. A payload repeats a few chain names, interfaces and addresses many
  * times; each distinct one is tested once (the entrypoint's interpreter paid ~10 us per line for
- * a whole-line pattern).
+ * a whole-line pattern). Emptied when it grows large, so a long-lived library user rendering many
+ * plans keeps no more than this many.
  */
 const verified = new Set<string>();
+const VERIFIED_MAX = 50_000;
 
 /**
  * A token from the model's free-form strings (chain, interface, address, owner name, lists),
@@ -24,6 +26,7 @@ const verified = new Set<string>();
 function tok(value: string): string {
   if (!verified.has(value)) {
     if (typeof value !== 'string' || !SAFE_TOKEN.test(value)) throw new Error(`refusing to render unsafe token ${JSON.stringify(value)}`);
+    if (verified.size >= VERIFIED_MAX) verified.clear();
     verified.add(value);
   }
   return value;
