@@ -17,10 +17,10 @@ const first = args[0] === PROGRAM ? args[1] : args[0];
 /**
  * Past this many list items (ports, CIDRs, interfaces, ...) in all values together, the full
  * CLI's JIT beats this interpreter. Dry runs measured with N outbound CIDRs, here / full CLI:
- * 500: 24 / 24 ms, 1,000: 45 / 26, 2,000: 80 / 31, 4,000: 141 / 38 (a port costs less than a
- * CIDR). A sidecar configuration has a handful.
+ * 300: 7 / 19 ms, 500: 16 / 21, 700: 15 / 21, 800: 21 / 21, 1,000: 32 / 28, 2,000: 42 / 25 (a port
+ * costs less than a CIDR). A sidecar configuration has a handful.
  */
-const LARGE_CONFIGURATION_ITEMS = 400;
+const LARGE_CONFIGURATION_ITEMS = 600;
 
 function listItems(values: Readonly<Record<string, unknown>>): number {
   let n = 0;
