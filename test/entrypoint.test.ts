@@ -154,4 +154,13 @@ describe('the runtime', () => {
     expect(used('program evaluated')).toBeGreaterThan(used('prelude done'));
     expect(steps.at(-1)).toBe('event loop done, exit code 0');
   });
+
+  it('prints the same dry run without its page-faulting helper thread (ISTIO_IPTABLES_RUNTIME_NO_PREFAULT=1)', async () => {
+    const args = ['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'TPROXY', '-b', '*', '-i', '*', '--enable-ipv6=true', '--dry-run', '--output', 'json'];
+    const [withHelper, without] = await Promise.all([viaEntrypoint(args), viaEntrypoint(args, { ISTIO_IPTABLES_RUNTIME_NO_PREFAULT: '1' })]);
+    expect(withHelper.exitCode).toBe(0);
+    expect(without.exitCode).toBe(0);
+    expect(JSON.parse(without.stdout).ip6tablesRestore).toContain('-j TPROXY');
+    expect(without.stdout).toBe(withHelper.stdout);
+  });
 });
