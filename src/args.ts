@@ -30,6 +30,16 @@ for (const key of OPTION_KEYS) {
   if (spec.short !== undefined) BY_NAME.set(`-${spec.short}`, key);
 }
 
+/** The option a flag name (`--long` or `-s`, without a value) stands for; undefined when none. */
+export function flagKey(name: string): OptionKey | undefined {
+  return BY_NAME.get(name);
+}
+
+/** The arguments without the leading program name Istio's init-container args start with. */
+export function withoutProgram(args: readonly string[]): readonly string[] {
+  return args[0] === PROGRAM ? args.slice(1) : args;
+}
+
 export function flagSource(key: OptionKey): ValueSource {
   const spec: { readonly long: string; readonly short?: string } = OPTIONS[key];
   return spec.short === undefined ? { kind: 'flag', long: spec.long } : { kind: 'flag', long: spec.long, short: spec.short };
@@ -122,7 +132,7 @@ export function quickRaw(args: readonly string[], env: NodeJS.ProcessEnv): RawIn
   const argv: Record<string, string | boolean> = {};
   let ours = true;
   walkArgs(
-    args[0] === PROGRAM ? args.slice(1) : args,
+    withoutProgram(args),
     (key, value) => {
       // A repeated flag keeps its last value (as yargs, given our normalized form).
       argv[OPTIONS[key].long] = value;
@@ -145,7 +155,7 @@ export async function rawFromArgs(
 ): Promise<RawInput | 'help'> {
   const quick = quickRaw(args, env);
   if (quick !== undefined) return quick;
-  const rest = normalizeArgs(args[0] === PROGRAM ? args.slice(1) : args);
+  const rest = normalizeArgs(withoutProgram(args));
   const { createParser } = await import('./parser.js');
   let helpShown = false;
   const argv = (await createParser(rest).parseAsync(rest, {}, (err, _argv, output) => {
@@ -160,7 +170,7 @@ export async function rawFromArgs(
 
 /** The same reading through yargs only, for tests that check the two agree. */
 export async function rawFromArgsViaYargs(args: readonly string[], env: NodeJS.ProcessEnv): Promise<RawInput> {
-  const rest = normalizeArgs(args[0] === PROGRAM ? args.slice(1) : args);
+  const rest = normalizeArgs(withoutProgram(args));
   const { createParser } = await import('./parser.js');
   return collectRaw((await createParser(rest).parseAsync(rest)) as Record<string, unknown>, env);
 }

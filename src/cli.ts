@@ -5,7 +5,7 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, type Logger } from './log.js';
-import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND } from './args.js';
+import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram } from './args.js';
 import { existsSync } from 'node:fs';
 import type { Runner } from './apply/runner.js';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
@@ -83,7 +83,7 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   const env = options.env ?? process.env;
   let log: Logger = createLogger('info', io.stderr);
   try {
-    const rest = args[0] === PROGRAM ? args.slice(1) : args;
+    const rest = withoutProgram(args);
     if (rest[0] === PROBE_CLIENT_COMMAND) {
       const [host = '', port = '0', token = '', deadline = '0'] = rest.slice(1);
       const { probeClient } = await import('./apply/validate.js');

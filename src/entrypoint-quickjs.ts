@@ -7,12 +7,12 @@
  */
 import './platform/quickjs/process.js';
 import { main } from './cli.js';
-import { PROGRAM, PROBE_CLIENT_COMMAND, TRACE_COMMAND } from './args.js';
+import { PROGRAM, PROBE_CLIENT_COMMAND, TRACE_COMMAND, withoutProgram } from './args.js';
 import { handOff } from './platform/quickjs/handoff.js';
 import { shared } from './platform/quickjs/shared.js';
 
 const args = process.argv.slice(2);
-const first = args[0] === PROGRAM ? args[1] : args[0];
+const first = withoutProgram(args)[0];
 
 /**
  * Past this many list items (ports, CIDRs, interfaces, ...) in all values together, the full

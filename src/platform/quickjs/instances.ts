@@ -16,11 +16,13 @@ import {
   PROGRAM,
   TRACE_COMMAND,
   collectRaw,
+  flagKey,
   flagSource,
   normalizeArgs,
   quickRaw,
   rawFromArgs,
   rawFromArgsViaYargs,
+  withoutProgram,
 } from '../../args.js';
 
 export const errors = { ApplyError, ConfigError, describeSource, quoteValue } satisfies typeof Errors;
@@ -31,9 +33,11 @@ export const args = {
   PROGRAM,
   TRACE_COMMAND,
   collectRaw,
+  flagKey,
   flagSource,
   normalizeArgs,
   quickRaw,
   rawFromArgs,
   rawFromArgsViaYargs,
+  withoutProgram,
 } satisfies typeof Args;
