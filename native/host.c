@@ -1,7 +1,7 @@
 /*
  * The init container's runtime: the QuickJS engine, our CLI's bytecode, and the handful of
- * operating-system calls the CLI needs, as the global `__host` (see src/platform/quickjs.ts for
- * the JavaScript side and its types).
+ * operating-system calls the CLI needs, as the global `__host` (see src/platform/host.ts for its
+ * types and src/platform/quickjs/ for the JavaScript side).
  *
  * ISTIO_IPTABLES_TRACE_RUNTIME=1 in the environment prints the runtime's steps with their times.
  *
@@ -15,7 +15,6 @@
  *   readFile(path)               the file as text; throws an Error with .code (ENOENT, ...)
  *   exists(path)                 whether path exists
  *   interfaces()                 [{ name, family: 'IPv4' | 'IPv6', address, internal }]
- *   getuid(), getgid()
  *   spawn(argv, input, env, timeoutMs, done)
  *                                start argv[0] (PATH lookup) with input on stdin (/dev/null when
  *                                input is null; when undefined, stdin waits for feed(pid, input),
@@ -30,7 +29,6 @@
  *                                feeds), else its stdin is closed once written. false if no such
  *                                command is waiting
  *   setExitCode(n)               the process's exit status when the event loop is done
- *   now()                        a monotonic clock, in milliseconds
  *   exec(path, argv)             replace this process (execv); returns only with an error
  *   selfPath()                   this executable's path (/proc/self/exe)
  *   load("extra")                run the embedded script of code only some runs need
@@ -366,18 +364,6 @@ static JSValue h_interfaces(JSContext *ctx, JSValueConst this, int argc, JSValue
   return arr;
 }
 
-static JSValue h_getuid(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
-  return JS_NewInt64(ctx, getuid());
-}
-
-static JSValue h_getgid(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
-  return JS_NewInt64(ctx, getgid());
-}
-
-static JSValue h_now(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
-  return JS_NewFloat64(ctx, now_ms());
-}
-
 static JSValue h_set_exit_code(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
   if (JS_ToInt32(ctx, &exit_code, argv[0])) return JS_EXCEPTION;
   return JS_UNDEFINED;
@@ -471,38 +457,36 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   if (pid < 0 && !rc) rc = errno;
   if (devnull >= 0) close(devnull);
   if (!rc) {
-    {
-      Job *j = calloc(1, sizeof *j);
-      j->pid = pid;
-      j->in_fd = in[1];
-      j->out_fd = out[0];
-      j->err_fd = err[0];
-      j->status_fd = st[0];
-      close(out[1]);
-      close(err[1]);
-      close(st[1]);
-      if (waiting) {
-        close(in[0]);
-        j->waiting = 1;
-        fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
-      } else if (has_input) {
-        close(in[0]);
-        size_t len;
-        const char *s = JS_ToCStringLen(ctx, &len, argv[1]);
-        buf_add(&j->input, s ? s : "", len);
-        if (s) JS_FreeCString(ctx, s);
-        fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
-        pump_input(j);
-      }
-      trace(waiting ? "started (stdin waits), pid" : "started, pid", pid);
-      j->deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
-      j->done = JS_DupValue(ctx, argv[4]);
-      j->next = jobs;
-      jobs = j;
-      free_strv(args);
-      free_strv(envp);
-      return JS_NewInt32(ctx, pid);
+    Job *j = calloc(1, sizeof *j);
+    j->pid = pid;
+    j->in_fd = in[1];
+    j->out_fd = out[0];
+    j->err_fd = err[0];
+    j->status_fd = st[0];
+    close(out[1]);
+    close(err[1]);
+    close(st[1]);
+    if (waiting) {
+      close(in[0]);
+      j->waiting = 1;
+      fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
+    } else if (has_input) {
+      close(in[0]);
+      size_t len;
+      const char *s = JS_ToCStringLen(ctx, &len, argv[1]);
+      buf_add(&j->input, s ? s : "", len);
+      if (s) JS_FreeCString(ctx, s);
+      fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
+      pump_input(j);
     }
+    trace(waiting ? "started (stdin waits), pid" : "started, pid", pid);
+    j->deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+    j->done = JS_DupValue(ctx, argv[4]);
+    j->next = jobs;
+    jobs = j;
+    free_strv(args);
+    free_strv(envp);
+    return JS_NewInt32(ctx, pid);
   }
   /* Could not start: report through the callback, as a finished command would. */
   for (int k = 0; k < 2; k++) {
@@ -525,7 +509,7 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
 }
 
 /* Give a waiting command (more of) its stdin; without more, its stdin closes once written. */
-static int feed(JSContext *ctx, Job *j, const char *s, size_t len, int more) {
+static int feed(Job *j, const char *s, size_t len, int more) {
   if (!j->waiting) return 0;
   if (!more) trace(j->input.len + len ? "stdin fed, pid" : "stdin closed empty, pid", j->pid);
   if (buf_add(&j->input, s, len)) return 0;
@@ -543,7 +527,7 @@ static JSValue h_feed(JSContext *ctx, JSValueConst this, int argc, JSValueConst 
   int more = argc > 2 && JS_ToBool(ctx, argv[2]) == 1;
   int ok = 0;
   for (Job *j = jobs; j; j = j->next) {
-    if (j->pid == pid) ok = feed(ctx, j, s, len, more);
+    if (j->pid == pid) ok = feed(j, s, len, more);
   }
   JS_FreeCString(ctx, s);
   return JS_NewBool(ctx, ok);
@@ -628,7 +612,7 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
     int all_waiting = 1;
     for (Job *j = jobs; j; j = j->next) all_waiting &= j->waiting;
     if (all_waiting) {
-      for (Job *j = jobs; j; j = j->next) feed(ctx, j, "", 0, 0);
+      for (Job *j = jobs; j; j = j->next) feed(j, "", 0, 0);
     }
     struct pollfd fds[192];
     Job *owner[192];
@@ -715,12 +699,9 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("readFile", 1, h_read_file),
     JS_CFUNC_DEF("exists", 1, h_exists),
     JS_CFUNC_DEF("interfaces", 0, h_interfaces),
-    JS_CFUNC_DEF("getuid", 0, h_getuid),
-    JS_CFUNC_DEF("getgid", 0, h_getgid),
     JS_CFUNC_DEF("spawn", 5, h_spawn),
     JS_CFUNC_DEF("feed", 3, h_feed),
     JS_CFUNC_DEF("setExitCode", 1, h_set_exit_code),
-    JS_CFUNC_DEF("now", 0, h_now),
     JS_CFUNC_DEF("exec", 2, h_exec),
     JS_CFUNC_DEF("selfPath", 0, h_self_path),
     JS_CFUNC_DEF("load", 1, h_load),

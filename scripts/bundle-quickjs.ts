@@ -14,6 +14,7 @@
 // entrypoint hands to the full CLI (yargs, the validation probe, trace) is left out.
 import { join } from 'node:path';
 import type { BunPlugin } from 'bun';
+import { SHARED_GLOBAL } from '../src/platform/quickjs/shared.ts';
 
 const src = join(import.meta.dir, '..', 'src');
 const q = (f: string) => join(src, 'platform', 'quickjs', f);
@@ -46,7 +47,6 @@ const SHARED_MODULES: Record<string, string> = {
   [join(src, 'args.ts')]: 'args',
 };
 const EXTRA = '__istioIptablesExtra';
-const SHARED = '__istioIptablesShared';
 
 const transpiler = new Bun.Transpiler({ loader: 'ts' });
 const exportsOf = async (path: string): Promise<string[]> => transpiler.scan(await Bun.file(path).text()).exports;
@@ -78,7 +78,6 @@ const lazyStubs: BunPlugin = {
   },
 };
 
-/** In app.js and extra.js: the prelude's instances of the shared modules (one error class each, one option table). */
 /** apply/runner.ts is replaced by the runtime's (src/platform/quickjs/runner.ts). */
 const RUNNER = join(src, 'apply/runner.ts');
 const hostRunner: BunPlugin = {
@@ -91,6 +90,7 @@ const hostRunner: BunPlugin = {
   },
 };
 
+/** In app.js and extra.js: the prelude's instances of the shared modules (one error class each, one option table). */
 const sharedModules: BunPlugin = {
   name: 'shared-modules',
   setup(build) {
@@ -101,7 +101,7 @@ const sharedModules: BunPlugin = {
     build.onLoad({ filter: /.*/, namespace: 'shared' }, async ({ path }) => {
       const names = await exportsOf(path);
       const key = SHARED_MODULES[path];
-      return { contents: `const s=globalThis.${SHARED}.${key};\n${names.map((n) => `export const ${n}=s.${n};`).join('\n')}`, loader: 'js' };
+      return { contents: `const s=globalThis.${SHARED_GLOBAL}.${key};\n${names.map((n) => `export const ${n}=s.${n};`).join('\n')}`, loader: 'js' };
     });
   },
 };
@@ -130,6 +130,9 @@ async function bundle(name: string, entry: string, format: 'iife' | 'esm', plugi
   // The runtime leaves these globals out (native/host.c); using one would fail only when reached.
   const missing = /\b(Date|Proxy|ArrayBuffer|SharedArrayBuffer|DataView|(?:Ui|I)nt(?:8|16|32)Array|Uint8ClampedArray|Float(?:32|64)Array|Big(?:Ui|I)nt64Array|TextEncoder|TextDecoder|Atomics|WeakRef)\b/.exec(code);
   if (missing) throw new Error(`${name}: uses ${missing[1]}, which the entrypoint's runtime does not provide (native/host.c)`);
+  // Library calls newer than the engine (QuickJS 2021-03-27).
+  const newer = /\b(Object\.hasOwn)\b|(\.at)\(/.exec(code);
+  if (newer) throw new Error(`${name}: uses ${newer[1] ?? newer[2]}, which the entrypoint's engine (QuickJS 2021-03-27) predates`);
   // An ES module bundle of an entry without exports is a plain script.
   if (format === 'esm' && /^(?:import|export)\b|\bexport\s*\{/m.test(code)) throw new Error(`${name}: the bundle still imports or exports; it cannot run as a script`);
   await Bun.write(join(outDir, `${name}.js`), `"use strip";\n${code}`);

@@ -10,8 +10,6 @@ export interface Host {
   readFile(path: string): string;
   exists(path: string): boolean;
   interfaces(): { name: string; family: 'IPv4' | 'IPv6'; address: string; internal: boolean }[];
-  getuid(): number;
-  getgid(): number;
   /**
    * Start a command (PATH lookup) with `input` on stdin (/dev/null when null; when undefined,
    * stdin waits for feed(), and is closed empty once every command left is waiting and no
@@ -32,8 +30,6 @@ export interface Host {
    */
   feed(pid: number, input: string, more?: boolean): boolean;
   setExitCode(code: number): void;
-  /** A monotonic clock in milliseconds. */
-  now(): number;
   /** Replace this process (execv); returns only by throwing. */
   exec(path: string, argv: readonly string[]): never;
   selfPath(): string;

@@ -12,15 +12,19 @@ const stream = (fd: 1 | 2) => ({
     h.write(fd, text);
     return true;
   },
-  columns: undefined,
-  isTTY: false,
 });
 
 let exitCode: number | undefined;
-const self = h.selfPath();
+/* This executable's path is read (readlink) only if something asks for it: the hot path does not. */
+let self: string | undefined;
+const selfPath = (): string => (self ??= h.selfPath());
 const processShim = {
-  argv: ['istio-iptables', self, ...h.argv],
-  execPath: self,
+  get argv(): string[] {
+    return ['istio-iptables', selfPath(), ...h.argv];
+  },
+  get execPath(): string {
+    return selfPath();
+  },
   // The runtime's own object (made at start-up for this process), as Node's process.env is.
   env: h.env as Record<string, string>,
   stdout: stream(1),
@@ -32,30 +36,5 @@ const processShim = {
     exitCode = code;
     h.setExitCode(code ?? 0);
   },
-  getuid: () => h.getuid(),
-  getgid: () => h.getgid(),
-  platform: 'linux',
-  versions: {},
 };
 (globalThis as { process?: unknown }).process = processShim;
-
-// ES2022 library calls that QuickJS 2021-03-27 predates.
-if (Object.hasOwn === undefined) {
-  Object.defineProperty(Object, 'hasOwn', {
-    value: (o: object, k: PropertyKey) => Object.prototype.hasOwnProperty.call(o, k),
-    writable: true,
-    configurable: true,
-  });
-}
-for (const proto of [Array.prototype, String.prototype] as { at?: unknown }[]) {
-  if (proto.at === undefined) {
-    Object.defineProperty(proto, 'at', {
-      value(this: { length: number; [i: number]: unknown }, i: number) {
-        const k = Math.trunc(i) || 0;
-        return this[k < 0 ? this.length + k : k];
-      },
-      writable: true,
-      configurable: true,
-    });
-  }
-}
