@@ -9,9 +9,10 @@ import './platform/quickjs/process.js';
 import { main } from './cli.js';
 import { PROGRAM, PROBE_CLIENT_COMMAND, TRACE_COMMAND, withoutProgram } from './args.js';
 import { handOff } from './platform/quickjs/handoff.js';
+import { host } from './platform/host.js';
 import { shared } from './platform/quickjs/shared.js';
 
-const args = process.argv.slice(2);
+const args = host!.argv;
 const first = withoutProgram(args)[0];
 
 /**
@@ -30,8 +31,8 @@ function listItems(values: Readonly<Record<string, unknown>>): number {
 
 async function run(): Promise<number> {
   // The prelude read these same arguments and environment (when they were all flags).
-  const read = shared()?.commandLine;
-  const large = read !== undefined && listItems(read.raw.values) > LARGE_CONFIGURATION_ITEMS;
+  const read = shared()?.rawInput;
+  const large = read !== undefined && listItems(read.values) > LARGE_CONFIGURATION_ITEMS;
   if (first === TRACE_COMMAND || first === PROBE_CLIENT_COMMAND || large) {
     try {
       handOff(large ? 'a configuration this large' : `the ${first} command`);
@@ -44,7 +45,7 @@ async function run(): Promise<number> {
     }
   }
   return main(args, {
-    ...(read !== undefined && read.argv.join('\0') === args.join('\0') ? { rawInput: read.raw } : {}),
+    ...(read !== undefined ? { rawInput: read } : {}),
     beforeEffects(config) {
       if (config.run.runValidation && !config.run.cleanupOnly && !config.run.dryRun) handOff('--run-validation');
     },

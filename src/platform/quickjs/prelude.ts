@@ -20,13 +20,13 @@ import { startEarly } from './early.js';
 
 if (host !== undefined) {
   const h = host;
-  const shared: Shared = { errors, options, args, commandLine: undefined };
+  const shared: Shared = { errors, options, args, rawInput: undefined };
   publishShared(shared);
   try {
     // undefined: an argument needs yargs (--help, an unknown flag); the run reads it itself.
     const raw = args.quickRaw(h.argv, h.env);
     if (raw !== undefined) {
-      shared.commandLine = { argv: h.argv, raw };
+      shared.rawInput = raw;
       const ipv6 = (dualStack: boolean) => ipv6FromAddresses(hostAddresses(), dualStack);
       for (const argv of earlyCommands(raw, readProcNet, ipv6)) startEarly(h, argv, DEFAULT_TIMEOUT_MS);
     }

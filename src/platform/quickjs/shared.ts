@@ -12,8 +12,8 @@ export interface Shared {
   readonly errors: typeof Errors;
   readonly options: typeof Options;
   readonly args: typeof Args;
-  /** The arguments and environment read into raw values; undefined when not read (yargs needed, or a bad flag). */
-  commandLine: { readonly argv: readonly string[]; readonly raw: RawInput } | undefined;
+  /** This process's arguments and environment read into raw values; undefined when not read (yargs needed, or a bad flag). */
+  rawInput: RawInput | undefined;
 }
 
 /** The global the three scripts meet at (scripts/bundle-quickjs.ts reads it too). */
