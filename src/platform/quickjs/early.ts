@@ -22,11 +22,14 @@ const KEY = '__istioIptablesEarly';
 const registry = (): Map<string, Started> => ((globalThis as Record<string, unknown>)[KEY] ??= new Map()) as Map<string, Started>;
 const key = (argv: readonly string[]) => argv.join('\0');
 
-/** Start a command whose stdin waits for feed() (env null: ours); the result arrives through `finished`. */
-export function spawnWaiting(h: Host, argv: readonly string[], env: readonly string[] | null, timeoutMs: number): Started {
+/**
+ * Start a command (env null: ours) with `input` on stdin: null for none, undefined to wait for
+ * feed(). The result arrives through `finished`.
+ */
+export function spawnCommand(h: Host, argv: readonly string[], input: null | undefined, env: readonly string[] | null, timeoutMs: number): Started {
   let resolve!: (f: Finished) => void;
   const finished = new Promise<Finished>((r) => (resolve = r));
-  const pid = h.spawn(argv, undefined, env, timeoutMs, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
+  const pid = h.spawn(argv, input, env, timeoutMs, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
     resolve({ exitCode, stdout, stderr, spawnError, timedOut }),
   );
   return { pid, finished };
@@ -34,7 +37,7 @@ export function spawnWaiting(h: Host, argv: readonly string[], env: readonly str
 
 /** The prelude's: start a command with our environment, for the run to claim by its command line. */
 export function startEarly(h: Host, argv: readonly string[], timeoutMs: number): void {
-  const started = spawnWaiting(h, argv, null, timeoutMs);
+  const started = spawnCommand(h, argv, undefined, null, timeoutMs);
   if (started.pid > 0) registry().set(key(argv), started);
 }
 

@@ -1,6 +1,6 @@
 import { host, type Host } from '../host.js';
 import { DEFAULT_TIMEOUT_MS, NOT_FOUND, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
-import { claim, spawnWaiting, type Finished } from './early.js';
+import { claim, spawnCommand, type Finished } from './early.js';
 
 /*
  * apply/runner.ts for the entrypoint (scripts/bundle-quickjs.ts puts this module in its place):
@@ -14,9 +14,8 @@ export function processRunner(options: ProcessRunnerOptions = {}): Runner {
   return hostRunner(host!, options);
 }
 
-export function spawnRunner(options: ProcessRunnerOptions = {}): Runner {
-  return hostRunner(host!, options);
-}
+/** The same runner: here every command already takes the lightest path. */
+export const spawnRunner = processRunner;
 
 /** Commands on the host's spawn; input on stdin, inside the namespace when one is given. */
 function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
@@ -34,7 +33,7 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
   /** The command with its stdin waiting: the prelude's (same command line, our environment and default bound), or a new one. */
   const waiting = (full: readonly string[]): { pid: number; finished: Promise<Finished>; early: boolean } => {
     const early = ours && options.timeoutMs === undefined ? claim(full) : undefined;
-    return early !== undefined ? { ...early, early: true } : { ...spawnWaiting(h, full, env, timeout), early: false };
+    return early !== undefined ? { ...early, early: true } : { ...spawnCommand(h, full, undefined, env, timeout), early: false };
   };
   return {
     async run(argv, input) {
@@ -44,11 +43,7 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
         h.feed(w.pid, input);
         return result(await w.finished, w.early);
       }
-      return new Promise((resolve) => {
-        h.spawn(full, null, env, timeout, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
-          resolve(result({ exitCode, stdout, stderr, spawnError, timedOut }, false)),
-        );
-      });
+      return result(await spawnCommand(h, full, null, env, timeout).finished, false);
     },
     start(argv) {
       const w = waiting([...prefix, ...argv]);
