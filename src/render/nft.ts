@@ -582,16 +582,23 @@ export function coverFree(cidrs: readonly Cidr[]): Cidr[] {
   });
 }
 
+/** Actions that settle a packet whichever way it goes on: verdicts, a NAT redirect, TPROXY (final). */
+const SETTLING: ReadonlySet<Target['kind']> = new Set(['return', 'accept', 'drop', 'redirect', 'tproxy']);
+
 /** Chains whose rules never change a packet and return from it: only settling or returning actions. */
 function pureChains(items: readonly Item[]): Set<Chain> {
   const rulesOf = new Map<Chain, Target[]>();
-  for (const { rule } of items) rulesOf.set(rule.chain, [...(rulesOf.get(rule.chain) ?? []), rule.target]);
+  for (const { rule } of items) {
+    const targets = rulesOf.get(rule.chain) ?? [];
+    rulesOf.set(rule.chain, targets);
+    targets.push(rule.target);
+  }
   const pure = new Set<Chain>(rulesOf.keys());
   for (let changed = true; changed; ) {
     changed = false;
     for (const [chain, targets] of rulesOf) {
       if (!pure.has(chain)) continue;
-      const ok = targets.every((t) => ['return', 'accept', 'drop', 'redirect', 'tproxy'].includes(t.kind) || (t.kind === 'jump' && (pure.has(t.chain) || !rulesOf.has(t.chain))));
+      const ok = targets.every((t) => SETTLING.has(t.kind) || (t.kind === 'jump' && (pure.has(t.chain) || !rulesOf.has(t.chain))));
       if (!ok) {
         pure.delete(chain);
         changed = true;
@@ -607,7 +614,7 @@ function pureChains(items: readonly Item[]): Set<Chain> {
  * either settles the packet or returns it unchanged.
  */
 function settles(target: Target, pure: ReadonlySet<Chain>): boolean {
-  return ['return', 'accept', 'drop', 'redirect', 'tproxy'].includes(target.kind) || (target.kind === 'jump' && pure.has(target.chain));
+  return SETTLING.has(target.kind) || (target.kind === 'jump' && pure.has(target.chain));
 }
 
 /** What a rule says about the packets it can match, for telling two rules apart. */
@@ -706,6 +713,13 @@ function unitBody(table: NftTable, unit: SetUnit): string {
   return [...matchStatements(table, rule.chain, matches), ...targetStatements(rule.target, first.item.family)].join(' ');
 }
 
+/** Where an insert puts its rule (0-based), refusing a position below 1; undefined for an append. */
+function insertIndex(rule: Rule): number | undefined {
+  if (rule.op.kind !== 'insert') return undefined;
+  if (!Number.isInteger(rule.op.position) || rule.op.position < 1) unsafe('position', String(rule.op.position));
+  return rule.op.position - 1;
+}
+
 /** The set-rendered rule lines of one table, in script order (see the comment above). */
 function withSets(table: NftTable, items: readonly Item[]): { chain: Chain; index: number | undefined; body: string }[] {
   // The final order of each chain, as nft builds it from the script (inserts past the end append).
@@ -713,9 +727,8 @@ function withSets(table: NftTable, items: readonly Item[]): { chain: Chain; inde
   for (const item of items) {
     const list = chains.get(item.rule.chain) ?? [];
     chains.set(item.rule.chain, list);
-    const op = item.rule.op;
-    if (op.kind === 'insert' && (!Number.isInteger(op.position) || op.position < 1)) unsafe('position', String(op.position));
-    if (op.kind === 'insert' && op.position - 1 < list.length) list.splice(op.position - 1, 0, item);
+    const index = insertIndex(item.rule);
+    if (index !== undefined && index < list.length) list.splice(index, 0, item);
     else list.push(item);
   }
   const pure = pureChains(items);
@@ -798,8 +811,7 @@ function renderTable(table: NftTable, v4: readonly Rule[], v6: readonly Rule[], 
   const count = new Map<Chain, number>();
   for (const { rule, body } of items) {
     const held = count.get(rule.chain) ?? 0;
-    const index = rule.op.kind === 'insert' ? rule.op.position - 1 : undefined;
-    if (index !== undefined && (!Number.isInteger(index) || index < 0)) unsafe('position', String(rule.op.kind === 'insert' ? rule.op.position : ''));
+    const index = insertIndex(rule);
     const chain = nftChainName(rule.chain);
     lines.push(
       checkLine(
