@@ -1,13 +1,12 @@
 import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Family, FamilyRules, Plan, RouteStep } from '../model/rule.js';
+import type { Family, FamilyRules, Plan } from '../model/rule.js';
 import { renderRestore } from '../render/restore.js';
-import { routeArgs, routeDelArgs } from '../render/ip.js';
 import type { ApplyOptions, ApplyReport, FamilyOutcome } from './apply.js';
 import type { Backend } from './backend.js';
 import { detectBackend } from './detect.js';
 import { restoreCommand } from './early.js';
-import { readRouteState } from './routes.js';
+import { changeRoutes, readRouteState, undoRoutes, type RouteChanges } from './routes.js';
 import type { Runner } from './runner.js';
 import { assess, cleanupPayload, isEmptyTable, parseSave, reconcilePayload, rollbackPayload, tablesOf, type Assessment, type SavedState } from './state.js';
 
@@ -72,18 +71,9 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
   }
 
   const touched: Touched[] = [];
-  const routesAdded: RouteStep[] = [];
-  const routesRemoved: RouteStep[] = [];
+  const routes: RouteChanges = { added: [], removed: [] };
   const rollback = async (cause: ApplyError): Promise<never> => {
-    const problems: string[] = [];
-    for (const step of [...routesAdded].reverse()) {
-      const r = await runner.run(routeDelArgs(step));
-      if (r.exitCode !== 0) problems.push(`${routeDelArgs(step).join(' ')}: ${r.stderr.trim()}`);
-    }
-    for (const step of [...routesRemoved].reverse()) {
-      const r = await runner.run(routeArgs(step));
-      if (r.exitCode !== 0) problems.push(`${routeArgs(step).join(' ')}: ${r.stderr.trim()}`);
-    }
+    const problems = await undoRoutes(runner, routes);
     for (const t of [...touched].reverse()) {
       const bin = backend.restore[t.family];
       const r = await runner.run([bin, `--wait=${o.lockWaitSeconds}`], rollbackPayload(t.before, t.tables));
@@ -113,24 +103,8 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
   }
 
   const routeState = await readRouteState(runner, plan.routes);
-  for (const step of plan.routes) {
-    const present = routeState.has(step);
-    if (o.cleanupOnly) {
-      if (!present) continue;
-      const r = await runner.run(routeDelArgs(step));
-      if (r.exitCode !== 0) await rollback(commandError(`${routeDelArgs(step).join(' ')} failed`, routeDelArgs(step), r));
-      routesRemoved.push(step);
-      log.info(`removed: ${routeDelArgs(step).join(' ')}`);
-      continue;
-    }
-    if (present) continue;
-    const argv = routeArgs(step);
-    const r = await runner.run(argv);
-    if (r.exitCode !== 0) await rollback(commandError(`${argv.join(' ')} failed`, argv, r));
-    routesAdded.push(step);
-    log.info(`added: ${argv.join(' ')}`);
-  }
-  return { backend, evidence: detection.evidence, families: outcomes, routesAdded, routesRemoved };
+  await changeRoutes(runner, log, plan.routes, routeState, o.cleanupOnly, routes, (argv, r) => rollback(commandError(`${argv.join(' ')} failed`, argv, r)));
+  return { backend, evidence: detection.evidence, families: outcomes, routesAdded: routes.added, routesRemoved: routes.removed };
 }
 
 function commandError(what: string, argv: readonly string[], r: { exitCode: number; stderr: string; notFound: boolean }): ApplyError {

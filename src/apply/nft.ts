@@ -2,8 +2,8 @@ import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Plan, RouteStep } from '../model/rule.js';
 import { NFT_TABLES, renderNft } from '../render/nft.js';
-import { routeArgs } from '../render/ip.js';
-import { readRouteState, routeDelArgs } from './routes.js';
+import type { FamilyOutcome } from './apply.js';
+import { changeRoutes, readRouteState, undoRoutes, type RouteChanges } from './routes.js';
 import type { Runner } from './runner.js';
 
 /**
@@ -22,7 +22,7 @@ export interface NftApplyOptions {
 }
 
 export interface NftReport {
-  readonly outcome: 'applied' | 'unchanged' | 'reconciled' | 'cleaned' | 'nothing to clean';
+  readonly outcome: FamilyOutcome;
   readonly routesAdded: readonly RouteStep[];
   readonly routesRemoved: readonly RouteStep[];
 }
@@ -30,7 +30,7 @@ export interface NftReport {
 const OUR_TABLES = Object.values(NFT_TABLES);
 
 /** Our tables in `nft list ruleset` output, each block verbatim, by name. */
-export function ourTables(ruleset: string): Map<string, string> {
+function ourTables(ruleset: string): Map<string, string> {
   const out = new Map<string, string>();
   const lines = ruleset.split('\n');
   for (let i = 0; i < lines.length; i++) {
@@ -49,7 +49,7 @@ export function withoutCounters(text: string): string {
 }
 
 /** An nft script putting our tables back exactly as listed in `before` (absent ones removed). */
-export function restoreScript(before: ReadonlyMap<string, string>, present: Iterable<string>): string {
+function restoreScript(before: ReadonlyMap<string, string>, present: Iterable<string>): string {
   const lines: string[] = [];
   for (const t of present) lines.push(`delete table inet ${t}`);
   for (const block of before.values()) lines.push(block.trimEnd());
@@ -74,18 +74,11 @@ export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftRepor
       throw new ApplyError(`nft -f - (${what}) failed (exit ${r.exitCode}): ${detail}`, ['nft', '-f', '-'], r.stderr);
     }
   };
-  const putBack = async (): Promise<void> => {
-    const now = await listOurs(runner);
-    await load(restoreScript(before, now.keys()), 'rollback');
-  };
+  /** Back to `before`, given which of our tables are there now. */
+  const putBack = (now: Map<string, string>): Promise<void> => load(restoreScript(before, now.keys()), 'rollback');
 
-  const routesAdded: RouteStep[] = [];
-  const routesRemoved: RouteStep[] = [];
+  const routes: RouteChanges = { added: [], removed: [] };
   const routeState = await readRouteState(runner, plan.routes);
-  const undoRoutes = async (): Promise<void> => {
-    for (const step of [...routesAdded].reverse()) await runner.run(routeDelArgs(step));
-    for (const step of [...routesRemoved].reverse()) await runner.run(routeArgs(step));
-  };
 
   let outcome: NftReport['outcome'];
   if (o.cleanupOnly) {
@@ -102,7 +95,7 @@ export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftRepor
     if (before.size === 0) outcome = 'applied';
     else if (same(before, after)) outcome = 'unchanged';
     else if (!o.reconcile) {
-      await putBack();
+      await putBack(after);
       throw new ApplyError(
         `the namespace holds nft tables of ours that differ from this configuration (${[...before.keys()].join(', ')}); they were left as they were. Rerun with --reconcile=true to replace them`,
         [],
@@ -113,20 +106,14 @@ export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftRepor
   log.info(`nftables: ${outcome}`);
 
   try {
-    for (const step of plan.routes) {
-      const present = routeState.has(step);
-      const argv = o.cleanupOnly ? routeDelArgs(step) : routeArgs(step);
-      if (present !== o.cleanupOnly) continue;
-      const r = await runner.run(argv);
-      if (r.exitCode !== 0) throw new ApplyError(`${argv.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, argv, r.stderr);
-      (o.cleanupOnly ? routesRemoved : routesAdded).push(step);
-      log.info(`${o.cleanupOnly ? 'removed' : 'added'}: ${argv.join(' ')}`);
-    }
+    await changeRoutes(runner, log, plan.routes, routeState, o.cleanupOnly, routes, async (argv, r) => {
+      throw new ApplyError(`${argv.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, argv, r.stderr);
+    });
   } catch (err) {
-    await undoRoutes();
-    await putBack();
+    await undoRoutes(runner, routes);
+    await putBack(await listOurs(runner));
     log.info('rolled back: the namespace is as it was before this run');
     throw err;
   }
-  return { outcome, routesAdded, routesRemoved };
+  return { outcome, routesAdded: routes.added, routesRemoved: routes.removed };
 }

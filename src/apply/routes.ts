@@ -1,7 +1,9 @@
+import type { Logger } from '../log.js';
 import type { Family, RouteStep } from '../model/rule.js';
+import { routeArgs, routeDelArgs } from '../render/ip.js';
+import type { Runner, RunResult } from './runner.js';
 
-export { routeDelArgs } from '../render/ip.js';
-import type { Runner } from './runner.js';
+export { routeDelArgs };
 
 /** Which of the plan's routing steps are already in place, read with `ip -j`. */
 export interface RouteState {
@@ -57,4 +59,45 @@ export async function readRouteState(runner: Runner, steps: readonly RouteStep[]
       }
     },
   };
+}
+
+/** The routing steps a run changed, in the order it changed them. */
+export interface RouteChanges {
+  readonly added: RouteStep[];
+  readonly removed: RouteStep[];
+}
+
+/**
+ * Add the steps not in place (cleanup: remove those in place), in plan order, recording and
+ * logging each. A failed command goes to `fail`, which throws.
+ */
+export async function changeRoutes(
+  runner: Runner,
+  log: Logger,
+  steps: readonly RouteStep[],
+  state: RouteState,
+  cleanupOnly: boolean,
+  changes: RouteChanges,
+  fail: (argv: string[], r: RunResult) => Promise<never>,
+): Promise<void> {
+  for (const step of steps) {
+    if (state.has(step) !== cleanupOnly) continue;
+    const argv = cleanupOnly ? routeDelArgs(step) : routeArgs(step);
+    const r = await runner.run(argv);
+    if (r.exitCode !== 0) await fail(argv, r);
+    (cleanupOnly ? changes.removed : changes.added).push(step);
+    log.info(`${cleanupOnly ? 'removed' : 'added'}: ${argv.join(' ')}`);
+  }
+}
+
+/** Undo recorded changes, newest first (added ones, then removed ones); what failed, as `argv: stderr`. */
+export async function undoRoutes(runner: Runner, changes: RouteChanges): Promise<string[]> {
+  const problems: string[] = [];
+  const undo = async (argv: string[]): Promise<void> => {
+    const r = await runner.run(argv);
+    if (r.exitCode !== 0) problems.push(`${argv.join(' ')}: ${r.stderr.trim()}`);
+  };
+  for (const step of [...changes.added].reverse()) await undo(routeDelArgs(step));
+  for (const step of [...changes.removed].reverse()) await undo(routeArgs(step));
+  return problems;
 }
