@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { buildPlan, configFromObject, fixedHost, renderNft, type Cidr, type Plan, type RawOptions } from '../src/index.js';
 import { coverFree } from '../src/render/nft.js';
-import { dryRunJson, ROOT, runCli } from './support/cli.js';
+import { dryRunJson, runCli } from './support/cli.js';
+import { chainLines, loadNftCases } from './support/nft.js';
 
 /**
  * `--nft-sets`: in native nftables mode, rules of one chain that differ only in one destination
@@ -12,12 +12,6 @@ import { dryRunJson, ROOT, runCli } from './support/cli.js';
  */
 const plan = (options: RawOptions): Plan => buildPlan(configFromObject(options, fixedHost({ proxyUid: 1337 })).capture);
 const sets = (options: RawOptions): string => renderNft(plan(options), { sets: true });
-
-/** Rules of one chain, as `add`/`insert` lines without the table prefix, in script order. */
-function chainLines(text: string, table: string, chain: string): string[] {
-  const prefix = new RegExp(`^(add|insert) rule inet istio-proxy-${table} ${chain} `);
-  return text.split('\n').filter((l) => prefix.test(l)).map((l) => l.replace(`inet istio-proxy-${table} `, ''));
-}
 
 /** The rules of every chain once nft has played the script's adds and inserts (`table chain` -> bodies). */
 function finalChains(text: string): Map<string, string[]> {
@@ -75,7 +69,7 @@ describe('flag', () => {
 });
 
 describe('default output unchanged', () => {
-  const data = JSON.parse(readFileSync(`${ROOT}golden/istio-nft/cases.json`, 'utf8')) as { base: string[]; cases: Record<string, string[]> };
+  const { data } = loadNftCases();
 
   it.each(Object.entries(data.cases))('%s: sets: false renders exactly what no option does', async (_name, extra) => {
     const doc = await dryRunJson([...data.base, ...extra]);

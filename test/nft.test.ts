@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { buildPlan, configFromObject, fixedHost, renderNft, type Match, type Plan, type RawOptions, type Rule } from '../src/index.js';
-import { dryRunJson, ROOT, runCli } from './support/cli.js';
+import { dryRunJson, runCli } from './support/cli.js';
+import { chainLines, loadNftCases } from './support/nft.js';
 
 /**
  * The nft renderer: byte-identical to Istio's `--native-nftables` scripts where the plan allows
@@ -9,9 +9,7 @@ import { dryRunJson, ROOT, runCli } from './support/cli.js';
  * order for dual-stack shapes its test data does not cover, and refusal of anything outside the
  * safe alphabet.
  */
-const DIR = `${ROOT}golden/istio-nft`;
-const data = JSON.parse(readFileSync(`${DIR}/cases.json`, 'utf8')) as { base: string[]; cases: Record<string, string[]> };
-const expected = (name: string): string => readFileSync(`${DIR}/expected/${name}.nft`, 'utf8');
+const { data, expected } = loadNftCases();
 
 /**
  * Cases whose script differs from Istio's in spelling only, with the one substitution that makes
@@ -55,12 +53,6 @@ describe('byte-identical to Istio\'s scripts', () => {
     expect(renderNft(p)).toBe(expected('inbound-ports-tproxy'));
   });
 });
-
-/** Rules of one chain, as `add`/`insert` lines without the table prefix. */
-function chainLines(text: string, table: string, chain: string): string[] {
-  const prefix = new RegExp(`^(add|insert) rule inet istio-proxy-${table} ${chain} `);
-  return text.split('\n').filter((l) => prefix.test(l)).map((l) => l.replace(`inet istio-proxy-${table} `, ''));
-}
 
 describe('dual stack beyond Istio\'s test data, in Istio\'s statement order', () => {
   it('TPROXY: per-family pairs side by side, and the passthrough inserts both at index 1', () => {

@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { withoutCounters } from '../../src/apply/nft.js';
 import { dryRunJson, ROOT } from '../support/cli.js';
+import { loadNftCases } from '../support/nft.js';
 import { withNetns } from './netns.js';
 
 /**
@@ -10,31 +11,10 @@ import { withNetns } from './netns.js';
  * (stricter: statement order and implicit dependencies included) the kernel's rule bytecode as
  * `nft --debug=netlink list ruleset` prints it, with handles and anonymous set numbers left out.
  */
-interface CaseData {
-  base: string[];
-  cases: Record<string, string[]>;
-}
-
-/** One folder of nft conformance data: `cases.json` and `expected/<case>.nft`. */
-function loadCases(dir: string) {
-  const data = JSON.parse(readFileSync(`${dir}/cases.json`, 'utf8')) as CaseData;
-  const cases = Object.entries(data.cases).map(([name, flags]) => ({
-    name,
-    args: [...data.base, ...flags],
-    expected: readFileSync(`${dir}/expected/${name}.nft`, 'utf8'),
-  }));
-  return { data, cases };
-}
-
-const { data, cases: given } = loadCases(`${ROOT}golden/istio-nft`);
+const { data, cases: given } = loadNftCases();
 /** The other cases of Istio's nft capture test table (see golden/istio-nft-extra/README.md). */
-const { data: extraData, cases: extra } = loadCases(`${ROOT}golden/istio-nft-extra`);
+const { data: extraData, cases: extra } = loadNftCases(`${ROOT}golden/istio-nft-extra`);
 const cases = [...given, ...extra];
-
-/** `nft list ruleset` as state: counter values zeroed. */
-function normalizeRuleset(text: string): string {
-  return text.replace(/counter packets \d+ bytes \d+/g, 'counter packets 0 bytes 0').trimEnd();
-}
 
 /** `nft --debug=netlink list ruleset` as state: no handles, counters zeroed, anonymous sets unnumbered. */
 function normalizeNetlink(text: string): string {
@@ -64,7 +44,7 @@ async function loadNft(tag: string, script: string): Promise<Loaded> {
     const list = await ns.run('nft', ['list', 'ruleset']);
     const netlink = await ns.run('nft', ['--debug=netlink', 'list', 'ruleset']);
     if (list.exitCode !== 0 || netlink.exitCode !== 0) throw new Error(`nft list ruleset failed: ${list.stderr}${netlink.stderr}`);
-    return { ruleset: normalizeRuleset(list.stdout), netlink: normalizeNetlink(netlink.stdout) };
+    return { ruleset: withoutCounters(list.stdout).trimEnd(), netlink: normalizeNetlink(netlink.stdout) };
   });
 }
 
