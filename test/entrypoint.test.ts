@@ -1,4 +1,4 @@
-import { copyFileSync, mkdtempSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -15,11 +15,19 @@ import { MODES } from './support/modes.js';
  */
 const ENTRYPOINT = join(ROOT, 'dist/entrypoint/istio-iptables');
 
-async function viaNode(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function viaNode(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
-  const code = await main(args, { env: process.env, io: { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) } });
+  const code = await main(args, { env: { ...process.env, ...env }, io: { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) } });
   return { code, stdout, stderr };
+}
+
+/** A copy of the entrypoint in a folder of its own: no full CLI next to it. Its path. */
+function entrypointAlone(): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'iit-alone-')), 'istio-iptables');
+  copyFileSync(ENTRYPOINT, path);
+  chmodSync(path, 0o755);
+  return path;
 }
 
 const viaEntrypoint = (args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
@@ -45,11 +53,11 @@ describe('the entrypoint prints the same dry run as the CLI under Node', () => {
   it('reads the environment as the CLI does (env vars, a flag beating one, Istio\'s precedence among them)', async () => {
     const env = { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY', ISTIO_INBOUND_PORTS: '*', ISTIO_SERVICE_CIDR: '*', ISTIO_META_DNS_CAPTURE: 'true', REDIRECT_DNS: 'false', ENABLE_IPV6: 'false' };
     const args = ['istio-iptables', '-p', '15001', '-m', 'REDIRECT', '--dns-servers', '10.96.0.10', '--dry-run', '--output', 'json'];
-    let stdout = '';
-    expect(await main(args, { env: { ...process.env, ...env }, io: { stdout: (t) => void (stdout += t), stderr: () => {} } })).toBe(0);
+    const node = await viaNode(args, env);
+    expect(node.code).toBe(0);
     const entry = await viaEntrypoint(args, env);
     expect(entry.exitCode, entry.stderr).toBe(0);
-    expect(entry.stdout).toBe(stdout.replace(/\n$/, ''));
+    expect(entry.stdout).toBe(node.stdout.replace(/\n$/, ''));
     const plan = JSON.parse(entry.stdout) as { iptablesRestore: string };
     expect(plan.iptablesRestore).toContain('-j REDIRECT --to-ports 15006');
     expect(plan.iptablesRestore).toContain('--dport 53');
@@ -74,29 +82,26 @@ describe('a large configuration', () => {
     const cidrs = Array.from({ length: 8000 }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.0/24`);
     const env = { ISTIO_SERVICE_CIDR: cidrs.join(',') };
     const args = ['-p', '15001', '-b', Array.from({ length: 1000 }, (_, i) => 1000 + i).join(','), '-x', cidrs.slice(0, 1000).map((c) => c.replace(/^10\./, '11.')).join(','), '--enable-ipv6=false', '--dry-run'];
-    let stdout = '';
-    const code = await main(args, { env: { ...process.env, ...env }, io: { stdout: (t) => void (stdout += t), stderr: () => {} } });
-    expect(code).toBe(0);
+    const node = await viaNode(args, env);
+    expect(node.code).toBe(0);
     const entry = await viaEntrypoint(args, { ...env, ISTIO_IPTABLES_TRACE_RUNTIME: '1' });
     expect(entry.exitCode, entry.stderr).toBe(0);
     expect(entry.stderr).not.toMatch(/program evaluated/); // replaced by the full CLI before that
     expect(entry.stdout.split('\n').length).toBeGreaterThan(10_000);
-    expect(entry.stdout).toBe(stdout.replace(/\n$/, ''));
+    expect(entry.stdout).toBe(node.stdout.replace(/\n$/, ''));
   });
 
   it('without the full CLI, run here (past the runtime arena, into the C allocator): the same dry run', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'iit-alone-'));
-    copyFileSync(ENTRYPOINT, join(dir, 'istio-iptables'));
-    await execa('chmod', ['755', join(dir, 'istio-iptables')]);
+    const alone = entrypointAlone();
     const cidrs = Array.from({ length: 3000 }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.0/24`);
     const env = { ISTIO_SERVICE_CIDR: cidrs.join(','), ISTIO_IPTABLES_TRACE_RUNTIME: '1' };
     const args = ['-p', '15001', '-b', Array.from({ length: 1000 }, (_, i) => 1000 + i).join(','), '--enable-ipv6=false', '--dry-run'];
-    let stdout = '';
-    expect(await main(args, { env: { ...process.env, ...env }, io: { stdout: (t) => void (stdout += t), stderr: () => {} } })).toBe(0);
-    const entry = await execa(join(dir, 'istio-iptables'), args, { reject: false, env: { ...process.env, ...env } });
+    const node = await viaNode(args, env);
+    expect(node.code).toBe(0);
+    const entry = await execa(alone, args, { reject: false, env: { ...process.env, ...env } });
     expect(entry.exitCode, entry.stderr).toBe(0);
     expect(entry.stderr).toMatch(/program evaluated/);
-    expect(entry.stdout).toBe(stdout.replace(/\n$/, ''));
+    expect(entry.stdout).toBe(node.stdout.replace(/\n$/, ''));
   });
 });
 
@@ -129,15 +134,13 @@ describe('what the entrypoint hands to the full CLI', () => {
   });
 
   it('without the full CLI next to it: a clear error naming what is missing, exit 1', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'iit-alone-'));
-    copyFileSync(ENTRYPOINT, join(dir, 'istio-iptables'));
-    await execa('chmod', ['755', join(dir, 'istio-iptables')]);
-    const r = await execa(join(dir, 'istio-iptables'), ['--help'], { reject: false });
+    const alone = entrypointAlone();
+    const r = await execa(alone, ['--help'], { reject: false });
     expect(r.exitCode).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/--help or an unknown argument needs the full CLI, .*istio-iptables-full/);
     // A dry run needs nothing else.
-    expect((await execa(join(dir, 'istio-iptables'), ['-p', '15001', '--dry-run'], { reject: false })).exitCode).toBe(0);
+    expect((await execa(alone, ['-p', '15001', '--dry-run'], { reject: false })).exitCode).toBe(0);
   });
 });
 

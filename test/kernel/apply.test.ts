@@ -4,29 +4,12 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { conformanceCases, ROOT, runCli } from '../support/cli.js';
-import { BACKENDS, loadIstioState, normalizeSave, savedState, withNetns, type Netns } from './netns.js';
+import { BACKENDS, loadIstioState, savedState, snapshot, withNetns, type Netns } from './netns.js';
 
 /**
  * Applying for real: the CLI programs a namespace (--network-namespace), and we read back what
  * the kernel holds. Every namespace is made for one test and removed afterwards.
  */
-
-/** Everything a run can change: both families' tables on both backends, policy routing, lo's addresses. */
-async function snapshot(ns: Netns): Promise<string> {
-  const parts: string[] = [];
-  for (const cmd of ['iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-save', 'ip6tables-legacy-save']) {
-    const r = await ns.run(cmd, []);
-    parts.push(`## ${cmd}\n${normalizeSave(r.stdout)}`);
-  }
-  // inet tables (native nftables mode); the ip/ip6 tables of iptables-nft are covered by iptables-save.
-  const nft = await ns.run('nft', ['list', 'ruleset', 'inet']);
-  parts.push(`## nft list ruleset inet\n${nft.stdout.replace(/counter packets \d+ bytes \d+/g, 'counter')}`);
-  for (const argv of [['-4', 'rule'], ['-6', 'rule'], ['-4', 'route', 'show', 'table', 'all'], ['-6', 'route', 'show', 'table', 'all'], ['addr', 'show', 'dev', 'lo']]) {
-    const r = await ns.run('ip', argv);
-    parts.push(`## ip ${argv.join(' ')}\n${r.stdout.replace(/valid_lft.*$/gm, '')}`);
-  }
-  return parts.join('\n');
-}
 
 async function apply(ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = {}) {
   return runCli([...args, '--network-namespace', ns.name], env);

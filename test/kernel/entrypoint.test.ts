@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { conformanceCases, ROOT, runCli } from '../support/cli.js';
-import { loadIstioState, normalizeSave, savedState, withNetns, type Netns } from './netns.js';
+import { loadIstioState, savedState, snapshot, withNetns, type Netns } from './netns.js';
 
 /**
  * The entrypoint's own machinery in real namespaces: the prelude's early commands are the ones
@@ -17,13 +17,6 @@ const TPROXY_DUAL = [...SIDECAR, '-m', 'TPROXY', '--enable-ipv6=true'];
 
 const inside = (ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
   execa('ip', ['netns', 'exec', ns.name, ENTRYPOINT, ...args], { reject: false, env, timeout: 30_000 });
-
-async function state(ns: Netns): Promise<string> {
-  const v4 = normalizeSave((await ns.run('iptables-save', [])).stdout);
-  const v6 = normalizeSave((await ns.run('ip6tables-save', [])).stdout);
-  const routes = (await ns.run('sh', ['-c', 'ip -4 rule; ip -6 rule; ip -4 route show table all; ip -6 route show table all; ip -6 addr show dev lo'])).stdout;
-  return `${v4}\n${v6}\n${routes}`;
-}
 
 /** Processes still running inside the namespace. */
 async function pids(ns: Netns): Promise<string> {
@@ -41,7 +34,7 @@ describe('the prelude starts the fast path commands early', () => {
         expect(r.exitCode, r.stderr).toBe(0);
         for (const bin of restores) expect(r.stderr).toContain(`${bin} had been started before the program loaded; fed its payload`);
         expect((await runCli([...args, '--network-namespace', ref.name])).code).toBe(0);
-        expect(await state(ns)).toBe(await state(ref));
+        expect(await snapshot(ns)).toBe(await snapshot(ref));
         expect(await pids(ns)).toBe('');
       });
     });
@@ -49,7 +42,7 @@ describe('the prelude starts the fast path commands early', () => {
 
   it('a command started early but not wanted (the value is invalid) exits having changed nothing', async () => {
     await withNetns('unclaimed', async (ns) => {
-      const pristine = await state(ns);
+      const pristine = await snapshot(ns);
       // Well-formed flags, so the prelude starts the restores; -p 0 then fails validation.
       const r = await inside(ns, [...TPROXY_DUAL, '-p', '0'], { ISTIO_IPTABLES_TRACE_RUNTIME: '1' });
       expect(r.exitCode).toBe(1);
@@ -57,19 +50,19 @@ describe('the prelude starts the fast path commands early', () => {
       expect(r.stderr).toMatch(/invalid value "0" for -p\/--envoy-port: expected a port 1-65535/);
       expect(r.stderr).toMatch(/started \(stdin waits\)/);
       expect(r.stderr).toMatch(/stdin closed empty/);
-      expect(await state(ns)).toBe(pristine);
+      expect(await snapshot(ns)).toBe(pristine);
       expect(await pids(ns)).toBe('');
     });
   });
 
   it('no iptables on PATH: a clear error, exit 1, and no undo of what never ran', async () => {
     await withNetns('noipt', async (ns) => {
-      const pristine = await state(ns);
+      const pristine = await snapshot(ns);
       const r = await execa('ip', ['netns', 'exec', ns.name, 'env', 'PATH=/nonexistent', ENTRYPOINT, ...REDIRECT_V4], { reject: false, timeout: 30_000 });
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toMatch(/no iptables found: none of iptables-nft-save, iptables-legacy-save, iptables-save could run \(install iptables\)/);
       expect(r.stderr).not.toMatch(/undoing the first attempt was incomplete/);
-      expect(await state(ns)).toBe(pristine);
+      expect(await snapshot(ns)).toBe(pristine);
     });
   });
 });

@@ -103,3 +103,20 @@ export async function savedState(ns: Netns, c: ConformanceCase): Promise<Partial
   }
   return out;
 }
+
+/** Everything a run can change: both families' tables on both backends, policy routing, lo's addresses. */
+export async function snapshot(ns: Netns): Promise<string> {
+  const parts: string[] = [];
+  for (const cmd of ['iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-save', 'ip6tables-legacy-save']) {
+    const r = await ns.run(cmd, []);
+    parts.push(`## ${cmd}\n${normalizeSave(r.stdout)}`);
+  }
+  // inet tables (native nftables mode); the ip/ip6 tables of iptables-nft are covered by iptables-save.
+  const nft = await ns.run('nft', ['list', 'ruleset', 'inet']);
+  parts.push(`## nft list ruleset inet\n${nft.stdout.replace(/counter packets \d+ bytes \d+/g, 'counter')}`);
+  for (const argv of [['-4', 'rule'], ['-6', 'rule'], ['-4', 'route', 'show', 'table', 'all'], ['-6', 'route', 'show', 'table', 'all'], ['addr', 'show', 'dev', 'lo']]) {
+    const r = await ns.run('ip', argv);
+    parts.push(`## ip ${argv.join(' ')}\n${r.stdout.replace(/valid_lft.*$/gm, '')}`);
+  }
+  return parts.join('\n');
+}
