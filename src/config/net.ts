@@ -123,6 +123,17 @@ export function parseAddress(text: string): ParsedAddress | null {
   return { family: 'ipv6', text: formatIpv6(v6), loopback, parts: v6 };
 }
 
+/** Whether two addresses are of one family and agree on their first `length` bits (one prefix holds both). */
+export function samePrefix(a: ParsedAddress, b: ParsedAddress, length: number): boolean {
+  if (a.family !== b.family) return false;
+  const width = a.family === 'ipv4' ? 8 : 16;
+  for (let i = 0, left = length; left > 0; i++, left -= width) {
+    const shift = width - Math.min(width, left);
+    if ((a.parts[i] ?? 0) >> shift !== (b.parts[i] ?? 0) >> shift) return false;
+  }
+  return true;
+}
+
 export interface ParsedCidr extends Cidr {
   /** True when the address as written is a loopback address (Istio's HasLoopBackIP). */
   readonly loopback: boolean;

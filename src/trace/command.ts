@@ -1,11 +1,9 @@
-import { OPTIONS, OPTION_KEYS } from '../config/options.js';
+import { flagKey } from '../args.js';
+import { OPTIONS } from '../config/options.js';
 import type { Plan } from '../model/rule.js';
 import { parseFlowLines, parseFlowWords, type FlowInput } from './flow.js';
 import { traceFlow } from './trace.js';
-import { TraceError, type Flow, type TraceOptions, type TraceResult } from './types.js';
-
-/** The subcommand word: `istio-iptables trace [config flags] FLOW` or `... trace [config flags] --flows FILE`. */
-export { TRACE_COMMAND } from '../args.js';
+import { TraceError, type Flow, type TraceResult } from './types.js';
 
 export const TRACE_USAGE = `Usage: istio-iptables trace [flags] DIRECTION PROTOCOL SRC[:PORT] -> DST:PORT [key=value...]
        istio-iptables trace [flags] --flows FILE|-
@@ -53,13 +51,6 @@ type TraceFlag = (typeof TRACE_FLAGS)[number];
  * anything else starting with "-" (but "->") goes to the configuration parser, which reports it.
  */
 export function splitTraceArgs(args: readonly string[]): TraceArgs {
-  const takesValue = new Set<string>();
-  for (const key of OPTION_KEYS) {
-    const spec = OPTIONS[key];
-    if (spec.kind === 'boolean') continue;
-    takesValue.add(`--${spec.long}`);
-    if ('short' in spec) takesValue.add(`-${spec.short}`);
-  }
   const configArgs: string[] = [];
   const words: string[] = [];
   const own: Partial<Record<TraceFlag, string>> = {};
@@ -76,7 +67,7 @@ export function splitTraceArgs(args: readonly string[]): TraceArgs {
       }
       if (value === undefined) throw new TraceError(`flag needs an argument: ${name}`);
       own[name as TraceFlag] = value;
-    } else if (takesValue.has(arg)) {
+    } else if (takesValue(arg)) {
       configArgs.push(arg);
       if (i + 1 < args.length) configArgs.push(args[++i] ?? '');
     } else if (arg.startsWith('-') && arg !== '->') {
@@ -96,8 +87,14 @@ export function splitTraceArgs(args: readonly string[]): TraceArgs {
   };
 }
 
+/** Whether a configuration flag (`--long` or `-s`, without a value) takes the next argument. */
+function takesValue(arg: string): boolean {
+  const key = flagKey(arg);
+  return key !== undefined && OPTIONS[key].kind !== 'boolean';
+}
+
 /** The result as one JSON line: {"verdict","toPort","path"}. */
-export function traceJsonLine(result: TraceResult): string {
+function traceJsonLine(result: TraceResult): string {
   return `${JSON.stringify({ verdict: result.verdict, toPort: result.toPort, path: result.path })}\n`;
 }
 
@@ -114,7 +111,7 @@ function describeFlow(f: Flow): string {
 }
 
 /** The readable form: the flow, one line per rule met, the verdict. */
-export function formatTrace(flow: Flow, result: TraceResult, familyDisabled: boolean): string {
+function formatTrace(flow: Flow, result: TraceResult, familyDisabled: boolean): string {
   const lines = [`flow: ${describeFlow(flow)}`];
   if (familyDisabled) lines.push('  (IPv6 is disabled in this plan: no rule applies)');
   else if (result.path.length === 0) lines.push('  (no rule matched)');
@@ -148,9 +145,8 @@ export function formatTrace(flow: Flow, result: TraceResult, familyDisabled: boo
   return `${lines.join('\n')}\n`;
 }
 
-function traceOne(plan: Plan, input: FlowInput, local: readonly string[], opts: Pick<TraceOptions, 'resolveOwner'>): TraceResult {
+function traceOne(plan: Plan, input: FlowInput, local: readonly string[]): TraceResult {
   return traceFlow(plan, input.flow, {
-    ...opts,
     localAddresses: local,
     ...(input.groups === undefined ? {} : { groups: input.groups }),
   });
@@ -160,20 +156,14 @@ function traceOne(plan: Plan, input: FlowInput, local: readonly string[], opts: 
  * Run the trace subcommand on a built plan. `flowsText` is the --flows input when given. Returns
  * what to print; throws TraceError naming the problem (nothing is printed then).
  */
-export function runTraceCommand(
-  plan: Plan,
-  args: TraceArgs,
-  flowsText: string | undefined,
-  output: 'text' | 'json',
-  opts: Pick<TraceOptions, 'resolveOwner'> = {},
-): string {
+export function runTraceCommand(plan: Plan, args: TraceArgs, flowsText: string | undefined, output: 'text' | 'json'): string {
   if (args.flowsFile !== undefined) {
     if (args.words.length > 0) throw new TraceError(`give either a flow or --flows, not both (got ${JSON.stringify(args.words.join(' '))})`);
     if (args.inInterface !== undefined || args.outInterface !== undefined) throw new TraceError('--in/--out go with a flow on the command line; in --flows use inInterface/outInterface');
     const inputs = parseFlowLines(flowsText ?? '');
     return inputs.map((input, i) => {
       try {
-        return traceJsonLine(traceOne(plan, input, args.localAddresses, opts));
+        return traceJsonLine(traceOne(plan, input, args.localAddresses));
       } catch (e) {
         throw new TraceError(`--flows flow ${i + 1}: ${e instanceof Error ? e.message : String(e)}`);
       }
@@ -184,7 +174,7 @@ export function runTraceCommand(
     ...(args.inInterface === undefined ? {} : { inInterface: args.inInterface }),
     ...(args.outInterface === undefined ? {} : { outInterface: args.outInterface }),
   });
-  const result = traceOne(plan, input, args.localAddresses, opts);
+  const result = traceOne(plan, input, args.localAddresses);
   if (output === 'json') return traceJsonLine(result);
   return formatTrace(input.flow, result, input.flow.src.includes(':') && plan.ipv6 === null);
 }

@@ -1,4 +1,4 @@
-import { parseAddress } from '../config/net.js';
+import { parseAddress, type ParsedAddress } from '../config/net.js';
 import { isInterfaceName } from '../config/values.js';
 import { TraceError, type Flow, type FlowState } from './types.js';
 
@@ -9,7 +9,7 @@ export interface FlowInput {
 }
 
 /** The source port the human form uses when none is written: an ephemeral one. */
-export const DEFAULT_SPORT = 40000;
+const DEFAULT_SPORT = 40000;
 
 const FIELDS = ['direction', 'protocol', 'src', 'sport', 'dst', 'dport', 'uid', 'gid', 'inInterface', 'outInterface', 'mark', 'state', 'groups'] as const;
 const MAX_ID = 4294967294;
@@ -31,12 +31,17 @@ function integer(obj: Record<string, unknown>, key: string, min: number, max: nu
   return v;
 }
 
-function address(obj: Record<string, unknown>, key: 'src' | 'dst'): string {
+/** An address of a flow, or a TraceError naming it as `what`. */
+export function parseFlowAddress(text: string, what: string): ParsedAddress {
+  const a = parseAddress(text);
+  if (a === null) throw new TraceError(`${what} ${q(text)} is not an IPv4 or IPv6 address`);
+  return a;
+}
+
+function address(obj: Record<string, unknown>, key: 'src' | 'dst'): ParsedAddress {
   const v = obj[key];
   if (typeof v !== 'string') throw new TraceError(`${key} is missing (an IPv4 or IPv6 address)`);
-  const a = parseAddress(v);
-  if (a === null) throw new TraceError(`${key} ${q(v)} is not an IPv4 or IPv6 address`);
-  return a.text;
+  return parseFlowAddress(v, key);
 }
 
 function iface(obj: Record<string, unknown>, key: 'inInterface' | 'outInterface'): string | undefined {
@@ -59,7 +64,7 @@ export function validateFlow(value: unknown): FlowInput {
   if (protocol !== 'tcp' && protocol !== 'udp') throw new TraceError(`protocol ${q(protocol)} is not tcp or udp`);
   const src = address(obj, 'src');
   const dst = address(obj, 'dst');
-  if (parseAddress(src)?.family !== parseAddress(dst)?.family) throw new TraceError(`src ${src} and dst ${dst} are not of the same family`);
+  if (src.family !== dst.family) throw new TraceError(`src ${src.text} and dst ${dst.text} are not of the same family`);
   const sport = integer(obj, 'sport', 1, 65535, 'a port (1-65535)');
   const dport = integer(obj, 'dport', 1, 65535, 'a port (1-65535)');
   if (sport === undefined) throw new TraceError('sport is missing (a port, 1-65535)');
@@ -94,9 +99,9 @@ export function validateFlow(value: unknown): FlowInput {
   const flow: Flow = {
     direction,
     protocol,
-    src,
+    src: src.text,
     sport,
-    dst,
+    dst: dst.text,
     dport,
     ...(uid === undefined ? {} : { uid }),
     ...(gid === undefined ? {} : { gid }),

@@ -1,6 +1,7 @@
-import { parseAddress, type ParsedAddress } from '../config/net.js';
+import { parseAddress, samePrefix, type ParsedAddress } from '../config/net.js';
 import type { Cidr, Family, FamilyRules, Match, OwnerId, Plan, Rule, Table } from '../model/rule.js';
 import { renderRule } from '../render/restore.js';
+import { parseFlowAddress } from './flow.js';
 import { TraceError, type Flow, type FlowState, type Hook, type TraceAction, type TraceOptions, type TraceResult, type TraceStep, type Verdict } from './types.js';
 
 /**
@@ -49,19 +50,30 @@ function chainKey(table: string, chain: string): string {
   return `${table}/${chain}`;
 }
 
-/** Whether an address lies in a prefix (same family, first prefixLength bits equal). */
-export function inCidr(addr: ParsedAddress, cidr: Cidr): boolean {
-  if (addr.family !== cidr.family) return false;
-  const net = parseAddress(cidr.address);
-  if (net === null || net.family !== addr.family) return false;
-  const width = addr.family === 'ipv4' ? 8 : 16;
-  let left = cidr.prefixLength;
-  for (let i = 0; left > 0; i++, left -= width) {
-    const bits = Math.min(width, left);
-    const shift = width - bits;
-    if ((addr.parts[i] ?? 0) >> shift !== (net.parts[i] ?? 0) >> shift) return false;
+/** Each chain's final order per family's rules: the same for every packet traced through them. */
+const chainsOf = new WeakMap<FamilyRules, Map<string, Rule[]>>();
+
+function cachedChains(rules: FamilyRules): Map<string, Rule[]> {
+  let chains = chainsOf.get(rules);
+  if (chains === undefined) {
+    chains = finalChains(rules.rules);
+    chainsOf.set(rules, chains);
   }
-  return true;
+  return chains;
+}
+
+/** Each rule's prefix address, parsed once. */
+const cidrAddresses = new WeakMap<Cidr, ParsedAddress | null>();
+
+/** Whether an address lies in a prefix (same family, first prefixLength bits equal). */
+function inCidr(addr: ParsedAddress, cidr: Cidr): boolean {
+  if (addr.family !== cidr.family) return false;
+  let net = cidrAddresses.get(cidr);
+  if (net === undefined) {
+    net = parseAddress(cidr.address);
+    cidrAddresses.set(cidr, net);
+  }
+  return net !== null && samePrefix(addr, net, cidr.prefixLength);
 }
 
 /** iptables interface match: exact, or a prefix when the name ends with "+". */
@@ -114,8 +126,8 @@ interface Walk {
   readonly natOpen: { dst: boolean; src: boolean };
   /** The established connection's NAT, re-applied where its first packet got it. */
   readonly established: Connection | null;
+  /** Set by REDIRECT: its port is the redirect verdict's. */
   dnat: Connection['dnat'];
-  redirectPort: number | null;
   tproxyPort: number | null;
 }
 
@@ -200,7 +212,6 @@ function walkChain(w: Walk, p: Packet, hook: Hook, table: Table, chain: string, 
         if (to !== null) p.dst = to;
         p.dport = t.toPort;
         w.dnat = { hook, dst: p.dst, dport: p.dport };
-        w.redirectPort = t.toPort;
         return 'accept';
       }
       case 'tproxy':
@@ -263,52 +274,56 @@ function runHook(w: Walk, p: Packet, hook: Hook): boolean {
 }
 
 function isLocal(local: readonly ParsedAddress[], a: ParsedAddress): boolean {
-  if (a.family === 'ipv4' ? a.parts[0] === 127 : a.loopback) return true;
+  if (a.loopback) return true;
   return local.some((l) => l.family === a.family && l.text === a.text);
 }
 
-function parseFlowAddress(text: string, what: string): ParsedAddress {
-  const a = parseAddress(text);
-  if (a === null) throw new TraceError(`${what} ${JSON.stringify(text)} is not an IPv4 or IPv6 address`);
-  return a;
+/** What every packet of a flow shares: its addresses, and the plan's rules and routes for its family. */
+interface FlowSetup {
+  readonly src: ParsedAddress;
+  readonly dst: ParsedAddress;
+  readonly chains: Map<string, Rule[]>;
+  readonly local: readonly ParsedAddress[];
+  /** Marks the plan's fwmark rules send to the local table (none when the family is disabled). */
+  readonly fwmarks: readonly number[];
 }
 
-function familyRules(plan: Plan, family: Family): FamilyRules | null {
-  return family === 'ipv4' ? plan.ipv4 : plan.ipv6;
-}
-
-/** Walk one packet; `connection` is set for a later packet of an established connection. */
-function walkPacket(plan: Plan, flow: Flow, opts: TraceOptions, connection: Connection | null): { result: TraceResult; connection: Connection } {
+function flowSetup(plan: Plan, flow: Flow, opts: TraceOptions): FlowSetup {
   const src = parseFlowAddress(flow.src, 'source address');
   const dst = parseFlowAddress(flow.dst, 'destination address');
   if (src.family !== dst.family) throw new TraceError(`source ${src.text} and destination ${dst.text} are of different families`);
   const family = src.family;
-  const rules = familyRules(plan, family);
+  const rules = family === 'ipv4' ? plan.ipv4 : plan.ipv6;
   const local = (opts.localAddresses ?? []).map((t) => parseFlowAddress(t, 'local address'));
   // Addresses the plan's routing puts on lo (::6) are local as well.
   for (const r of plan.routes) if (r.kind === 'loopbackAddress' && r.family === family) local.push(parseFlowAddress(r.cidr.address, 'local address'));
-  const fwmarks = plan.routes.filter((r) => r.kind === 'fwmarkRule' && r.family === family).map((r) => (r.kind === 'fwmarkRule' ? r.mark : 0));
+  const fwmarks = rules === null ? [] : plan.routes.flatMap((r) => (r.kind === 'fwmarkRule' && r.family === family ? [r.mark] : []));
+  // IPv6 disabled: no rule of ours applies.
+  return { src, dst, chains: rules === null ? new Map() : cachedChains(rules), local, fwmarks };
+}
+
+/** Walk one packet; `connection` is set for a later packet of an established connection. */
+function walkPacket(setup: FlowSetup, flow: Flow, opts: TraceOptions, connection: Connection | null): { result: TraceResult; connection: Connection } {
+  const { local, fwmarks } = setup;
   const state = flow.state ?? 'NEW';
   const w: Walk = {
-    // IPv6 disabled: no rule of ours applies.
-    chains: finalChains(rules?.rules ?? []),
+    chains: setup.chains,
     opts,
     local,
     // A local destination, or a mark the TPROXY fwmark rule sends to the local table: lo.
-    route: (pk) => (isLocal(local, pk.dst) || (rules !== null && fwmarks.includes(pk.mark)) ? 'lo' : (flow.outInterface ?? DEFAULT_INTERFACE)),
+    route: (pk) => (isLocal(local, pk.dst) || fwmarks.includes(pk.mark) ? 'lo' : (flow.outInterface ?? DEFAULT_INTERFACE)),
     path: [],
     natOpen: { dst: state === 'NEW', src: state === 'NEW' },
     established: connection,
     dnat: null,
-    redirectPort: null,
     tproxyPort: null,
   };
   const p: Packet = {
-    family,
+    family: setup.src.family,
     protocol: flow.protocol,
-    src,
+    src: setup.src,
     sport: flow.sport,
-    dst,
+    dst: setup.dst,
     dport: flow.dport,
     inIf: '',
     outIf: '',
@@ -345,7 +360,7 @@ function walkPacket(plan: Plan, flow: Flow, opts: TraceOptions, connection: Conn
   else if (connection !== null) [verdict, toPort] = [connection.verdict, connection.toPort];
   // TPROXY assigns the socket; a REDIRECT elsewhere on the path cannot take it away.
   else if (w.tproxyPort !== null) [verdict, toPort] = ['tproxy', w.tproxyPort];
-  else if (w.redirectPort !== null) [verdict, toPort] = ['redirect', w.redirectPort];
+  else if (w.dnat !== null) [verdict, toPort] = ['redirect', w.dnat.dport];
   else [verdict, toPort] = ['pass', null];
   return {
     result: { verdict, toPort, path: w.path },
@@ -362,9 +377,10 @@ export function traceFlow(plan: Plan, flow: Flow, opts: TraceOptions = {}): Trac
   for (const [name, port] of [['source port', flow.sport], ['destination port', flow.dport]] as const) {
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TraceError(`${name} ${port} is not a port (1-65535)`);
   }
+  const setup = flowSetup(plan, flow, opts);
   if (flow.state === 'ESTABLISHED') {
-    const first = walkPacket(plan, { ...flow, state: 'NEW' }, opts, null);
-    return walkPacket(plan, flow, opts, first.connection).result;
+    const first = walkPacket(setup, { ...flow, state: 'NEW' }, opts, null);
+    return walkPacket(setup, flow, opts, first.connection).result;
   }
-  return walkPacket(plan, flow, opts, null).result;
+  return walkPacket(setup, flow, opts, null).result;
 }
