@@ -6,9 +6,10 @@ import { configFromArgs } from '../../src/config/from.js';
 import { parseAddress } from '../../src/config/net.js';
 import { fixedHost } from '../../src/config/host.js';
 import type { Plan } from '../../src/model/rule.js';
-import { traceFlow, type Flow, type TraceResult } from '../../src/trace/index.js';
+import { traceFlow, type Flow } from '../../src/trace/index.js';
 import { conformanceCases, dryRunJson, type ConformanceCase } from '../support/cli.js';
 import { ADDRS, AGENT, APP_GID, APP_UID, PROXY_GID, PROXY_UID, withPod, type ConnectSpec, type ListenerSpec, type Pod, type Reply } from './traffic/pod.js';
+import { PROXY_LISTENERS, proxyListeners, verdictText } from './traffic/trace-helpers.js';
 
 /**
  * The trace against the kernel for every conformance case (golden/istio and golden/istio-extra):
@@ -64,8 +65,6 @@ const DNS_SERVER = { v4: '127.0.0.53', v6: '::127.0.0.53' } as const;
 const POD_APP_PORTS = [8080, 32000, 31000, 4000, 5000, 15090, 6000];
 const PEER_TCP_PORTS = [80, 8443, 32000, 31000, 53];
 const PEER_UDP_PORTS = [53, 5353];
-/** Listeners that stand for the proxy, by name: the port they listen on. */
-const PROXY_LISTENERS: Readonly<Record<string, number>> = { inbound: 15006, outbound: 15001, 'agent-dns': 15053, 'agent-dns-tcp': 15053 };
 
 /** Short: nothing here crosses more than a veth, and every destination port has a listener. */
 const FLOW_TIMEOUT_S = 0.5;
@@ -114,7 +113,8 @@ function sameAddress(a: string | null | undefined, b: string): boolean {
   if (a === null || a === undefined) return false;
   const x = parseAddress(a);
   const y = parseAddress(b);
-  return x !== null && y !== null && x.family === y.family && x.parts.every((v, i) => v === y.parts[i]);
+  // parseAddress prints canonical text: one text per address.
+  return x !== null && y !== null && x.text === y.text;
 }
 
 function isV6(a: string): boolean {
@@ -160,12 +160,11 @@ function flowOf(p: Probe): Flow {
   };
 }
 
-/** What the kernel did, in the trace's terms, from who answered. */
-function observed(p: Probe, r: Reply): string {
+/** What the kernel did, in the trace's terms, from who answered; `flow` is flowOf(p). */
+function observed(p: Probe, flow: Flow, r: Reply): string {
   if (r.error !== undefined || r.who === undefined) return `error: ${r.error ?? 'no answer'}`;
   const notes: string[] = [];
   // The traced source must be the one the kernel used.
-  const flow = flowOf(p);
   if (flow.direction === 'outbound' && r.clientLocal !== undefined && !sameAddress(r.clientLocal[0], flow.src)) notes.push(` (client bound ${r.clientLocal[0]}, traced ${flow.src})`);
   const proxyPort = PROXY_LISTENERS[r.who];
   if (proxyPort === undefined) {
@@ -187,10 +186,6 @@ function observed(p: Probe, r: Reply): string {
   }
   if (r.localPort !== p.send.port) notes.push(` (tproxy at port ${r.localPort})`);
   return `tproxy ${proxyPort}${notes.join('')}`;
-}
-
-function traced(t: TraceResult): string {
-  return `${t.verdict} ${t.toPort ?? ''}`.trim();
 }
 
 /**
@@ -304,9 +299,7 @@ async function startListeners(pod: Pod, cfg: CaptureConfig, proxy: Sender): Prom
   // Envoy under TPROXY runs as 0:1337 (Istio's injection), as trace-kernel.test.ts does.
   const listenerIds = cfg.mode === 'TPROXY' ? { uid: 0, gid: proxy.gid } : proxy;
   const specs: ListenerSpec[] = [
-    { ns: 'pod', kind: cfg.mode === 'REDIRECT' ? 'redirect' : 'tproxy', port: 15006, name: 'inbound', ...listenerIds },
-    { ns: 'pod', kind: 'redirect', port: 15001, name: 'outbound', ...listenerIds },
-    { ns: 'pod', kind: 'plain', port: 15008, name: 'tunnel', ...listenerIds },
+    ...proxyListeners(cfg.mode, listenerIds),
     // The DNS agent runs as the proxy's identity: the raw table's conntrack zones key on it.
     { ns: 'pod', kind: 'udp', port: 15053, name: 'agent-dns', ...proxy },
     { ns: 'pod', kind: 'plain', port: 15053, name: 'agent-dns-tcp', ...proxy },
@@ -456,8 +449,8 @@ describe('trace agrees with the kernel on every conformance case', () => {
       const replies = await runProbes(pod, probes);
       const rows: Row[] = probes.map((p, i) => {
         const flow = flowOf(p);
-        const trace = traced(traceFlow(plan, flow, { localAddresses: LOCAL, resolveOwner }));
-        const kernel = observed(p, replies[i] ?? { error: 'no reply' });
+        const trace = verdictText(traceFlow(plan, flow, { localAddresses: LOCAL, resolveOwner }));
+        const kernel = observed(p, flow, replies[i] ?? { error: 'no reply' });
         return {
           name: `${p.name} (${flow.direction} ${flow.protocol} ${flow.src} -> ${flow.dst}:${flow.dport}${flow.uid === undefined ? '' : ` ${flow.uid}:${flow.gid}`})`,
           trace,
@@ -472,7 +465,7 @@ describe('trace agrees with the kernel on every conformance case', () => {
         const p = probes[i];
         if (p === undefined) continue;
         const r = p.udp ? await pod.udp({ ...p.send, timeout: FLOW_TIMEOUT_S }) : await pod.connect({ ...p.send, timeout: FLOW_TIMEOUT_S });
-        expect(observed(p, r), `${name}: ${p.name} through the harness's own client`).toBe(rows[i]?.kernel);
+        expect(observed(p, flowOf(p), r), `${name}: ${p.name} through the harness's own client`).toBe(rows[i]?.kernel);
       }
 
       tally.push({ name, flows: rows.length, agree: rows.filter((r) => r.agree).length });

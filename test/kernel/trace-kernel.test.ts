@@ -7,6 +7,7 @@ import type { Plan } from '../../src/model/rule.js';
 import { traceFlow, type Flow, type TraceResult } from '../../src/trace/index.js';
 import { dryRunJson } from '../support/cli.js';
 import { ADDRS, APP_GID, APP_UID, PROXY_GID, PROXY_UID, withPod, type Backend, type ConnectSpec, type Pod, type Reply } from './traffic/pod.js';
+import { PROXY_LISTENERS, proxyListeners, verdictText } from './traffic/trace-helpers.js';
 
 /**
  * The trace against the kernel: a realistic sidecar's dry-run payloads are loaded into a pod
@@ -25,8 +26,6 @@ const EXTRA = ['-x', `${ADDRS.peer.v4}/32`, '-o', '8443', '-c', 'eth1', '--redir
 const LOCAL = [ADDRS.pod.v4, ADDRS.pod.v6, ADDRS.pod2.v4, ADDRS.pod2.v6];
 const LOOPBACK = { v4: '127.0.0.1', v6: '::1' } as const;
 const PASSTHROUGH = { v4: '127.0.0.6', v6: '::6' } as const;
-/** Listeners that stand for the proxy, by name: the port they listen on. */
-const PROXY_LISTENERS: Readonly<Record<string, number>> = { inbound: 15006, outbound: 15001, 'agent-dns': 15053 };
 
 const app = { uid: APP_UID, gid: APP_GID } as const;
 /** Envoy's identity: 1337:1337 under REDIRECT; as Istio's injection runs it under TPROXY, 0:1337. */
@@ -84,9 +83,7 @@ function observed(c: Case, r: Reply): { verdict: TraceResult['verdict']; toPort:
 
 async function startListeners(pod: Pod, mode: Mode, extra: boolean): Promise<void> {
   const proxy = proxyOf(mode);
-  await pod.startListener({ ns: 'pod', kind: mode === 'REDIRECT' ? 'redirect' : 'tproxy', port: 15006, name: 'inbound', ...proxy });
-  await pod.startListener({ ns: 'pod', kind: 'redirect', port: 15001, name: 'outbound', ...proxy });
-  await pod.startListener({ ns: 'pod', kind: 'plain', port: 15008, name: 'tunnel', ...proxy });
+  for (const spec of proxyListeners(mode, proxy)) await pod.startListener(spec);
   await pod.startListener({ ns: 'pod', kind: 'plain', port: 15090, name: 'stats', ...proxy });
   await pod.startListener({ ns: 'pod', kind: 'plain', port: 8080, name: 'app', ...app });
   await pod.startListener({ ns: 'peer', kind: 'plain', port: 80, name: 'peer-80' });
@@ -144,7 +141,7 @@ async function check(pod: Pod, plan: Plan, cases: readonly Case[]): Promise<{ na
     const reply = c.udp === true ? await pod.udp(c.send) : await pod.connect(c.send);
     const k = observed(c, reply);
     const name = `${c.name} (${flow.direction} ${flow.protocol} ${flow.src} -> ${flow.dst}:${flow.dport})`;
-    rows.push({ name, trace: `${t.verdict} ${t.toPort ?? ''}`.trim(), kernel: 'error' in k ? `error: ${k.error}` : `${k.verdict} ${k.toPort ?? ''}`.trim() });
+    rows.push({ name, trace: verdictText(t), kernel: 'error' in k ? `error: ${k.error}` : verdictText(k) });
   }
   return rows;
 }
