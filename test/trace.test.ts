@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from './support/cli.js';
 import { main } from '../src/cli.js';
+import { TRACE_COMMAND, withoutProgram } from '../src/args.js';
 import { configFromArgs } from '../src/config/from.js';
 import { fixedHost } from '../src/config/host.js';
 import { buildPlan } from '../src/build/plan.js';
@@ -270,18 +272,10 @@ describe('exclusions and options', () => {
 const tmp = mkdtempSync(join(tmpdir(), 'iit-trace-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
+/** The CLI in-process on the trace subcommand (runCli refuses anything that could apply). */
 async function cli(args: readonly string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  // trace never applies: this helper refuses anything but the trace subcommand.
-  if (args[0] !== 'trace' && !(args[0] === 'istio-iptables' && args[1] === 'trace')) throw new Error('not a trace command');
-  let stdout = '';
-  let stderr = '';
-  const code = await main(args, {
-    env: {},
-    host: fixedHost(),
-    io: { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) },
-    ...(stdin === undefined ? {} : { stdin: () => Promise.resolve(stdin) }),
-  });
-  return { code, stdout, stderr };
+  if (withoutProgram(args)[0] !== TRACE_COMMAND) throw new Error('not a trace command');
+  return runCli(args, {}, fixedHost(), stdin);
 }
 
 describe('trace CLI', () => {

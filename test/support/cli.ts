@@ -1,6 +1,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli.js';
+import { TRACE_COMMAND, withoutProgram } from '../../src/args.js';
 import { fixedHost, type HostFacts } from '../../src/config/host.js';
 import type { DryRunJson } from '../../src/render/dryrun.js';
 
@@ -11,9 +12,9 @@ export interface CliResult {
 }
 
 /** Run the CLI in-process with a fixed host (no detection), capturing its output. */
-export async function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}, host: HostFacts = fixedHost()): Promise<CliResult> {
+export async function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}, host: HostFacts = fixedHost(), stdin?: string): Promise<CliResult> {
   // Safety net: a test must never program the machine it runs on. Real runs need a namespace.
-  const dry = args.some((a) => a === '-n' || a === '--dry-run' || a === '--dry-run=true' || a === '--help') || args[0] === 'trace';
+  const dry = args.some((a) => a === '-n' || a === '--dry-run' || a === '--dry-run=true' || a === '--help') || withoutProgram(args)[0] === TRACE_COMMAND;
   const targeted = args.some((a) => a === '--network-namespace' || a.startsWith('--network-namespace='));
   if (!dry && !targeted) throw new Error(`test would apply rules to the host: add --dry-run or --network-namespace (${args.join(' ')})`);
   let stdout = '';
@@ -22,6 +23,7 @@ export async function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {
     env,
     host,
     io: { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) },
+    ...(stdin === undefined ? {} : { stdin: () => Promise.resolve(stdin) }),
   });
   return { code, stdout, stderr };
 }
