@@ -155,37 +155,14 @@ async function runDiff(args: readonly string[], options: MainOptions, io: Io, en
     throw new ConfigError({ kind: 'flag', long: 'native-nftables' }, 'true', 'false: diff compares iptables rules (for nftables, compare `nft list ruleset` with the dry run)');
   }
   checkNamespace(config.run.networkNamespace);
-  const [{ detectBackend }, { processRunner }, { assess, parseSave }, { readRouteState }, { routeArgs }] = await Promise.all([
-    import('./apply/detect.js'),
+  const [{ diffPlan }, { processRunner }, { renderDiff }] = await Promise.all([
+    import('./apply/diff.js'),
     import('./apply/runner.js'),
-    import('./apply/state.js'),
-    import('./apply/routes.js'),
-    import('./render/ip.js'),
+    import('./render/diff.js'),
   ]);
-  const runner = processRunner({ namespace: config.run.networkNamespace, env });
-  const detection = await detectBackend(runner, config.run.forceIptablesBinary);
-  const owners = ownerResolver();
-  let inSync = true;
-  for (const family of plan.ipv6 === null ? [plan.ipv4] : [plan.ipv4, plan.ipv6]) {
-    const state =
-      family.family === 'ipv4' ? detection.ipv4State : parseSave((await runner.run([detection.backend.save.ipv6])).stdout);
-    const a = assess(state, family, owners);
-    if (a.status === 'exact') {
-      io.stdout(`${family.family}: in sync with the plan (${detection.backend.name} backend)\n`);
-      continue;
-    }
-    inSync = false;
-    io.stdout(`${family.family}: ${a.status === 'absent' ? 'not applied' : 'drift'} (${detection.backend.name} backend)\n`);
-    const mark = { missing: '-', unexpected: '+', order: '~' } as const;
-    for (const d of a.ruleDiff) io.stdout(`  ${mark[d.kind]} ${d.table} ${d.chain}: ${d.rule}\n`);
-  }
-  const routes = await readRouteState(runner, plan.routes);
-  for (const step of plan.routes) {
-    if (routes.has(step)) continue;
-    inSync = false;
-    io.stdout(`routing: - ${routeArgs(step).join(' ')}\n`);
-  }
-  return inSync ? 0 : 1;
+  const report = await diffPlan(plan, processRunner({ namespace: config.run.networkNamespace, env }), config.run.forceIptablesBinary, ownerResolver());
+  io.stdout(renderDiff(report));
+  return report.inSync ? 0 : 1;
 }
 
 /**

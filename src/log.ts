@@ -2,6 +2,7 @@ import type { LogLevel } from './config/values.js';
 
 const ORDER: Readonly<Record<LogLevel, number>> = { none: 0, fatal: 1, error: 2, warn: 3, info: 4, debug: 5 };
 
+/** Receives log messages by level (Istio's levels); `console` fits. */
 export interface Logger {
   error(msg: string): void;
   warn(msg: string): void;

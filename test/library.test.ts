@@ -33,9 +33,9 @@ describe('library', () => {
   });
 
   it('has no side effects on import and resolves through the package exports map', async () => {
-    const r = await execa('node', ['--input-type=module', '-e', "const m = await import('istio-iptables-ts'); console.log(typeof m.buildPlan, typeof m.main)"], { cwd: ROOT, reject: false });
+    const r = await execa('node', ['--input-type=module', '-e', "const m = await import('istio-iptables-ts'); console.log(typeof m.buildPlan, typeof m.apply, 'main' in m, 'createParser' in m)"], { cwd: ROOT, reject: false });
     expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('function function');
+    expect(r.stdout).toBe('function function false false');
   });
 });
 

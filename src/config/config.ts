@@ -56,6 +56,7 @@ export interface RunConfig {
   readonly logLevel: LogLevel;
 }
 
+/** A validated configuration: what to capture (the plan's input) and how to run. */
 export interface Config {
   readonly capture: CaptureConfig;
   readonly run: RunConfig;

@@ -6,8 +6,10 @@
  * proxy uid is looked up, IPv6 is detected).
  */
 
+/** Whether a flag takes a value (`string`) or is a switch (`boolean`). */
 export type OptionKind = 'string' | 'boolean';
 
+/** One flag of the option table. */
 export interface OptionSpec {
   /** Long flag name, as Istio spells it. */
   readonly long: string;
@@ -22,7 +24,10 @@ export interface OptionSpec {
   readonly default?: string | boolean;
 }
 
-/*
+/**
+ * The option table, keyed by option (the keys of {@link RawOptions}): each flag's long and short
+ * name, kind, environment variables and Istio's default.
+ *
  * Written out in full, environment names included (a table built by calls cost the entrypoint's
  * interpreter ~0.15 ms at every start-up, before it can start the restore). Istio's rule for the
  * names (the long name upper-cased, `-` as `_`) and the exceptions are checked by a test.
@@ -70,6 +75,7 @@ export const OPTIONS = {
   logOutputLevel: { long: 'log_output_level', kind: 'string', default: 'default:info', env: ['LOG_OUTPUT_LEVEL'] },
 } as const satisfies Record<string, OptionSpec>;
 
+/** An option's key in the option table (`inboundPorts`, `interceptionMode`, ...). */
 export type OptionKey = keyof typeof OPTIONS;
 export const OPTION_KEYS = Object.keys(OPTIONS) as OptionKey[];
 

@@ -107,6 +107,7 @@ export const portList = stringValue((raw, ctx) => {
   return out;
 });
 
+/** Inbound ports to capture (`-b`): none, all (`*`) or a list. */
 export type InboundPorts =
   | { readonly kind: 'none' }
   | { readonly kind: 'all' }
@@ -132,6 +133,7 @@ export const inboundPorts = stringValue((raw, ctx): InboundPorts => {
   return { kind: 'list', ports };
 });
 
+/** CIDRs split by family. */
 export interface CidrSet {
   readonly ipv4: readonly Cidr[];
   readonly ipv6: readonly Cidr[];
@@ -139,6 +141,7 @@ export interface CidrSet {
   readonly hasLoopback: boolean;
 }
 
+/** Outbound destinations to capture (`-i`): all (`*`) or a list of CIDRs. */
 export type OutboundCidrs = ({ readonly kind: 'all' } | ({ readonly kind: 'list' } & CidrSet));
 
 function cidrItems(raw: string, ctx: Ctx, wildcardNote: string): CidrSet | typeof NEVER {
@@ -285,6 +288,7 @@ export const routeTable = uint32(
   ]),
 );
 
+/** DNS server addresses by family (canonical text). */
 export interface DnsServers {
   readonly ipv4: readonly string[];
   readonly ipv6: readonly string[];
@@ -319,8 +323,9 @@ export const ipv4LoopbackCidr = stringValue((raw, ctx): Cidr => {
   return { family: c.family, address: c.address, prefixLength: c.prefixLength };
 });
 
-const LEVELS = ['none', 'fatal', 'error', 'warn', 'info', 'debug'] as const;
-export type LogLevel = (typeof LEVELS)[number];
+/** A log level, Istio's names, from quietest to most verbose. */
+export type LogLevel = 'none' | 'fatal' | 'error' | 'warn' | 'info' | 'debug';
+const LEVELS: readonly LogLevel[] = ['none', 'fatal', 'error', 'warn', 'info', 'debug'];
 
 /** Istio's --log_output_level: "level" or "scope:level,scope:level". We honour the "default" scope. */
 export const logOutputLevel = stringValue((raw, ctx): LogLevel => {
@@ -362,6 +367,7 @@ export const networkNamespace = stringValue((raw, ctx) => {
   return fail(ctx, 'a namespace name (letters, digits, "_", "-", ".") or an absolute path such as /proc/1/ns/net');
 });
 
+/** An iptables backend: the `-legacy` or the `-nft` binaries. */
 export type IptablesBackend = 'legacy' | 'nft';
 
 export const forceIptablesBinary = stringValue((raw, ctx): IptablesBackend | undefined => {

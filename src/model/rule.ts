@@ -5,8 +5,11 @@
  * never produce more than one rule.
  */
 
+/** An address family: IPv4 rules go to iptables, IPv6 rules to ip6tables. */
 export type Family = 'ipv4' | 'ipv6';
+/** An iptables table. */
 export type Table = 'filter' | 'mangle' | 'nat' | 'raw';
+/** A transport protocol a rule matches (`-p`). */
 export type Protocol = 'tcp' | 'udp';
 
 /** Built-in chains: never created with `-N`, never deleted. */
@@ -30,8 +33,11 @@ export const Chains = {
   DROP: 'ISTIO_DROP',
 } as const;
 
+/** One of our chains (ISTIO_*), created with `-N`. */
 export type OwnChain = (typeof Chains)[keyof typeof Chains];
+/** A chain the kernel provides. */
 export type BuiltinChain = 'INPUT' | 'OUTPUT' | 'FORWARD' | 'PREROUTING' | 'POSTROUTING';
+/** Any chain a rule can be in. */
 export type Chain = OwnChain | BuiltinChain;
 
 /** An address prefix, already parsed and checked for its family. */
@@ -45,6 +51,7 @@ export interface Cidr {
 /** A uid or gid as iptables' owner match takes it: a number, or a name checked against POSIX rules. */
 export type OwnerId = number | string;
 
+/** One match of a rule, as data (rendered as its iptables options, in order). */
 export type Match =
   | { readonly kind: 'protocol'; readonly protocol: Protocol }
   | { readonly kind: 'source'; readonly cidr: Cidr }
@@ -60,6 +67,7 @@ export type Match =
   | { readonly kind: 'connmark'; readonly mark: number }
   | { readonly kind: 'ctstate'; readonly states: readonly ('INVALID' | 'RELATED' | 'ESTABLISHED')[] };
 
+/** What a rule does when it matches (`-j ...`). */
 export type Target =
   | { readonly kind: 'jump'; readonly chain: OwnChain }
   | { readonly kind: 'return' }
@@ -76,8 +84,10 @@ export type Target =
   | { readonly kind: 'connmarkRestore' }
   | { readonly kind: 'ct'; readonly zone: number };
 
+/** How a rule is added: `-A` (append) or `-I CHAIN N` (insert at a 1-based position). */
 export type Operation = { readonly kind: 'append' } | { readonly kind: 'insert'; readonly position: number };
 
+/** One rule: a table, a chain, how it is added, its matches in order and its target. */
 export interface Rule {
   readonly table: Table;
   readonly chain: Chain;

@@ -825,6 +825,7 @@ function renderTable(table: NftTable, v4: readonly Rule[], v6: readonly Rule[], 
   return lines;
 }
 
+/** Options of `renderNft`. */
 export interface NftRenderOptions {
   /**
    * `--nft-sets`: rules of one chain that differ only in one destination prefix or port become one
