@@ -26,6 +26,15 @@ export interface Installed {
 
 export async function packAndInstall(tag: string): Promise<Installed> {
   const dir = mkdtempSync(join(tmpdir(), `iit-pkg-${tag}-`));
+  try {
+    return await install(tag, dir);
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function install(tag: string, dir: string): Promise<Installed> {
   // --ignore-scripts: no prepack build here (another test file may pack at the same time); the
   // suite builds dist/ before it runs.
   const packed = await execa('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: ROOT });
