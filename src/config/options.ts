@@ -6,7 +6,8 @@
  * proxy uid is looked up, IPv6 is detected).
  */
 
-export type OptionKind = 'string' | 'boolean';
+/** `strings`: a string flag that may be given several times, each value kept (pflag's StringArray). */
+export type OptionKind = 'string' | 'boolean' | 'strings';
 
 export interface OptionSpec {
   /** Long flag name, as Istio spells it. */
@@ -20,6 +21,12 @@ export interface OptionSpec {
    */
   readonly env: readonly string[];
   readonly default?: string | boolean;
+  /**
+   * How Istio parses this option's environment variable, when not as a string: a value Istio
+   * cannot parse is ignored there (the flag keeps its default) and here, with a warning. Booleans
+   * are always parsed (Go's ParseBool); `uint16` and `duration` as pflag's Uint16 and Duration.
+   */
+  readonly envParse?: 'uint16' | 'duration';
 }
 
 /*
@@ -65,13 +72,21 @@ export const OPTIONS = {
   forceIptablesBinary: { long: 'force-iptables-binary', kind: 'string', default: '', env: ['FORCE_IPTABLES_BINARY'] },
   skipRuleApply: { long: 'skip-rule-apply', kind: 'boolean', default: false, env: ['SKIP_RULE_APPLY'] },
   runValidation: { long: 'run-validation', kind: 'boolean', default: false, env: ['RUN_VALIDATION'] },
-  iptablesProbePort: { long: 'iptables-probe-port', kind: 'string', default: '15002', env: ['IPTABLES_PROBE_PORT'] },
-  probeTimeout: { long: 'probe-timeout', kind: 'string', default: '5s', env: ['PROBE_TIMEOUT'] },
+  iptablesProbePort: { long: 'iptables-probe-port', kind: 'string', default: '15002', env: ['IPTABLES_PROBE_PORT'], envParse: 'uint16' },
+  probeTimeout: { long: 'probe-timeout', kind: 'string', default: '5s', env: ['PROBE_TIMEOUT'], envParse: 'duration' },
   logOutputLevel: { long: 'log_output_level', kind: 'string', default: 'default:info', env: ['LOG_OUTPUT_LEVEL'] },
+  // Istio's global log flags (pkg/log and the cobra root's --vklog): flags only, no variables.
+  logAsJson: { long: 'log_as_json', kind: 'boolean', default: false, env: [] },
+  logTarget: { long: 'log_target', kind: 'strings', env: [] },
+  logCaller: { long: 'log_caller', kind: 'string', default: '', env: [] },
+  logStacktraceLevel: { long: 'log_stacktrace_level', kind: 'string', default: 'default:none', env: [] },
+  vklog: { long: 'vklog', kind: 'string', default: '0', env: [] },
 } as const satisfies Record<string, OptionSpec>;
 
 export type OptionKey = keyof typeof OPTIONS;
 export const OPTION_KEYS = Object.keys(OPTIONS) as OptionKey[];
 
 /** Raw values as they arrive from flags, env vars or an object, before validation. */
-export type RawOptions = { [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : string };
+export type RawOptions = {
+  [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : (typeof OPTIONS)[K]['kind'] extends 'strings' ? string | readonly string[] : string;
+};
