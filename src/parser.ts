@@ -49,7 +49,8 @@ export function createParser(args: readonly string[]): Argv {
         `${PROGRAM} diff [flags]: compare a namespace's rules and routes with the plan (diff --help).`,
     )
     .parserConfiguration({
-      'duplicate-arguments-array': false,
+      // Repeated flags arrive as arrays: collectRaw keeps the last value, or all for a repeatable flag.
+      'duplicate-arguments-array': true,
       'camel-case-expansion': false,
       'boolean-negation': false,
       'dot-notation': false,
