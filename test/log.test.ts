@@ -90,6 +90,13 @@ describe('log lines', () => {
     expect(file.stderr).toBe('istio-iptables: invalid value "/var/log/x" for --log_target: expected stdout or stderr (log files are not written here)\n');
   });
 
+  it('--log_output_level=all:LEVEL sets every scope, the default one included (as Istio)', async () => {
+    const r = await runCli([...BASE, '--log_output_level=all:warn'], { ISTIO_META_DNS_CAPTURE: 'yes' });
+    expect(r.stderr).toMatch(/^warn\tignoring environment variable ISTIO_META_DNS_CAPTURE="yes": expected true or false\n$/);
+    const quiet = await runCli([...BASE, '--log_output_level=default:debug,all:error'], { ISTIO_META_DNS_CAPTURE: 'yes' });
+    expect(quiet.stderr).toBe('');
+  });
+
   it("accepts Istio's other log flags with valid values", async () => {
     const r = await runCli([...BASE, '--log_caller=default,ads', '--log_stacktrace_level', 'default:error', '--vklog', '9', '--vklog=-1', '--log_as_json=false']);
     expect(r.code, r.stderr).toBe(0);

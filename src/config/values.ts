@@ -352,7 +352,10 @@ export const ipv4LoopbackCidr = stringValue((raw, ctx): Cidr => {
 const LEVELS = ['none', 'fatal', 'error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LEVELS)[number];
 
-/** Istio's --log_output_level: "level" or "scope:level,scope:level". We honour the "default" scope. */
+/**
+ * Istio's --log_output_level: "level" or "scope:level,scope:level". We honour the "default" scope,
+ * and "all", which Istio applies to every scope.
+ */
 export const logOutputLevel = stringValue((raw, ctx): LogLevel => {
   let level: LogLevel = 'info';
   for (const item of splitList(raw)) {
@@ -361,7 +364,7 @@ export const logOutputLevel = stringValue((raw, ctx): LogLevel => {
     if (extra !== undefined || !scope || !/^[A-Za-z0-9_.-]+$/.test(scope) || !known) {
       return fail(ctx, `a level or comma-separated scope:level pairs, levels ${LEVELS.join(', ')} (${q(item)} is not one)`);
     }
-    if (scope === 'default') level = lvl as LogLevel;
+    if (scope === 'default' || scope === 'all') level = lvl as LogLevel;
   }
   return level;
 });
