@@ -158,12 +158,16 @@ export function collectRaw(argv: Readonly<Record<string, unknown>>, env: NodeJS.
   return ignored === undefined ? { values: values as RawOptions, sources } : { values: values as RawOptions, sources, ignored };
 }
 
-/** A Kubernetes service link (`<SERVICE>_PORT=tcp://10.0.0.1:80`, one per Service in the namespace). */
-const SERVICE_LINK = /^(?:tcp|udp|sctp):\/\/[^\s]*:[0-9]+$/;
-/** What Go's strconv.ParseUint(s, 0, 16) accepts (pflag's uint16), before the range check. */
-const GO_UINT = /^(?:0[xX](?:_?[0-9a-fA-F])+|0[bB](?:_?[01])+|0[oO](?:_?[0-7])+|0(?:_?[0-7])*|[1-9](?:_?[0-9])*)$/;
-/** What Go's time.ParseDuration accepts (pflag's Duration). */
-const GO_DURATION = /^[-+]?(?:0|(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+)$/;
+/*
+ * The patterns below are written inside the functions: only a variable that is set builds one
+ * (the entrypoint's interpreter pays for each regular expression it creates at start-up).
+ */
+
+/** What Go's strconv.ParseUint(s, 0, 16) accepts (pflag's uint16). */
+function goUint16(text: string): boolean {
+  if (!/^(?:0[xX](?:_?[0-9a-fA-F])+|0[bB](?:_?[01])+|0[oO](?:_?[0-7])+|0(?:_?[0-7])*|[1-9](?:_?[0-9])*)$/.test(text)) return false;
+  return goUint(text) <= 65535;
+}
 
 function goUint(text: string): number {
   const t = text.replaceAll('_', '');
@@ -179,10 +183,12 @@ function goUint(text: string): number {
  * Values Istio parses but we reject still fail validation.
  */
 function unreadableEnv(spec: OptionSpec, name: string, value: string): string | undefined {
-  if (name.endsWith('_PORT') && SERVICE_LINK.test(value)) return 'a port (this is a Kubernetes service link)';
+  // A Kubernetes service link: `<SERVICE>_PORT=tcp://10.0.0.1:80`, one per Service in the namespace.
+  if (value.includes('://') && name.endsWith('_PORT') && /^(?:tcp|udp|sctp):\/\/\S*:[0-9]+$/.test(value)) return 'a port (this is a Kubernetes service link)';
   if (spec.kind === 'boolean') return GO_TRUE.has(value) || GO_FALSE.has(value) ? undefined : 'true or false';
-  if (spec.envParse === 'uint16') return GO_UINT.test(value) && goUint(value) <= 65535 ? undefined : 'a port 0-65535';
-  if (spec.envParse === 'duration') return GO_DURATION.test(value) ? undefined : 'a duration such as 5s';
+  if (spec.envParse === 'uint16') return goUint16(value) ? undefined : 'a port 0-65535';
+  // What Go's time.ParseDuration accepts (pflag's Duration).
+  if (spec.envParse === 'duration') return /^[-+]?(?:0|(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+)$/.test(value) ? undefined : 'a duration such as 5s';
   return undefined;
 }
 
