@@ -1,11 +1,11 @@
-import { ApplyError, ConfigError } from './errors.js';
+import { ApplyError, ConfigError, quoteValue } from './errors.js';
 import { parseOptions, resolveConfig, type RawInput } from './config/parse.js';
 import { detectHost, ownerResolver, type HostFacts } from './config/host.js';
 import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
-import { createLogger, type Logger } from './log.js';
-import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram } from './args.js';
+import { createLogger, formatLogLine, type Logger } from './log.js';
+import { DIFF_COMMAND, jsonLogsAsked, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram } from './args.js';
 import { existsSync } from 'node:fs';
 import type { Runner } from './apply/runner.js';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
@@ -54,6 +54,11 @@ async function probeInNamespace(runner: Runner, log: Logger): Promise<{ ok: bool
   return { ok: r.exitCode === 0, detail: r.exitCode === 0 ? 'probe passed in the namespace' : `probe in the namespace exited ${r.exitCode}` };
 }
 
+/** Where log lines go, set once --log_target is read. */
+interface LogSink {
+  write: (text: string) => void;
+}
+
 export interface Io {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
@@ -82,6 +87,8 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   const io = options.io ?? processIo;
   const env = options.env ?? process.env;
   let log: Logger = createLogger('info', io.stderr);
+  // Where log lines (and the error line) go: stderr until --log_target is read.
+  const sink: LogSink = { write: io.stderr };
   try {
     const rest = withoutProgram(args);
     if (rest[0] === PROBE_CLIENT_COMMAND) {
@@ -93,7 +100,7 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     }
     if (rest[0] === TRACE_COMMAND) return await runTrace(rest.slice(1), options, io, env);
     if (rest[0] === DIFF_COMMAND) return await runDiff(rest.slice(1), options, io, env);
-    const built = await planFromArgs(args, options, io, env, (text) => io.stdout(text), options.rawInput);
+    const built = await planFromArgs(args, options, io, env, (text) => io.stdout(text), options.rawInput, sink);
     if (built === 'help') return 0;
     const { config, plan } = built;
     log = built.log;
@@ -106,7 +113,8 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     }
     return await runForReal(config, plan, env, log);
   } catch (err) {
-    io.stderr(`${PROGRAM}: ${errorMessage(err)}\n`);
+    // With --log_as_json the error is a JSON log line too (read from the arguments even when a flag was bad).
+    sink.write(jsonLogsAsked(args) ? formatLogLine('error', errorMessage(err), true) : `${PROGRAM}: ${errorMessage(err)}\n`);
     if (!(err instanceof ConfigError) && !(err instanceof ApplyError)) log.debug(err instanceof Error ? (err.stack ?? '') : '');
     return 1;
   }
@@ -120,11 +128,16 @@ async function planFromArgs(
   env: NodeJS.ProcessEnv,
   onHelp: (text: string) => void,
   given?: RawInput,
+  sink: LogSink = { write: io.stderr },
 ): Promise<{ config: Config; plan: Plan; log: Logger } | 'help'> {
   const raw = given ?? (await rawFromArgs(args, env, onHelp));
   if (raw === 'help') return 'help';
   const parsed = parseOptions(raw);
-  const log = createLogger(parsed.logOutputLevel, io.stderr);
+  const targets = [...new Set(parsed.logTarget ?? ['stderr'])];
+  sink.write = targets.length === 1 && targets[0] === 'stderr' ? io.stderr : (text) => targets.forEach((t) => (t === 'stdout' ? io.stdout : io.stderr)(text));
+  const log = createLogger(parsed.logOutputLevel, sink.write, { json: parsed.logAsJson });
+  // As Istio: an environment variable it cannot parse is ignored (said here, once logging is set up).
+  for (const i of raw.ignored ?? []) log.warn(`ignoring environment variable ${i.name}=${quoteValue(i.value)}: expected ${i.expected}`);
   const config = resolveConfig(parsed, options.host ?? detectHost(env, (m) => log.info(m)), raw, (m) => log.warn(m));
   const plan = buildPlan(config.capture);
   for (const note of plan.notes) log.warn(note);

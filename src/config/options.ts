@@ -6,8 +6,11 @@
  * proxy uid is looked up, IPv6 is detected).
  */
 
-/** Whether a flag takes a value (`string`) or is a switch (`boolean`). */
-export type OptionKind = 'string' | 'boolean';
+/**
+ * Whether a flag takes a value (`string`), is a switch (`boolean`), or is a string flag that may be
+ * given several times, each value kept (`strings`, pflag's StringArray).
+ */
+export type OptionKind = 'string' | 'boolean' | 'strings';
 
 /** One flag of the option table. */
 export interface OptionSpec {
@@ -22,6 +25,12 @@ export interface OptionSpec {
    */
   readonly env: readonly string[];
   readonly default?: string | boolean;
+  /**
+   * How Istio parses this option's environment variable, when not as a string: a value Istio
+   * cannot parse is ignored there (the flag keeps its default) and here, with a warning. Booleans
+   * are always parsed (Go's ParseBool); `uint16` and `duration` as pflag's Uint16 and Duration.
+   */
+  readonly envParse?: 'uint16' | 'duration';
 }
 
 /**
@@ -70,9 +79,15 @@ export const OPTIONS = {
   forceIptablesBinary: { long: 'force-iptables-binary', kind: 'string', default: '', env: ['FORCE_IPTABLES_BINARY'] },
   skipRuleApply: { long: 'skip-rule-apply', kind: 'boolean', default: false, env: ['SKIP_RULE_APPLY'] },
   runValidation: { long: 'run-validation', kind: 'boolean', default: false, env: ['RUN_VALIDATION'] },
-  iptablesProbePort: { long: 'iptables-probe-port', kind: 'string', default: '15002', env: ['IPTABLES_PROBE_PORT'] },
-  probeTimeout: { long: 'probe-timeout', kind: 'string', default: '5s', env: ['PROBE_TIMEOUT'] },
+  iptablesProbePort: { long: 'iptables-probe-port', kind: 'string', default: '15002', env: ['IPTABLES_PROBE_PORT'], envParse: 'uint16' },
+  probeTimeout: { long: 'probe-timeout', kind: 'string', default: '5s', env: ['PROBE_TIMEOUT'], envParse: 'duration' },
   logOutputLevel: { long: 'log_output_level', kind: 'string', default: 'default:info', env: ['LOG_OUTPUT_LEVEL'] },
+  // Istio's global log flags (pkg/log and the cobra root's --vklog): flags only, no variables.
+  logAsJson: { long: 'log_as_json', kind: 'boolean', default: false, env: [] },
+  logTarget: { long: 'log_target', kind: 'strings', env: [] },
+  logCaller: { long: 'log_caller', kind: 'string', default: '', env: [] },
+  logStacktraceLevel: { long: 'log_stacktrace_level', kind: 'string', default: 'default:none', env: [] },
+  vklog: { long: 'vklog', kind: 'string', default: '0', env: [] },
 } as const satisfies Record<string, OptionSpec>;
 
 /** An option's key in the option table (`inboundPorts`, `interceptionMode`, ...). */
@@ -80,4 +95,6 @@ export type OptionKey = keyof typeof OPTIONS;
 export const OPTION_KEYS = Object.keys(OPTIONS) as OptionKey[];
 
 /** Raw values as they arrive from flags, env vars or an object, before validation. */
-export type RawOptions = { [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : string };
+export type RawOptions = {
+  [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : (typeof OPTIONS)[K]['kind'] extends 'strings' ? string | readonly string[] : string;
+};

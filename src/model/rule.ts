@@ -48,6 +48,9 @@ export interface Cidr {
   readonly prefixLength: number;
 }
 
+/** A destination port, or an inclusive range of them (`first` < `last`), as `--dport` takes them. */
+export type PortOrRange = number | { readonly first: number; readonly last: number };
+
 /** A uid or gid as iptables' owner match takes it: a number, or a name checked against POSIX rules. */
 export type OwnerId = number | string;
 
@@ -59,6 +62,8 @@ export type Match =
   | { readonly kind: 'inInterface'; readonly name: string }
   | { readonly kind: 'outInterface'; readonly name: string }
   | { readonly kind: 'dport'; readonly port: number; readonly negate: boolean }
+  /** `--dport first:last` (first < last); nft `dport first-last`. */
+  | { readonly kind: 'dportRange'; readonly first: number; readonly last: number }
   | { readonly kind: 'sport'; readonly port: number }
   | { readonly kind: 'multiportDports'; readonly ports: readonly number[]; readonly negate: boolean }
   | { readonly kind: 'uidOwner'; readonly id: OwnerId; readonly negate: boolean }
