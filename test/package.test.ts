@@ -33,7 +33,9 @@ describe('the packed tarball', { timeout: 60_000 }, () => {
     const unexpected = pkg.files.filter((f) => !/^dist\/.+\.(js|d\.ts)$/.test(f) && !['bin/istio-iptables.js', 'package.json', 'README.md', 'CHANGELOG.md'].includes(f));
     expect(unexpected).toEqual([]);
     expect(pkg.files).toContain('CHANGELOG.md');
-    expect(pkg.files.filter((f) => /entrypoint|platform\//.test(f))).toEqual([]);
+    // The entrypoint's build output and its runtime glue stay out; platform/host.js (how the library
+    // finds out it runs under the entrypoint: it does not, so it is undefined) is imported by log.js.
+    expect(pkg.files.filter((f) => /entrypoint|platform\/quickjs\//.test(f))).toEqual([]);
   });
 
   it("leaves out the init container's build output even when it is there", async () => {
