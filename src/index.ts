@@ -12,7 +12,7 @@ export { buildPlan, chainsOf } from './build/plan.js';
 export { renderRestore, renderRule, ruleArgs } from './render/restore.js';
 export { renderIpCommands, routeArgs } from './render/ip.js';
 export { renderJson, renderText, toDryRunJson, type DryRunJson, type DryRunOptions } from './render/dryrun.js';
-export { renderNft, nftChainName, NFT_TABLES, type NftRenderOptions } from './render/nft.js';
+export { renderNft, nftChainName, NFT_TABLES, type NftRenderOptions } from './render/nft/index.js';
 export { main } from './cli.js';
 export { createParser } from './parser.js';
 export { collectRaw, normalizeArgs, rawFromArgs } from './args.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildPlan, configFromObject, fixedHost, renderNft, type Cidr, type Plan, type RawOptions } from '../src/index.js';
-import { coverFree } from '../src/render/nft.js';
+import { coverFree } from '../src/render/nft/sets.js';
 import { dryRunJson, runCli } from './support/cli.js';
 import { chainLines, loadNftCases } from './support/nft.js';
 
