@@ -124,33 +124,27 @@ const ipKeyword = (family: Family): string => (family === 'ipv4' ? 'ip' : 'ip6')
  * address (`udp dport 53 ip daddr S`). The order of statements is part of the rule in the kernel.
  */
 function matchRank(table: NftTable, x: NftMatch): number {
-  switch (x.kind) {
-    case 'inInterface':
-    case 'outInterface':
-      return 0;
-    case 'protocol':
-      return 1;
-    case 'source':
-    case 'destination':
-    case 'destinationSet':
-      return table === 'raw' ? 4 : 2;
-    case 'ctstate':
-      return 3;
-    case 'dport':
-    case 'sport':
-    case 'multiportDports':
-      return table === 'raw' ? 2 : 4;
-    case 'mark':
-      return 5;
-    case 'connmark':
-      return 6;
-    case 'uidOwner':
-    case 'gidOwner':
-      return 7;
-    default:
-      return unhandled(x);
-  }
+  const [rank, rawRank] = MATCH_RANK[x.kind];
+  return table === 'raw' ? rawRank : rank;
 }
+
+/** Each match kind's rank: [in nat and mangle, in raw]. */
+const MATCH_RANK: Readonly<Record<NftMatch['kind'], readonly [number, number]>> = {
+  inInterface: [0, 0],
+  outInterface: [0, 0],
+  protocol: [1, 1],
+  source: [2, 4],
+  destination: [2, 4],
+  destinationSet: [2, 4],
+  ctstate: [3, 3],
+  dport: [4, 2],
+  sport: [4, 2],
+  multiportDports: [4, 2],
+  mark: [5, 5],
+  connmark: [6, 6],
+  uidOwner: [7, 7],
+  gidOwner: [7, 7],
+};
 
 const isPort = (x: NftMatch): boolean => x.kind === 'dport' || x.kind === 'sport' || x.kind === 'multiportDports';
 const isAddress = (x: NftMatch): boolean => x.kind === 'source' || x.kind === 'destination' || x.kind === 'destinationSet';
