@@ -86,12 +86,12 @@ function renderTable(table: NftTable, rules: readonly Rule[], sets: boolean): st
     const base = BASE_CHAINS[table][chain];
     lines.push(`add chain inet ${name} ${nftChainName(chain)}${base === undefined ? '' : ` { ${base} ; }`}`);
   }
-  const rule = (chain: Chain, index: number | undefined, body: string): string =>
+  const line = (chain: Chain, index: number | undefined, body: string): string =>
     checkLine(`${index === undefined ? 'add rule' : 'insert rule'} inet ${name} ${nftChainName(chain)}${index === undefined ? '' : ` index ${index}`} ${body}`);
   if (sets) {
-    for (const { chain, index, body } of withSets(table, items, outOfRange)) lines.push(rule(chain, index, body));
+    for (const { chain, index, body } of withSets(table, items, outOfRange)) lines.push(line(chain, index, body));
   } else {
-    replayChains(items, (item) => item.rule, { outOfRange, placed: (item, index) => lines.push(rule(item.rule.chain, index, item.body)) });
+    replayChains(items, (item) => item.rule, { outOfRange, placed: (item, index) => lines.push(line(item.rule.chain, index, item.body)) });
   }
   return lines;
 }
