@@ -37,8 +37,8 @@ export interface CaptureConfig {
     readonly kubeVirtInterfaces: readonly string[];
     readonly outboundCidrs: OutboundCidrs;
     readonly outboundExcludeCidrs: CidrSet;
-    readonly outboundPorts: readonly number[];
-    readonly outboundPortsExclude: readonly number[];
+    readonly outboundPorts: readonly PortOrRange[];
+    readonly outboundPortsExclude: readonly PortOrRange[];
     readonly ownerGroups: OwnerGroupFilter;
     readonly ipv4LoopbackCidr: Cidr;
     readonly redirectDns: boolean;
@@ -198,6 +198,8 @@ export interface IptablesReport {
 
 export type LogLevel = 'none' | 'fatal' | 'error' | 'warn' | 'info' | 'debug';
 
+export type LogTarget = 'stdout' | 'stderr';
+
 export interface Logger {
     error(msg: string): void;
     warn(msg: string): void;
@@ -226,6 +228,10 @@ export type Match = {
     readonly kind: 'dport';
     readonly port: number;
     readonly negate: boolean;
+} | {
+    readonly kind: 'dportRange';
+    readonly first: number;
+    readonly last: number;
 } | {
     readonly kind: 'sport';
     readonly port: number;
@@ -590,6 +596,7 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "IPTABLES_PROBE_PORT"
         ];
+        readonly envParse: "uint16";
     };
     readonly probeTimeout: {
         readonly long: "probe-timeout";
@@ -598,6 +605,7 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "PROBE_TIMEOUT"
         ];
+        readonly envParse: "duration";
     };
     readonly logOutputLevel: {
         readonly long: "log_output_level";
@@ -605,6 +613,40 @@ export declare const OPTIONS: {
         readonly default: "default:info";
         readonly env: readonly [
             "LOG_OUTPUT_LEVEL"
+        ];
+    };
+    readonly logAsJson: {
+        readonly long: "log_as_json";
+        readonly kind: "boolean";
+        readonly default: false;
+        readonly env: readonly [
+        ];
+    };
+    readonly logTarget: {
+        readonly long: "log_target";
+        readonly kind: "strings";
+        readonly env: readonly [
+        ];
+    };
+    readonly logCaller: {
+        readonly long: "log_caller";
+        readonly kind: "string";
+        readonly default: "";
+        readonly env: readonly [
+        ];
+    };
+    readonly logStacktraceLevel: {
+        readonly long: "log_stacktrace_level";
+        readonly kind: "string";
+        readonly default: "default:none";
+        readonly env: readonly [
+        ];
+    };
+    readonly vklog: {
+        readonly long: "vklog";
+        readonly kind: "string";
+        readonly default: "0";
+        readonly env: readonly [
         ];
     };
 };
@@ -618,7 +660,7 @@ export type Operation = {
 
 export type OptionKey = keyof typeof OPTIONS;
 
-export type OptionKind = 'string' | 'boolean';
+export type OptionKind = 'string' | 'boolean' | 'strings';
 
 export interface OptionSpec {
     readonly long: string;
@@ -626,6 +668,7 @@ export interface OptionSpec {
     readonly kind: OptionKind;
     readonly env: readonly string[];
     readonly default?: string | boolean;
+    readonly envParse?: 'uint16' | 'duration';
 }
 
 export type OutboundCidrs = ({
@@ -647,16 +690,22 @@ export type OwnerGroupFilter = {
 export type OwnerId = number | string;
 
 export interface Plan {
+    readonly rules: readonly Rule[];
     readonly ipv4: FamilyRules;
     readonly ipv6: FamilyRules | null;
     readonly routes: readonly RouteStep[];
     readonly notes: readonly string[];
 }
 
+export type PortOrRange = number | {
+    readonly first: number;
+    readonly last: number;
+};
+
 export type Protocol = 'tcp' | 'udp';
 
 export type RawOptions = {
-    [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : string;
+    [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : (typeof OPTIONS)[K]['kind'] extends 'strings' ? string | readonly string[] : string;
 };
 
 export type RouteStep = {
@@ -675,6 +724,7 @@ export type RouteStep = {
 };
 
 export interface Rule {
+    readonly family: RuleFamily;
     readonly table: Table;
     readonly chain: Chain;
     readonly op: Operation;
@@ -688,6 +738,8 @@ export interface RuleDifference {
     readonly chain: string;
     readonly rule: string;
 }
+
+export type RuleFamily = Family | 'both';
 
 export interface RunConfig {
     readonly dryRun: boolean;
@@ -705,6 +757,8 @@ export interface RunConfig {
     readonly iptablesProbePort: number;
     readonly probeTimeoutMs: number;
     readonly logLevel: LogLevel;
+    readonly logAsJson: boolean;
+    readonly logTargets: readonly LogTarget[];
 }
 
 export type Table = 'filter' | 'mangle' | 'nat' | 'raw';

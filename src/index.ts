@@ -12,7 +12,7 @@ export { configFromArgs, configFromObject } from './config/from.js';
 export { detectHost, fixedHost, type HostFacts } from './config/host.js';
 export { OPTIONS, type OptionKey, type OptionKind, type OptionSpec, type RawOptions } from './config/options.js';
 export type { Config, CaptureConfig, RunConfig, OwnerGroupFilter } from './config/config.js';
-export type { CidrSet, DnsServers, InboundPorts, IptablesBackend, LogLevel, OutboundCidrs } from './config/values.js';
+export type { CidrSet, DnsServers, InboundPorts, IptablesBackend, LogLevel, LogTarget, OutboundCidrs } from './config/values.js';
 
 // The plan: rules and routing steps as data.
 export { buildPlan } from './build/plan.js';
@@ -28,16 +28,18 @@ export {
   type OwnChain,
   type OwnerId,
   type Plan,
+  type PortOrRange,
   type Protocol,
   type RouteStep,
   type Rule,
+  type RuleFamily,
   type Table,
   type Target,
 } from './model/rule.js';
 
 // Renderers: pure, plan to text.
 export { renderRestore } from './render/restore.js';
-export { renderNft, type NftRenderOptions } from './render/nft.js';
+export { renderNft, type NftRenderOptions } from './render/nft/index.js';
 export { renderIpCommands } from './render/ip.js';
 export { renderJson, renderText, toDryRunJson, type DryRunJson, type DryRunOptions } from './render/dryrun.js';
 export { renderDiff } from './render/diff.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildPlan, configFromObject, fixedHost, renderNft, type Cidr, type Plan, type RawOptions } from '../src/index.js';
-import { coverFree } from '../src/render/nft.js';
+import { coverFree } from '../src/render/nft/sets.js';
 import { dryRunJson, runCli } from './support/cli.js';
 import { chainLines, loadNftCases } from './support/nft.js';
 
@@ -77,11 +77,26 @@ describe('default output unchanged', () => {
     expect(off.nftScript).toBe(doc.nftScript);
   });
 
-  it('renderNft(plan) and renderNft(plan, { sets: false }) agree on long lists', () => {
-    const p = plan({ serviceExcludeCidr: '10.0.0.0/8,10.1.0.0/16,fd00::/8', serviceCidr: '192.168.0.0/16,172.16.0.0/12', inboundPorts: '80,81,82', outboundPorts: '443,8443', localOutboundPortsExclude: '3306,5432', enableIpv6: true });
-    expect(renderNft(p, { sets: false })).toBe(renderNft(p));
-    expect(renderNft(p, {})).toBe(renderNft(p));
-    expect(renderNft(p)).not.toMatch(/(daddr|dport) \{/);
+  it('without sets, long lists that sets would merge keep one rule per value and per plan rule', () => {
+    const options = { serviceExcludeCidr: '10.0.0.0/8,10.1.0.0/16,fd00::/8', serviceCidr: '192.168.0.0/16,172.16.0.0/12', inboundPorts: '80,81,82', outboundPorts: '443,8443', localOutboundPortsExclude: '3306,5432', enableIpv6: true } as const;
+    const p = plan(options);
+    const off = renderNft(p);
+    expect(renderNft(p, { sets: false })).toBe(off);
+    expect(renderNft(p, {})).toBe(off);
+    // The same plan with sets does merge these lists, so the checks below are not vacuous.
+    expect(renderNft(p, { sets: true })).toMatch(/daddr \{ 192\.168\.0\.0\/16, 172\.16\.0\.0\/12 \}/);
+    expect(renderNft(p, { sets: true })).toMatch(/tcp dport \{ 80, 81, 82 \}/);
+    expect(off).not.toMatch(/(daddr|dport) \{/);
+    // One script rule per plan rule, and each value of each list in a rule of its own.
+    expect(off.split('\n').filter((l) => /^(add|insert) rule /.test(l))).toHaveLength(p.rules.length);
+    for (const cidr of [...options.serviceExcludeCidr.split(','), ...options.serviceCidr.split(',')]) {
+      expect(off.split('\n').filter((l) => l.includes(` daddr ${cidr} counter `))).toHaveLength(1);
+    }
+    for (const port of options.inboundPorts.split(',')) expect(chainLines(off, 'nat', 'istio-inbound').filter((l) => l.includes(`tcp dport ${port} counter`))).toHaveLength(1);
+    for (const port of options.outboundPorts.split(',')) expect(chainLines(off, 'nat', 'istio-output').filter((l) => l.endsWith(`tcp dport ${port} counter jump istio-redirect`))).toHaveLength(1);
+    for (const port of options.localOutboundPortsExclude.split(',')) {
+      expect(chainLines(off, 'nat', 'istio-output').filter((l) => / (tcp|udp) dport \d+ counter return$/.test(l) && l.includes(` dport ${port} `))).toHaveLength(2);
+    }
   });
 });
 

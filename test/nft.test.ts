@@ -129,9 +129,9 @@ describe('dual stack beyond Istio\'s test data, in Istio\'s statement order', ()
   });
 });
 
-/** The plan with every rule passed through `patch`. */
+/** The plan with every rule passed through `patch` (the nft script is rendered from `rules`). */
 function patched(p: Plan, patch: (r: Rule) => Rule): Plan {
-  return { ...p, ipv4: { ...p.ipv4, rules: p.ipv4.rules.map(patch) } };
+  return { ...p, rules: p.rules.map(patch) };
 }
 const patchMatch = (p: Plan, kind: Match['kind'], f: (m: Match) => Match): Plan =>
   patched(p, (r) => ({ ...r, matches: r.matches.map((m) => (m.kind === kind ? f(m) : m)) }));
@@ -185,7 +185,7 @@ describe('names and refusal of unsafe tokens', () => {
   });
 
   it('renders nothing for a plan without rules', () => {
-    expect(renderNft({ ...base, ipv4: { ...base.ipv4, rules: [] } })).toBe('');
+    expect(renderNft({ ...base, rules: [] })).toBe('');
   });
 });
 

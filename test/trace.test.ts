@@ -250,7 +250,7 @@ describe('exclusions and options', () => {
   });
 
   it('chain order replays appends and inserts in issue order, as the kernel does', () => {
-    const r = (n: number): Rule => ({ table: 'nat', chain: 'PREROUTING', op: { kind: 'append' }, matches: [{ kind: 'dport', port: n, negate: false }], target: { kind: 'return' } });
+    const r = (n: number): Rule => ({ family: 'both', table: 'nat', chain: 'PREROUTING', op: { kind: 'append' }, matches: [{ kind: 'dport', port: n, negate: false }], target: { kind: 'return' } });
     const ins = (n: number, at: number): Rule => ({ ...r(n), op: { kind: 'insert', position: at } });
     const order = finalChains([r(1), r(2), ins(3, 1), ins(4, 1), ins(5, 3), r(6)]).get('nat/PREROUTING') ?? [];
     expect(order.map((x) => (x.matches[0]?.kind === 'dport' ? x.matches[0].port : 0))).toEqual([4, 3, 5, 1, 2, 6]);

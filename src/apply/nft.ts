@@ -1,7 +1,7 @@
 import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Plan, RouteStep } from '../model/rule.js';
-import { NFT_TABLES, renderNft } from '../render/nft.js';
+import { NFT_TABLES, renderNft } from '../render/nft/index.js';
 import type { FamilyOutcome } from './apply.js';
 import { changeRoutes, readRouteState, undoRoutes, type RouteChanges } from './routes.js';
 import type { Runner } from './runner.js';

@@ -1,5 +1,6 @@
 import type { Cidr, FamilyRules, Match, OwnerId, Rule, Table, Target } from '../model/rule.js';
-import { BUILTIN_CHAINS } from '../model/rule.js';
+import { BUILTIN_CHAINS, unhandled } from '../model/rule.js';
+import { chainKey, replayChains } from '../model/replay.js';
 import { longestZeroRun, parseIpv4, parseIpv6 } from '../config/net.js';
 import { targetTokens as writtenTarget } from '../render/restore.js';
 
@@ -80,8 +81,14 @@ function targetTokens(t: Target, family: 'ipv4' | 'ipv6'): string[] {
       return ['-j', 'CONNMARK', '--save-mark', '--nfmask', '0xffffffff', '--ctmask', '0xffffffff'];
     case 'connmarkRestore':
       return ['-j', 'CONNMARK', '--restore-mark', '--nfmask', '0xffffffff', '--ctmask', '0xffffffff'];
-    default:
+    case 'jump':
+    case 'return':
+    case 'accept':
+    case 'drop':
+    case 'ct':
       return writtenTarget(t);
+    default:
+      return unhandled(t);
   }
 }
 
@@ -136,6 +143,8 @@ export function savedSpec(rule: Rule, family: 'ipv4' | 'ipv6', owners: OwnerReso
       case 'ctstate':
         out.push('-m', 'conntrack', '--ctstate', m.states.join(','));
         break;
+      default:
+        unhandled(m);
     }
   }
   out.push(...targetTokens(rule.target, family));
@@ -151,32 +160,29 @@ export interface ExpectedTable {
 }
 
 /**
- * Simulate appends and inserts to get the final order of our rules in each chain, as the kernel
+ * Our expected content per table, from the final order of our rules in each chain as the kernel
  * will hold them (inserts at position N count only our own rules, which holds in a namespace
  * without foreign rules in those chains, the case Istio's inserts are written for).
  */
 export function expectedState(family: FamilyRules, owners: OwnerResolver): ReadonlyMap<Table, ExpectedTable> {
-  const perChain = new Map<string, string[]>();
-  const key = (t: Table, c: string): string => `${t}\u0000${c}`;
-  for (const r of family.rules) {
-    const list = perChain.get(key(r.table, r.chain)) ?? [];
-    const spec = savedSpec(r, family.family, owners);
-    if (r.op.kind === 'append') list.push(spec);
-    else list.splice(Math.min(r.op.position - 1, list.length), 0, spec);
-    perChain.set(key(r.table, r.chain), list);
-  }
+  const specs = (rules: readonly Rule[] | undefined): string[] => (rules ?? []).map((r) => savedSpec(r, family.family, owners));
+  const chains = replayChains(family.rules, (r) => r);
   const out = new Map<Table, { chains: Map<string, string[]>; builtin: Map<string, string[]> }>();
-  for (const [table, chains] of family.chains) {
-    const entry = out.get(table) ?? { chains: new Map(), builtin: new Map() };
-    for (const c of chains) entry.chains.set(c, perChain.get(key(table, c)) ?? []);
-    out.set(table, entry);
+  const entry = (table: Table) => {
+    let e = out.get(table);
+    if (e === undefined) {
+      e = { chains: new Map(), builtin: new Map() };
+      out.set(table, e);
+    }
+    return e;
+  };
+  for (const [table, own] of family.chains) {
+    const e = entry(table);
+    for (const c of own) e.chains.set(c, specs(chains.get(chainKey(table, c))));
   }
-  for (const [k, rules] of perChain) {
-    const [table, chain] = k.split('\u0000') as [Table, string];
-    if (!BUILTIN_CHAINS.has(chain)) continue;
-    const entry = out.get(table) ?? { chains: new Map(), builtin: new Map() };
-    entry.builtin.set(chain, rules);
-    out.set(table, entry);
+  for (const rules of chains.values()) {
+    const { table, chain } = rules[0] as Rule;
+    if (BUILTIN_CHAINS.has(chain)) entry(table).builtin.set(chain, specs(rules));
   }
   return out;
 }

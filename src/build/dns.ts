@@ -14,11 +14,10 @@ export const AGENT_DNS_PORT = 15053;
 export function buildDns(rs: RuleSet, c: CaptureConfig): void {
   const all = c.captureAllDns;
   const servers = c.dnsServers;
-  // The raw-table jump exists only with DNS capture; nat needs a jump per family only when that
-  // family has something to capture.
+  // The raw-table jump exists only with DNS capture; nat needs the jump only in a family that has
+  // something to capture.
   rs.append('raw', 'OUTPUT', [], t.jump(Chains.OUTPUT_DNS));
-  if (all || servers.ipv4.length > 0) rs.appendTo('ipv4', 'nat', Chains.OUTPUT, [], t.jump(Chains.OUTPUT_DNS));
-  if (all || servers.ipv6.length > 0) rs.appendTo('ipv6', 'nat', Chains.OUTPUT, [], t.jump(Chains.OUTPUT_DNS));
+  rs.appendFor({ ipv4: all || servers.ipv4.length > 0, ipv6: all || servers.ipv6.length > 0 }, 'nat', Chains.OUTPUT, [], t.jump(Chains.OUTPUT_DNS));
 
   // TCP first, then UDP; Istio spells the UDP target option `--to-port`.
   for (const [proto, spelling] of [['tcp', '--to-ports'], ['udp', '--to-port']] as const) {
@@ -26,7 +25,7 @@ export function buildDns(rs: RuleSet, c: CaptureConfig): void {
       rs.append('nat', Chains.OUTPUT_DNS, [m.proto(proto), m.dport(53)], t.redirect(AGENT_DNS_PORT, spelling));
       continue;
     }
-    for (const family of ['ipv4', 'ipv6'] as const) {
+    for (const family of FAMILIES) {
       for (const s of servers[family]) {
         rs.appendTo(family, 'nat', Chains.OUTPUT_DNS, [m.proto(proto), m.dport(53), m.dst(hostCidr(s, family))], t.redirect(AGENT_DNS_PORT, spelling));
       }
@@ -53,16 +52,16 @@ function buildConntrackZones(rs: RuleSet, c: CaptureConfig): void {
     rs.append('raw', Chains.INBOUND, [m.proto('udp'), m.sport(53)], t.ct(1));
     return;
   }
-  const perFamily = (family: Family): void => {
-    const list = c.dnsServers[family];
-    if (list.length > 0) rs.appendTo(family, 'raw', 'PREROUTING', [], t.jump(Chains.INBOUND));
-    for (const s of list) {
+  const servers = c.dnsServers;
+  rs.appendFor({ ipv4: servers.ipv4.length > 0, ipv6: servers.ipv6.length > 0 }, 'raw', 'PREROUTING', [], t.jump(Chains.INBOUND));
+  for (const family of FAMILIES) {
+    for (const s of servers[family]) {
       const cidr = hostCidr(s, family);
       // App queries to the resolver, and the resolver's answers.
       rs.appendTo(family, 'raw', Chains.OUTPUT_DNS, [m.proto('udp'), m.dport(53), m.dst(cidr)], t.ct(2));
       rs.appendTo(family, 'raw', Chains.INBOUND, [m.proto('udp'), m.sport(53), m.src(cidr)], t.ct(1));
     }
-  };
-  perFamily('ipv4');
-  perFamily('ipv6');
+  }
 }
+
+const FAMILIES: readonly Family[] = ['ipv4', 'ipv6'];

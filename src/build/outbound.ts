@@ -61,21 +61,21 @@ export function buildOutboundDestinations(rs: RuleSet, c: CaptureConfig): void {
     rs.append('nat', Chains.OUTPUT, [m.proto('tcp'), m.dports(port)], t.jump(Chains.REDIRECT));
   }
   const inc = c.outboundCidrs;
+  if (inc.kind === 'all') {
+    rs.append('nat', Chains.OUTPUT, [], t.jump(Chains.REDIRECT));
+    // Traffic from virtual interfaces is captured as outbound (inserted above their RETURN).
+    for (const name of c.kubeVirtInterfaces) {
+      rs.insert('nat', 'PREROUTING', 1, [m.in(name)], t.jump(Chains.REDIRECT));
+    }
+    return;
+  }
   const families: Family[] = ['ipv4', 'ipv6'];
   for (const family of families) {
-    if (inc.kind === 'all') {
-      rs.appendTo(family, 'nat', Chains.OUTPUT, [], t.jump(Chains.REDIRECT));
-      // Traffic from virtual interfaces is captured as outbound (inserted above their RETURN).
+    for (const cidr of inc[family]) {
       for (const name of c.kubeVirtInterfaces) {
-        rs.insertTo(family, 'nat', 'PREROUTING', 1, [m.in(name)], t.jump(Chains.REDIRECT));
+        rs.insertTo(family, 'nat', 'PREROUTING', 1, [m.in(name), m.dst(cidr)], t.jump(Chains.REDIRECT));
       }
-    } else {
-      for (const cidr of inc[family]) {
-        for (const name of c.kubeVirtInterfaces) {
-          rs.insertTo(family, 'nat', 'PREROUTING', 1, [m.in(name), m.dst(cidr)], t.jump(Chains.REDIRECT));
-        }
-        rs.appendTo(family, 'nat', Chains.OUTPUT, [m.dst(cidr)], t.jump(Chains.REDIRECT));
-      }
+      rs.appendTo(family, 'nat', Chains.OUTPUT, [m.dst(cidr)], t.jump(Chains.REDIRECT));
     }
   }
 }

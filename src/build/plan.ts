@@ -38,16 +38,21 @@ export function buildPlan(c: CaptureConfig): Plan {
   buildOutboundDestinations(rs, c);
   buildTproxyMarks(rs, c);
 
+  const rules = rs.rules;
   return {
-    ipv4: familyRules('ipv4', rs.ipv4),
-    ipv6: rs.ipv6 === null ? null : familyRules('ipv6', rs.ipv6),
+    rules,
+    ipv4: familyRules(rules, 'ipv4'),
+    ipv6: c.enableIpv6 ? familyRules(rules, 'ipv6') : null,
     routes: buildRoutes(c),
     notes,
   };
 }
 
-function familyRules(family: Family, rules: readonly Rule[]): FamilyRules {
-  return { family, rules, chains: chainsOf(rules) };
+/** One family's view of the plan's rules: those of the family and the shared ones, in issue order. */
+export function familyRules(rules: readonly Rule[], family: Family): FamilyRules {
+  const own: Rule[] = [];
+  for (const r of rules) if (r.family === family || r.family === 'both') own.push(r);
+  return { family, rules: own, chains: chainsOf(own) };
 }
 
 /**

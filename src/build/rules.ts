@@ -1,4 +1,4 @@
-import type { Cidr, Family, Match, OwnChain, OwnerId, PortOrRange, Protocol, Rule, Table, Target, Chain } from '../model/rule.js';
+import type { Chain, Cidr, Family, Match, Operation, OwnChain, OwnerId, PortOrRange, Protocol, Rule, RuleFamily, Table, Target } from '../model/rule.js';
 
 /** Small constructors so that each rule in the builders reads like the iptables line it becomes. */
 export const m = {
@@ -46,46 +46,52 @@ export interface FamilyValues {
   readonly passthroughSource: Cidr;
 }
 
+const APPEND: Operation = { kind: 'append' };
+
 /**
- * Collects rules in issue order, per family. `both` adds a rule to every enabled family;
- * `ipv4`/`ipv6` to one; `each` builds a family-specific variant for every enabled family.
+ * Collects the plan's rules in issue order, each with its family. `append`/`insert` add a rule
+ * shared by both families; `appendTo`/`insertTo` one for a family (or `both`); `appendFor` one
+ * for the families that need it; `each` a family-specific variant per family, side by side.
+ * Rules of a disabled IPv6 are not added.
  */
 export class RuleSet {
-  readonly ipv4: Rule[] = [];
-  readonly ipv6: Rule[] | null;
+  readonly rules: Rule[] = [];
 
   constructor(
-    enableIpv6: boolean,
+    private readonly enableIpv6: boolean,
     private readonly values: Readonly<Record<Family, FamilyValues>>,
-  ) {
-    this.ipv6 = enableIpv6 ? [] : null;
+  ) {}
+
+  private add(family: RuleFamily, table: Table, chain: Chain, op: Operation, matches: readonly Match[], target: Target): void {
+    if (family === 'ipv6' && !this.enableIpv6) return;
+    this.rules.push({ family, table, chain, op, matches, target });
   }
 
-  private target(family: Family): Rule[] | null {
-    return family === 'ipv4' ? this.ipv4 : this.ipv6;
+  appendTo(family: RuleFamily, table: Table, chain: Chain, matches: readonly Match[], target: Target): void {
+    this.add(family, table, chain, APPEND, matches, target);
   }
 
-  appendTo(family: Family, table: Table, chain: Chain, matches: readonly Match[], target: Target): void {
-    this.target(family)?.push({ table, chain, op: { kind: 'append' }, matches, target });
-  }
-
-  insertTo(family: Family, table: Table, chain: Chain, position: number, matches: readonly Match[], target: Target): void {
-    this.target(family)?.push({ table, chain, op: { kind: 'insert', position }, matches, target });
+  insertTo(family: RuleFamily, table: Table, chain: Chain, position: number, matches: readonly Match[], target: Target): void {
+    this.add(family, table, chain, { kind: 'insert', position }, matches, target);
   }
 
   append(table: Table, chain: Chain, matches: readonly Match[], target: Target): void {
-    this.appendTo('ipv4', table, chain, matches, target);
-    this.appendTo('ipv6', table, chain, matches, target);
+    this.add('both', table, chain, APPEND, matches, target);
   }
 
   insert(table: Table, chain: Chain, position: number, matches: readonly Match[], target: Target): void {
-    this.insertTo('ipv4', table, chain, position, matches, target);
-    this.insertTo('ipv6', table, chain, position, matches, target);
+    this.insertTo('both', table, chain, position, matches, target);
   }
 
-  /** Append a rule whose matches depend on the family (Istio's "versioned" rules). */
+  /** Append one rule for the families that need it: shared when both do, else that family's, else none. */
+  appendFor(needs: Readonly<Record<Family, boolean>>, table: Table, chain: Chain, matches: readonly Match[], target: Target): void {
+    const family: RuleFamily | undefined = needs.ipv4 ? (needs.ipv6 ? 'both' : 'ipv4') : needs.ipv6 ? 'ipv6' : undefined;
+    if (family !== undefined) this.appendTo(family, table, chain, matches, target);
+  }
+
+  /** Append a rule whose matches depend on the family (Istio's "versioned" rules): IPv4's, then IPv6's. */
   each(table: Table, chain: Chain, matches: (v: FamilyValues) => readonly Match[], target: Target): void {
     this.appendTo('ipv4', table, chain, matches(this.values.ipv4), target);
-    this.appendTo('ipv6', table, chain, matches(this.values.ipv6), target);
+    if (this.enableIpv6) this.appendTo('ipv6', table, chain, matches(this.values.ipv6), target);
   }
 }

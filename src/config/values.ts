@@ -383,6 +383,7 @@ export const logCallers = stringValue((raw, ctx): readonly string[] => {
   return scopes;
 });
 
+/** Where log lines go (`--log_target`): standard output or standard error. */
 export type LogTarget = 'stdout' | 'stderr';
 
 /** One --log_target: where log lines go. Istio also takes file paths; this program writes no files. */

@@ -7,6 +7,12 @@
 
 /** An address family: IPv4 rules go to iptables, IPv6 rules to ip6tables. */
 export type Family = 'ipv4' | 'ipv6';
+/**
+ * The families a rule is programmed for: `both` is one rule, the same in each enabled family (nft
+ * writes it once in its `inet` table); `ipv4`/`ipv6` a rule of that family only (an address in
+ * it, a per-family value, or a jump only one family needs).
+ */
+export type RuleFamily = Family | 'both';
 /** An iptables table. */
 export type Table = 'filter' | 'mangle' | 'nat' | 'raw';
 /** A transport protocol a rule matches (`-p`). */
@@ -94,6 +100,7 @@ export type Operation = { readonly kind: 'append' } | { readonly kind: 'insert';
 
 /** One rule: a table, a chain, how it is added, its matches in order and its target. */
 export interface Rule {
+  readonly family: RuleFamily;
   readonly table: Table;
   readonly chain: Chain;
   readonly op: Operation;
@@ -101,7 +108,7 @@ export interface Rule {
   readonly target: Target;
 }
 
-/** The rules for one address family, in the order they are issued. */
+/** The rules for one address family, in the order they are issued (the plan's view of one family). */
 export interface FamilyRules {
   readonly family: Family;
   readonly rules: readonly Rule[];
@@ -120,10 +127,25 @@ export type RouteStep =
 
 /** Everything istio-iptables would program, as data. Dry run, apply and cleanup all derive from it. */
 export interface Plan {
+  /**
+   * Every rule, each once with its family, in the order Istio issues them: per family, the rules
+   * of that family and the shared ones, in iptables' order; a rule and its other-family twin
+   * (the same rule with the family's own value) side by side.
+   */
+  readonly rules: readonly Rule[];
+  /** IPv4's view of `rules` (the `both` and `ipv4` rules): what iptables-restore is given. */
   readonly ipv4: FamilyRules;
-  /** null when IPv6 is not enabled. */
+  /** IPv6's view of `rules`; null when IPv6 is not enabled. */
   readonly ipv6: FamilyRules | null;
   readonly routes: readonly RouteStep[];
   /** Notes about decisions the builder made (e.g. DNS capture disabled for lack of servers). */
   readonly notes: readonly string[];
+}
+
+/**
+ * The default of a switch over a union's kinds (Match, Target, ...): with every kind handled the
+ * argument is `never`, so a kind added to the model fails to compile until each switch handles it.
+ */
+export function unhandled(x: never): never {
+  throw new Error(`unhandled kind ${JSON.stringify((x as { kind?: unknown }).kind)}`);
 }

@@ -1,6 +1,6 @@
 import type { Plan } from '../model/rule.js';
 import { renderIpCommands } from './ip.js';
-import { renderNft } from './nft.js';
+import { renderNft } from './nft/index.js';
 import { renderRestore } from './restore.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { Cidr, FamilyRules, Match, OwnerId, Rule, Table, Target } from '../model/rule.js';
+import { unhandled, type Cidr, type FamilyRules, type Match, type OwnerId, type Rule, type Table, type Target } from '../model/rule.js';
 
 /** Tables in the order Istio writes them (sorted by name, as joinSections sorts them). */
 const TABLE_ORDER: readonly Table[] = ['filter', 'mangle', 'nat', 'raw'];
@@ -73,6 +73,8 @@ function matchText(x: Match): string {
       return `-m connmark --mark ${num(x.mark)}`;
     case 'ctstate':
       return `-m conntrack --ctstate ${tok(x.states.join(','))}`;
+    default:
+      return unhandled(x);
   }
 }
 
@@ -100,6 +102,8 @@ function targetText(x: Target): string {
       return '-j CONNMARK --restore-mark';
     case 'ct':
       return `-j CT --zone ${num(x.zone)}`;
+    default:
+      return unhandled(x);
   }
 }
 

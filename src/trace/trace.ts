@@ -1,5 +1,6 @@
 import { parseAddress, samePrefix, type ParsedAddress } from '../config/net.js';
-import type { Cidr, Family, FamilyRules, Match, OwnerId, Plan, Rule, Table } from '../model/rule.js';
+import { unhandled, type Cidr, type Family, type FamilyRules, type Match, type OwnerId, type Plan, type Rule, type Table } from '../model/rule.js';
+import { chainKey, replayChains } from '../model/replay.js';
 import { renderRule } from '../render/restore.js';
 import { parseFlowAddress } from './flow.js';
 import { TraceError, type Flow, type FlowState, type Hook, type TraceAction, type TraceOptions, type TraceResult, type TraceStep, type Verdict } from './types.js';
@@ -27,27 +28,14 @@ const DEFAULT_INTERFACE = 'eth0';
 const MAX_DEPTH = 32;
 const LOOPBACK = { ipv4: '127.0.0.1', ipv6: '::1' } as const;
 
-/** Each chain's rules in the kernel's final order: appends and inserts replayed in issue order. */
+/** Each chain's rules in the kernel's final order (keyed `table/chain`); an insert iptables-restore would reject is an error. */
 export function finalChains(rules: readonly Rule[]): Map<string, Rule[]> {
-  const out = new Map<string, Rule[]>();
-  for (const rule of rules) {
-    const key = chainKey(rule.table, rule.chain);
-    const list = out.get(key) ?? [];
-    if (rule.op.kind === 'append') list.push(rule);
-    else {
-      const index = rule.op.position - 1;
-      if (index < 0 || index > list.length) {
-        throw new TraceError(`the plan inserts at position ${rule.op.position} of ${rule.table} ${rule.chain}, which has ${list.length} rules: iptables-restore would reject it`);
-      }
-      list.splice(index, 0, rule);
-    }
-    out.set(key, list);
-  }
-  return out;
-}
-
-function chainKey(table: string, chain: string): string {
-  return `${table}/${chain}`;
+  return replayChains(rules, (rule) => rule, {
+    outOfRange: (rule, length) => {
+      const at = rule.op.kind === 'insert' ? rule.op.position : length + 1;
+      throw new TraceError(`the plan inserts at position ${at} of ${rule.table} ${rule.chain}, which has ${length} rules: iptables-restore would reject it`);
+    },
+  });
 }
 
 /** Each chain's final order per family's rules: the same for every packet traced through them. */
@@ -174,6 +162,8 @@ function matchOne(w: Walk, p: Packet, x: Match): boolean {
       return p.ctmark !== null && p.ctmark === x.mark;
     case 'ctstate':
       return (x.states as readonly string[]).includes(p.state);
+    default:
+      return unhandled(x);
   }
 }
 
@@ -238,6 +228,8 @@ function walkChain(w: Walk, p: Packet, hook: Hook, table: Table, chain: string, 
         // xt_CT only templates a packet that has no conntrack entry yet (e.g. not on lo's way back).
         step(p.ctAttached ? 'continue' : 'ct');
         break;
+      default:
+        unhandled(t);
     }
   }
   return 'fallthrough';

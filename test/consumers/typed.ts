@@ -56,6 +56,7 @@ import {
   type IptablesBackend,
   type IptablesReport,
   type LogLevel,
+  type LogTarget,
   type Logger,
   type Match,
   type NamespaceOptions,
@@ -70,11 +71,13 @@ import {
   type OwnerGroupFilter,
   type OwnerId,
   type Plan,
+  type PortOrRange,
   type Protocol,
   type RawOptions,
   type RouteStep,
   type Rule,
   type RuleDifference,
+  type RuleFamily,
   type RunConfig,
   type Table,
   type Target,
@@ -97,6 +100,7 @@ const config: Config = configFromObject(raw, host);
 const capture: CaptureConfig = config.capture;
 const run: RunConfig = config.run;
 const level: LogLevel = run.logLevel;
+const targets: readonly LogTarget[] = run.logTargets;
 const forced: IptablesBackend | undefined = run.forceIptablesBinary;
 const inbound: InboundPorts = capture.inboundPorts;
 const outbound: OutboundCidrs = capture.outboundCidrs;
@@ -107,6 +111,8 @@ const plan: Plan = buildPlan(capture);
 const v4: FamilyRules = plan.ipv4;
 const family: Family = v4.family;
 const rule: Rule | undefined = v4.rules[0];
+const ruleFamily: RuleFamily | undefined = rule?.family;
+const outboundPorts: readonly PortOrRange[] = capture.outboundPorts;
 const table: Table | undefined = rule?.table;
 const chain: Chain | undefined = rule?.chain;
 const own: OwnChain = Chains.OUTPUT;
@@ -179,6 +185,6 @@ export async function main(): Promise<string[]> {
     outcomeOf(cleaned) ?? '',
     describeDiff(diffed),
     ...texts,
-    [kind, level, forced, inbound.kind, outbound.kind, excluded.hasLoopback, groups.kind, uid, family, table, chain, own, builtin, op?.kind, target?.kind, protocol, cidr?.address, step?.kind, doc.nftScript, verdict, hook, action].join(' '),
+    [kind, level, targets.join(','), ruleFamily, outboundPorts.length, forced, inbound.kind, outbound.kind, excluded.hasLoopback, groups.kind, uid, family, table, chain, own, builtin, op?.kind, target?.kind, protocol, cidr?.address, step?.kind, doc.nftScript, verdict, hook, action].join(' '),
   ];
 }
