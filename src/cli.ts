@@ -155,11 +155,11 @@ async function runDiff(args: readonly string[], options: MainOptions, io: Io, en
     throw new ConfigError({ kind: 'flag', long: 'native-nftables' }, 'true', 'false: diff compares iptables rules (for nftables, compare `nft list ruleset` with the dry run)');
   }
   checkNamespace(config.run.networkNamespace);
-  const [{ detectBackend }, { processRunner }, { assess, parseSave }, { readRouteState }, { routeArgs }] = await Promise.all([
+  const [{ detectBackend }, { processRunner, runtimeRoutes }, { assess, parseSave }, { ipRoutes }, { routeArgs }] = await Promise.all([
     import('./apply/detect.js'),
     import('./apply/runner.js'),
     import('./apply/state.js'),
-    import('./apply/routes.js'),
+    import('./apply/ip-routes.js'),
     import('./render/ip.js'),
   ]);
   const runner = processRunner({ namespace: config.run.networkNamespace, env });
@@ -179,7 +179,7 @@ async function runDiff(args: readonly string[], options: MainOptions, io: Io, en
     const mark = { missing: '-', unexpected: '+', order: '~' } as const;
     for (const d of a.ruleDiff) io.stdout(`  ${mark[d.kind]} ${d.table} ${d.chain}: ${d.rule}\n`);
   }
-  const routes = await readRouteState(runner, plan.routes);
+  const routes = await (runtimeRoutes({ namespace: config.run.networkNamespace }) ?? ipRoutes(runner)).read(plan.routes);
   for (const step of plan.routes) {
     if (routes.has(step)) continue;
     inSync = false;
@@ -225,16 +225,17 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   const ns = run.networkNamespace;
   checkNamespace(ns);
   if (log.enabled?.('info') !== false) log.info(`configuration: ${describeConfig(capture)}`);
-  const [{ applyPlan }, { quickBackend, readProcNet }, { processRunner, spawnRunner }] = await Promise.all([
+  const [{ applyPlan }, { quickBackend, readProcNet }, { processRunner, spawnRunner, runtimeRoutes }] = await Promise.all([
     import('./apply/apply.js'),
     import('./apply/backend.js'),
     import('./apply/runner.js'),
   ]);
   const runner = processRunner({ namespace: ns, env });
+  const routes = runtimeRoutes({ namespace: ns });
   const owners = ownerResolver();
   if (!run.skipRuleApply && run.nativeNftables) {
     const { applyNft } = await import('./apply/nft.js');
-    await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly, sets: run.nftSets });
+    await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly, sets: run.nftSets, routes });
   } else if (!run.skipRuleApply) {
     await applyPlan(plan, {
       runner,
@@ -247,6 +248,7 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
       lockWaitSeconds: LOCK_WAIT_SECONDS,
       quickBackend: quickBackend(run.forceIptablesBinary, ns === undefined, readProcNet),
       fastRunner: spawnRunner({ namespace: ns, env }),
+      routes,
     });
   }
   if (!run.runValidation || run.cleanupOnly) return 0;
