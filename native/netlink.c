@@ -463,7 +463,8 @@ JSValue h_netlink_dump(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   if (bad) return JS_EXCEPTION;
   Outcome o = {0};
   Dump d = {ctx, JS_UNDEFINED, 0, kind, family == 6 ? AF_INET6 : AF_INET};
-  if (nl_socket(ns, &o) == 0 && loopback(&o) == 0) {
+  /* Without a device named lo nothing can be on it (lo 0); adding to it then fails as ip does. */
+  if (nl_socket(ns, &o) == 0 && (loopback(&o) == 0 || o.where == AT_DEVICE)) {
     /* A dump interrupted by a concurrent change is read again (a few times at most). */
     for (int attempt = 0; attempt < 3; attempt++) {
       JS_FreeValue(ctx, d.items);
