@@ -304,18 +304,20 @@ describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name
     });
   });
 
-  it.runIf(viaIp)('ip -batch stops at a failing line: the lines before it are undone, the failing command is named', async () => {
-    // IPv6 steps in order: loopback address, fwmark rule, local route; the route (line 3) fails.
-    const dir = fakeBin({ ip: failingIp('*"-6 route add"*') });
-    await withNetns('batchfail', async (ns) => {
-      const pristine = await snapshot(ns);
-      const r = await inside(ns, [...TPROXY_DUAL, '--log_output_level=default:debug'], fakesFirst(dir));
-      expect(r.exitCode).toBe(1);
-      expect(r.stderr).toContain('first attempt did not apply cleanly (ip -6 route add local ::/0 dev lo table 133: RTNETLINK answers: injected)');
-      expect(r.stderr).not.toMatch(/undoing the first attempt was incomplete/);
-      expect(await snapshot(ns)).toBe(pristine);
+  if (viaIp) {
+    it('ip -batch stops at a failing line: the lines before it are undone, the failing command is named', async () => {
+      // IPv6 steps in order: loopback address, fwmark rule, local route; the route (line 3) fails.
+      const dir = fakeBin({ ip: failingIp('*"-6 route add"*') });
+      await withNetns('batchfail', async (ns) => {
+        const pristine = await snapshot(ns);
+        const r = await inside(ns, [...TPROXY_DUAL, '--log_output_level=default:debug'], fakesFirst(dir));
+        expect(r.exitCode).toBe(1);
+        expect(r.stderr).toContain('first attempt did not apply cleanly (ip -6 route add local ::/0 dev lo table 133: RTNETLINK answers: injected)');
+        expect(r.stderr).not.toMatch(/undoing the first attempt was incomplete/);
+        expect(await snapshot(ns)).toBe(pristine);
+      });
     });
-  });
+  }
 });
 
 describe('native nftables (--native-nftables)', () => {

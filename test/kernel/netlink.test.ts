@@ -167,6 +167,18 @@ describe('netlink failures: the same message as ip, and the namespace left as it
     expect(line).toBe('istio-iptables: ip -6 route add local ::/0 dev lo table 133 failed (exit 2): Error: Nexthop device is not up.');
   });
 
+  it('the fast path stops a family at its failing step and undoes the steps before it, naming the failing one', async () => {
+    await withNetns('nlfast', async (ns) => {
+      await ns.run('ip', ['link', 'set', 'lo', 'down']);
+      const pristine = await snapshot(ns);
+      const r = await entrypoint(ns, [...TPROXY_DUAL, '--log_output_level=default:debug']);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain('first attempt did not apply cleanly (ip -6 route add local ::/0 dev lo table 133: Error: Nexthop device is not up.)');
+      expect(r.stderr).not.toMatch(/undoing the first attempt was incomplete|rollback incomplete/);
+      expect(await snapshot(ns)).toBe(pristine);
+    });
+  });
+
   it('a conflicting route in table 133: File exists, and the foreign route stays', async () => {
     const line = await bothFail(TPROXY_DUAL, async (ns) => void (await ns.run('ip', ['-4', 'route', 'add', 'unreachable', 'default', 'table', '133'])));
     expect(line).toBe('istio-iptables: ip -4 route add local 0.0.0.0/0 dev lo table 133 failed (exit 2): RTNETLINK answers: File exists');
