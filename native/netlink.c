@@ -152,10 +152,9 @@ static int add_attr(Request *r, unsigned short type, const void *data, size_t le
   size_t at = NLMSG_ALIGN(r->n.nlmsg_len);
   size_t need = at + NLA_HDRLEN + len;
   if (need > sizeof *r) return -1;
-  struct nlattr *a = (struct nlattr *)((char *)r + at);
-  a->nla_type = type;
-  a->nla_len = (unsigned short)(NLA_HDRLEN + len);
-  if (len) memcpy((char *)a + NLA_HDRLEN, data, len);
+  struct nlattr a = {.nla_len = (unsigned short)(NLA_HDRLEN + len), .nla_type = type};
+  memcpy((char *)r + at, &a, sizeof a);
+  if (len) memcpy((char *)r + at + NLA_HDRLEN, data, len);
   r->n.nlmsg_len = (uint32_t)NLA_ALIGN(need);
   return 0;
 }
