@@ -48,6 +48,7 @@ describe('netlink (entrypoint) and ip (Node CLI) leave the same kernel state', (
     ['TPROXY IPv4', TPROXY_V4],
     ['TPROXY dual stack', TPROXY_DUAL],
     ['REDIRECT dual stack (the ::6 address only)', REDIRECT_DUAL],
+    ['TPROXY dual stack, native nftables', [...TPROXY_DUAL, '--native-nftables']],
   ])('%s: apply, rerun, cleanup', async (_n, args) => {
     await withNetns('nl', async (nl) => {
       await withNetns('ip', async (ip) => {
@@ -164,6 +165,11 @@ describe('netlink failures: the same message as ip, and the namespace left as it
 
   it('lo down: the IPv6 local route is refused (extended ack), everything added before it is removed', async () => {
     const line = await bothFail(TPROXY_DUAL, async (ns) => void (await ns.run('ip', ['link', 'set', 'lo', 'down'])));
+    expect(line).toBe('istio-iptables: ip -6 route add local ::/0 dev lo table 133 failed (exit 2): Error: Nexthop device is not up.');
+  });
+
+  it('native nftables, lo down: the tables loaded are put back as well', async () => {
+    const line = await bothFail([...TPROXY_DUAL, '--native-nftables'], async (ns) => void (await ns.run('ip', ['link', 'set', 'lo', 'down'])));
     expect(line).toBe('istio-iptables: ip -6 route add local ::/0 dev lo table 133 failed (exit 2): Error: Nexthop device is not up.');
   });
 
