@@ -49,6 +49,8 @@ describe('netlink (entrypoint) and ip (Node CLI) leave the same kernel state', (
     ['TPROXY dual stack', TPROXY_DUAL],
     ['REDIRECT dual stack (the ::6 address only)', REDIRECT_DUAL],
     ['TPROXY dual stack, native nftables', [...TPROXY_DUAL, '--native-nftables']],
+    // A table past 255 goes in an attribute rather than the header; the largest mark.
+    ['TPROXY dual stack, table 1000, mark 0xffffffff', [...TPROXY_DUAL, '-r', '1000', '-t', '4294967295']],
   ])('%s: apply, rerun, cleanup', async (_n, args) => {
     await withNetns('nl', async (nl) => {
       await withNetns('ip', async (ip) => {
