@@ -18,8 +18,21 @@ const TPROXY_V4 = [...SIDECAR, '-m', 'TPROXY', '--enable-ipv6=false'];
 const TPROXY_DUAL = [...SIDECAR, '-m', 'TPROXY', '--enable-ipv6=true'];
 const REDIRECT_DUAL = [...SIDECAR, '-m', 'REDIRECT', '--enable-ipv6=true'];
 
-const entrypoint = (ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
-  execa('ip', ['netns', 'exec', ns.name, ENTRYPOINT, ...args], { reject: false, env, timeout: 30_000 });
+/** A PATH with the iptables programs and nft but no `ip`: the entrypoint must not need it. */
+function withoutIp(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'iit-noip-'));
+  temporary.push(dir);
+  for (const name of ['iptables-nft-restore', 'ip6tables-nft-restore', 'iptables-nft-save', 'ip6tables-nft-save']) symlinkSync('/usr/sbin/xtables-nft-multi', join(dir, name));
+  for (const name of ['iptables-legacy-restore', 'ip6tables-legacy-restore', 'iptables-legacy-save', 'ip6tables-legacy-save']) symlinkSync('/usr/sbin/xtables-legacy-multi', join(dir, name));
+  symlinkSync('/usr/sbin/nft', join(dir, 'nft'));
+  return dir;
+}
+const temporary: string[] = [];
+const NO_IP = withoutIp();
+
+/** The entrypoint inside the namespace; without `ip` on its PATH unless the test gives one. */
+const entrypoint = (ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = { PATH: NO_IP }) =>
+  execa('/usr/sbin/ip', ['netns', 'exec', ns.name, ENTRYPOINT, ...args], { reject: false, env, timeout: 30_000 });
 const node = (ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = {}) => runCli([...args, '--network-namespace', ns.name], env);
 
 /** The run's last line: its error, as the user reads it. */
@@ -27,7 +40,6 @@ const lastLine = (stderr: string): string => stderr.trim().split('\n').at(-1) ??
 /** The routing lines a run logged ("added: ip -4 rule add ..."), in order. */
 const routingLog = (stderr: string): string[] => stderr.split('\n').filter((l) => /\t(added|removed): ip /.test(l)).map((l) => l.slice(l.indexOf('\t') + 1));
 
-const temporary: string[] = [];
 afterAll(() => {
   for (const dir of temporary) rmSync(dir, { recursive: true, force: true });
 });
@@ -146,15 +158,19 @@ describe('netlink (entrypoint) and ip (Node CLI) leave the same kernel state', (
 });
 
 describe('netlink failures: the same message as ip, and the namespace left as it was', () => {
-  /** Run both with the same set-up; both must fail with the same last line and leave `pristine`. */
-  async function bothFail(args: readonly string[], setup: (ns: Netns) => Promise<void>, env: NodeJS.ProcessEnv = {}): Promise<string> {
+  /**
+   * Run both with the same set-up (and fake programs first on PATH, if given; no `ip` for the
+   * entrypoint); both must fail with the same last line and leave `pristine`.
+   */
+  async function bothFail(args: readonly string[], setup: (ns: Netns) => Promise<void>, fakes?: string): Promise<string> {
+    const first = (path: string) => (fakes === undefined ? path : `${fakes}:${path}`);
     return withNetns('nlfail', async (nl) =>
       withNetns('ipfail', async (ip) => {
         await setup(nl);
         await setup(ip);
         const pristine = await snapshot(nl);
-        const a = await entrypoint(nl, args, env);
-        const b = await node(ip, args, env);
+        const a = await entrypoint(nl, args, { PATH: first(NO_IP) });
+        const b = await node(ip, args, { PATH: first(process.env['PATH'] ?? '') });
         expect(a.exitCode, a.stderr).toBe(1);
         expect(b.code, b.stderr).toBe(1);
         expect(lastLine(a.stderr)).toBe(lastLine(b.stderr));
@@ -198,8 +214,9 @@ describe('netlink failures: the same message as ip, and the namespace left as it
       await ns.run('ip', ['-4', 'route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '133']);
       await ns.run('ip', ['-6', 'addr', 'add', '::6/128', 'dev', 'lo']);
     };
-    const dir = fakeBin({ 'ip6tables-nft-restore': 'cat >/dev/null; echo "ip6tables-restore: line 3 failed: injected" >&2; exit 1' });
-    const line = await bothFail(TPROXY_DUAL, setup, { PATH: `${dir}:${process.env['PATH'] ?? ''}` });
+    // Shell built-ins only: the entrypoint's PATH holds nothing else.
+    const dir = fakeBin({ 'ip6tables-nft-restore': 'while read -r _; do :; done; echo "ip6tables-restore: line 3 failed: injected" >&2; exit 1' });
+    const line = await bothFail(TPROXY_DUAL, setup, dir);
     expect(line).toMatch(/ip6tables-nft-restore --noflush failed \(exit 1\): ip6tables-restore: line 3 failed: injected/);
   });
 });
