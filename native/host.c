@@ -701,6 +701,10 @@ static JSValue h_load(JSContext *ctx, JSValueConst this, int argc, JSValueConst 
 
 /* ---------- start-up ---------- */
 
+/* Routing over rtnetlink (native/netlink.c). */
+JSValue h_netlink_change(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv);
+JSValue h_netlink_dump(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv);
+
 static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("write", 2, h_write),
     JS_CFUNC_DEF("readFile", 1, h_read_file),
@@ -713,6 +717,8 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("selfPath", 0, h_self_path),
     JS_CFUNC_DEF("wallClock", 0, h_wall_clock),
     JS_CFUNC_DEF("load", 1, h_load),
+    JS_CFUNC_DEF("netlinkChange", 8, h_netlink_change),
+    JS_CFUNC_DEF("netlinkDump", 3, h_netlink_dump),
 };
 
 static int run_bytecode(JSContext *ctx, const uint8_t *start, const uint8_t *end) {

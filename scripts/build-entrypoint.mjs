@@ -76,6 +76,7 @@ async function buildEntrypoint() {
     '-Wno-cast-function-type',
     `-I${engine}`,
     join(root, 'native', 'host.c'),
+    join(root, 'native', 'netlink.c'),
     join(work, 'bytecode.S'),
     ...objects,
     '-lm',

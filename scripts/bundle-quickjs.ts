@@ -38,7 +38,6 @@ const LAZY: Record<string, string> = {
   [`${join(src, 'cli.ts')}|./apply/nft.js`]: join(src, 'apply/nft.ts'),
   [`${join(src, 'cli.ts')}|./apply/detect.js`]: join(src, 'apply/detect.ts'),
   [`${join(src, 'cli.ts')}|./apply/state.js`]: join(src, 'apply/state.ts'),
-  [`${join(src, 'cli.ts')}|./apply/routes.js`]: join(src, 'apply/routes.ts'),
 };
 /** Modules the prelude loads and publishes (src/platform/quickjs/shared.ts): the others use its instances. */
 const SHARED_MODULES: Record<string, string> = {

@@ -168,12 +168,13 @@ async function runDiff(args: readonly string[], options: MainOptions, io: Io, en
     throw new ConfigError({ kind: 'flag', long: 'native-nftables' }, 'true', 'false: diff compares iptables rules (for nftables, compare `nft list ruleset` with the dry run)');
   }
   checkNamespace(config.run.networkNamespace);
-  const [{ diffPlan }, { processRunner }, { renderDiff }] = await Promise.all([
+  const [{ diffPlan }, { processRunner, runtimeRoutes }, { renderDiff }] = await Promise.all([
     import('./apply/diff.js'),
     import('./apply/runner.js'),
     import('./render/diff.js'),
   ]);
-  const report = await diffPlan(plan, processRunner({ namespace: config.run.networkNamespace, env }), config.run.forceIptablesBinary, ownerResolver());
+  const ns = config.run.networkNamespace;
+  const report = await diffPlan(plan, processRunner({ namespace: ns, env }), config.run.forceIptablesBinary, ownerResolver(), runtimeRoutes({ namespace: ns }));
   io.stdout(renderDiff(report));
   return report.inSync ? 0 : 1;
 }
@@ -215,16 +216,17 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   const ns = run.networkNamespace;
   checkNamespace(ns);
   if (log.enabled?.('info') !== false) log.info(`configuration: ${describeConfig(capture)}`);
-  const [{ applyPlan }, { quickBackend, readProcNet }, { processRunner, spawnRunner }] = await Promise.all([
+  const [{ applyPlan }, { quickBackend, readProcNet }, { processRunner, spawnRunner, runtimeRoutes }] = await Promise.all([
     import('./apply/apply.js'),
     import('./apply/backend.js'),
     import('./apply/runner.js'),
   ]);
   const runner = processRunner({ namespace: ns, env });
+  const routes = runtimeRoutes({ namespace: ns });
   const owners = ownerResolver();
   if (!run.skipRuleApply && run.nativeNftables) {
     const { applyNft } = await import('./apply/nft.js');
-    await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly, sets: run.nftSets });
+    await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly, sets: run.nftSets, routes });
   } else if (!run.skipRuleApply) {
     await applyPlan(plan, {
       runner,
@@ -237,6 +239,7 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
       lockWaitSeconds: LOCK_WAIT_SECONDS,
       quickBackend: quickBackend(run.forceIptablesBinary, ns === undefined, readProcNet),
       fastRunner: spawnRunner({ namespace: ns, env }),
+      routes,
     });
   }
   if (!run.runValidation || run.cleanupOnly) return 0;

@@ -1,9 +1,11 @@
 import type { Logger } from '../log.js';
 import type { Family, FamilyRules, Plan, RouteStep } from '../model/rule.js';
 import { renderRestore, writeRestore } from '../render/restore.js';
-import { routeArgs, routeDelArgs } from '../render/ip.js';
+import { routeArgs } from '../render/ip.js';
 import type { Backend } from './backend.js';
-import { ipBatchCommand, restoreCommand } from './early.js';
+import { restoreCommand } from './early.js';
+import { ipRoutes } from './ip-routes.js';
+import { changeArgs, type RouteBackend } from './routes.js';
 import type { Runner, RunResult } from './runner.js';
 import type { OwnerResolver } from './saveform.js';
 import { committedBefore, failedLine, removalPayload, tablesOf } from './payload.js';
@@ -29,6 +31,8 @@ export interface ApplyOptions {
   readonly quickBackend?: { readonly backend: Backend; readonly evidence: string } | undefined;
   /** Runner for that fast path (a lighter one); defaults to `runner`. */
   readonly fastRunner?: Runner | undefined;
+  /** How routing steps reach the kernel; defaults to `ip` through the runner (the fast path's runner there). */
+  readonly routes?: RouteBackend | undefined;
 }
 
 export type FamilyOutcome = 'applied' | 'unchanged' | 'reconciled' | 'cleaned' | 'nothing to clean';
@@ -77,26 +81,9 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
     const committed = r.exitCode === 0 ? tablesOf(payload) : r.notFound ? [] : committedBefore(payload, failedLine(r.stderr));
     return { family: f, bin, r, committed };
   });
-  // One `ip -batch` per family (a process costs ~1 ms on this path; a TPROXY dual-stack plan has
-  // five steps). ip stops at the first failing line and names it, so each step is known to have
-  // been done or not, and a failure still names its own command.
-  const routes = (['ipv4', 'ipv6'] as const).flatMap((family) => {
-    const steps = plan.routes.filter((s) => s.family === family);
-    if (steps.length === 0) return [];
-    return [
-      (async () => {
-        const argvs = steps.map(routeArgs);
-        const batch = ipBatchCommand(family);
-        const r = await runner.run(batch, argvs.map((a) => `${a.slice(2).join(' ')}\n`).join(''));
-        const failed = r.exitCode === 0 ? 0 : (batchFailedLine(r.stderr) ?? 1);
-        // Steps before the failing line were done; the failing one carries the result; none after ran.
-        return steps.flatMap((step, i) =>
-          failed !== 0 && i + 1 > failed ? [] : [{ step, argv: argvs[i] ?? [], r: failed === i + 1 ? r : { ...r, exitCode: 0 } }],
-        );
-      })(),
-    ];
-  });
-  const [rs, bs] = await Promise.all([Promise.all(restores), Promise.all(routes).then((xs) => xs.flat())]);
+  const routing = o.routes ?? ipRoutes(runner);
+  const routes = plan.routes.length === 0 ? Promise.resolve([]) : routing.addAll(plan.routes);
+  const [rs, bs] = await Promise.all([Promise.all(restores), routes.then((xs) => xs.map((x) => ({ ...x, argv: routeArgs(x.step) })))]);
   if (rs.every((x) => x.r.exitCode === 0) && bs.every((x) => x.r.exitCode === 0)) {
     log.info(`iptables backend: ${backend.name} (${quick.evidence})`);
     const outcomes: Partial<Record<Family, FamilyOutcome>> = {};
@@ -113,8 +100,8 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
   const problems: string[] = [];
   for (const x of [...bs].reverse()) {
     if (x.r.exitCode !== 0) continue;
-    const r = await runner.run(routeDelArgs(x.step));
-    if (r.exitCode !== 0) problems.push(`${routeDelArgs(x.step).join(' ')}: ${firstLine(r.stderr)}`);
+    const r = await routing.change(x.step, 'del');
+    if (r.exitCode !== 0) problems.push(`${changeArgs(x.step, 'del').join(' ')}: ${firstLine(r.stderr)}`);
   }
   for (const x of rs) {
     if (x.committed.length === 0) continue;
@@ -145,12 +132,6 @@ async function restoreFamily(runner: Runner, argv: string[], f: FamilyRules, log
   }
   if (log.enabled?.('debug') !== false) log.debug(`${argv[0]} --noflush input:\n${payload.trimEnd()}`);
   return { payload, r: stream === undefined ? await runner.run(argv, payload) : await stream.end() };
-}
-
-/** The line `ip -batch -` stopped at ("Command failed -:3"), 1-based. */
-export function batchFailedLine(stderr: string): number | undefined {
-  const m = /Command failed -:(\d+)/.exec(stderr);
-  return m ? Number(m[1]) : undefined;
 }
 
 function firstLine(text: string): string {

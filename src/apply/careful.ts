@@ -6,7 +6,8 @@ import type { ApplyOptions, ApplyReport, FamilyOutcome } from './apply.js';
 import type { Backend } from './backend.js';
 import { detectBackend } from './detect.js';
 import { restoreCommand } from './early.js';
-import { changeRoutes, readRouteState, undoRoutes, type RouteChanges } from './routes.js';
+import { ipRoutes } from './ip-routes.js';
+import { changeRoutes, undoRoutes, type RouteChanges } from './routes.js';
 import type { Runner } from './runner.js';
 import { assess, cleanupPayload, isEmptyTable, parseSave, reconcilePayload, rollbackPayload, tablesOf, type Assessment, type SavedState } from './state.js';
 
@@ -70,10 +71,13 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
     );
   }
 
+  // The routing read before anything is touched: a failure to read it then changes nothing.
+  const routing = o.routes ?? ipRoutes(runner);
+  const routeState = await routing.read(plan.routes);
   const touched: Touched[] = [];
   const routes: RouteChanges = { added: [], removed: [] };
   const rollback = async (cause: ApplyError): Promise<never> => {
-    const problems = await undoRoutes(runner, routes);
+    const problems = await undoRoutes(routing, routes);
     for (const t of [...touched].reverse()) {
       const bin = backend.restore[t.family];
       const r = await runner.run([bin, `--wait=${o.lockWaitSeconds}`], rollbackPayload(t.before, t.tables));
@@ -102,8 +106,7 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
     if (o.cleanupOnly) await dropTablesIfEmpty(runner, backend, family, tables, log);
   }
 
-  const routeState = await readRouteState(runner, plan.routes);
-  await changeRoutes(runner, log, plan.routes, routeState, o.cleanupOnly, routes, (argv, r) => rollback(commandError(`${argv.join(' ')} failed`, argv, r)));
+  await changeRoutes(routing, log, plan.routes, routeState, o.cleanupOnly, routes, (argv, r) => rollback(commandError(`${argv.join(' ')} failed`, argv, r)));
   return { backend, evidence: detection.evidence, families: outcomes, routesAdded: routes.added, routesRemoved: routes.removed };
 }
 

@@ -4,7 +4,8 @@ import { detectBackend } from './detect.js';
 import type { Runner } from './runner.js';
 import type { OwnerResolver } from './saveform.js';
 import { assess, parseSave, type RuleDifference } from './state.js';
-import { readRouteState } from './routes.js';
+import { ipRoutes } from './ip-routes.js';
+import type { RouteBackend } from './routes.js';
 
 export type { RuleDifference } from './state.js';
 
@@ -33,9 +34,16 @@ export interface DiffReport {
 
 /**
  * Compare the namespace the runner targets with the plan: one `iptables-save` per family (the
- * IPv4 one also picks the backend), then `ip -j` for the routing steps. Reads only.
+ * IPv4 one also picks the backend), then the routing steps, read by `routes` (default: `ip -j`
+ * through the runner). Reads only.
  */
-export async function diffPlan(plan: Plan, runner: Runner, forced: IptablesBackend | undefined, owners: OwnerResolver): Promise<DiffReport> {
+export async function diffPlan(
+  plan: Plan,
+  runner: Runner,
+  forced: IptablesBackend | undefined,
+  owners: OwnerResolver,
+  routing: RouteBackend = ipRoutes(runner),
+): Promise<DiffReport> {
   const detection = await detectBackend(runner, forced);
   const families: FamilyDiff[] = [];
   for (const family of plan.ipv6 === null ? [plan.ipv4] : [plan.ipv4, plan.ipv6]) {
@@ -43,7 +51,7 @@ export async function diffPlan(plan: Plan, runner: Runner, forced: IptablesBacke
     const a = assess(state, family, owners);
     families.push({ family: family.family, status: a.status, rules: a.status === 'exact' ? [] : a.ruleDiff });
   }
-  const routes = await readRouteState(runner, plan.routes);
+  const routes = await routing.read(plan.routes);
   const missingRoutes = plan.routes.filter((step) => !routes.has(step));
   return {
     inSync: families.every((f) => f.status === 'exact') && missingRoutes.length === 0,

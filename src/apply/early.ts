@@ -11,13 +11,8 @@ export function restoreCommand(binary: string, lockWaitSeconds = LOCK_WAIT_SECON
   return [binary, '--noflush', `--wait=${lockWaitSeconds}`];
 }
 
-/** The command line of the fast path's routing steps for one family (fed the steps on stdin). */
-export function ipBatchCommand(family: 'ipv4' | 'ipv6'): string[] {
-  return ['ip', family === 'ipv4' ? '-4' : '-6', '-batch', '-'];
-}
-
 /**
- * The restore and `ip -batch` commands a run will start on its fast path, from the command line
+ * The restore commands a run will start on its fast path, from the command line
  * and environment as args.ts quickRaw reads them, with none of the program loaded beyond the
  * flag table, so that the entrypoint can
  * start them while the rest loads (they wait for their payload on stdin). Empty whenever the run
@@ -42,10 +37,6 @@ export function earlyCommands(
   const enableIpv6 = value('enableIpv6') === undefined ? ipv6Detected(isTrue('dualStack')) : isTrue('enableIpv6');
   const commands = [restoreCommand(quick.backend.restore.ipv4)];
   if (enableIpv6) commands.push(restoreCommand(quick.backend.restore.ipv6));
-  // Routing steps: TPROXY with inbound capture has a fwmark rule and a local route per family;
-  // IPv6 always has its passthrough address on lo (build/plan.ts buildRoutes).
-  const tproxy = String(value('interceptionMode') ?? '').trim() === 'TPROXY' && String(value('inboundPorts') ?? '').trim() !== '';
-  if (tproxy) commands.push(ipBatchCommand('ipv4'));
-  if (enableIpv6) commands.push(ipBatchCommand('ipv6'));
+  // No `ip`: the entrypoint does the routing steps over netlink itself (platform/quickjs/netlink.ts).
   return commands;
 }

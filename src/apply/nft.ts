@@ -3,7 +3,8 @@ import type { Logger } from '../log.js';
 import type { Plan, RouteStep } from '../model/rule.js';
 import { NFT_TABLES, renderNft } from '../render/nft/index.js';
 import type { FamilyOutcome } from './apply.js';
-import { changeRoutes, readRouteState, undoRoutes, type RouteChanges } from './routes.js';
+import { ipRoutes } from './ip-routes.js';
+import { changeRoutes, undoRoutes, type RouteBackend, type RouteChanges } from './routes.js';
 import type { Runner } from './runner.js';
 
 /**
@@ -19,6 +20,8 @@ export interface NftApplyOptions {
   readonly cleanupOnly: boolean;
   /** `--nft-sets`: load the script with long lists written as anonymous sets. */
   readonly sets?: boolean;
+  /** How routing steps reach the kernel; defaults to `ip` through the runner. */
+  readonly routes?: RouteBackend | undefined;
 }
 
 export interface NftReport {
@@ -78,7 +81,8 @@ export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftRepor
   const putBack = (now: Map<string, string>): Promise<void> => load(restoreScript(before, now.keys()), 'rollback');
 
   const routes: RouteChanges = { added: [], removed: [] };
-  const routeState = await readRouteState(runner, plan.routes);
+  const routing = o.routes ?? ipRoutes(runner);
+  const routeState = await routing.read(plan.routes);
 
   let outcome: NftReport['outcome'];
   if (o.cleanupOnly) {
@@ -106,11 +110,11 @@ export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftRepor
   log.info(`nftables: ${outcome}`);
 
   try {
-    await changeRoutes(runner, log, plan.routes, routeState, o.cleanupOnly, routes, async (argv, r) => {
+    await changeRoutes(routing, log, plan.routes, routeState, o.cleanupOnly, routes, async (argv, r) => {
       throw new ApplyError(`${argv.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, argv, r.stderr);
     });
   } catch (err) {
-    await undoRoutes(runner, routes);
+    await undoRoutes(routing, routes);
     await putBack(await listOurs(runner));
     log.info('rolled back: the namespace is as it was before this run');
     throw err;

@@ -1,64 +1,35 @@
 import type { Logger } from '../log.js';
-import type { Family, RouteStep } from '../model/rule.js';
+import type { RouteStep } from '../model/rule.js';
 import { routeArgs, routeDelArgs } from '../render/ip.js';
-import type { Runner, RunResult } from './runner.js';
+import type { RunResult } from './runner.js';
 
 export { routeDelArgs };
 
-/** Which of the plan's routing steps are already in place, read with `ip -j`. */
+/** Which of the plan's routing steps are already in place. */
 export interface RouteState {
   has(step: RouteStep): boolean;
 }
 
-interface IpRule {
-  fwmark?: string;
-  table?: string;
-}
-interface IpRoute {
-  type?: string;
-  dst?: string;
-  dev?: string;
-}
-interface IpAddr {
-  addr_info?: { local?: string; prefixlen?: number }[];
-}
-
-async function json<T>(runner: Runner, argv: string[]): Promise<T[]> {
-  const r = await runner.run(argv);
-  if (r.exitCode !== 0 || r.stdout.trim() === '') return [];
-  try {
-    return JSON.parse(r.stdout) as T[];
-  } catch {
-    return [];
-  }
+/**
+ * How routing steps reach the kernel: `ip` under Node (apply/ip-routes.ts), rtnetlink in the
+ * entrypoint (platform/quickjs/netlink.ts). Both give a step's result as `ip` gives it (exit
+ * status, stderr), so a failure reads the same whichever did the work.
+ */
+export interface RouteBackend {
+  /** Read the rules, routes and addresses the steps are about. */
+  read(steps: readonly RouteStep[]): Promise<RouteState>;
+  /** Add or delete one step. */
+  change(step: RouteStep, op: 'add' | 'del'): Promise<RunResult>;
+  /**
+   * Add the steps (the fast path), each family's in plan order: the steps done, then the failing
+   * one with its result; none after it in its family.
+   */
+  addAll(steps: readonly RouteStep[]): Promise<{ step: RouteStep; r: RunResult }[]>;
 }
 
-const fam = (f: Family): string => (f === 'ipv4' ? '-4' : '-6');
-
-/** Read the current rules, routes and lo addresses the steps are about (one `ip` call per fact). */
-export async function readRouteState(runner: Runner, steps: readonly RouteStep[]): Promise<RouteState> {
-  const rules = new Map<Family, IpRule[]>();
-  const routes = new Map<string, IpRoute[]>();
-  let loAddrs: IpAddr[] | undefined;
-  for (const s of steps) {
-    if (s.kind === 'fwmarkRule' && !rules.has(s.family)) rules.set(s.family, await json<IpRule>(runner, ['ip', '-j', fam(s.family), 'rule', 'show']));
-    if (s.kind === 'localRoute' && !routes.has(`${s.family}/${s.table}`)) {
-      routes.set(`${s.family}/${s.table}`, await json<IpRoute>(runner, ['ip', '-j', fam(s.family), 'route', 'show', 'table', String(s.table)]));
-    }
-    if (s.kind === 'loopbackAddress' && loAddrs === undefined) loAddrs = await json<IpAddr>(runner, ['ip', '-j', '-6', 'addr', 'show', 'dev', 'lo']);
-  }
-  return {
-    has(step) {
-      switch (step.kind) {
-        case 'fwmarkRule':
-          return (rules.get(step.family) ?? []).some((r) => r.fwmark !== undefined && Number(r.fwmark) === step.mark && r.table === String(step.table));
-        case 'localRoute':
-          return (routes.get(`${step.family}/${step.table}`) ?? []).some((r) => r.type === 'local' && r.dst === 'default' && r.dev === 'lo');
-        case 'loopbackAddress':
-          return (loAddrs ?? []).some((a) => (a.addr_info ?? []).some((i) => i.local === step.cidr.address && i.prefixlen === step.cidr.prefixLength));
-      }
-    },
-  };
+/** The `ip` command line a step's change stands for (logs and errors name it). */
+export function changeArgs(step: RouteStep, op: 'add' | 'del'): string[] {
+  return op === 'add' ? routeArgs(step) : routeDelArgs(step);
 }
 
 /** The routing steps a run changed, in the order it changed them. */
@@ -69,10 +40,10 @@ export interface RouteChanges {
 
 /**
  * Add the steps not in place (cleanup: remove those in place), in plan order, recording and
- * logging each. A failed command goes to `fail`, which throws.
+ * logging each. A failed change goes to `fail`, which throws.
  */
 export async function changeRoutes(
-  runner: Runner,
+  backend: RouteBackend,
   log: Logger,
   steps: readonly RouteStep[],
   state: RouteState,
@@ -82,22 +53,22 @@ export async function changeRoutes(
 ): Promise<void> {
   for (const step of steps) {
     if (state.has(step) !== cleanupOnly) continue;
-    const argv = cleanupOnly ? routeDelArgs(step) : routeArgs(step);
-    const r = await runner.run(argv);
-    if (r.exitCode !== 0) await fail(argv, r);
+    const op = cleanupOnly ? 'del' : 'add';
+    const r = await backend.change(step, op);
+    if (r.exitCode !== 0) await fail(changeArgs(step, op), r);
     (cleanupOnly ? changes.removed : changes.added).push(step);
-    log.info(`${cleanupOnly ? 'removed' : 'added'}: ${argv.join(' ')}`);
+    log.info(`${cleanupOnly ? 'removed' : 'added'}: ${changeArgs(step, op).join(' ')}`);
   }
 }
 
 /** Undo recorded changes, newest first (added ones, then removed ones); what failed, as `argv: stderr`. */
-export async function undoRoutes(runner: Runner, changes: RouteChanges): Promise<string[]> {
+export async function undoRoutes(backend: RouteBackend, changes: RouteChanges): Promise<string[]> {
   const problems: string[] = [];
-  const undo = async (argv: string[]): Promise<void> => {
-    const r = await runner.run(argv);
-    if (r.exitCode !== 0) problems.push(`${argv.join(' ')}: ${r.stderr.trim()}`);
+  const undo = async (step: RouteStep, op: 'add' | 'del'): Promise<void> => {
+    const r = await backend.change(step, op);
+    if (r.exitCode !== 0) problems.push(`${changeArgs(step, op).join(' ')}: ${r.stderr.trim()}`);
   };
-  for (const step of [...changes.added].reverse()) await undo(routeDelArgs(step));
-  for (const step of [...changes.removed].reverse()) await undo(routeArgs(step));
+  for (const step of [...changes.added].reverse()) await undo(step, 'del');
+  for (const step of [...changes.removed].reverse()) await undo(step, 'add');
   return problems;
 }

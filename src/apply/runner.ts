@@ -1,7 +1,16 @@
 import { spawn } from 'node:child_process';
 import { DEFAULT_TIMEOUT_MS, NOT_FOUND, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
+import type { RouteBackend } from './routes.js';
 
 export { DEFAULT_TIMEOUT_MS, type ProcessRunnerOptions, type Runner, type RunResult } from './commands.js';
+
+/**
+ * Routing done by the runtime itself rather than by `ip`: none under Node, which has no netlink
+ * (the apply code then runs `ip` through its runner). The entrypoint's runner module has netlink.
+ */
+export function runtimeRoutes(_options: ProcessRunnerOptions = {}): RouteBackend | undefined {
+  return undefined;
+}
 
 /**
  * Commands run with execa (loaded on first use), the payload fed on stdin, inside the target

@@ -116,7 +116,7 @@ export interface FamilyRules {
   readonly chains: ReadonlyMap<Table, readonly OwnChain[]>;
 }
 
-/** A routing step, applied with `ip` after the rules. */
+/** A routing step, applied after the rules (with `ip` by the Node CLI, over rtnetlink by the entrypoint). */
 export type RouteStep =
   /** `ip -6 addr add ::6/128 dev lo`: the source address the proxy binds for inbound passthrough. */
   | { readonly kind: 'loopbackAddress'; readonly family: 'ipv6'; readonly cidr: Cidr }

@@ -35,6 +35,51 @@ export interface Host {
   selfPath(): string;
   /** The wall clock: microseconds since the epoch (CLOCK_REALTIME). */
   wallClock(): number;
+  /**
+   * Routing over rtnetlink (native/netlink.c), in the namespace file `ns` (null: ours). op 0 add,
+   * 1 del; kind 0 fwmark rule, 1 local default route via lo, 2 address on lo; family 4 or 6.
+   * null when done, else what failed.
+   */
+  netlinkChange(ns: string | null, op: 0 | 1, kind: 0 | 1 | 2, family: 4 | 6, mark: number, table: number, address: string, prefixLength: number): NetlinkFailure | null;
+  /** Dump rules (kind 0), routes (1) or addresses (2) of a family; throws an Error with `code`. */
+  netlinkDump(ns: string | null, kind: 0, family: 4 | 6): NetlinkDump<NetlinkRule>;
+  netlinkDump(ns: string | null, kind: 1, family: 4 | 6): NetlinkDump<NetlinkRoute>;
+  netlinkDump(ns: string | null, kind: 2, family: 4 | 6): NetlinkDump<NetlinkAddress>;
+}
+
+/** A netlink change that failed: the kernel's answer (errno, extended ack) or what failed before it. */
+export interface NetlinkFailure {
+  readonly errno: number;
+  readonly code: string;
+  /** strerror's text. */
+  readonly text: string;
+  /** The kernel's extended ack message, when it gave one. */
+  readonly extack: string | null;
+  readonly where: 'kernel' | 'namespace' | 'socket' | 'device';
+}
+
+export interface NetlinkDump<T> {
+  /** lo's interface index in that namespace. */
+  readonly lo: number;
+  readonly items: readonly T[];
+}
+export interface NetlinkRule {
+  readonly table: number;
+  readonly action: number;
+  readonly mark: number | null;
+  readonly mask: number | null;
+  readonly priority: number;
+}
+export interface NetlinkRoute {
+  readonly table: number;
+  readonly type: number;
+  readonly dstLength: number;
+  readonly oif: number | null;
+}
+export interface NetlinkAddress {
+  readonly index: number;
+  readonly prefixLength: number;
+  readonly address: string;
 }
 
 export const host: Host | undefined = (globalThis as { __host?: Host }).__host;

@@ -72,14 +72,22 @@ describe('the entrypoint applies every conformance case as Istio does (fast path
     const args = c.args.filter((a) => a !== '--dry-run');
     await withNetns('istio', async (istio) => {
       await withNetns('entry', async (ours) => {
-        await loadIstioState(istio, c);
-        const first = await inside(ours, args);
-        expect(first.exitCode, first.stderr).toBe(0);
-        expect(await savedState(ours, c)).toEqual(await savedState(istio, c));
-        const again = await inside(ours, args);
-        expect(again.exitCode, again.stderr).toBe(0);
-        expect(again.stderr).toMatch(/ipv4: unchanged/);
-        expect(await pids(ours)).toBe('');
+        await withNetns('node', async (node) => {
+          await loadIstioState(istio, c);
+          const first = await inside(ours, args);
+          expect(first.exitCode, first.stderr).toBe(0);
+          expect(await savedState(ours, c)).toEqual(await savedState(istio, c));
+          // Routing (TPROXY's fwmark rules and local routes, IPv6's ::6 on lo) over netlink: the
+          // same rules, routes and addresses, in every detail, as the Node CLI's `ip`.
+          expect((await runCli([...args, '--network-namespace', node.name])).code).toBe(0);
+          const state = await snapshot(ours);
+          expect(state).toBe(await snapshot(node));
+          const again = await inside(ours, args);
+          expect(again.exitCode, again.stderr).toBe(0);
+          expect(again.stderr).toMatch(/ipv4: unchanged/);
+          expect(await snapshot(ours)).toBe(state);
+          expect(await pids(ours)).toBe('');
+        });
       });
     });
   });

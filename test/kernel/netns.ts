@@ -114,7 +114,8 @@ export async function snapshot(ns: Netns): Promise<string> {
   // inet tables (native nftables mode); the ip/ip6 tables of iptables-nft are covered by iptables-save.
   const nft = await ns.run('nft', ['list', 'ruleset', 'inet']);
   parts.push(`## nft list ruleset inet\n${nft.stdout.replace(/counter packets \d+ bytes \d+/g, 'counter')}`);
-  for (const argv of [['-4', 'rule'], ['-6', 'rule'], ['-4', 'route', 'show', 'table', 'all'], ['-6', 'route', 'show', 'table', 'all'], ['addr', 'show', 'dev', 'lo']]) {
+  // -d: also each rule's and route's protocol, type and scope (how it was added, not only what it does).
+  for (const argv of [['-d', '-4', 'rule'], ['-d', '-6', 'rule'], ['-d', '-4', 'route', 'show', 'table', 'all'], ['-d', '-6', 'route', 'show', 'table', 'all'], ['addr', 'show', 'dev', 'lo']]) {
     const r = await ns.run('ip', argv);
     parts.push(`## ip ${argv.join(' ')}\n${r.stdout.replace(/valid_lft.*$/gm, '')}`);
   }

@@ -1,6 +1,6 @@
 /**
  * The entrypoint's prelude: a small script the runtime runs before the program (native/host.c).
- * It reads the command line and starts the restore and `ip -batch` commands the run will need
+ * It reads the command line and starts the restore commands the run will need
  * (apply/early.ts decides which), so that their start-up (~1 ms: loading their libraries and
  * extensions) overlaps the program's; they wait for the payload on stdin. Anything unexpected
  * here only means nothing is started early.

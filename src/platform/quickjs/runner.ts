@@ -1,6 +1,8 @@
 import { host, type Host } from '../host.js';
 import { DEFAULT_TIMEOUT_MS, NOT_FOUND, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
 import { claim, spawnCommand, type Finished } from './early.js';
+import type { RouteBackend } from '../../apply/routes.js';
+import { netlinkRoutes } from './netlink.js';
 
 /*
  * apply/runner.ts for the entrypoint (scripts/bundle-quickjs.ts puts this module in its place):
@@ -16,6 +18,11 @@ export function processRunner(options: ProcessRunnerOptions = {}): Runner {
 
 /** The same runner: here every command already takes the lightest path. */
 export const spawnRunner = processRunner;
+
+/** The routing steps over rtnetlink, in this process (no `ip`; see netlink.ts). */
+export function runtimeRoutes(options: ProcessRunnerOptions = {}): RouteBackend {
+  return netlinkRoutes(host!, options.namespace);
+}
 
 /** Commands on the host's spawn; input on stdin, inside the namespace when one is given. */
 function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
