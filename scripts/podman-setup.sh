@@ -56,7 +56,8 @@ make_debian() {
   local log; log=$(mktemp)
   mmdebstrap --quiet --variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --aptopt='Acquire::Retries "3"' bookworm - "${sources[@]}" 2>"$log" |
-    podman import --quiet --change 'CMD ["bash"]' - "$debian" >/dev/null ||
+    podman import --quiet --change 'CMD ["bash"]' \
+      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$debian" >/dev/null ||
     { cat "$log" >&2; rm -f "$log"; fail "building $debian failed"; }
   rm -f "$log"
 }
