@@ -226,6 +226,28 @@ describe('the images built by podman from container/Dockerfile', () => {
   });
 });
 
+describe('the images alone run everything the CLI does, as the bare entrypoint does', () => {
+  const cases: [string, string[]][] = [
+    ['--help', ['istio-iptables', '--help']],
+    ['an unknown flag', ['istio-iptables', '--no-such-flag']],
+    ['a bad value', ['istio-iptables', '-p', '15001x', '--dry-run']],
+    ['a REDIRECT dry run', [...initArgs('pod-redirect.yaml'), '--dry-run']],
+    ['a TPROXY dry run as JSON', [...initArgs('pod-tproxy.yaml'), '--dry-run', '--output', 'json']],
+    ['trace', ['istio-iptables', 'trace', '-m', 'TPROXY', '-b', '*', '-i', '*', 'inbound', 'tcp', '10.0.0.1:40000', '->', '10.0.0.2:8080']],
+  ];
+  const runs = Object.entries(IMAGE).flatMap(([variant, image]) => cases.map(([what, args]) => [variant, what, image, args] as const));
+
+  it.each(runs)('%s image: %s', async (_variant, _what, image, args) => {
+    // Nothing but the image: no network, no capabilities, the image's own user.
+    const got = await podman(['run', '--rm', '--network', 'none', '--cap-drop', 'all', image, ...args]);
+    const want = await withNetns('cli', (ns) =>
+      execa('ip', ['netns', 'exec', ns.name, ENTRYPOINT, ...args], { reject: false, timeout: 30_000, extendEnv: false, env: { PATH: '/usr/local/bin:/usr/sbin:/usr/bin' } }),
+    );
+    expect({ code: got.exitCode, stdout: got.stdout, stderr: got.stderr }).toEqual({ code: want.exitCode, stdout: want.stdout, stderr: want.stderr });
+    expect(got.stdout.length + got.stderr.length).toBeGreaterThan(0);
+  });
+});
+
 describe('podman kube play of container/k8s, each pod in its own network namespace', () => {
   it('the examples are the four this suite runs', () => {
     expect(exampleFiles.sort()).toEqual(['pod-nonroot.yaml', 'pod-redirect.yaml', 'pod-tproxy.yaml', 'pod-validation.yaml']);
