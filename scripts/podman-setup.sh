@@ -39,7 +39,7 @@ if [ "$(cat "$conf" 2>/dev/null)" != "$want" ]; then
   mkdir -p "$(dirname "$conf")"
   printf '%s\n' "$want" >"$conf"
 fi
-podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}}' >/dev/null || fail "podman cannot run here (podman info failed)"
+[ "$(podman info --format '{{.Host.OCIRuntime.Name}}' 2>&1)" = runc ] || fail "podman cannot run here: $(podman info 2>&1 | tail -3)"
 
 # The base images, named as container/Dockerfile names them (short names resolve to docker.io/library).
 froms=$(awk 'toupper($1) == "FROM" { print $2 }' "$root/container/Dockerfile" | sort -u)
@@ -47,10 +47,12 @@ stages=$(awk 'toupper($1) == "FROM" && toupper($3) == "AS" { print $4 }' "$root/
 debian=docker.io/library/debian:bookworm-slim
 make_debian() {
   podman image exists "$debian" && return 0
-  # Apt's configured Debian sources (the archive keyring's), so the image fetches what this host fetches.
+  # Apt's configured Debian bookworm sources (the archive keyring's), so the image fetches what this
+  # host fetches; mmdebstrap's default mirror when there are none.
   local sources=()
   for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-    [ -s "$f" ] && grep -qE '^[^#]*debian-archive-keyring' "$f" && sources+=("$f")
+    [ -s "$f" ] && grep -qE '^[^#]*debian-archive-keyring' "$f" &&
+      grep -qE '^[^#]*bookworm' "$f" && sources+=("$f")
   done
   echo "podman-setup: building $debian with mmdebstrap (${sources[*]:-mmdebstrap default mirror})" >&2
   local log; log=$(mktemp)
