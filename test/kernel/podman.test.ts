@@ -325,14 +325,33 @@ describe('podman kube play of container/k8s, each pod in its own network namespa
   }
   const tproxyArgs = initArgs('pod-nonroot.yaml').map((a) => (a === 'REDIRECT' ? 'TPROXY' : a));
 
-  it('non-root image, Kubernetes-style capabilities: TPROXY applies, routing included', async () => {
-    expect(tproxyArgs).toContain('TPROXY');
-    const pod = await play(nonrootWith(tproxyArgs), 'nonroot-tproxy');
+  // The routing steps (TPROXY's fwmark rules and local routes, ::6 on lo with IPv6) without root.
+  it.each([
+    ['TPROXY', tproxyArgs, /## ip -4 rule\n[^#]*fwmark 0x539 lookup 133/],
+    ['TPROXY dual stack', [...tproxyArgs, '--enable-ipv6=true'], /## ip -6 rule\n[^#]*fwmark 0x539 lookup 133/],
+    ['REDIRECT dual stack', [...initArgs('pod-nonroot.yaml'), '--enable-ipv6=true'], /inet6 ::6\/128 scope/],
+  ])('non-root image, Kubernetes-style capabilities: %s applies, routing included', async (_what, args, routing) => {
+    const pod = await play(nonrootWith(args), 'nonroot-routing');
     try {
       expect(pod.init[0]?.exitCode, pod.init[0]?.log).toBe(0);
       const got = await snapshot(pod.ns);
-      expect(got).toMatch(/fwmark 0x539 lookup 133/);
-      expect(got).toBe(await bare(tproxyArgs));
+      expect(got).toMatch(routing);
+      expect(got).toBe(await bare(args));
+    } finally {
+      await pod.ns.remove();
+    }
+  });
+
+  it('root image: TPROXY dual stack, as pod-tproxy.yaml with IPv6 on', async () => {
+    const tproxy = example('pod-tproxy.yaml');
+    const args = [...initArgs('pod-tproxy.yaml'), '--enable-ipv6=true'];
+    const init = tproxy.spec.initContainers[0] as Container;
+    const pod = await play({ ...tproxy, spec: { ...tproxy.spec, initContainers: [{ ...init, args }] } }, 'tproxy-dual');
+    try {
+      expect(pod.init[0]?.exitCode, pod.init[0]?.log).toBe(0);
+      const got = await snapshot(pod.ns);
+      expect(got).toMatch(/## ip -6 rule\n[^#]*fwmark 0x539 lookup 133/);
+      expect(got).toBe(await bare(args));
     } finally {
       await pod.ns.remove();
     }
