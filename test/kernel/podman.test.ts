@@ -295,6 +295,8 @@ describe('podman kube play of container/k8s, each pod in its own network namespa
     const pod = await play(example('pod-validation.yaml'), 'validation');
     try {
       expect(pod.init.map((c) => [c.name, c.exitCode]), pod.init.map((c) => c.log).join('\n')).toEqual([['istio-validation', 126]]);
+      // The probe's own verdict, not a runtime that could not start the program (also 126).
+      expect(pod.init[0]?.log).toMatch(/validation failed/i);
     } finally {
       await pod.ns.remove();
     }
@@ -390,6 +392,8 @@ describe('podman kube play of container/k8s, each pod in its own network namespa
     const pod = await play({ ...validation, spec: { ...validation.spec, initContainers: [{ ...init, image: IMAGE.nonroot }] } }, 'nonroot-validation');
     try {
       expect(pod.init[0]?.exitCode, pod.init[0]?.log).toBe(126);
+      // The probe ran and failed (nothing captures): an entrypoint the kernel refused to run also exits 126.
+      expect(pod.init[0]?.log).toMatch(/validation failed/i);
     } finally {
       await pod.ns.remove();
     }
