@@ -22,6 +22,8 @@ const APP_IMAGE = 'docker.io/library/debian:bookworm-slim';
 const K8S_RUNTIME = join(ROOT, 'scripts/podman-runc-k8s.sh');
 const ENTRYPOINT = join(ROOT, 'dist/entrypoint/istio-iptables');
 const MAX_BYTES = 20_000_000;
+/** The bare entrypoint runs with nothing from the test's environment but a PATH, as in the image. */
+const HOST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 interface Container {
   name: string;
@@ -97,7 +99,8 @@ async function play(pod: Pod, tag: string): Promise<Played> {
     const [status, code] = state.stdout.trim().split(' ');
     // An init container that never started (an earlier one failed) has no exit code.
     const exitCode = state.exitCode === 0 && status === 'exited' ? Number(code) : -1;
-    const log = (await podman(['logs', ctr])).stderr;
+    const logs = await execa('podman', ['logs', ctr], { reject: false, all: true, timeout: 20_000 });
+    const log = logs.all ?? '';
     init.push({ name: c.name, exitCode, log });
   }
   if (r.exitCode !== 0 && init.every((c) => c.exitCode === 0)) throw new Error(`podman kube play ${name} failed: ${r.stderr}`);
@@ -122,7 +125,7 @@ async function removePod(name: string): Promise<void> {
 /** What the bare entrypoint (as root, in a fresh namespace) leaves for the same args. */
 async function bare(args: readonly string[]): Promise<string> {
   return withNetns('bare', async (ns) => {
-    const r = await execa('ip', ['netns', 'exec', ns.name, ENTRYPOINT, ...args], { reject: false, timeout: 30_000 });
+    const r = await execa('ip', ['netns', 'exec', ns.name, ENTRYPOINT, ...args], { reject: false, timeout: 30_000, extendEnv: false, env: { PATH: HOST_PATH } });
     if (r.exitCode !== 0) throw new Error(`bare entrypoint failed (${r.exitCode}): ${r.stderr}`);
     return snapshot(ns);
   });
@@ -241,7 +244,7 @@ describe('the images alone run everything the CLI does, as the bare entrypoint d
     // Nothing but the image: no network, no capabilities, the image's own user.
     const got = await podman(['run', '--rm', '--network', 'none', '--cap-drop', 'all', image, ...args]);
     const want = await withNetns('cli', (ns) =>
-      execa('ip', ['netns', 'exec', ns.name, ENTRYPOINT, ...args], { reject: false, timeout: 30_000, extendEnv: false, env: { PATH: '/usr/local/bin:/usr/sbin:/usr/bin' } }),
+      execa('ip', ['netns', 'exec', ns.name, ENTRYPOINT, ...args], { reject: false, timeout: 30_000, extendEnv: false, env: { PATH: HOST_PATH } }),
     );
     expect({ code: got.exitCode, stdout: got.stdout, stderr: got.stderr }).toEqual({ code: want.exitCode, stdout: want.stdout, stderr: want.stderr });
     expect(got.stdout.length + got.stderr.length).toBeGreaterThan(0);
