@@ -236,7 +236,8 @@ describe('the images alone run everything the CLI does, as the bare entrypoint d
     ['a bad value', ['istio-iptables', '-p', '15001x', '--dry-run']],
     ['a REDIRECT dry run', [...initArgs('pod-redirect.yaml'), '--dry-run']],
     ['a TPROXY dry run as JSON', [...initArgs('pod-tproxy.yaml'), '--dry-run', '--output', 'json']],
-    ['trace', ['istio-iptables', 'trace', '-m', 'TPROXY', '-b', '*', '-i', '*', 'inbound', 'tcp', '10.0.0.1:40000', '->', '10.0.0.2:8080']],
+    // -u: the image has an istio-proxy user (as Istio's images do), the host may not.
+    ['trace', ['istio-iptables', 'trace', '-u', '1337', '-m', 'TPROXY', '-b', '*', '-i', '*', 'inbound', 'tcp', '10.0.0.1:40000', '->', '10.0.0.2:8080']],
   ];
   const runs = Object.entries(IMAGE).flatMap(([variant, image]) => cases.map(([what, args]) => [variant, what, image, args] as const));
 
