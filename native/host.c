@@ -376,6 +376,13 @@ static JSValue h_self_path(JSContext *ctx, JSValueConst this, int argc, JSValueC
   return JS_NewStringLen(ctx, p, (size_t)n);
 }
 
+/* The wall clock in microseconds since the epoch (log times; the runtime has no Date). */
+static JSValue h_wall_clock(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return JS_NewFloat64(ctx, (double)t.tv_sec * 1e6 + (double)(t.tv_nsec / 1000));
+}
+
 static JSValue h_exec(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
   const char *path = JS_ToCString(ctx, argv[0]);
   if (!path) return JS_EXCEPTION;
@@ -704,6 +711,7 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("setExitCode", 1, h_set_exit_code),
     JS_CFUNC_DEF("exec", 2, h_exec),
     JS_CFUNC_DEF("selfPath", 0, h_self_path),
+    JS_CFUNC_DEF("wallClock", 0, h_wall_clock),
     JS_CFUNC_DEF("load", 1, h_load),
 };
 

@@ -1,7 +1,7 @@
 import { ConfigError, type ValueSource } from './errors.js';
-import { OPTIONS, OPTION_KEYS, type OptionKey, type RawOptions } from './config/options.js';
+import { OPTIONS, OPTION_KEYS, type OptionKey, type OptionSpec, type RawOptions } from './config/options.js';
 import { GO_FALSE, GO_TRUE } from './config/gobool.js';
-import type { RawInput } from './config/parse.js';
+import type { IgnoredEnv, RawInput } from './config/parse.js';
 
 /**
  * Reading the command line as Istio's flag parser (pflag) reads it, into raw values with where
@@ -53,7 +53,14 @@ export function flagSource(key: OptionKey): ValueSource {
  * - a boolean flag never takes the next argument (`--redirect-dns true` leaves "true" as a stray
  *   argument), and `=value` takes only Go's boolean spellings.
  */
-function walkArgs(args: readonly string[], flag: (key: OptionKey, value: string | boolean) => void, other: (args: readonly string[]) => void): void {
+function walkArgs(
+  args: readonly string[],
+  flag: (key: OptionKey, value: string | boolean) => void,
+  other: (args: readonly string[]) => void,
+  bad: (err: ConfigError) => void = (err) => {
+    throw err;
+  },
+): void {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] ?? '';
     if (arg === '--') {
@@ -70,14 +77,31 @@ function walkArgs(args: readonly string[], flag: (key: OptionKey, value: string 
     const spec = OPTIONS[key];
     if (spec.kind === 'boolean') {
       const value = eq > 0 ? arg.slice(eq + 1) : 'true';
-      if (!GO_TRUE.has(value) && !GO_FALSE.has(value)) throw new ConfigError(flagSource(key), value, 'true or false');
-      flag(key, GO_TRUE.has(value));
+      if (GO_TRUE.has(value) || GO_FALSE.has(value)) flag(key, GO_TRUE.has(value));
+      else bad(new ConfigError(flagSource(key), value, 'true or false'));
     } else if (eq > 0 || i + 1 < args.length) {
       flag(key, eq > 0 ? arg.slice(eq + 1) : (args[++i] ?? ''));
     } else {
-      throw new ConfigError(undefined, undefined, `flag needs an argument: ${name === `--${spec.long}` ? name : `${name}/--${spec.long}`}`);
+      bad(new ConfigError(undefined, undefined, `flag needs an argument: ${name === `--${spec.long}` ? name : `${name}/--${spec.long}`}`));
     }
   }
+}
+
+/**
+ * Whether the arguments ask for JSON logs (the last --log_as_json decides), read as walkArgs reads
+ * them but past a bad flag, so that the error about that flag is a JSON line too.
+ */
+export function jsonLogsAsked(args: readonly string[]): boolean {
+  let json = false;
+  walkArgs(
+    withoutProgram(args),
+    (key, value) => {
+      if (key === 'logAsJson') json = value === true;
+    },
+    () => {},
+    () => {},
+  );
+  return json;
 }
 
 /**
@@ -97,29 +121,75 @@ export function normalizeArgs(args: readonly string[]): string[] {
 
 /** Merge flag values (by long name) and the environment into raw values with their sources. Flags win. */
 export function collectRaw(argv: Readonly<Record<string, unknown>>, env: NodeJS.ProcessEnv): RawInput {
-  const values: Record<string, string | boolean> = {};
+  const values: Record<string, string | boolean | readonly string[]> = {};
   const sources: Partial<Record<OptionKey, ValueSource>> = {};
+  let ignored: IgnoredEnv[] | undefined;
   for (const key of OPTION_KEYS) {
-    const spec = OPTIONS[key];
+    const spec: OptionSpec = OPTIONS[key];
     const fromFlag = argv[spec.long];
     if (fromFlag !== undefined) {
-      // A repeated flag keeps its last value.
-      const last = Array.isArray(fromFlag) ? fromFlag[fromFlag.length - 1] : fromFlag;
-      values[key] = typeof last === 'boolean' ? last : String(last);
+      if (spec.kind === 'strings') {
+        // Every value of a repeatable flag, in order.
+        values[key] = (Array.isArray(fromFlag) ? fromFlag : [fromFlag]).map(String);
+      } else {
+        // A repeated flag keeps its last value.
+        const last = Array.isArray(fromFlag) ? fromFlag[fromFlag.length - 1] : fromFlag;
+        values[key] = typeof last === 'boolean' ? last : String(last);
+      }
       sources[key] = flagSource(key);
       continue;
     }
     for (const name of spec.env) {
       const v = env[name];
       // As viper: an empty environment variable counts as unset.
-      if (v !== undefined && v !== '') {
-        values[key] = v;
-        sources[key] = { kind: 'env', name };
-        break;
+      if (v === undefined || v === '') continue;
+      const expected = unreadableEnv(spec, name, v);
+      if (expected !== undefined) {
+        // As Istio: a variable it cannot parse leaves the option as it was (the next variable, or
+        // the default). Said in a warning once logging is set up.
+        (ignored ??= []).push({ name, value: v, expected });
+        continue;
       }
+      values[key] = v;
+      sources[key] = { kind: 'env', name };
+      break;
     }
   }
-  return { values: values as RawOptions, sources };
+  return ignored === undefined ? { values: values as RawOptions, sources } : { values: values as RawOptions, sources, ignored };
+}
+
+/*
+ * The patterns below are written inside the functions: only a variable that is set builds one
+ * (the entrypoint's interpreter pays for each regular expression it creates at start-up).
+ */
+
+/** What Go's strconv.ParseUint(s, 0, 16) accepts (pflag's uint16). */
+function goUint16(text: string): boolean {
+  if (!/^(?:0[xX](?:_?[0-9a-fA-F])+|0[bB](?:_?[01])+|0[oO](?:_?[0-7])+|0(?:_?[0-7])*|[1-9](?:_?[0-9])*)$/.test(text)) return false;
+  return goUint(text) <= 65535;
+}
+
+function goUint(text: string): number {
+  const t = text.replaceAll('_', '');
+  const base = /^0[xX]/.test(t) ? 16 : /^0[bB]/.test(t) ? 2 : /^0[oO]/.test(t) ? 8 : /^0[0-7]/.test(t) ? 8 : 10;
+  return parseInt(base === 10 || /^0[0-7]/.test(t) ? t : t.slice(2), base);
+}
+
+/**
+ * Why Istio would ignore this environment variable's value (what it expected), or undefined when
+ * it reads it. Istio sets a flag from its variable and drops the parse error, so a boolean, port
+ * or duration it cannot parse leaves the default in force; a Kubernetes service link in a `*_PORT`
+ * variable is treated the same here (Istio would take it as the port's text and fail later).
+ * Values Istio parses but we reject still fail validation.
+ */
+function unreadableEnv(spec: OptionSpec, name: string, value: string): string | undefined {
+  // A Kubernetes service link: `<SERVICE>_PORT=tcp://10.0.0.1:80`, one per Service in the namespace.
+  if (value.includes('://') && name.endsWith('_PORT') && /^(?:tcp|udp|sctp):\/\/\S*:[0-9]+$/.test(value)) return 'a port (this is a Kubernetes service link)';
+  if (spec.kind === 'boolean') return GO_TRUE.has(value) || GO_FALSE.has(value) ? undefined : 'true or false';
+  if (spec.envParse === 'uint16') return goUint16(value) ? undefined : 'a port 0-65535';
+  // What Go's time.ParseDuration accepts (pflag's Duration).
+  if (spec.envParse === 'duration') return /^[-+]?(?:0|(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+)$/.test(value) ? undefined : 'a duration such as 5s';
+  return undefined;
 }
 
 /**
@@ -129,13 +199,16 @@ export function collectRaw(argv: Readonly<Record<string, unknown>>, env: NodeJS.
  * boolean or missing its value.
  */
 export function quickRaw(args: readonly string[], env: NodeJS.ProcessEnv): RawInput | undefined {
-  const argv: Record<string, string | boolean> = {};
+  const argv: Record<string, string | boolean | string[]> = {};
   let ours = true;
   walkArgs(
     withoutProgram(args),
     (key, value) => {
-      // A repeated flag keeps its last value (as yargs, given our normalized form).
-      argv[OPTIONS[key].long] = value;
+      const long = OPTIONS[key].long;
+      const before = argv[long];
+      // A repeatable flag keeps every value; any other repeated flag its last (as yargs, given our normalized form).
+      if (OPTIONS[key].kind === 'strings') argv[long] = Array.isArray(before) ? [...before, String(value)] : [String(value)];
+      else argv[long] = value;
     },
     () => {
       ours = false;

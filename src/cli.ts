@@ -1,11 +1,11 @@
-import { ApplyError, ConfigError } from './errors.js';
+import { ApplyError, ConfigError, quoteValue } from './errors.js';
 import { parseOptions, resolveConfig, type RawInput } from './config/parse.js';
 import { detectHost, ownerResolver, type HostFacts } from './config/host.js';
 import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
-import { createLogger, type Logger } from './log.js';
-import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram } from './args.js';
+import { createLogger, formatLogLine, type Logger } from './log.js';
+import { DIFF_COMMAND, jsonLogsAsked, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram } from './args.js';
 import { existsSync } from 'node:fs';
 import type { Runner } from './apply/runner.js';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
@@ -54,6 +54,11 @@ async function probeInNamespace(runner: Runner, log: Logger): Promise<{ ok: bool
   return { ok: r.exitCode === 0, detail: r.exitCode === 0 ? 'probe passed in the namespace' : `probe in the namespace exited ${r.exitCode}` };
 }
 
+/** Where log lines go, set once --log_target is read. */
+interface LogSink {
+  write: (text: string) => void;
+}
+
 export interface Io {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
@@ -82,6 +87,8 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   const io = options.io ?? processIo;
   const env = options.env ?? process.env;
   let log: Logger = createLogger('info', io.stderr);
+  // Where log lines (and the error line) go: stderr until --log_target is read.
+  const sink: LogSink = { write: io.stderr };
   try {
     const rest = withoutProgram(args);
     if (rest[0] === PROBE_CLIENT_COMMAND) {
@@ -93,7 +100,7 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     }
     if (rest[0] === TRACE_COMMAND) return await runTrace(rest.slice(1), options, io, env);
     if (rest[0] === DIFF_COMMAND) return await runDiff(rest.slice(1), options, io, env);
-    const built = await planFromArgs(args, options, io, env, (text) => io.stdout(text), options.rawInput);
+    const built = await planFromArgs(args, options, io, env, (text) => io.stdout(text), options.rawInput, sink);
     if (built === 'help') return 0;
     const { config, plan } = built;
     log = built.log;
@@ -106,7 +113,8 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     }
     return await runForReal(config, plan, env, log);
   } catch (err) {
-    io.stderr(`${PROGRAM}: ${errorMessage(err)}\n`);
+    // With --log_as_json the error is a JSON log line too (read from the arguments even when a flag was bad).
+    sink.write(jsonLogsAsked(args) ? formatLogLine('error', errorMessage(err), true) : `${PROGRAM}: ${errorMessage(err)}\n`);
     if (!(err instanceof ConfigError) && !(err instanceof ApplyError)) log.debug(err instanceof Error ? (err.stack ?? '') : '');
     return 1;
   }
@@ -120,11 +128,16 @@ async function planFromArgs(
   env: NodeJS.ProcessEnv,
   onHelp: (text: string) => void,
   given?: RawInput,
+  sink: LogSink = { write: io.stderr },
 ): Promise<{ config: Config; plan: Plan; log: Logger } | 'help'> {
   const raw = given ?? (await rawFromArgs(args, env, onHelp));
   if (raw === 'help') return 'help';
   const parsed = parseOptions(raw);
-  const log = createLogger(parsed.logOutputLevel, io.stderr);
+  const targets = [...new Set(parsed.logTarget ?? ['stderr'])];
+  sink.write = targets.length === 1 && targets[0] === 'stderr' ? io.stderr : (text) => targets.forEach((t) => (t === 'stdout' ? io.stdout : io.stderr)(text));
+  const log = createLogger(parsed.logOutputLevel, sink.write, { json: parsed.logAsJson });
+  // As Istio: an environment variable it cannot parse is ignored (said here, once logging is set up).
+  for (const i of raw.ignored ?? []) log.warn(`ignoring environment variable ${i.name}=${quoteValue(i.value)}: expected ${i.expected}`);
   const config = resolveConfig(parsed, options.host ?? detectHost(env, (m) => log.info(m)), raw, (m) => log.warn(m));
   const plan = buildPlan(config.capture);
   for (const note of plan.notes) log.warn(note);
@@ -155,37 +168,14 @@ async function runDiff(args: readonly string[], options: MainOptions, io: Io, en
     throw new ConfigError({ kind: 'flag', long: 'native-nftables' }, 'true', 'false: diff compares iptables rules (for nftables, compare `nft list ruleset` with the dry run)');
   }
   checkNamespace(config.run.networkNamespace);
-  const [{ detectBackend }, { processRunner }, { assess, parseSave }, { readRouteState }, { routeArgs }] = await Promise.all([
-    import('./apply/detect.js'),
+  const [{ diffPlan }, { processRunner }, { renderDiff }] = await Promise.all([
+    import('./apply/diff.js'),
     import('./apply/runner.js'),
-    import('./apply/state.js'),
-    import('./apply/routes.js'),
-    import('./render/ip.js'),
+    import('./render/diff.js'),
   ]);
-  const runner = processRunner({ namespace: config.run.networkNamespace, env });
-  const detection = await detectBackend(runner, config.run.forceIptablesBinary);
-  const owners = ownerResolver();
-  let inSync = true;
-  for (const family of plan.ipv6 === null ? [plan.ipv4] : [plan.ipv4, plan.ipv6]) {
-    const state =
-      family.family === 'ipv4' ? detection.ipv4State : parseSave((await runner.run([detection.backend.save.ipv6])).stdout);
-    const a = assess(state, family, owners);
-    if (a.status === 'exact') {
-      io.stdout(`${family.family}: in sync with the plan (${detection.backend.name} backend)\n`);
-      continue;
-    }
-    inSync = false;
-    io.stdout(`${family.family}: ${a.status === 'absent' ? 'not applied' : 'drift'} (${detection.backend.name} backend)\n`);
-    const mark = { missing: '-', unexpected: '+', order: '~' } as const;
-    for (const d of a.ruleDiff) io.stdout(`  ${mark[d.kind]} ${d.table} ${d.chain}: ${d.rule}\n`);
-  }
-  const routes = await readRouteState(runner, plan.routes);
-  for (const step of plan.routes) {
-    if (routes.has(step)) continue;
-    inSync = false;
-    io.stdout(`routing: - ${routeArgs(step).join(' ')}\n`);
-  }
-  return inSync ? 0 : 1;
+  const report = await diffPlan(plan, processRunner({ namespace: config.run.networkNamespace, env }), config.run.forceIptablesBinary, ownerResolver());
+  io.stdout(renderDiff(report));
+  return report.inSync ? 0 : 1;
 }
 
 /**

@@ -1,33 +1,68 @@
-/** istio-iptables-ts: the public API. Re-exports only; importing it has no side effects. */
-export { ConfigError, ApplyError, describeSource, type ValueSource } from './errors.js';
-export { OPTIONS, OPTION_KEYS, type OptionKey, type OptionSpec, type RawOptions } from './config/options.js';
-export { OPTION_HELP, type OptionHelp, type OptionGroup } from './config/help.js';
-export type { Config, CaptureConfig, RunConfig, OwnerGroupFilter } from './config/config.js';
-export { parseOptions, resolveConfig, type RawInput, type ParsedOptions } from './config/parse.js';
+/**
+ * istio-iptables-ts: the public API. Re-exports only; importing it has no side effects.
+ * Every change to this surface shows in api/istio-iptables-ts.d.ts (`npm run api:update`).
+ */
+
+// Errors.
+export { ConfigError, ApplyError, type ValueSource } from './errors.js';
+export { TraceError } from './trace/types.js';
+
+// Configuration: from Istio's args and environment, or from an object; host facts detected or fixed.
 export { configFromArgs, configFromObject } from './config/from.js';
 export { detectHost, fixedHost, type HostFacts } from './config/host.js';
-export type * from './model/rule.js';
-export { Chains, BUILTIN_CHAINS } from './model/rule.js';
-export { buildPlan, chainsOf } from './build/plan.js';
-export { renderRestore, renderRule, ruleArgs } from './render/restore.js';
-export { renderIpCommands, routeArgs } from './render/ip.js';
-export { renderJson, renderText, toDryRunJson, type DryRunJson, type DryRunOptions } from './render/dryrun.js';
-export { renderNft, nftChainName, NFT_TABLES, type NftRenderOptions } from './render/nft.js';
-export { main } from './cli.js';
-export { createParser } from './parser.js';
-export { collectRaw, normalizeArgs, rawFromArgs } from './args.js';
+export { OPTIONS, type OptionKey, type OptionKind, type OptionSpec, type RawOptions } from './config/options.js';
+export type { Config, CaptureConfig, RunConfig, OwnerGroupFilter } from './config/config.js';
+export type { CidrSet, DnsServers, InboundPorts, IptablesBackend, LogLevel, OutboundCidrs } from './config/values.js';
+
+// The plan: rules and routing steps as data.
+export { buildPlan } from './build/plan.js';
 export {
-  traceFlow,
-  validateFlow,
-  parseFlowWords,
-  parseFlowLines,
-  TraceError,
-  type Flow,
-  type FlowState,
-  type TraceOptions,
-  type TraceResult,
-  type TraceStep,
-  type TraceAction,
-  type Verdict,
-  type Hook,
-} from './trace/index.js';
+  Chains,
+  type BuiltinChain,
+  type Chain,
+  type Cidr,
+  type Family,
+  type FamilyRules,
+  type Match,
+  type Operation,
+  type OwnChain,
+  type OwnerId,
+  type Plan,
+  type Protocol,
+  type RouteStep,
+  type Rule,
+  type Table,
+  type Target,
+} from './model/rule.js';
+
+// Renderers: pure, plan to text.
+export { renderRestore } from './render/restore.js';
+export { renderNft, type NftRenderOptions } from './render/nft.js';
+export { renderIpCommands } from './render/ip.js';
+export { renderJson, renderText, toDryRunJson, type DryRunJson, type DryRunOptions } from './render/dryrun.js';
+export { renderDiff } from './render/diff.js';
+
+// Acting on a network namespace.
+export {
+  apply,
+  cleanup,
+  diff,
+  applyOptionsFrom,
+  type ApplyOptions,
+  type ApplyReport,
+  type CleanupOptions,
+  type CommandResult,
+  type CommandRunner,
+  type DiffOptions,
+  type FamilyOutcome,
+  type IptablesReport,
+  type NamespaceOptions,
+  type NftablesReport,
+} from './api/namespace.js';
+export type { DiffReport, FamilyDiff, RuleDifference } from './apply/diff.js';
+export type { Logger } from './log.js';
+
+// trace: a flow walked offline through a plan.
+export { traceFlow } from './trace/trace.js';
+export { parseFlowLines, parseFlowWords, validateFlow, type FlowInput } from './trace/flow.js';
+export type { Flow, FlowState, Hook, TraceAction, TraceOptions, TraceResult, TraceStep, Verdict } from './trace/types.js';

@@ -27,7 +27,8 @@ function yargsOption(key: OptionKey): Options {
   const env = spec.env.length > 0 ? ` [env: ${spec.env.join(', ')}]` : '';
   const def = spec.default === undefined || spec.default === '' ? '' : ` [default: ${String(spec.default)}]`;
   return {
-    type: spec.kind,
+    type: spec.kind === 'strings' ? 'string' : spec.kind,
+    ...(spec.kind === 'strings' ? { array: true, nargs: 1 } : {}),
     ...('short' in spec ? { alias: spec.short } : {}),
     describe: `${help.describe}${def}${env}`,
     group: GROUP_TITLES[help.group] ?? help.group,
@@ -48,7 +49,8 @@ export function createParser(args: readonly string[]): Argv {
         `${PROGRAM} diff [flags]: compare a namespace's rules and routes with the plan (diff --help).`,
     )
     .parserConfiguration({
-      'duplicate-arguments-array': false,
+      // Repeated flags arrive as arrays: collectRaw keeps the last value, or all for a repeatable flag.
+      'duplicate-arguments-array': true,
       'camel-case-expansion': false,
       'boolean-negation': false,
       'dot-notation': false,

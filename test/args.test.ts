@@ -59,6 +59,12 @@ describe('environment variable names in the option table', () => {
     redirectDns: ['ISTIO_META_DNS_CAPTURE', 'REDIRECT_DNS'],
     dropInvalid: ['INVALID_DROP', 'DROP_INVALID'],
     dualStack: ['ISTIO_DUAL_STACK', 'DUAL_STACK'],
+    // Istio's global log flags (pkg/log, --vklog from the cobra root) have no variables.
+    logAsJson: [],
+    logTarget: [],
+    logCaller: [],
+    logStacktraceLevel: [],
+    vklog: [],
   };
   it.each(OPTION_KEYS)('%s', (key) => {
     const spec = OPTIONS[key];

@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { buildPlan, ConfigError, configFromArgs, configFromObject, fixedHost, renderIpCommands, renderRestore, toDryRunJson, type FamilyRules, type Match, type Rule } from '../src/index.js';
+import { apply, ApplyError, applyOptionsFrom, buildPlan, cleanup, ConfigError, configFromArgs, diff, type CommandRunner, configFromObject, fixedHost, renderIpCommands, renderRestore, toDryRunJson, type FamilyRules, type Match, type Rule } from '../src/index.js';
 import { ROOT } from './support/cli.js';
 
 describe('library', () => {
@@ -33,9 +33,9 @@ describe('library', () => {
   });
 
   it('has no side effects on import and resolves through the package exports map', async () => {
-    const r = await execa('node', ['--input-type=module', '-e', "const m = await import('istio-iptables-ts'); console.log(typeof m.buildPlan, typeof m.main)"], { cwd: ROOT, reject: false });
+    const r = await execa('node', ['--input-type=module', '-e', "const m = await import('istio-iptables-ts'); console.log(typeof m.buildPlan, typeof m.apply, 'main' in m, 'createParser' in m)"], { cwd: ROOT, reject: false });
     expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('function function');
+    expect(r.stdout).toBe('function function false false');
   });
 });
 
@@ -67,5 +67,47 @@ describe('restore text refuses unsafe tokens (the last line of defence after val
       { ...base.ipv4, chains: new Map([['nat', [bad as 'ISTIO_OUTPUT']]]) },
     ];
     for (const family of cases) expect(() => renderRestore(family)).toThrow(/refusing to render unsafe token/);
+  });
+});
+
+describe('apply, cleanup and diff with a caller-provided runner', () => {
+  const plan = buildPlan(configFromObject({ inboundPorts: '*', serviceCidr: '*' }, fixedHost({ ipv6: false })).capture);
+
+  it('sends every command through the runner, prefixed for a namespace given by path or name', async () => {
+    for (const [namespace, prefix] of [
+      ['/proc/1/ns/net', ['nsenter', '--net=/proc/1/ns/net', '--']],
+      ['pod-a', ['ip', 'netns', 'exec', 'pod-a']],
+    ] as const) {
+      const seen: (readonly string[])[] = [];
+      // A host without iptables: every program is missing (exit 127, as a shell reports it).
+      const runner: CommandRunner = async (argv) => {
+        seen.push(argv);
+        return { exitCode: 127, stdout: '', stderr: `${argv[prefix.length]}: command not found` };
+      };
+      await expect(diff(plan, { namespace, runner })).rejects.toThrow(/no iptables found/);
+      await expect(apply(plan, { namespace, runner })).rejects.toBeInstanceOf(ApplyError);
+      expect(seen.length).toBeGreaterThanOrEqual(6);
+      expect(seen.filter((argv) => argv.slice(0, prefix.length).join(' ') !== prefix.join(' '))).toEqual([]);
+      expect(seen.map((argv) => argv[prefix.length])).toContain('iptables-nft-save');
+    }
+  });
+
+  it('counts a rejecting runner as a failed command, not a crash', async () => {
+    const runner: CommandRunner = () => Promise.reject(new Error('connection to the node agent lost'));
+    const err: unknown = await cleanup(plan, { runner }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplyError);
+    expect((err as ApplyError).message).toMatch(/iptables-save failed \(exit -1\): connection to the node agent lost/);
+  });
+
+  it('refuses a namespace that does not exist with the default runner, naming the option', async () => {
+    const err: unknown = await apply(plan, { namespace: 'iit-no-such-namespace' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toBe('invalid value "iit-no-such-namespace" for option namespace: expected an existing network namespace (a name under /var/run/netns or a path)');
+    await expect(diff(plan, { namespace: '/nonexistent/ns/net' })).rejects.toThrow(/option namespace/);
+  });
+
+  it('takes the CLI options from a configuration', async () => {
+    const config = await configFromArgs(['--network-namespace', 'pod-b', '--reconcile=false', '--force-apply', '--native-nftables', '--nft-sets', '--force-iptables-binary', 'legacy'], {}, fixedHost());
+    expect(applyOptionsFrom(config.run)).toEqual({ namespace: 'pod-b', backend: 'legacy', nftables: true, nftSets: true, reconcile: false, force: true });
   });
 });

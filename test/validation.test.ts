@@ -33,7 +33,14 @@ const flagCases: Case[] = [
   ['port negative', ['-e', '-1'], {}, '-e/--inbound-tunnel-port'],
   ['port not a number', ['-p', 'http'], {}, '-p/--envoy-port'],
   ['port with sign', ['-p', '+80'], {}, '-p/--envoy-port'],
-  ['port range', ['-q', '80:90'], {}, '-q/--istio-outbound-ports'],
+  ['port range reversed', ['-q', '90:80'], {}, '-q/--istio-outbound-ports'],
+  ['port range open', ['-o', '80:'], {}, '-o/--istio-local-outbound-ports-exclude'],
+  ['port range of three', ['-q', '1:2:3'], {}, '-q/--istio-outbound-ports'],
+  ['port range past 65535', ['-q', '8000:65536'], {}, '-q/--istio-outbound-ports'],
+  ['port range with a dash', ['-q', '8000-8080'], {}, '-q/--istio-outbound-ports'],
+  ['port range for inbound ports', ['-b', '80:90'], {}, '-b/--istio-inbound-ports'],
+  ['port range for excluded inbound ports', ['-d', '80:90'], {}, '-d/--istio-local-exclude-ports'],
+  ['port list past 65535', ['-d', '15090,65536'], {}, '-d/--istio-local-exclude-ports'],
   ['port hex', ['-o', '0x50'], {}, '-o/--istio-local-outbound-ports-exclude'],
   ['port float', ['-d', '80.5'], {}, '-d/--istio-local-exclude-ports'],
   ['port list with junk', ['-b', '80,abc'], {}, '-b/--istio-inbound-ports'],
@@ -126,11 +133,12 @@ const envCases: Case[] = [
   ['env owner groups', [], { ISTIO_OUTBOUND_OWNER_GROUPS: 'java\n-A' }, 'environment variable ISTIO_OUTBOUND_OWNER_GROUPS'],
   ['env owner groups exclude', [], { ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE: 'a b' }, 'environment variable ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE'],
   ['env loopback cidr', [], { ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: '0.0.0.0/0' }, 'environment variable ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR'],
-  ['env dns capture', [], { ISTIO_META_DNS_CAPTURE: 'yes' }, 'environment variable ISTIO_META_DNS_CAPTURE'],
-  ['env invalid drop', [], { INVALID_DROP: 'on' }, 'environment variable INVALID_DROP'],
-  ['env dual stack', [], { ISTIO_DUAL_STACK: 'enabled' }, 'environment variable ISTIO_DUAL_STACK'],
+  // Values Istio parses (so it does not ignore them) but that are out of range here.
+  ['env probe port 0', [], { IPTABLES_PROBE_PORT: '0' }, 'environment variable IPTABLES_PROBE_PORT'],
+  ['env negative probe timeout', [], { PROBE_TIMEOUT: '-5s' }, 'environment variable PROBE_TIMEOUT'],
+  ['env capture port not a service link', [], { INBOUND_CAPTURE_PORT: 'tcp://10.0.0.1' }, 'environment variable INBOUND_CAPTURE_PORT'],
   ['env dns servers', [], { DNS_SERVERS: '8.8.8.8 -j ACCEPT' }, 'environment variable DNS_SERVERS'],
-  ['env probe timeout', [], { PROBE_TIMEOUT: 'forever' }, 'environment variable PROBE_TIMEOUT'],
+  ['env probe timeout too long', [], { PROBE_TIMEOUT: '2h' }, 'environment variable PROBE_TIMEOUT'],
 ];
 
 const syntaxCases: Case[] = [
@@ -166,11 +174,11 @@ describe('rejection of bad values', () => {
 
 describe('error messages', () => {
   it.each([
-    [['-b', '80x'], 'istio-iptables: invalid value "80x" for -b/--istio-inbound-ports: expected a comma-separated list of ports 1-65535, or "*" ("80x" is not a port)'],
+    [['-b', '80x'], 'istio-iptables: invalid value "80x" for -b/--istio-inbound-ports: expected a comma-separated list of ports 0-65535, or "*" ("80x" is not a port)'],
     [['-p', '0'], 'istio-iptables: invalid value "0" for -p/--envoy-port: expected a port 1-65535'],
     [['-x', '*'], 'istio-iptables: invalid value "*" for -x/--istio-service-exclude-cidr: expected a comma-separated list of CIDRs ("*" is not allowed for exclusions)'],
     [['-m', 'tproxy'], 'istio-iptables: invalid value "tproxy" for -m/--istio-inbound-interception-mode: expected REDIRECT or TPROXY'],
-    [['-b', '80\n-A OUTPUT -j ACCEPT'], 'istio-iptables: invalid value "80\\n-A OUTPUT -j ACCEPT" for -b/--istio-inbound-ports: expected a comma-separated list of ports 1-65535, or "*" ("80\\n-A OUTPUT -j ACCEPT" is not a port)'],
+    [['-b', '80\n-A OUTPUT -j ACCEPT'], 'istio-iptables: invalid value "80\\n-A OUTPUT -j ACCEPT" for -b/--istio-inbound-ports: expected a comma-separated list of ports 0-65535, or "*" ("80\\n-A OUTPUT -j ACCEPT" is not a port)'],
     [['--redirect-dns=yes'], 'istio-iptables: invalid value "yes" for --redirect-dns: expected true or false'],
   ])('%j', async (args, message) => {
     const r = await runCli([...BASE, ...args]);
@@ -180,7 +188,7 @@ describe('error messages', () => {
   it('names the env var when the value came from the environment', async () => {
     const r = await runCli(BASE, { ISTIO_INBOUND_PORTS: 'eighty' });
     expect(r.stderr).toBe(
-      'istio-iptables: invalid value "eighty" for environment variable ISTIO_INBOUND_PORTS: expected a comma-separated list of ports 1-65535, or "*" ("eighty" is not a port)\n',
+      'istio-iptables: invalid value "eighty" for environment variable ISTIO_INBOUND_PORTS: expected a comma-separated list of ports 0-65535, or "*" ("eighty" is not a port)\n',
     );
   });
 });

@@ -32,7 +32,7 @@ export interface RunStream {
 export interface ProcessRunnerOptions {
   /** Run inside this network namespace: a name under /var/run/netns, or a path (via nsenter). */
   readonly namespace?: string | undefined;
-  readonly env?: NodeJS.ProcessEnv;
+  readonly env?: Readonly<Record<string, string | undefined>>;
   /** Bound for every command (ms). */
   readonly timeoutMs?: number;
 }

@@ -111,6 +111,10 @@ export function savedSpec(rule: Rule, family: 'ipv4' | 'ipv6', owners: OwnerReso
       case 'dport':
         out.push('-m', proto?.protocol ?? 'tcp', ...not(m.negate), '--dport', String(m.port));
         break;
+      case 'dportRange':
+        // The whole range is the match's "any port": iptables-save prints no --dport then.
+        out.push('-m', proto?.protocol ?? 'tcp', ...(m.first === 0 && m.last === 65535 ? [] : ['--dport', `${m.first}:${m.last}`]));
+        break;
       case 'sport':
         out.push('-m', proto?.protocol ?? 'tcp', '--sport', String(m.port));
         break;

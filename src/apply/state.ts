@@ -73,6 +73,7 @@ export interface Assessment {
   readonly footprint: ReadonlyMap<string, TableFootprint>;
 }
 
+/** One difference between a namespace's rules and the plan's, in iptables-save form. */
 export interface RuleDifference {
   readonly kind: 'missing' | 'unexpected' | 'order';
   readonly table: string;

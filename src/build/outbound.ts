@@ -9,8 +9,8 @@ export function buildOutboundEntry(rs: RuleSet, c: CaptureConfig): void {
   rs.append('nat', 'OUTPUT', [], t.jump(Chains.OUTPUT));
   // Excluded outbound ports, before connections back to self are redirected.
   for (const port of c.outboundPortsExclude) {
-    rs.append('nat', Chains.OUTPUT, [m.proto('tcp'), m.dport(port)], t.return);
-    rs.append('nat', Chains.OUTPUT, [m.proto('udp'), m.dport(port)], t.return);
+    rs.append('nat', Chains.OUTPUT, [m.proto('tcp'), m.dports(port)], t.return);
+    rs.append('nat', Chains.OUTPUT, [m.proto('udp'), m.dports(port)], t.return);
   }
   // The proxy's inbound passthrough binds 127.0.0.6 / ::6: those connections are final.
   rs.each('nat', Chains.OUTPUT, (v) => [m.out('lo'), m.src(v.passthroughSource)], t.return);
@@ -58,7 +58,7 @@ export function buildOutboundDestinations(rs: RuleSet, c: CaptureConfig): void {
   rs.each('nat', Chains.OUTPUT, (v) => [m.dst(v.loopback)], t.return);
   excludeCidrs(rs, c.outboundExcludeCidrs);
   for (const port of c.outboundPorts) {
-    rs.append('nat', Chains.OUTPUT, [m.proto('tcp'), m.dport(port)], t.jump(Chains.REDIRECT));
+    rs.append('nat', Chains.OUTPUT, [m.proto('tcp'), m.dports(port)], t.jump(Chains.REDIRECT));
   }
   const inc = c.outboundCidrs;
   const families: Family[] = ['ipv4', 'ipv6'];

@@ -1,4 +1,4 @@
-import type { Cidr, Family, Match, OwnChain, OwnerId, Protocol, Rule, Table, Target, Chain } from '../model/rule.js';
+import type { Cidr, Family, Match, OwnChain, OwnerId, PortOrRange, Protocol, Rule, Table, Target, Chain } from '../model/rule.js';
 
 /** Small constructors so that each rule in the builders reads like the iptables line it becomes. */
 export const m = {
@@ -10,6 +10,8 @@ export const m = {
   out: (name: string): Match => ({ kind: 'outInterface', name }),
   dport: (port: number): Match => ({ kind: 'dport', port, negate: false }),
   notDport: (port: number): Match => ({ kind: 'dport', port, negate: true }),
+  /** `--dport` for a port or a range. */
+  dports: (p: PortOrRange): Match => (typeof p === 'number' ? { kind: 'dport', port: p, negate: false } : { kind: 'dportRange', first: p.first, last: p.last }),
   sport: (port: number): Match => ({ kind: 'sport', port }),
   notDports: (ports: readonly number[]): Match => ({ kind: 'multiportDports', ports, negate: true }),
   uid: (id: OwnerId): Match => ({ kind: 'uidOwner', id, negate: false }),

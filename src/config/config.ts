@@ -1,5 +1,5 @@
-import type { Cidr, OwnerId } from '../model/rule.js';
-import type { CidrSet, DnsServers, InboundPorts, IptablesBackend, LogLevel, OutboundCidrs } from './values.js';
+import type { Cidr, OwnerId, PortOrRange } from '../model/rule.js';
+import type { CidrSet, DnsServers, InboundPorts, IptablesBackend, LogLevel, LogTarget, OutboundCidrs } from './values.js';
 
 /** Which outbound traffic is captured by the owner group of the sending process. */
 export type OwnerGroupFilter =
@@ -24,8 +24,8 @@ export interface CaptureConfig {
   readonly kubeVirtInterfaces: readonly string[];
   readonly outboundCidrs: OutboundCidrs;
   readonly outboundExcludeCidrs: CidrSet;
-  readonly outboundPorts: readonly number[];
-  readonly outboundPortsExclude: readonly number[];
+  readonly outboundPorts: readonly PortOrRange[];
+  readonly outboundPortsExclude: readonly PortOrRange[];
   readonly ownerGroups: OwnerGroupFilter;
   readonly ipv4LoopbackCidr: Cidr;
   readonly redirectDns: boolean;
@@ -54,8 +54,13 @@ export interface RunConfig {
   readonly iptablesProbePort: number;
   readonly probeTimeoutMs: number;
   readonly logLevel: LogLevel;
+  /** `--log_as_json`: each log line one JSON object, as Istio's. */
+  readonly logAsJson: boolean;
+  /** `--log_target`: where log lines go (stderr when not given). */
+  readonly logTargets: readonly LogTarget[];
 }
 
+/** A validated configuration: what to capture (the plan's input) and how to run. */
 export interface Config {
   readonly capture: CaptureConfig;
   readonly run: RunConfig;

@@ -8,7 +8,7 @@ import { ConfigError } from '../errors.js';
 /** Configuration from istio-iptables arguments and environment, exactly as the CLI reads them. */
 export async function configFromArgs(
   args: readonly string[],
-  env: NodeJS.ProcessEnv = {},
+  env: Readonly<Record<string, string | undefined>> = {},
   host: HostFacts = detectHost(env),
 ): Promise<Config> {
   const raw = await rawFromArgs(args, env);

@@ -44,7 +44,7 @@ export function nameserversFromResolvConf(text: string): { servers: DnsServers; 
 }
 
 /** Read the real host, lazily, each fact at most once. */
-export function detectHost(env: NodeJS.ProcessEnv = process.env, log: (msg: string) => void = () => {}): HostFacts {
+export function detectHost(env: Readonly<Record<string, string | undefined>> = process.env, log: (msg: string) => void = () => {}): HostFacts {
   return {
     proxyUid() {
       const user = env['ENVOY_USER'] || 'istio-proxy';

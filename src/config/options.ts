@@ -6,8 +6,13 @@
  * proxy uid is looked up, IPv6 is detected).
  */
 
-export type OptionKind = 'string' | 'boolean';
+/**
+ * Whether a flag takes a value (`string`), is a switch (`boolean`), or is a string flag that may be
+ * given several times, each value kept (`strings`, pflag's StringArray).
+ */
+export type OptionKind = 'string' | 'boolean' | 'strings';
 
+/** One flag of the option table. */
 export interface OptionSpec {
   /** Long flag name, as Istio spells it. */
   readonly long: string;
@@ -20,9 +25,18 @@ export interface OptionSpec {
    */
   readonly env: readonly string[];
   readonly default?: string | boolean;
+  /**
+   * How Istio parses this option's environment variable, when not as a string: a value Istio
+   * cannot parse is ignored there (the flag keeps its default) and here, with a warning. Booleans
+   * are always parsed (Go's ParseBool); `uint16` and `duration` as pflag's Uint16 and Duration.
+   */
+  readonly envParse?: 'uint16' | 'duration';
 }
 
-/*
+/**
+ * The option table, keyed by option (the keys of {@link RawOptions}): each flag's long and short
+ * name, kind, environment variables and Istio's default.
+ *
  * Written out in full, environment names included (a table built by calls cost the entrypoint's
  * interpreter ~0.15 ms at every start-up, before it can start the restore). Istio's rule for the
  * names (the long name upper-cased, `-` as `_`) and the exceptions are checked by a test.
@@ -65,13 +79,22 @@ export const OPTIONS = {
   forceIptablesBinary: { long: 'force-iptables-binary', kind: 'string', default: '', env: ['FORCE_IPTABLES_BINARY'] },
   skipRuleApply: { long: 'skip-rule-apply', kind: 'boolean', default: false, env: ['SKIP_RULE_APPLY'] },
   runValidation: { long: 'run-validation', kind: 'boolean', default: false, env: ['RUN_VALIDATION'] },
-  iptablesProbePort: { long: 'iptables-probe-port', kind: 'string', default: '15002', env: ['IPTABLES_PROBE_PORT'] },
-  probeTimeout: { long: 'probe-timeout', kind: 'string', default: '5s', env: ['PROBE_TIMEOUT'] },
+  iptablesProbePort: { long: 'iptables-probe-port', kind: 'string', default: '15002', env: ['IPTABLES_PROBE_PORT'], envParse: 'uint16' },
+  probeTimeout: { long: 'probe-timeout', kind: 'string', default: '5s', env: ['PROBE_TIMEOUT'], envParse: 'duration' },
   logOutputLevel: { long: 'log_output_level', kind: 'string', default: 'default:info', env: ['LOG_OUTPUT_LEVEL'] },
+  // Istio's global log flags (pkg/log and the cobra root's --vklog): flags only, no variables.
+  logAsJson: { long: 'log_as_json', kind: 'boolean', default: false, env: [] },
+  logTarget: { long: 'log_target', kind: 'strings', env: [] },
+  logCaller: { long: 'log_caller', kind: 'string', default: '', env: [] },
+  logStacktraceLevel: { long: 'log_stacktrace_level', kind: 'string', default: 'default:none', env: [] },
+  vklog: { long: 'vklog', kind: 'string', default: '0', env: [] },
 } as const satisfies Record<string, OptionSpec>;
 
+/** An option's key in the option table (`inboundPorts`, `interceptionMode`, ...). */
 export type OptionKey = keyof typeof OPTIONS;
 export const OPTION_KEYS = Object.keys(OPTIONS) as OptionKey[];
 
 /** Raw values as they arrive from flags, env vars or an object, before validation. */
-export type RawOptions = { [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : string };
+export type RawOptions = {
+  [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : (typeof OPTIONS)[K]['kind'] extends 'strings' ? string | readonly string[] : string;
+};

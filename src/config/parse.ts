@@ -9,6 +9,15 @@ import type { HostFacts } from './host.js';
 export interface RawInput {
   readonly values: RawOptions;
   readonly sources: Partial<Record<OptionKey, ValueSource>>;
+  /** Environment variables ignored because Istio could not parse them either (logged as warnings). */
+  readonly ignored?: readonly IgnoredEnv[];
+}
+
+/** An environment variable whose value was ignored, and what was expected. */
+export interface IgnoredEnv {
+  readonly name: string;
+  readonly value: string;
+  readonly expected: string;
 }
 
 const SCHEMAS = {
@@ -25,8 +34,8 @@ const SCHEMAS = {
   excludeInterfaces: V.interfaceList,
   serviceCidr: V.outboundCidrs,
   serviceExcludeCidr: V.excludeCidrs,
-  outboundPorts: V.portList,
-  localOutboundPortsExclude: V.portList,
+  outboundPorts: V.portRangeList,
+  localOutboundPortsExclude: V.portRangeList,
   kubeVirtInterfaces: V.interfaceList,
   outboundOwnerGroups: V.ownerGroupsInclude,
   outboundOwnerGroupsExclude: V.ownerGroupsExclude,
@@ -52,12 +61,19 @@ const SCHEMAS = {
   iptablesProbePort: V.port,
   probeTimeout: V.duration,
   logOutputLevel: V.logOutputLevel,
+  logAsJson: V.boolean,
+  logTarget: V.logTarget,
+  logCaller: V.logCallers,
+  logStacktraceLevel: V.logOutputLevel,
+  vklog: V.klogLevel,
 } satisfies Record<OptionKey, V.ValueSchema<unknown>>;
 
 type SchemaOutput<S> = S extends V.ValueSchema<infer T> ? T : never;
-type Parsed = { [K in OptionKey]: SchemaOutput<(typeof SCHEMAS)[K]> };
+type Parsed = {
+  [K in OptionKey]: (typeof OPTIONS)[K]['kind'] extends 'strings' ? readonly SchemaOutput<(typeof SCHEMAS)[K]>[] : SchemaOutput<(typeof SCHEMAS)[K]>;
+};
 /** Options whose absence means "derive it" rather than "use a default". */
-type Derived = 'proxyUid' | 'proxyGid' | 'dnsServers' | 'enableIpv6';
+type Derived = 'proxyUid' | 'proxyGid' | 'dnsServers' | 'enableIpv6' | 'logTarget';
 export type ParsedOptions = Omit<Parsed, Derived> & Partial<Pick<Parsed, Derived>>;
 
 /**
@@ -101,6 +117,10 @@ export const PARSED_DEFAULTS: { readonly [K in OptionKey as (typeof OPTIONS)[K] 
   iptablesProbePort: 15002,
   probeTimeout: 5000,
   logOutputLevel: 'info',
+  logAsJson: false,
+  logCaller: [],
+  logStacktraceLevel: 'none',
+  vklog: 0,
 };
 
 /** Each option's schema, for tests. */
@@ -121,17 +141,25 @@ export function parseOptions(input: RawInput): ParsedOptions {
       if (key in PARSED_DEFAULTS) out[key] = PARSED_DEFAULTS[key as keyof typeof PARSED_DEFAULTS];
       continue;
     }
-    const result = SCHEMAS[key].safeParse(given);
-    if (!result.success) {
-      const issue = result.error.issues[0];
-      const expected = issue?.code === 'invalid_type' || issue?.code === 'invalid_union' ? `a ${OPTIONS[key].kind}` : (issue?.message ?? 'a valid value');
-      throw new ConfigError(sourceOf(input, key), typeof given === 'string' ? given : String(given), expected);
+    if (OPTIONS[key].kind === 'strings') {
+      // A repeatable flag: each value checked on its own (the error names the one that failed).
+      out[key] = (typeof given === 'string' ? [given] : (given as readonly unknown[])).map((item) => parseValue(input, key, item));
+      continue;
     }
+    const data = parseValue(input, key, given);
     // Istio treats an empty uid/gid as "not given": fall back to the derived default.
-    if ((key === 'proxyUid' || key === 'proxyGid') && (result.data as OwnerId[]).length === 0) continue;
-    out[key] = result.data;
+    if ((key === 'proxyUid' || key === 'proxyGid') && (data as OwnerId[]).length === 0) continue;
+    out[key] = data;
   }
   return out as ParsedOptions;
+}
+
+function parseValue(input: RawInput, key: OptionKey, given: unknown): unknown {
+  const result = SCHEMAS[key].safeParse(given);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const expected = issue?.code === 'invalid_type' || issue?.code === 'invalid_union' ? `a ${OPTIONS[key].kind}` : (issue?.message ?? 'a valid value');
+  throw new ConfigError(sourceOf(input, key), typeof given === 'string' ? given : String(given), expected);
 }
 
 /**
@@ -215,6 +243,8 @@ export function resolveConfig(
     iptablesProbePort: p.iptablesProbePort,
     probeTimeoutMs: p.probeTimeout,
     logLevel: p.logOutputLevel,
+    logAsJson: p.logAsJson,
+    logTargets: p.logTarget ?? ['stderr'],
   };
   return { capture, run };
 }

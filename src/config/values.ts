@@ -1,6 +1,6 @@
 import { $ZodTransform, NEVER, safeParse, type ParsePayload } from 'zod/v4/core';
 import { GO_FALSE, GO_TRUE } from './gobool.js';
-import type { Cidr, OwnerId } from '../model/rule.js';
+import type { Cidr, OwnerId, PortOrRange } from '../model/rule.js';
 import { parseAddress, parseCidr, type ParsedAddress } from './net.js';
 
 /**
@@ -96,17 +96,48 @@ export const port = stringValue((raw, ctx) => {
   return n ?? fail(ctx, PORT_EXPECTED);
 });
 
-/** A comma-separated list of ports (may be empty). */
+/**
+ * A port in a list that becomes `--dport` matches: 0-65535. Istio's injector accepts 0 in its port
+ * annotations (includeInboundPorts, excludeInboundPorts, excludeOutboundPorts) and renders it as
+ * given; iptables and nft take `--dport 0` / `dport 0` (a port no connection uses).
+ */
+export function parseListPort(item: string): number | null {
+  if (!/^[0-9]{1,5}$/.test(item)) return null;
+  const n = Number(item);
+  return n <= 65535 ? n : null;
+}
+
+/** A comma-separated list of ports 0-65535 (may be empty). */
 export const portList = stringValue((raw, ctx) => {
   const out: number[] = [];
   for (const item of splitList(raw)) {
-    const n = parsePort(item);
-    if (n === null) return fail(ctx, `a comma-separated list of ports 1-65535 (${q(item)} is not a port)`);
+    const n = parseListPort(item);
+    if (n === null) return fail(ctx, `a comma-separated list of ports 0-65535 (${q(item)} is not a port)`);
     out.push(n);
   }
   return out;
 });
 
+/**
+ * A comma-separated list of ports 0-65535 and ranges `first:last` (first <= last), as iptables'
+ * `--dport` takes them (-q/-o: Istio renders each item into `--dport` as given, and its injector
+ * does not check includeOutboundPorts). A range of one port is that port.
+ */
+export const portRangeList = stringValue((raw, ctx) => {
+  const out: PortOrRange[] = [];
+  for (const item of splitList(raw)) {
+    const colon = item.indexOf(':');
+    const first = parseListPort(colon < 0 ? item : item.slice(0, colon));
+    const last = colon < 0 ? first : parseListPort(item.slice(colon + 1));
+    if (first === null || last === null || first > last) {
+      return fail(ctx, `a comma-separated list of ports 0-65535 or ranges such as 8000:8080 (${q(item)} is neither)`);
+    }
+    out.push(first === last ? first : { first, last });
+  }
+  return out;
+});
+
+/** Inbound ports to capture (`-b`): none, all (`*`) or a list. */
 export type InboundPorts =
   | { readonly kind: 'none' }
   | { readonly kind: 'all' }
@@ -118,13 +149,13 @@ export const inboundPorts = stringValue((raw, ctx): InboundPorts => {
   if (trimSpaces(raw) === '*') return { kind: 'all' };
   const ports: number[] = [];
   for (const item of splitList(raw)) {
-    const n = parsePort(item);
+    const n = parseListPort(item);
     if (n === null) {
       return fail(
         ctx,
         item === '*'
-          ? `"*" alone, or a comma-separated list of ports 1-65535 ("*" cannot be mixed with ports)`
-          : `a comma-separated list of ports 1-65535, or "*" (${q(item)} is not a port)`,
+          ? `"*" alone, or a comma-separated list of ports 0-65535 ("*" cannot be mixed with ports)`
+          : `a comma-separated list of ports 0-65535, or "*" (${q(item)} is not a port)`,
       );
     }
     ports.push(n);
@@ -132,6 +163,7 @@ export const inboundPorts = stringValue((raw, ctx): InboundPorts => {
   return { kind: 'list', ports };
 });
 
+/** CIDRs split by family. */
 export interface CidrSet {
   readonly ipv4: readonly Cidr[];
   readonly ipv6: readonly Cidr[];
@@ -139,6 +171,7 @@ export interface CidrSet {
   readonly hasLoopback: boolean;
 }
 
+/** Outbound destinations to capture (`-i`): all (`*`) or a list of CIDRs. */
 export type OutboundCidrs = ({ readonly kind: 'all' } | ({ readonly kind: 'list' } & CidrSet));
 
 function cidrItems(raw: string, ctx: Ctx, wildcardNote: string): CidrSet | typeof NEVER {
@@ -285,6 +318,7 @@ export const routeTable = uint32(
   ]),
 );
 
+/** DNS server addresses by family (canonical text). */
 export interface DnsServers {
   readonly ipv4: readonly string[];
   readonly ipv6: readonly string[];
@@ -319,10 +353,14 @@ export const ipv4LoopbackCidr = stringValue((raw, ctx): Cidr => {
   return { family: c.family, address: c.address, prefixLength: c.prefixLength };
 });
 
-const LEVELS = ['none', 'fatal', 'error', 'warn', 'info', 'debug'] as const;
-export type LogLevel = (typeof LEVELS)[number];
+/** A log level, Istio's names, from quietest to most verbose. */
+export type LogLevel = 'none' | 'fatal' | 'error' | 'warn' | 'info' | 'debug';
+const LEVELS: readonly LogLevel[] = ['none', 'fatal', 'error', 'warn', 'info', 'debug'];
 
-/** Istio's --log_output_level: "level" or "scope:level,scope:level". We honour the "default" scope. */
+/**
+ * Istio's --log_output_level: "level" or "scope:level,scope:level". We honour the "default" scope,
+ * and "all", which Istio applies to every scope.
+ */
 export const logOutputLevel = stringValue((raw, ctx): LogLevel => {
   let level: LogLevel = 'info';
   for (const item of splitList(raw)) {
@@ -331,9 +369,35 @@ export const logOutputLevel = stringValue((raw, ctx): LogLevel => {
     if (extra !== undefined || !scope || !/^[A-Za-z0-9_.-]+$/.test(scope) || !known) {
       return fail(ctx, `a level or comma-separated scope:level pairs, levels ${LEVELS.join(', ')} (${q(item)} is not one)`);
     }
-    if (scope === 'default') level = lvl as LogLevel;
+    if (scope === 'default' || scope === 'all') level = lvl as LogLevel;
   }
   return level;
+});
+
+/** Istio's --log_caller: comma-separated scope names (accepted and checked; no caller is printed here). */
+export const logCallers = stringValue((raw, ctx): readonly string[] => {
+  const scopes = splitList(raw);
+  for (const scope of scopes) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(scope)) return fail(ctx, `a comma-separated list of log scopes (letters, digits, "_", "-"; ${q(scope)} is not one)`);
+  }
+  return scopes;
+});
+
+export type LogTarget = 'stdout' | 'stderr';
+
+/** One --log_target: where log lines go. Istio also takes file paths; this program writes no files. */
+export const logTarget = stringValue((raw, ctx): LogTarget => {
+  const t = trimSpaces(raw);
+  if (t === 'stdout' || t === 'stderr') return t;
+  return fail(ctx, 'stdout or stderr (log files are not written here)');
+});
+
+/** --vklog: the Kubernetes client's log verbosity, an integer as klog parses it (no client here: no effect). */
+export const klogLevel = stringValue((raw, ctx) => {
+  const t = trimSpaces(raw);
+  const n = /^[+-]?[0-9]{1,10}$/.test(t) ? Number(t) : NaN;
+  if (!Number.isInteger(n) || n < -2147483648 || n > 2147483647) return fail(ctx, 'an integer verbosity such as 0 or 9');
+  return n;
 });
 
 const DURATION_UNITS: Readonly<Record<string, number>> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -362,6 +426,7 @@ export const networkNamespace = stringValue((raw, ctx) => {
   return fail(ctx, 'a namespace name (letters, digits, "_", "-", ".") or an absolute path such as /proc/1/ns/net');
 });
 
+/** An iptables backend: the `-legacy` or the `-nft` binaries. */
 export type IptablesBackend = 'legacy' | 'nft';
 
 export const forceIptablesBinary = stringValue((raw, ctx): IptablesBackend | undefined => {

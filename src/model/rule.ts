@@ -5,8 +5,11 @@
  * never produce more than one rule.
  */
 
+/** An address family: IPv4 rules go to iptables, IPv6 rules to ip6tables. */
 export type Family = 'ipv4' | 'ipv6';
+/** An iptables table. */
 export type Table = 'filter' | 'mangle' | 'nat' | 'raw';
+/** A transport protocol a rule matches (`-p`). */
 export type Protocol = 'tcp' | 'udp';
 
 /** Built-in chains: never created with `-N`, never deleted. */
@@ -30,8 +33,11 @@ export const Chains = {
   DROP: 'ISTIO_DROP',
 } as const;
 
+/** One of our chains (ISTIO_*), created with `-N`. */
 export type OwnChain = (typeof Chains)[keyof typeof Chains];
+/** A chain the kernel provides. */
 export type BuiltinChain = 'INPUT' | 'OUTPUT' | 'FORWARD' | 'PREROUTING' | 'POSTROUTING';
+/** Any chain a rule can be in. */
 export type Chain = OwnChain | BuiltinChain;
 
 /** An address prefix, already parsed and checked for its family. */
@@ -42,9 +48,13 @@ export interface Cidr {
   readonly prefixLength: number;
 }
 
+/** A destination port, or an inclusive range of them (`first` < `last`), as `--dport` takes them. */
+export type PortOrRange = number | { readonly first: number; readonly last: number };
+
 /** A uid or gid as iptables' owner match takes it: a number, or a name checked against POSIX rules. */
 export type OwnerId = number | string;
 
+/** One match of a rule, as data (rendered as its iptables options, in order). */
 export type Match =
   | { readonly kind: 'protocol'; readonly protocol: Protocol }
   | { readonly kind: 'source'; readonly cidr: Cidr }
@@ -52,6 +62,8 @@ export type Match =
   | { readonly kind: 'inInterface'; readonly name: string }
   | { readonly kind: 'outInterface'; readonly name: string }
   | { readonly kind: 'dport'; readonly port: number; readonly negate: boolean }
+  /** `--dport first:last` (first < last); nft `dport first-last`. */
+  | { readonly kind: 'dportRange'; readonly first: number; readonly last: number }
   | { readonly kind: 'sport'; readonly port: number }
   | { readonly kind: 'multiportDports'; readonly ports: readonly number[]; readonly negate: boolean }
   | { readonly kind: 'uidOwner'; readonly id: OwnerId; readonly negate: boolean }
@@ -60,6 +72,7 @@ export type Match =
   | { readonly kind: 'connmark'; readonly mark: number }
   | { readonly kind: 'ctstate'; readonly states: readonly ('INVALID' | 'RELATED' | 'ESTABLISHED')[] };
 
+/** What a rule does when it matches (`-j ...`). */
 export type Target =
   | { readonly kind: 'jump'; readonly chain: OwnChain }
   | { readonly kind: 'return' }
@@ -76,8 +89,10 @@ export type Target =
   | { readonly kind: 'connmarkRestore' }
   | { readonly kind: 'ct'; readonly zone: number };
 
+/** How a rule is added: `-A` (append) or `-I CHAIN N` (insert at a 1-based position). */
 export type Operation = { readonly kind: 'append' } | { readonly kind: 'insert'; readonly position: number };
 
+/** One rule: a table, a chain, how it is added, its matches in order and its target. */
 export interface Rule {
   readonly table: Table;
   readonly chain: Chain;

@@ -33,6 +33,8 @@ export interface Host {
   /** Replace this process (execv); returns only by throwing. */
   exec(path: string, argv: readonly string[]): never;
   selfPath(): string;
+  /** The wall clock: microseconds since the epoch (CLOCK_REALTIME). */
+  wallClock(): number;
 }
 
 export const host: Host | undefined = (globalThis as { __host?: Host }).__host;

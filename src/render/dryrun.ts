@@ -34,6 +34,7 @@ export interface DryRunJson {
   readonly nftScript: string | null;
 }
 
+/** The dry run as data: what `--output json` prints. */
 export function toDryRunJson(plan: Plan, options: DryRunOptions = IPTABLES_MODE): DryRunJson {
   const v4 = renderRestore(plan.ipv4);
   const v6 = plan.ipv6 === null ? '' : renderRestore(plan.ipv6);
@@ -46,6 +47,7 @@ export function toDryRunJson(plan: Plan, options: DryRunOptions = IPTABLES_MODE)
   };
 }
 
+/** The dry run as `--output json` prints it (the nft script only in nft mode). */
 export function renderJson(plan: Plan, options: DryRunOptions = IPTABLES_MODE): string {
   const { nftScript, ...rest } = toDryRunJson(plan, options);
   return `${JSON.stringify(nftScript === null ? rest : { ...rest, nftScript }, null, 2)}\n`;

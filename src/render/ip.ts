@@ -14,6 +14,7 @@ export function routeArgs(step: RouteStep): string[] {
   }
 }
 
+/** The plan's routing steps, each as an `ip` argv (the dry run's `ipCommands`). */
 export function renderIpCommands(steps: readonly RouteStep[]): string[][] {
   return steps.map(routeArgs);
 }

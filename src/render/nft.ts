@@ -189,6 +189,7 @@ function matchRank(table: NftTable, x: NftMatch): number {
     case 'ctstate':
       return 3;
     case 'dport':
+    case 'dportRange':
     case 'sport':
     case 'multiportDports':
       return table === 'raw' ? 2 : 4;
@@ -202,7 +203,7 @@ function matchRank(table: NftTable, x: NftMatch): number {
   }
 }
 
-const isPort = (x: NftMatch): boolean => x.kind === 'dport' || x.kind === 'sport' || x.kind === 'multiportDports';
+const isPort = (x: NftMatch): boolean => x.kind === 'dport' || x.kind === 'dportRange' || x.kind === 'sport' || x.kind === 'multiportDports';
 const isAddress = (x: NftMatch): boolean => x.kind === 'source' || x.kind === 'destination' || x.kind === 'destinationSet';
 const isInterface = (x: NftMatch): boolean => x.kind === 'inInterface' || x.kind === 'outInterface';
 
@@ -262,6 +263,10 @@ function matchStatements(table: NftTable, chain: Chain, given: readonly NftMatch
         break;
       case 'dport':
         out.push(`${proto()} dport ${ne(x.negate)}${port(x.port)}`);
+        break;
+      case 'dportRange':
+        // nft writes a range with "-" (Istio's script passes iptables' "a:b" through, which nft rejects).
+        out.push(`${proto()} dport ${port(x.first)}-${port(x.last)}`);
         break;
       case 'sport':
         out.push(`${proto()} sport ${port(x.port)}`);
@@ -825,6 +830,7 @@ function renderTable(table: NftTable, v4: readonly Rule[], v6: readonly Rule[], 
   return lines;
 }
 
+/** Options of `renderNft`. */
 export interface NftRenderOptions {
   /**
    * `--nft-sets`: rules of one chain that differ only in one destination prefix or port become one

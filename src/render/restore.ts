@@ -57,6 +57,8 @@ function matchText(x: Match): string {
       return `-o ${tok(x.name)}`;
     case 'dport':
       return `${not(x.negate)}--dport ${num(x.port)}`;
+    case 'dportRange':
+      return `--dport ${num(x.first)}:${num(x.last)}`;
     case 'sport':
       return `--sport ${num(x.port)}`;
     case 'multiportDports':

@@ -157,6 +157,8 @@ function matchOne(w: Walk, p: Packet, x: Match): boolean {
       return interfaceMatches(p.outIf, x.name);
     case 'dport':
       return (p.dport === x.port) !== x.negate;
+    case 'dportRange':
+      return p.dport >= x.first && p.dport <= x.last;
     case 'sport':
       return p.sport === x.port;
     case 'multiportDports':

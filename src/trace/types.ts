@@ -24,6 +24,7 @@ export interface Flow {
   readonly state?: FlowState;
 }
 
+/** What `traceFlow` knows about the pod beyond the plan. */
 export interface TraceOptions {
   /**
    * The pod's own addresses. A destination among them (or in a loopback range, or ::6) is local:
@@ -40,8 +41,10 @@ export interface TraceOptions {
   readonly resolveOwner?: (name: string, kind: 'uid' | 'gid') => number | undefined;
 }
 
+/** A netfilter hook. */
 export type Hook = 'PREROUTING' | 'INPUT' | 'FORWARD' | 'OUTPUT' | 'POSTROUTING';
 
+/** What a matched rule did to the packet. */
 export type TraceAction = 'jump' | 'return' | 'accept' | 'drop' | 'redirect' | 'tproxy' | 'mark' | 'connmark' | 'ct' | 'continue';
 
 /** One rule that matched the packet. */
@@ -56,8 +59,10 @@ export interface TraceStep {
   readonly action: TraceAction;
 }
 
+/** What became of the connection. */
 export type Verdict = 'redirect' | 'tproxy' | 'pass' | 'drop';
 
+/** The verdict of a traced flow and the rules it met. */
 export interface TraceResult {
   /**
    * redirect: NATed to a local port (toPort); tproxy: delivered to the transparent listener on

@@ -1,0 +1,184 @@
+// A strict TypeScript consumer of the installed package that uses every public export
+// (test/package.test.ts checks that each name of the API report appears here) and only
+// TypeScript's lib: no @types/node, no @types/yargs. Type-checked, not run.
+import {
+  ApplyError,
+  Chains,
+  ConfigError,
+  OPTIONS,
+  TraceError,
+  apply,
+  applyOptionsFrom,
+  buildPlan,
+  cleanup,
+  configFromArgs,
+  configFromObject,
+  detectHost,
+  diff,
+  fixedHost,
+  parseFlowLines,
+  parseFlowWords,
+  renderDiff,
+  renderIpCommands,
+  renderJson,
+  renderNft,
+  renderRestore,
+  renderText,
+  toDryRunJson,
+  traceFlow,
+  validateFlow,
+  type ApplyOptions,
+  type ApplyReport,
+  type BuiltinChain,
+  type CaptureConfig,
+  type Chain,
+  type Cidr,
+  type CidrSet,
+  type CleanupOptions,
+  type CommandResult,
+  type CommandRunner,
+  type Config,
+  type DiffOptions,
+  type DiffReport,
+  type DnsServers,
+  type DryRunJson,
+  type DryRunOptions,
+  type Family,
+  type FamilyDiff,
+  type FamilyOutcome,
+  type FamilyRules,
+  type Flow,
+  type FlowInput,
+  type FlowState,
+  type Hook,
+  type HostFacts,
+  type InboundPorts,
+  type IptablesBackend,
+  type IptablesReport,
+  type LogLevel,
+  type Logger,
+  type Match,
+  type NamespaceOptions,
+  type NftRenderOptions,
+  type NftablesReport,
+  type Operation,
+  type OptionKey,
+  type OptionKind,
+  type OptionSpec,
+  type OutboundCidrs,
+  type OwnChain,
+  type OwnerGroupFilter,
+  type OwnerId,
+  type Plan,
+  type Protocol,
+  type RawOptions,
+  type RouteStep,
+  type Rule,
+  type RuleDifference,
+  type RunConfig,
+  type Table,
+  type Target,
+  type TraceAction,
+  type TraceOptions,
+  type TraceResult,
+  type TraceStep,
+  type ValueSource,
+  type Verdict,
+} from 'istio-iptables-ts';
+
+const env: Readonly<Record<string, string | undefined>> = { ISTIO_INBOUND_PORTS: '*' };
+const host: HostFacts = fixedHost({ proxyUid: 1337, ipv6: true, dnsServers: { ipv4: ['10.96.0.10'], ipv6: [] } satisfies DnsServers });
+const detected: HostFacts = detectHost(env, (message: string) => void message);
+const raw: RawOptions = { interceptionMode: 'TPROXY', inboundPorts: '*', redirectDns: true };
+const key: OptionKey = 'inboundPorts';
+const spec: OptionSpec = OPTIONS[key];
+const kind: OptionKind = spec.kind;
+const config: Config = configFromObject(raw, host);
+const capture: CaptureConfig = config.capture;
+const run: RunConfig = config.run;
+const level: LogLevel = run.logLevel;
+const forced: IptablesBackend | undefined = run.forceIptablesBinary;
+const inbound: InboundPorts = capture.inboundPorts;
+const outbound: OutboundCidrs = capture.outboundCidrs;
+const excluded: CidrSet = capture.outboundExcludeCidrs;
+const groups: OwnerGroupFilter = capture.ownerGroups;
+const uid: OwnerId | undefined = capture.proxyUids[0];
+const plan: Plan = buildPlan(capture);
+const v4: FamilyRules = plan.ipv4;
+const family: Family = v4.family;
+const rule: Rule | undefined = v4.rules[0];
+const table: Table | undefined = rule?.table;
+const chain: Chain | undefined = rule?.chain;
+const own: OwnChain = Chains.OUTPUT;
+const builtin: BuiltinChain = 'PREROUTING';
+const op: Operation | undefined = rule?.op;
+const match: Match | undefined = rule?.matches[0];
+const target: Target | undefined = rule?.target;
+const protocol: Protocol | undefined = match?.kind === 'protocol' ? match.protocol : undefined;
+const cidr: Cidr | undefined = match?.kind === 'destination' ? match.cidr : undefined;
+const step: RouteStep | undefined = plan.routes[0];
+const dryRun: DryRunOptions = { nft: true, sets: true };
+const nftOptions: NftRenderOptions = { sets: true };
+const doc: DryRunJson = toDryRunJson(plan, dryRun);
+const texts: string[] = [renderRestore(v4), renderNft(plan, nftOptions), renderJson(plan), renderText(plan, dryRun), ...renderIpCommands(plan.routes).map((argv) => argv.join(' '))];
+
+// @ts-expect-error a Plan is not a configuration: the types are real, not any
+buildPlan(config);
+// @ts-expect-error unknown option keys are refused
+configFromObject({ inboundPort: '80' });
+
+const flowState: FlowState = 'NEW';
+const flow: Flow = { direction: 'inbound', protocol: 'tcp', src: '10.0.0.1', sport: 40000, dst: '10.0.0.2', dport: 8080, state: flowState };
+const inputs: FlowInput[] = [parseFlowWords(['inbound', 'tcp', '10.0.0.1', '->', '10.0.0.2:8080']), validateFlow(flow), ...parseFlowLines('')];
+const traceOptions: TraceOptions = { localAddresses: ['10.0.0.2'] };
+const traced: TraceResult = traceFlow(plan, inputs[0]?.flow ?? flow, traceOptions);
+const verdict: Verdict = traced.verdict;
+const path: readonly TraceStep[] = traced.path;
+const hook: Hook | undefined = path[0]?.hook;
+const action: TraceAction | undefined = path[0]?.action;
+
+const runner: CommandRunner = async (argv: readonly string[], stdin?: string): Promise<CommandResult> => ({ exitCode: argv.length > 0 && stdin !== '' ? 0 : 1, stdout: '', stderr: '' });
+const logger: Logger = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {}, enabled: (l: LogLevel) => l !== 'debug' };
+const where: NamespaceOptions = { namespace: '/proc/1/ns/net', runner, logger };
+const applyOptions: ApplyOptions = { ...applyOptionsFrom(run), ...where, reconcile: false, force: true, nftables: false };
+const cleanupOptions: CleanupOptions = { ...where, backend: 'nft' };
+const diffOptions: DiffOptions = where;
+
+function outcomeOf(report: ApplyReport): FamilyOutcome | undefined {
+  if (report.kind === 'nftables') {
+    const nft: NftablesReport = report;
+    return nft.outcome;
+  }
+  const ipt: IptablesReport = report;
+  return ipt.families.ipv4;
+}
+
+function describeDiff(report: DiffReport): string {
+  const first: FamilyDiff | undefined = report.families[0];
+  const rules: readonly RuleDifference[] = first?.rules ?? [];
+  return `${renderDiff(report)}${rules.map((d) => d.kind).join(',')}`;
+}
+
+function sourceOf(err: unknown): string {
+  if (err instanceof ConfigError) {
+    const source: ValueSource | undefined = err.source;
+    return `${source?.kind ?? 'none'} ${err.expected}`;
+  }
+  if (err instanceof ApplyError) return `${err.command.join(' ')}: ${err.stderr}`;
+  if (err instanceof TraceError) return err.message;
+  return String(err);
+}
+
+export async function main(): Promise<string[]> {
+  const fromArgs: Config = await configFromArgs(['-m', 'REDIRECT', '-b', '*'], env, detected);
+  const applied = await apply(buildPlan(fromArgs.capture), applyOptions).catch((err: unknown) => sourceOf(err));
+  const cleaned = await cleanup(plan, cleanupOptions);
+  const diffed = await diff(plan, diffOptions);
+  return [
+    typeof applied === 'string' ? applied : (outcomeOf(applied) ?? ''),
+    outcomeOf(cleaned) ?? '',
+    describeDiff(diffed),
+    ...texts,
+    [kind, level, forced, inbound.kind, outbound.kind, excluded.hasLoopback, groups.kind, uid, family, table, chain, own, builtin, op?.kind, target?.kind, protocol, cidr?.address, step?.kind, doc.nftScript, verdict, hook, action].join(' '),
+  ];
+}
