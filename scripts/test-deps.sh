@@ -2,8 +2,9 @@
 # The kernel tests need iptables (nft and legacy backends), iproute2, nft (nftables: cleanup
 # deletes tables it emptied), flock and setpriv (util-linux), setcap (libcap2-bin: the non-root
 # image test), python3 (traffic agents), and gcc with libc6-dev (the entrypoint's runtime,
-# built by npm run build:entrypoint). Install what is missing
-# when running as root on Debian (CI, a fresh machine); otherwise say what is needed and fail.
+# built by npm run build:entrypoint), and podman for the image tests (scripts/podman-setup.sh).
+# Install what is missing when running as root on Debian (CI, a fresh machine); otherwise say what
+# is needed and fail.
 set -euo pipefail
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
@@ -17,7 +18,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # The entrypoint's runtime (native/) is compiled and linked statically: gcc and glibc's libc.a.
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -gt 0 ]; then
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "the kernel tests need: ${missing[*]} (as root: apt-get install -y ${missing[*]})" >&2
   exit 1
@@ -26,3 +27,6 @@ echo "installing test dependencies: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# podman needs root here (rootful storage, /etc/containers); without root the podman test says so.
+if [ "$(id -u)" = 0 ]; then bash "$(dirname "$0")/podman-setup.sh"; fi

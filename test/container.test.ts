@@ -20,56 +20,72 @@ for (const line of instructions) {
   } else stages.get(current)?.push(line);
 }
 
+const rootfs = readFileSync(`${ROOT}container/rootfs.sh`, 'utf8');
+
 describe('container/Dockerfile', () => {
-  it('has a build stage, a slim runtime stage and a non-root stage', () => {
-    expect([...stages.keys()]).toEqual(['build', 'runtime', 'nonroot']);
-    expect(stages.get('runtime')?.[0]).toMatch(/^FROM debian:bookworm-slim AS runtime$/);
-    expect(stages.get('nonroot')?.[0]).toMatch(/^FROM runtime AS nonroot$/);
+  it('builds the entrypoint, collects the programs, and ends with the non-root stage then the root one (the default target)', () => {
+    expect([...stages.keys()]).toEqual(['build', 'collect', 'nonroot', 'root']);
+    expect(stages.get('collect')?.[0]).toBe('FROM debian:bookworm-slim AS collect');
+    expect(stages.get('nonroot')?.[0]).toBe('FROM scratch AS nonroot');
+    expect(stages.get('root')?.[0]).toBe('FROM scratch AS root');
   });
 
-  it('pins every base image (no latest, no untagged image)', () => {
-    for (const line of instructions.filter((l) => l.startsWith('FROM'))) {
+  it('takes base images only from debian:bookworm[-slim], node:<version>-bookworm[-slim] and scratch (CI stands them in)', () => {
+    for (const line of instructions.filter((l) => /^FROM\s/i.test(l))) {
       const image = line.split(/\s+/)[1] ?? '';
       if (stages.has(image)) continue;
-      expect(image).toMatch(/:[\w.-]+$/);
-      expect(image).not.toMatch(/:latest$/);
+      expect(image).toMatch(/^(debian:bookworm(-slim)?|node:\d+(\.\d+)*-bookworm(-slim)?|scratch)$/);
     }
   });
 
-  it('builds the entrypoint with npm ci and copies only it and the full CLI into the runtime, side by side', () => {
+  it('builds the entrypoint with npm ci and npm run build:entrypoint, gcc and glibc from Debian', () => {
     const build = stages.get('build')?.join('\n') ?? '';
     expect(build).toMatch(/RUN npm ci/);
     expect(build).toMatch(/RUN npm run build:entrypoint/);
-    expect(build).toMatch(/COPY native \.\/native/);
     expect(build).toMatch(/install[^\n]*\bgcc\b[^\n]*\blibc6-dev\b/);
-    const runtime = stages.get('runtime')?.join('\n') ?? '';
-    // The entrypoint finds the full CLI next to itself.
-    expect(runtime).toMatch(/^COPY --from=build \/src\/dist\/entrypoint\/istio-iptables \/src\/dist\/entrypoint\/istio-iptables-full \/usr\/local\/bin\/$/m);
-    expect(runtime.match(/^COPY/gm)).toHaveLength(1);
   });
 
-  it('installs iptables (both backends), nftables and iproute2 without recommends and cleans apt lists', () => {
+  it('installs iptables (both backends), nftables, iproute2 and libcap2-bin in the collect stage only, without recommends, lists cleaned', () => {
     for (const line of instructions.filter((l) => l.includes('apt-get install'))) {
       expect(line).toMatch(/--no-install-recommends/);
       expect(line).toMatch(/rm -rf \/var\/lib\/apt\/lists/);
     }
-    const runtime = stages.get('runtime')?.join('\n') ?? '';
-    for (const pkg of ['iptables', 'iproute2', 'nftables']) expect(runtime).toMatch(new RegExp(`install[^\\n]*\\b${pkg}\\b`));
+    const collect = stages.get('collect')?.join('\n') ?? '';
+    for (const pkg of ['iptables', 'iproute2', 'nftables', 'libcap2-bin']) expect(collect).toMatch(new RegExp(`install[^\\n]*\\b${pkg}\\b`));
+    expect(collect).toMatch(/^COPY --from=build \/src\/dist\/entrypoint\/istio-iptables \/usr\/local\/bin\/istio-iptables$/m);
+    expect(collect).toMatch(/^RUN sh \/usr\/local\/sbin\/rootfs.sh \/rootfs \/rootfs-nonroot$/m);
+    // Never the Bun-compiled full CLI.
+    expect(dockerfile).not.toContain('istio-iptables-full');
   });
 
-  it('uses an exec-form entrypoint', () => {
-    const entry = instructions.filter((l) => l.startsWith('ENTRYPOINT'));
+  it.each([
+    ['root', '/rootfs/', '0:0'],
+    ['nonroot', '/rootfs-nonroot/', '65534:65534'],
+  ])('%s: one tree copied onto scratch, its user, the lock in /dev/shm, an exec-form entrypoint', (stage, tree, user) => {
+    const lines = stages.get(stage) ?? [];
+    expect(lines.filter((l) => l.startsWith('COPY'))).toEqual([`COPY --from=collect ${tree} /`]);
+    expect(lines.filter((l) => l.startsWith('RUN'))).toEqual([]);
+    expect(lines).toContain(`USER ${user}`);
+    expect(lines).toContain('ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin XTABLES_LOCKFILE=/dev/shm/xtables.lock');
+    const entry = lines.filter((l) => l.startsWith('ENTRYPOINT'));
     expect(entry).toHaveLength(1);
     expect(JSON.parse(entry[0]?.slice('ENTRYPOINT'.length) ?? '')).toEqual(['/usr/local/bin/istio-iptables']);
   });
 
-  it('non-root: file capabilities on every program that talks to the kernel, a non-root user, a writable lock', () => {
-    const nonroot = stages.get('nonroot')?.join('\n') ?? '';
-    for (const bin of ['/usr/sbin/xtables-nft-multi', '/usr/sbin/xtables-legacy-multi', '/usr/sbin/nft', '/usr/bin/ip']) {
-      expect(nonroot).toContain(`setcap cap_net_admin,cap_net_raw+eip ${bin}`);
-    }
-    expect(nonroot).toMatch(/^USER 65534:65534$/m);
-    expect(nonroot).toMatch(/^ENV XTABLES_LOCKFILE=\/tmp\/xtables.lock$/m);
+  it('non-root: the least file capabilities, effective only where the program cannot raise them itself', () => {
+    const setcaps = rootfs.split('\n').filter((l) => l.startsWith('setcap '));
+    expect(setcaps).toEqual([
+      'setcap cap_net_admin+ep "$nonroot/usr/sbin/xtables-nft-multi"',
+      'setcap cap_net_admin,cap_net_raw+ep "$nonroot/usr/sbin/xtables-legacy-multi"',
+      'setcap cap_net_admin+ep "$nonroot/usr/sbin/nft"',
+      'setcap cap_net_admin+p "$nonroot/usr/local/bin/istio-iptables"',
+    ]);
+    expect(rootfs).not.toMatch(/\+eip/);
+  });
+
+  it('.dockerignore keeps node_modules, dist and .git out of the build context', () => {
+    const ignored = readFileSync(`${ROOT}.dockerignore`, 'utf8').split('\n');
+    for (const p of ['node_modules', 'dist', '.git']) expect(ignored).toContain(p);
   });
 });
 

@@ -53,12 +53,16 @@ describe('the examples, run by the entrypoint in a namespace', () => {
 
   it('pod-nonroot.yaml: as uid 65534 with file capabilities on the kernel-facing programs only', async () => {
     const args = examples.find(([f]) => f === 'pod-nonroot.yaml')?.[1] ?? [];
-    // The nonroot stage's layout: copies of the programs with CAP_NET_ADMIN/CAP_NET_RAW as file capabilities.
+    // The nonroot image's file capabilities (container/rootfs.sh), on copies of the host's programs;
+    // test/kernel/podman.test.ts runs the image itself.
     const dir = mkdtempSync(join(tmpdir(), 'iit-caps-'));
     await execa('chmod', ['755', dir]);
-    for (const [bin, src] of [['xtables-nft-multi', '/usr/sbin/xtables-nft-multi'], ['xtables-legacy-multi', '/usr/sbin/xtables-legacy-multi'], ['ip', '/usr/bin/ip']] as const) {
+    for (const [bin, src, caps] of [
+      ['xtables-nft-multi', '/usr/sbin/xtables-nft-multi', 'cap_net_admin+ep'],
+      ['xtables-legacy-multi', '/usr/sbin/xtables-legacy-multi', 'cap_net_admin,cap_net_raw+ep'],
+    ] as const) {
       copyFileSync(src, join(dir, bin));
-      await execa('setcap', ['cap_net_admin,cap_net_raw+eip', join(dir, bin)]);
+      await execa('setcap', [caps, join(dir, bin)]);
     }
     for (const name of ['iptables-nft-restore', 'ip6tables-nft-restore', 'iptables-nft-save', 'ip6tables-nft-save']) symlinkSync('xtables-nft-multi', join(dir, name));
     for (const name of ['iptables-legacy-restore', 'ip6tables-legacy-restore', 'iptables-legacy-save', 'ip6tables-legacy-save']) symlinkSync('xtables-legacy-multi', join(dir, name));
@@ -67,7 +71,7 @@ describe('the examples, run by the entrypoint in a namespace', () => {
         const env = `PATH=${dir}:/usr/bin:/bin`;
         const r = await execa(
           'ip',
-          ['netns', 'exec', ns.name, 'setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', '--inh-caps=-all', 'env', '-i', env, 'XTABLES_LOCKFILE=/tmp/iit-xtables.lock', entrypoint, ...args],
+          ['netns', 'exec', ns.name, 'setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all,+net_admin,+net_raw', 'env', '-i', env, 'XTABLES_LOCKFILE=/tmp/iit-xtables.lock', entrypoint, ...args],
           { reject: false, timeout: 30_000 },
         );
         expect(r.exitCode, r.stderr).toBe(0);
