@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <linux/fib_rules.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -48,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,8 +95,28 @@ static int set_opt(int fd, int level, int name, int value) {
   return setsockopt(fd, level, name, &value, sizeof value);
 }
 
+/*
+ * In the non-root image the entrypoint holds CAP_NET_ADMIN as a permitted file capability only
+ * (+p, not +ep: a file with the effective bit fails to exec wherever the bounding set lacks the
+ * capability, as in Istio's istio-validation container with drop: ALL). The kernel checks the
+ * capability, effective, both when the socket is opened and when a change is sent: raise it from
+ * permitted to effective first. Nothing to do as root (already effective), and nothing possible
+ * where it is not permitted (the kernel then answers EPERM, which is reported as ip reports it).
+ * Children are not affected: a non-root exec recomputes their capabilities from their own files.
+ */
+static void raise_net_admin(void) {
+  struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+  const unsigned i = CAP_TO_INDEX(CAP_NET_ADMIN);
+  const uint32_t bit = CAP_TO_MASK(CAP_NET_ADMIN);
+  if (syscall(SYS_capget, &h, d) != 0 || (d[i].effective & bit) != 0 || (d[i].permitted & bit) == 0) return;
+  d[i].effective |= bit;
+  (void)syscall(SYS_capset, &h, d);
+}
+
 /* A routing socket in this thread's namespace, with extended acks (ip's "Error: ..." messages). */
 static int open_here(Outcome *o) {
+  raise_net_admin();
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (fd < 0) return o->where = AT_SOCKET, o->err = errno, -1;
   struct sockaddr_nl sa = {.nl_family = AF_NETLINK};

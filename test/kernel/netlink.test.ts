@@ -225,7 +225,7 @@ describe('without root: TPROXY with file capabilities only, as Kubernetes runs a
   // Kubernetes' non-root container: NET_ADMIN and NET_RAW in the bounding set, nothing inheritable
   // or ambient; only file capabilities make them effective.
   const asNobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--ambient-caps=-all', '--bounding-set=-all,+net_admin,+net_raw'];
-  /** Copies with the least file capabilities each needs: the entrypoint, iptables-nft and nft NET_ADMIN, legacy also NET_RAW. No ip. */
+  /** Copies with the least file capabilities each needs, as the non-root image has them: the entrypoint NET_ADMIN permitted only (+p: it raises it itself), iptables-nft and nft NET_ADMIN, legacy also NET_RAW. No ip. */
   async function capsDir(): Promise<{ dir: string; entry: string }> {
     const dir = mkdtempSync(join(tmpdir(), 'iit-nlcaps-'));
     temporary.push(dir);
@@ -234,7 +234,7 @@ describe('without root: TPROXY with file capabilities only, as Kubernetes runs a
       copyFileSync(src, join(dir, name));
       await execa('setcap', [caps, join(dir, name)]);
     };
-    await copy(ENTRYPOINT, 'istio-iptables', 'cap_net_admin+ep');
+    await copy(ENTRYPOINT, 'istio-iptables', 'cap_net_admin+p');
     await copy('/usr/sbin/xtables-nft-multi', 'xtables-nft-multi', 'cap_net_admin+ep');
     await copy('/usr/sbin/xtables-legacy-multi', 'xtables-legacy-multi', 'cap_net_admin,cap_net_raw+ep');
     await copy('/usr/sbin/nft', 'nft', 'cap_net_admin+ep');
