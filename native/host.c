@@ -4,8 +4,8 @@
  * types and src/platform/quickjs/ for the JavaScript side).
  *
  * Nothing here reads the environment to decide what runs: it is handed to the program as data
- * (`env`). Built with -DTRACE_RUNTIME (ISTIO_IPTABLES_BUILD_TRACE=1 npm run build:entrypoint),
- * the runtime prints its steps with their times on stderr.
+ * (`env`). Built with -DTRACE_RUNTIME (dist/entrypoint-trace/istio-iptables, for tests and
+ * measurements), the runtime prints its steps with their times on stderr.
  *
  * Why this exists: a pod's start waits for the init container, and the kernel work it does is a
  * few milliseconds. A JavaScript runtime such as Bun or Node needs 4 to 50 ms just to start; this

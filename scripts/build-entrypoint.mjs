@@ -9,8 +9,9 @@
 // (multiarch install paths, an armel link flag) touch only the Makefile, which we do not use.
 // Objects are cached under node_modules/.cache, keyed by the tarball's hash and the flags.
 //
-// ISTIO_IPTABLES_BUILD_TRACE=1 at build time (not at run time) compiles in the runtime's step
-// timing on stderr, for measuring; the default build has none.
+// dist/entrypoint-trace/istio-iptables is the same program with the runtime's step timing
+// compiled in (stderr), for tests and measurements; the entrypoint has none, and no environment
+// variable turns it on.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -24,6 +25,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cache = join(root, 'node_modules', '.cache', 'istio-iptables-quickjs');
 const outDir = join(root, 'dist', 'entrypoint');
 const entry = join(outDir, 'istio-iptables');
+const traceEntry = join(root, 'dist', 'entrypoint-trace', 'istio-iptables');
 mkdirSync(outDir, { recursive: true });
 
 /** The engine: Debian's source package, its orig tarball pinned by SHA-256 (from trixie's signed Sources index). */
@@ -41,7 +43,6 @@ export const ENGINE = {
 // apply (measured side by side).
 const QJS_UNITS = ['quickjs', 'dtoa', 'libregexp', 'libunicode', 'cutils'];
 const qjsFlags = (engine) => ['-O3', '-D_GNU_SOURCE', `-DCONFIG_VERSION="${ENGINE.version}"`, '-w', `-I${engine}`];
-const TRACE = process.env.ISTIO_IPTABLES_BUILD_TRACE === '1';
 
 const sha256 = (file) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
@@ -119,25 +120,30 @@ async function buildEntrypoint() {
   }
   lines.push('  .section .note.GNU-stack,"",@progbits', '');
   writeFileSync(join(work, 'bytecode.S'), lines.join('\n'));
-  await run('gcc', [
-    '-O3',
-    '-Wall',
-    '-Wextra',
-    '-Wno-unused-parameter',
-    '-Wno-cast-function-type',
-    ...(TRACE ? ['-DTRACE_RUNTIME'] : []),
-    `-I${engine}`,
-    join(root, 'native', 'host.c'),
-    join(root, 'native', 'probe.c'),
-    join(work, 'bytecode.S'),
-    ...objects,
-    '-lm',
-    '-lpthread',
-    '-static',
-    '-s',
-    '-o',
-    entry,
-  ]);
+  const link = (trace, out) =>
+    run('gcc', [
+      '-O3',
+      '-Wall',
+      '-Wextra',
+      '-Wno-unused-parameter',
+      '-Wno-cast-function-type',
+      ...(trace ? ['-DTRACE_RUNTIME'] : []),
+      `-I${engine}`,
+      join(root, 'native', 'host.c'),
+      join(root, 'native', 'probe.c'),
+      join(work, 'bytecode.S'),
+      ...objects,
+      '-lm',
+      '-lpthread',
+      '-static',
+      '-s',
+      '-o',
+      out,
+    ]);
+  // The entrypoint, and for tests and measurements the same with the runtime's step timing
+  // compiled in (stderr), in a folder of its own: never shipped.
+  mkdirSync(dirname(traceEntry), { recursive: true });
+  await Promise.all([link(false, entry), link(true, traceEntry)]);
 }
 
 await buildEntrypoint();
