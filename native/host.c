@@ -14,7 +14,8 @@
  *
  *   argv, env                    the command line (without argv[0]) and the environment
  *   write(fd, text)              write all of text (UTF-8) to fd 1 or 2
- *   readFile(path)               the file as text; throws an Error with .code (ENOENT, ...)
+ *   readFile(path)               the file as text ("/dev/stdin": fd 0, whatever it is); throws
+ *                                an Error with .code (ENOENT, ...)
  *   exists(path)                 whether path exists
  *   interfaces()                 [{ name, family: 'IPv4' | 'IPv6', address, internal }]
  *   spawn(argv, input, env, timeoutMs, done)
@@ -311,7 +312,8 @@ static JSValue h_write(JSContext *ctx, JSValueConst this, int argc, JSValueConst
 static JSValue h_read_file(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
   const char *path = JS_ToCString(ctx, argv[0]);
   if (!path) return JS_EXCEPTION;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* /dev/stdin is read from fd 0 itself: reopening it fails when stdin is a socket. */
+  int fd = strcmp(path, "/dev/stdin") == 0 ? fcntl(0, F_DUPFD_CLOEXEC, 3) : open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     JSValue r = throw_errno(ctx, errno, "open", path);
     JS_FreeCString(ctx, path);
