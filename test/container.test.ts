@@ -36,15 +36,16 @@ describe('container/Dockerfile', () => {
     }
   });
 
-  it('builds the entrypoint with npm ci and copies only it and the full CLI into the runtime, side by side', () => {
+  it('builds the entrypoint with npm ci and copies only it into the runtime', () => {
     const build = stages.get('build')?.join('\n') ?? '';
     expect(build).toMatch(/RUN npm ci/);
     expect(build).toMatch(/RUN npm run build:entrypoint/);
     expect(build).toMatch(/COPY native \.\/native/);
     expect(build).toMatch(/install[^\n]*\bgcc\b[^\n]*\blibc6-dev\b/);
     const runtime = stages.get('runtime')?.join('\n') ?? '';
-    // The entrypoint finds the full CLI next to itself.
-    expect(runtime).toMatch(/^COPY --from=build \/src\/dist\/entrypoint\/istio-iptables \/src\/dist\/entrypoint\/istio-iptables-full \/usr\/local\/bin\/$/m);
+    // One executable: the entrypoint runs everything the CLI does.
+    expect(runtime).toMatch(/^COPY --from=build \/src\/dist\/entrypoint\/istio-iptables \/usr\/local\/bin\/$/m);
+    expect(runtime).not.toMatch(/istio-iptables-full/);
     expect(runtime.match(/^COPY/gm)).toHaveLength(1);
   });
 
