@@ -3,7 +3,7 @@ import { DEFAULT_TIMEOUT_MS, NOT_FOUND, prefixFor, type ProcessRunnerOptions, ty
 import { claim, spawnCommand, type Finished } from './early.js';
 
 /*
- * apply/runner.ts for the entrypoint (scripts/bundle-quickjs.ts puts this module in its place):
+ * apply/runner.ts for the entrypoint (scripts/bundle-quickjs.mjs puts this module in its place):
  * every command on the runtime's spawn (fork, pipes, one poll loop), and the commands the
  * prelude started early claimed by their command line.
  */
