@@ -20,7 +20,7 @@
 // registry pinned (its binary is the @esbuild/linux-x64 package, with the lockfile's integrity).
 import { join, dirname } from 'node:path';
 import { writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import * as esbuild from 'esbuild';
@@ -71,7 +71,9 @@ const SHARED_MODULES = {
   [join(src, 'config/options.ts')]: 'options',
   [join(src, 'args.ts')]: 'args',
 };
-const SHARED_GLOBAL = '__istioIptablesShared';
+/** The global the scripts meet at: src/platform/quickjs/shared.ts's SHARED_GLOBAL, read from it (one definition). */
+const SHARED_GLOBAL = /export const SHARED_GLOBAL = '(\w+)'/.exec(readFileSync(q('shared.ts'), 'utf8'))?.[1];
+if (SHARED_GLOBAL === undefined) throw new Error('src/platform/quickjs/shared.ts no longer defines SHARED_GLOBAL as a string');
 const LAZY_GLOBAL = '__istioIptablesLazy';
 
 const tsPath = (importer, spec) => join(dirname(importer), spec).replace(/\.js$/, '.ts');
