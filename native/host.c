@@ -441,12 +441,12 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   JS_ToFloat64(ctx, &timeout_ms, argv[3]);
   int waiting = JS_IsUndefined(argv[1]);
   /* As uid/gid (the validation probe's client): both given, or neither. */
-  int32_t uid = -1, gid = -1;
+  int64_t uid = -1, gid = -1;
   int as_user = argc > 6 && !JS_IsUndefined(argv[5]);
-  if (as_user && (JS_ToInt32(ctx, &uid, argv[5]) || JS_ToInt32(ctx, &gid, argv[6]) || uid < 0 || gid < 0)) {
+  if (as_user && (JS_ToInt64(ctx, &uid, argv[5]) || JS_ToInt64(ctx, &gid, argv[6]) || uid < 0 || gid < 0 || uid >= UINT32_MAX || gid >= UINT32_MAX)) {
     free_strv(args);
     free_strv(envp);
-    return JS_ThrowRangeError(ctx, "spawn: uid and gid must be numbers >= 0");
+    return JS_ThrowRangeError(ctx, "spawn: uid and gid must be numbers 0-4294967294");
   }
   int has_input = !JS_IsNull(argv[1]);
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, st[2] = {-1, -1};
@@ -553,7 +553,7 @@ static JSValue h_feed(JSContext *ctx, JSValueConst this, int argc, JSValueConst 
   return JS_NewBool(ctx, ok);
 }
 
-void report_exception(JSContext *ctx) {
+static void report_exception(JSContext *ctx) {
   JSValue e = JS_GetException(ctx);
   const char *s = JS_ToCString(ctx, e);
   fprintf(stderr, "istio-iptables: internal error: %s\n", s ? s : "(unknown)");
