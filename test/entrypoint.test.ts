@@ -94,12 +94,16 @@ describe('a large configuration, run by the entrypoint itself', () => {
 
 describe('help, errors and trace from the entrypoint equal the Node CLI\'s', () => {
   it.each([[['--help']], [['istio-iptables', '-h']], [['trace', '--help']], [['diff', '--help']]])('%j: the same usage, exit 0', async (args) => {
-    const [node, entry] = await Promise.all([viaNodeBin(args), viaEntrypoint(args)]);
+    // The locale variables change neither: help is English (yargs ships French, German, ... too).
+    const french = { LC_ALL: 'fr_FR.UTF-8', LANG: 'fr_FR.UTF-8' };
+    const [node, entry, nodeFr] = await Promise.all([viaNodeBin(args), viaEntrypoint(args), viaNodeBin(args, french)]);
     expect(node.exitCode, node.stderr).toBe(0);
     expect(entry.exitCode, entry.stderr).toBe(0);
     expect(entry.stdout).toMatch(/Usage: istio-iptables/);
+    expect(entry.stdout).toMatch(/Options:/);
     expect(entry.stdout).toBe(node.stdout);
     expect(entry.stderr).toBe(node.stderr);
+    expect(nodeFr.stdout).toBe(node.stdout);
   });
 
   it.each([
