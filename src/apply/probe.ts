@@ -38,10 +38,10 @@ export function probeArgs(o: ProbeOptions): string[] {
   return [`family=${o.family}`, `listen=${o.listenPorts.join(',')}`, `port=${o.probePort}`, `timeout=${o.timeoutMs}`, `uid=${o.uid}`, `gid=${o.gid}`];
 }
 
-const NUMBER = /^(0|[1-9][0-9]{0,9})$/;
-
 /** The subcommand's arguments back into options; anything else is an error naming it. */
 export function parseProbeArgs(args: readonly string[]): ProbeOptions {
+  // Here, not at module level: the entrypoint would build it at every start-up.
+  const NUMBER = /^(0|[1-9][0-9]{0,9})$/;
   const given = new Map<string, string>();
   for (const a of args) {
     const eq = a.indexOf('=');
