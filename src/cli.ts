@@ -7,7 +7,6 @@ import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, type Logger } from './log.js';
 import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram } from './args.js';
 import { existsSync } from 'node:fs';
-import type { Runner } from './apply/runner.js';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
 import { PROBE_COMMAND, parseProbeArgs, probeArgs, type ProbeOptions, type ProbeResult } from './apply/probe.js';
 
@@ -41,11 +40,13 @@ function describeConfig(c: CaptureConfig): string {
 }
 
 /**
- * Run the probe inside another namespace: this program's probe subcommand under `ip netns exec`,
- * given every parameter it needs; it reads no flag, environment variable or namespace itself.
+ * Run the probe inside another namespace: this program's probe subcommand in it (`ip netns exec`,
+ * or `nsenter` for a path), given every parameter it needs; it reads no flag, environment
+ * variable or namespace itself. Bounded by the probe's own timeout, plus time to start and end.
  */
-async function probeInNamespace(runner: Runner, probe: ProbeOptions, log: Logger): Promise<ProbeResult> {
-  const { selfCommand } = await import('./apply/validate.js');
+async function probeInNamespace(ns: string, env: NodeJS.ProcessEnv, probe: ProbeOptions, log: Logger): Promise<ProbeResult> {
+  const [{ selfCommand }, { processRunner }] = await Promise.all([import('./apply/validate.js'), import('./apply/runner.js')]);
+  const runner = processRunner({ namespace: ns, env, timeoutMs: probe.timeoutMs + 10_000 });
   const r = await runner.run([...selfCommand(), PROBE_COMMAND, ...probeArgs(probe)]);
   if (r.stderr.trim() !== '') log.debug(r.stderr.trim());
   const detail = r.stdout.trim();
@@ -269,7 +270,7 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
     uid,
     gid,
   };
-  const result = ns === undefined ? await (await import('./apply/validate.js')).runProbe(probe) : await probeInNamespace(runner, probe, log);
+  const result = ns === undefined ? await (await import('./apply/validate.js')).runProbe(probe) : await probeInNamespace(ns, env, probe, log);
   if (result.ok) {
     log.info(`validation passed: ${result.detail}`);
     return 0;
