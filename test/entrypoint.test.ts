@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli.js';
 import { conformanceCases, ROOT } from './support/cli.js';
 import { MODES } from './support/modes.js';
@@ -166,9 +166,11 @@ describe('help, errors and trace from the entrypoint equal the Node CLI\'s', () 
 });
 
 describe('no environment variable changes what code runs', () => {
-  const marker = join(mkdtempSync(join(tmpdir(), 'iit-env-')), 'ran');
-  const script = join(tmpdir(), `iit-env-require-${process.pid}.cjs`);
+  const dir = mkdtempSync(join(tmpdir(), 'iit-env-'));
+  const marker = join(dir, 'ran');
+  const script = join(dir, 'require.cjs');
   writeFileSync(script, `require('fs').writeFileSync(${JSON.stringify(marker)}, 'node')\n`);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   /** Variables other runtimes and engines act on, each set to run code or change behaviour if anything read it. */
   const HOSTILE: NodeJS.ProcessEnv = {
     BUN_BE_BUN: '1',
