@@ -1,6 +1,5 @@
 // End-to-end apply latency in fresh network namespaces, measured side by side, alternating:
 //   entrypoint  dist/entrypoint/istio-iptables (our QuickJS runtime + bytecode), in the namespace
-//   bun         dist/entrypoint/istio-iptables-full (the whole CLI compiled by Bun), same
 //   node-bin    bin/istio-iptables.js under Node, run inside the namespace
 //   floor       the bare kernel work: iptables-restore, ip6tables-restore, ip -batch per family,
 //               fed precomputed payloads, one after another
@@ -20,7 +19,6 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const rounds = Number(process.argv[2] ?? 15);
 const entry = join(root, 'dist/entrypoint/istio-iptables');
-const full = join(root, 'dist/entrypoint/istio-iptables-full');
 const nodeBin = join(root, 'bin/istio-iptables.js');
 
 const CONFIGS = {
@@ -73,7 +71,6 @@ function prepare(name, args) {
   return {
     entrypoint: [entry, ...args],
     ...compare,
-    bun: [full, ...args],
     'node-bin': [process.execPath, nodeBin, ...args],
     floor: script(floor),
     'istio-like': script(istio),

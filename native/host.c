@@ -3,7 +3,9 @@
  * operating-system calls the CLI needs, as the global `__host` (see src/platform/host.ts for its
  * types and src/platform/quickjs/ for the JavaScript side).
  *
- * ISTIO_IPTABLES_TRACE_RUNTIME=1 in the environment prints the runtime's steps with their times.
+ * Nothing here reads the environment to decide what runs: it is handed to the program as data
+ * (`env`). Built with -DTRACE_RUNTIME (dist/entrypoint-trace/istio-iptables, for tests and
+ * measurements), the runtime prints its steps with their times on stderr.
  *
  * Why this exists: a pod's start waits for the init container, and the kernel work it does is a
  * few milliseconds. A JavaScript runtime such as Bun or Node needs 4 to 50 ms just to start; this
@@ -12,7 +14,8 @@
  *
  *   argv, env                    the command line (without argv[0]) and the environment
  *   write(fd, text)              write all of text (UTF-8) to fd 1 or 2
- *   readFile(path)               the file as text; throws an Error with .code (ENOENT, ...)
+ *   readFile(path)               the file as text ("/dev/stdin": fd 0, whatever it is); throws
+ *                                an Error with .code (ENOENT, ...)
  *   exists(path)                 whether path exists
  *   interfaces()                 [{ name, family: 'IPv4' | 'IPv6', address, internal }]
  *   spawn(argv, input, env, timeoutMs, done)
@@ -24,20 +27,24 @@
  *                                for ours); done(exitCode, signal, stdout, stderr, spawnError,
  *                                timedOut) is called from the event loop once it exited. Many
  *                                may run at once. One still running after timeoutMs gets SIGTERM.
+ *   spawn(..., done, uid, gid)   the same, the child running as uid/gid (no supplementary
+ *                                groups); set in the forked child before exec
  *   feed(pid, input, more)       stdin for a waiting command, written as soon as the pipe takes
  *                                it; with more, the command keeps waiting for the rest (further
  *                                feeds), else its stdin is closed once written. false if no such
  *                                command is waiting
  *   setExitCode(n)               the process's exit status when the event loop is done
- *   exec(path, argv)             replace this process (execv); returns only with an error
  *   selfPath()                   this executable's path (/proc/self/exe)
- *   load("extra")                run the embedded script of code only some runs need
+ *   load(name)                   run the embedded script of code only some runs need: "extra",
+ *                                "parser" (yargs: --help, errors) or "trace"; once each
+ *   socket, listen, accept, ...  TCP sockets for the validation probe: native/probe.c
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <ifaddrs.h>
 #include <limits.h>
 #include <net/if.h>
@@ -58,6 +65,7 @@
 #include <unistd.h>
 
 #include "quickjs.h"
+#include "probe.h"
 
 extern char **environ;
 
@@ -72,11 +80,19 @@ extern const uint8_t app_bytecode[];
 extern const uint8_t app_bytecode_end[];
 extern const uint8_t extra_bytecode[];
 extern const uint8_t extra_bytecode_end[];
+extern const uint8_t parser_bytecode[];
+extern const uint8_t parser_bytecode_end[];
+extern const uint8_t trace_bytecode[];
+extern const uint8_t trace_bytecode_end[];
 
 static int exit_code = 0;
 
-/* ISTIO_IPTABLES_TRACE_RUNTIME=1: the runtime's steps with their times on stderr. */
-static int trace_runtime = 0;
+/* Built with -DTRACE_RUNTIME: the runtime's steps with their times on stderr. */
+#ifdef TRACE_RUNTIME
+static const int trace_runtime = 1;
+#else
+static const int trace_runtime = 0;
+#endif
 static double start_ms = 0;
 
 /* ---------- small helpers ---------- */
@@ -254,8 +270,7 @@ static const JSMallocFunctions arena_funcs = {arena_malloc, arena_free, arena_re
  * huge page, zeroing 2 MB) while the main thread sets up the runtime and runs the prelude from the
  * start of the lead; that core is idle then (the restore starts later). MADV_POPULATE_WRITE maps
  * pages without touching their contents, so a page the main thread already wrote is left as it is.
- * Without it (Linux < 5.14) each thread faults its own pages, as without this thread (also what
- * ISTIO_IPTABLES_RUNTIME_NO_PREFAULT=1 asks for, to compare).
+ * Without it (Linux < 5.14) each thread faults its own pages, as without this thread.
  */
 static void *prefault(void *start) {
   madvise(start, ARENA_LEAD + HUGE_PAGE, MADV_POPULATE_WRITE);
@@ -276,7 +291,7 @@ static JSRuntime *new_runtime(void) {
        shared copy-on-write, so our writes after a fork do not fault page by page. */
     madvise(arena_start, ARENA_SIZE, MADV_WIPEONFORK);
     pthread_t t;
-    if (getenv("ISTIO_IPTABLES_RUNTIME_NO_PREFAULT") == NULL && pthread_create(&t, NULL, prefault, arena_start) == 0) pthread_detach(t);
+    if (pthread_create(&t, NULL, prefault, arena_start) == 0) pthread_detach(t);
   }
   return JS_NewRuntime2(&arena_funcs, NULL);
 }
@@ -297,7 +312,8 @@ static JSValue h_write(JSContext *ctx, JSValueConst this, int argc, JSValueConst
 static JSValue h_read_file(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
   const char *path = JS_ToCString(ctx, argv[0]);
   if (!path) return JS_EXCEPTION;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* /dev/stdin is read from fd 0 itself: reopening it fails when stdin is a socket. */
+  int fd = strcmp(path, "/dev/stdin") == 0 ? fcntl(0, F_DUPFD_CLOEXEC, 3) : open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     JSValue r = throw_errno(ctx, errno, "open", path);
     JS_FreeCString(ctx, path);
@@ -383,18 +399,6 @@ static JSValue h_wall_clock(JSContext *ctx, JSValueConst this, int argc, JSValue
   return JS_NewFloat64(ctx, (double)t.tv_sec * 1e6 + (double)(t.tv_nsec / 1000));
 }
 
-static JSValue h_exec(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
-  const char *path = JS_ToCString(ctx, argv[0]);
-  if (!path) return JS_EXCEPTION;
-  char **args = to_strv(ctx, argv[1]);
-  fflush(NULL);
-  execv(path, args);
-  JSValue r = throw_errno(ctx, errno, "exec", path);
-  free_strv(args);
-  JS_FreeCString(ctx, path);
-  return r;
-}
-
 /* ---------- child processes and the event loop ---------- */
 
 typedef struct Job {
@@ -443,6 +447,14 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   double timeout_ms = 0;
   JS_ToFloat64(ctx, &timeout_ms, argv[3]);
   int waiting = JS_IsUndefined(argv[1]);
+  /* As uid/gid (the validation probe's client): both given, or neither. */
+  int64_t uid = -1, gid = -1;
+  int as_user = argc > 6 && !JS_IsUndefined(argv[5]);
+  if (as_user && (JS_ToInt64(ctx, &uid, argv[5]) || JS_ToInt64(ctx, &gid, argv[6]) || uid < 0 || gid < 0 || uid >= UINT32_MAX || gid >= UINT32_MAX)) {
+    free_strv(args);
+    free_strv(envp);
+    return JS_ThrowRangeError(ctx, "spawn: uid and gid must be numbers 0-4294967294");
+  }
   int has_input = !JS_IsNull(argv[1]);
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, st[2] = {-1, -1};
   int rc = 0;
@@ -456,6 +468,14 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
     dup2(out[1], 1);
     dup2(err[1], 2);
     signal(SIGPIPE, SIG_DFL);
+    /* Already that uid/gid (the validation container runs as the proxy): nothing to change, and
+       without CAP_SETGID setgroups would fail. */
+    int same = getuid() == (uid_t)uid && geteuid() == (uid_t)uid && getgid() == (gid_t)gid && getegid() == (gid_t)gid;
+    if (as_user && !same && (setgroups(0, NULL) < 0 || setgid((gid_t)gid) < 0 || setuid((uid_t)uid) < 0)) {
+      int e = errno;
+      if (write(st[1], &e, sizeof e) < 0) _exit(127);
+      _exit(127);
+    }
     execvpe(args[0] ? args[0] : "", args, envp ? envp : environ);
     int e = errno;
     if (write(st[1], &e, sizeof e) < 0) _exit(127);
@@ -613,12 +633,12 @@ static void run_microtasks(JSRuntime *rt) {
 static void event_loop(JSRuntime *rt, JSContext *ctx) {
   for (;;) {
     run_microtasks(rt);
-    if (!jobs) break;
+    if (!jobs && !probe_pending()) break;
     /* Only JavaScript feeds a waiting command, and it runs only when a command finishes: if every
        command left is waiting, nothing will feed them, so they get an empty stdin and end. */
     int all_waiting = 1;
     for (Job *j = jobs; j; j = j->next) all_waiting &= j->waiting;
-    if (all_waiting) {
+    if (all_waiting && !probe_pending()) {
       for (Job *j = jobs; j; j = j->next) feed(j, "", 0, 0);
     }
     struct pollfd fds[192];
@@ -632,11 +652,13 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
       if (j->status_fd >= 0) fds[nf] = (struct pollfd){j->status_fd, POLLIN, 0}, owner[nf++] = j;
       if (j->deadline > 0 && !j->timed_out && (next == 0 || j->deadline < next)) next = j->deadline;
     }
+    int nj = nf; /* the jobs' fds; then the probe's sockets */
+    nf += probe_poll_fill(fds + nf, 192 - nf, &next);
     int wait = next > 0 ? (int)(next - now_ms()) + 1 : -1;
     if (next > 0 && wait < 0) wait = 0;
     int n = poll(fds, (nfds_t)nf, wait);
     if (n < 0 && errno != EINTR) break;
-    for (int k = 0; k < nf && n > 0; k++) {
+    for (int k = 0; k < nj && n > 0; k++) {
       if (!fds[k].revents) continue;
       Job *j = owner[k];
       int fd = fds[k].fd;
@@ -652,6 +674,7 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
         close_fd(&j->status_fd);
       }
     }
+    probe_poll_done(ctx, fds + nj, n > 0 ? nf - nj : 0, report_exception);
     double t = now_ms();
     for (Job *j = jobs; j; j = j->next) {
       if (j->deadline > 0 && !j->timed_out && t >= j->deadline) {
@@ -683,19 +706,29 @@ static JSValue eval_bytecode(JSContext *ctx, const uint8_t *start, const uint8_t
 }
 
 static JSValue h_load(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
-  static int loaded = 0;
+  static const struct {
+    const char *name;
+    const uint8_t *start, *end;
+  } scripts[] = {
+      {"extra", extra_bytecode, extra_bytecode_end},
+      {"parser", parser_bytecode, parser_bytecode_end},
+      {"trace", trace_bytecode, trace_bytecode_end},
+  };
+  static int loaded[sizeof scripts / sizeof scripts[0]];
   const char *name = JS_ToCString(ctx, argv[0]);
   if (!name) return JS_EXCEPTION;
-  int known = strcmp(name, "extra") == 0;
+  int k = (int)(sizeof scripts / sizeof scripts[0]);
+  while (--k >= 0 && strcmp(name, scripts[k].name) != 0) {
+  }
   JS_FreeCString(ctx, name);
-  if (!known) return JS_ThrowTypeError(ctx, "no embedded script by that name");
-  if (loaded) return JS_UNDEFINED;
-  loaded = 1;
-  trace("loading extra", 0);
-  JSValue r = eval_bytecode(ctx, extra_bytecode, extra_bytecode_end);
+  if (k < 0) return JS_ThrowTypeError(ctx, "no embedded script by that name");
+  if (loaded[k]) return JS_UNDEFINED;
+  loaded[k] = 1;
+  trace("loading script", k);
+  JSValue r = eval_bytecode(ctx, scripts[k].start, scripts[k].end);
   if (JS_IsException(r)) return r;
   JS_FreeValue(ctx, r);
-  trace("extra evaluated", 0);
+  trace("script evaluated", k);
   return JS_UNDEFINED;
 }
 
@@ -713,7 +746,6 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("spawn", 5, h_spawn),
     JS_CFUNC_DEF("feed", 3, h_feed),
     JS_CFUNC_DEF("setExitCode", 1, h_set_exit_code),
-    JS_CFUNC_DEF("exec", 2, h_exec),
     JS_CFUNC_DEF("selfPath", 0, h_self_path),
     JS_CFUNC_DEF("wallClock", 0, h_wall_clock),
     JS_CFUNC_DEF("load", 1, h_load),
@@ -731,7 +763,6 @@ static int run_bytecode(JSContext *ctx, const uint8_t *start, const uint8_t *end
 
 int main(int argc, char **argv) {
   start_ms = now_ms();
-  trace_runtime = getenv("ISTIO_IPTABLES_TRACE_RUNTIME") != NULL;
   signal(SIGPIPE, SIG_IGN);
   JSRuntime *rt = new_runtime();
   /* A run lasts milliseconds: reference counting frees garbage as it goes, and the cycle
@@ -739,19 +770,20 @@ int main(int argc, char **argv) {
   JS_SetGCThreshold(rt, (size_t)64 << 20);
   JSContext *ctx = JS_NewContextRaw(rt);
   JS_AddIntrinsicBaseObjects(ctx);
-  JS_AddIntrinsicEval(ctx);
   JS_AddIntrinsicRegExpCompiler(ctx);
   JS_AddIntrinsicRegExp(ctx);
   JS_AddIntrinsicJSON(ctx);
   JS_AddIntrinsicMapSet(ctx);
   JS_AddIntrinsicPromise(ctx);
-  JS_AddIntrinsicBigInt(ctx);
-  /* Not Date, Proxy, typed arrays or ArrayBuffer: the program uses none of them, and typed
-     arrays alone are a fifth of the context's set-up. */
+  JS_AddIntrinsicStringNormalize(ctx); /* yargs's help layout (wrap-ansi) normalizes */
+  /* Not eval: no JavaScript compiler at run time (eval() and new Function() throw); the program
+     arrives compiled. Not Date, Proxy, typed arrays or ArrayBuffer: the program uses none of them,
+     and typed arrays alone are a fifth of the context's set-up. */
 
   JSValue global = JS_GetGlobalObject(ctx);
   JSValue host = JS_NewObject(ctx);
   JS_SetPropertyFunctionList(ctx, host, host_funcs, sizeof host_funcs / sizeof host_funcs[0]);
+  probe_register(ctx, host);
   JSValue args = JS_NewArray(ctx);
   for (int i = 1; i < argc; i++) JS_SetPropertyUint32(ctx, args, (uint32_t)(i - 1), JS_NewString(ctx, argv[i]));
   JS_SetPropertyStr(ctx, host, "argv", args);

@@ -1,51 +1,130 @@
-// Builds the init container's two executables in dist/entrypoint/:
-//   istio-iptables       the entrypoint: our QuickJS runtime (native/host.c) with the CLI's hot
-//                        path compiled to bytecode; static, starts in well under a millisecond
-//   istio-iptables-full  the whole CLI compiled with Bun (bun build --compile), which the
-//                        entrypoint hands --help, unknown arguments, --run-validation and trace to
-// Everything comes from the npm registry (Bun: @oven/bun-linux-x64; QuickJS's C sources:
-// react-native-quickjs) and gcc; nothing is downloaded at build time. QuickJS's objects are
-// cached under node_modules/.cache, keyed by their sources and flags.
+// Builds the init container's executable, dist/entrypoint/istio-iptables: our runtime
+// (native/host.c, native/probe.c) and the QuickJS engine, with the whole CLI compiled to bytecode
+// (scripts/bundle-quickjs.mjs cuts it into the scripts the runtime embeds). Static; starts in well
+// under a millisecond. One executable: it runs everything the CLI does.
+//
+// The engine's C sources are Debian's `quickjs` source package 2025.04.26-1 (trixie), whose
+// orig tarball is upstream QuickJS 2025-04-26 unchanged; apt-get downloads it (Debian's own
+// deb-src index, signed) and this build checks its SHA-256 before using it. Debian's two patches
+// (multiarch install paths, an armel link flag) touch only the Makefile, which we do not use.
+// Objects are cached under node_modules/.cache, keyed by the tarball's hash and the flags.
+//
+// dist/entrypoint-trace/istio-iptables is the same program with the runtime's step timing
+// compiled in (stderr), for tests and measurements; the entrypoint has none, and no environment
+// variable turns it on.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { bundle } from './bundle-quickjs.mjs';
 
 const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(import.meta.url);
-const bun = join(dirname(require.resolve('@oven/bun-linux-x64/package.json')), 'bin', 'bun');
-const engine = join(dirname(require.resolve('react-native-quickjs/package.json')), 'cpp', 'engine');
+const cache = join(root, 'node_modules', '.cache', 'istio-iptables-quickjs');
 const outDir = join(root, 'dist', 'entrypoint');
 const entry = join(outDir, 'istio-iptables');
-const full = join(outDir, 'istio-iptables-full');
+const traceEntry = join(root, 'dist', 'entrypoint-trace', 'istio-iptables');
 mkdirSync(outDir, { recursive: true });
 
-// -O3 rather than -O2: the interpreter's dispatch and property lookups ran ~3% faster on a sidecar
-// apply (measured side by side); profile-guided builds gained about as much again, not worth a
-// training step in the build.
-const QJS_FLAGS = ['-O3', '-D_GNU_SOURCE', '-DCONFIG_VERSION="2021-03-27"', '-DCONFIG_BIGNUM', '-w', `-I${engine}`];
-const QJS_UNITS = ['quickjs', 'libregexp', 'libunicode', 'cutils', 'libbf'];
+/** The engine: Debian's source package, its orig tarball pinned by SHA-256 (from trixie's signed Sources index). */
+export const ENGINE = {
+  debianSource: 'quickjs',
+  debianVersion: '2025.04.26-1',
+  suite: 'trixie',
+  tarball: 'quickjs_2025.04.26.orig.tar.xz',
+  sha256: 'ec81da5b3249ed648dbc7df4a1654988910e66a118d9b71cb63534216efcfbbe',
+  dir: 'quickjs-2025.04.26',
+  version: '2025-04-26',
+};
 
-async function buildFull() {
-  await run(bun, ['build', '--compile', '--minify', '--bytecode', '--format=esm', '--splitting', '--target=bun-linux-x64', join(root, 'src', 'entrypoint.ts'), '--outfile', full], { cwd: root });
+// -O3 rather than -O2: the interpreter's dispatch and property lookups ran ~3% faster on a sidecar
+// apply (measured side by side).
+const QJS_UNITS = ['quickjs', 'dtoa', 'libregexp', 'libunicode', 'cutils'];
+const qjsFlags = (engine) => ['-O3', '-D_GNU_SOURCE', `-DCONFIG_VERSION="${ENGINE.version}"`, '-w', `-I${engine}`];
+
+const sha256 = (file) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+/**
+ * The Debian archive this machine's apt is set up with (the entry of a plain release suite, not
+ * -updates or -security), from /etc/apt/sources.list.d/*.sources (deb822) or sources.list: the
+ * engine's source package comes from the same archive as every other package here.
+ */
+function debianArchive() {
+  const keyring = '/usr/share/keyrings/debian-archive-keyring.gpg';
+  const entries = [];
+  const parts = '/etc/apt/sources.list.d';
+  const files = existsSync(parts) ? readdirSync(parts).filter((f) => f.endsWith('.sources')).sort().map((f) => join(parts, f)) : [];
+  for (const file of files) {
+    for (const stanza of readFileSync(file, 'utf8').split(/\n\s*\n/)) {
+      const field = (name) => stanza.match(new RegExp(`^${name}:[ \\t]*(.+)$`, 'mi'))?.[1].trim();
+      if (!/\bdeb\b/.test(field('Types') ?? '') || /^no$/i.test(field('Enabled') ?? '')) continue;
+      for (const uri of (field('URIs') ?? '').split(/\s+/)) entries.push({ uri, suites: (field('Suites') ?? '').split(/\s+/), signedBy: field('Signed-By') });
+    }
+  }
+  if (existsSync('/etc/apt/sources.list')) {
+    for (const line of readFileSync('/etc/apt/sources.list', 'utf8').split('\n')) {
+      const m = line.match(/^deb\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)/);
+      if (m) entries.push({ uri: m[2], suites: [m[3]], signedBy: m[1]?.match(/signed-by=(\S+)/)?.[1] });
+    }
+  }
+  const archive = entries.find((e) => /^https?:\/\//.test(e.uri) && e.suites.some((x) => /^[a-z]+$/.test(x)));
+  if (archive === undefined) throw new Error('cannot find the Debian archive in apt\'s sources (/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list): the engine\'s sources come from it');
+  return { uri: archive.uri.replace(/\/+$/, ''), signedBy: archive.signedBy?.startsWith('/') ? archive.signedBy : keyring };
+}
+
+/** The engine's sources, downloaded once with apt-get (deb-src of Debian's suite) and checked against the pinned hash. */
+async function engineSources() {
+  const dl = join(cache, 'download');
+  const tarball = join(dl, ENGINE.tarball);
+  if (!existsSync(tarball)) {
+    // A private apt configuration: only this suite's source index, nothing of the host's changed.
+    const apt = join(dl, 'apt');
+    mkdirSync(join(apt, 'lists', 'partial'), { recursive: true });
+    mkdirSync(join(apt, 'cache', 'archives', 'partial'), { recursive: true });
+    const archive = debianArchive();
+    writeFileSync(join(apt, 'sources.list'), `deb-src [signed-by=${archive.signedBy}] ${archive.uri} ${ENGINE.suite} main\n`);
+    const opts = [
+      '-o', `Dir::Etc::SourceList=${join(apt, 'sources.list')}`,
+      '-o', 'Dir::Etc::SourceParts=/dev/null',
+      '-o', `Dir::State::Lists=${join(apt, 'lists')}`,
+      '-o', `Dir::Cache=${join(apt, 'cache')}`,
+      '-o', 'APT::Sandbox::User=root',
+    ];
+    try {
+      await run('apt-get', [...opts, '-qq', 'update'], { cwd: dl });
+      await run('apt-get', [...opts, '-qq', 'source', '--download-only', `${ENGINE.debianSource}=${ENGINE.debianVersion}`], { cwd: dl });
+    } catch (err) {
+      throw new Error(`cannot download the QuickJS sources (Debian ${ENGINE.suite} source package ${ENGINE.debianSource} ${ENGINE.debianVersion}) with apt-get: ${err.stderr || err.message}`);
+    }
+  }
+  const got = sha256(tarball);
+  if (got !== ENGINE.sha256) {
+    rmSync(tarball);
+    throw new Error(`${ENGINE.tarball}: SHA-256 ${got}, expected ${ENGINE.sha256}; refusing to build with it`);
+  }
+  const src = join(cache, `src-${ENGINE.sha256.slice(0, 16)}`);
+  if (!existsSync(join(src, ENGINE.dir, 'quickjs.c'))) {
+    rmSync(src, { recursive: true, force: true });
+    mkdirSync(src, { recursive: true });
+    await run('tar', ['-xJf', tarball, '-C', src]);
+  }
+  return join(src, ENGINE.dir);
 }
 
 /** QuickJS's object files, compiled once per source/flags combination. */
-async function engineObjects() {
-  const hash = createHash('sha256').update(QJS_FLAGS.join(' '));
-  for (const f of readdirSync(engine).sort()) hash.update(f).update(readFileSync(join(engine, f)));
-  const dir = join(root, 'node_modules', '.cache', 'istio-iptables-quickjs', hash.digest('hex').slice(0, 16));
+async function engineObjects(engine) {
+  const flags = qjsFlags(engine);
+  const hash = createHash('sha256').update(flags.join(' ')).update(ENGINE.sha256);
+  const dir = join(cache, hash.digest('hex').slice(0, 16));
   const objects = QJS_UNITS.map((u) => join(dir, `${u}.o`));
   if (objects.every((o) => existsSync(o))) return objects;
   mkdirSync(dir, { recursive: true });
   await Promise.all(
     QJS_UNITS.map(async (u) => {
       const tmp = join(dir, `${u}.o.tmp`);
-      await run('gcc', [...QJS_FLAGS, '-c', join(engine, `${u}.c`), '-o', tmp]);
+      await run('gcc', [...flags, '-c', join(engine, `${u}.c`), '-o', tmp]);
       renameSync(tmp, join(dir, `${u}.o`));
     }),
   );
@@ -53,13 +132,12 @@ async function engineObjects() {
 }
 
 async function buildEntrypoint() {
-  const work = join(root, 'node_modules', '.cache', 'istio-iptables-quickjs', 'app');
+  const work = join(cache, 'app');
   mkdirSync(work, { recursive: true });
-  // The three scripts (scripts/bundle-quickjs.ts): prelude, app, extra.
-  const scripts = ['prelude', 'app', 'extra'];
-  const [objects] = await Promise.all([engineObjects(), run(bun, [join(root, 'scripts', 'bundle-quickjs.ts'), work], { cwd: root })]);
+  const engine = await engineSources();
+  const [objects, scripts] = await Promise.all([engineObjects(engine), bundle(work)]);
   const compiler = join(work, 'compile');
-  await run('gcc', [...QJS_FLAGS, join(root, 'native', 'compile.c'), ...objects, '-lm', '-lpthread', '-o', compiler]);
+  await run('gcc', [...qjsFlags(engine), join(root, 'native', 'compile.c'), ...objects, '-lm', '-lpthread', '-o', compiler]);
   await Promise.all(scripts.map((name) => run(compiler, [join(work, `${name}.js`), join(work, `${name}.bin`)])));
   // The bytecode goes into the executable as read-only data.
   const lines = ['  .section .rodata'];
@@ -68,25 +146,32 @@ async function buildEntrypoint() {
   }
   lines.push('  .section .note.GNU-stack,"",@progbits', '');
   writeFileSync(join(work, 'bytecode.S'), lines.join('\n'));
-  await run('gcc', [
-    '-O3',
-    '-Wall',
-    '-Wextra',
-    '-Wno-unused-parameter',
-    '-Wno-cast-function-type',
-    `-I${engine}`,
-    join(root, 'native', 'host.c'),
-    join(root, 'native', 'netlink.c'),
-    join(work, 'bytecode.S'),
-    ...objects,
-    '-lm',
-    '-lpthread',
-    '-static',
-    '-s',
-    '-o',
-    entry,
-  ]);
+  const link = (trace, out) =>
+    run('gcc', [
+      '-O3',
+      '-Wall',
+      '-Wextra',
+      '-Wno-unused-parameter',
+      '-Wno-cast-function-type',
+      ...(trace ? ['-DTRACE_RUNTIME'] : []),
+      `-I${engine}`,
+      join(root, 'native', 'host.c'),
+      join(root, 'native', 'probe.c'),
+      join(root, 'native', 'netlink.c'),
+      join(work, 'bytecode.S'),
+      ...objects,
+      '-lm',
+      '-lpthread',
+      '-static',
+      '-s',
+      '-o',
+      out,
+    ]);
+  // The entrypoint, and for tests and measurements the same with the runtime's step timing
+  // compiled in (stderr), in a folder of its own: never shipped.
+  mkdirSync(dirname(traceEntry), { recursive: true });
+  await Promise.all([link(false, entry), link(true, traceEntry)]);
 }
 
-await Promise.all([buildFull(), buildEntrypoint()]);
-for (const f of [entry, full]) console.log(`built ${f} (${(statSync(f).size / 1e6).toFixed(1)} MB)`);
+await buildEntrypoint();
+console.log(`built ${entry} (${(statSync(entry).size / 1e6).toFixed(1)} MB)`);

@@ -7,8 +7,8 @@ import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
 import { DIFF_COMMAND, jsonLogsAsked, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram } from './args.js';
 import { existsSync } from 'node:fs';
-import type { Runner } from './apply/runner.js';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
+import { PROBE_COMMAND, parseProbeArgs, probeArgs, type ProbeOptions, type ProbeResult } from './apply/probe.js';
 
 // What only some runs need is loaded when needed: the dry-run renderers, trace, validation, and
 // (for applying) the careful path's runner; yargs only for --help and errors (see args.ts).
@@ -39,19 +39,19 @@ function describeConfig(c: CaptureConfig): string {
   ].join(' ');
 }
 
-/** Run the probe inside another namespace: the same program, validation only, under `ip netns exec`. */
-async function probeInNamespace(runner: Runner, log: Logger): Promise<{ ok: boolean; detail: string }> {
-  const args: string[] = [];
-  const given = process.argv.slice(2);
-  for (let i = 0; i < given.length; i++) {
-    const a = given[i] ?? '';
-    if (a === '--network-namespace') i++;
-    else if (!a.startsWith('--network-namespace=')) args.push(a);
-  }
-  const { selfCommand } = await import('./apply/validate.js');
-  const r = await runner.run([...selfCommand(), ...args, '--skip-rule-apply', '--run-validation']);
+/**
+ * Run the probe inside another namespace: this program's probe subcommand in it (`ip netns exec`,
+ * or `nsenter` for a path), given every parameter it needs; it reads no flag, environment
+ * variable or namespace itself. Bounded by the probe's own timeout, plus time to start and end.
+ */
+async function probeInNamespace(ns: string, env: NodeJS.ProcessEnv, probe: ProbeOptions, log: Logger): Promise<ProbeResult> {
+  const [{ selfCommand }, { processRunner }] = await Promise.all([import('./apply/validate.js'), import('./apply/runner.js')]);
+  const runner = processRunner({ namespace: ns, env, timeoutMs: probe.timeoutMs + 10_000 });
+  const r = await runner.run([...selfCommand(), PROBE_COMMAND, ...probeArgs(probe)]);
   if (r.stderr.trim() !== '') log.debug(r.stderr.trim());
-  return { ok: r.exitCode === 0, detail: r.exitCode === 0 ? 'probe passed in the namespace' : `probe in the namespace exited ${r.exitCode}` };
+  const detail = r.stdout.trim();
+  if (r.exitCode === 0 || r.exitCode === VALIDATION_FAILED) return { ok: r.exitCode === 0, detail: detail || `probe in the namespace exited ${r.exitCode}` };
+  return { ok: false, detail: `probe in the namespace exited ${r.exitCode}${r.stderr.trim() === '' ? '' : `: ${r.stderr.trim()}`}` };
 }
 
 /** Where log lines go, set once --log_target is read. */
@@ -92,11 +92,19 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   try {
     const rest = withoutProgram(args);
     if (rest[0] === PROBE_CLIENT_COMMAND) {
-      const [host = '', port = '0', token = '', deadline = '0'] = rest.slice(1);
+      const [host = '', port = '0', token = '', timeoutMs = '0'] = rest.slice(1);
       const { probeClient } = await import('./apply/validate.js');
-      const ok = await probeClient(host, Number(port), token, Number(deadline));
+      const ok = await probeClient(host, Number(port), token, Number(timeoutMs));
       if (ok) io.stdout('ok');
       return ok ? 0 : 1;
+    }
+    if (rest[0] === PROBE_COMMAND) {
+      // Only the probe, with the parameters given: the parent's parsed configuration.
+      const probe = parseProbeArgs(rest.slice(1));
+      const { runProbe } = await import('./apply/validate.js');
+      const result = await runProbe(probe);
+      io.stdout(`${result.detail}\n`);
+      return result.ok ? 0 : VALIDATION_FAILED;
     }
     if (rest[0] === TRACE_COMMAND) return await runTrace(rest.slice(1), options, io, env);
     if (rest[0] === DIFF_COMMAND) return await runDiff(rest.slice(1), options, io, env);
@@ -247,18 +255,15 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   const uid = resolve(capture.proxyUids[0] ?? 1337, 'uid');
   const gid = resolve(capture.proxyGids[0] ?? uid ?? 1337, 'gid');
   if (uid === undefined || gid === undefined) throw new ApplyError('validation needs a numeric proxy uid/gid: the name could not be resolved', [], '');
-  const { runProbe } = await import('./apply/validate.js');
-  const result =
-    ns === undefined
-      ? await runProbe({
-          family: capture.enableIpv6 && !hasIpv4(capture) ? 'ipv6' : 'ipv4',
-          listenPorts: [capture.proxyPort, capture.inboundCapturePort],
-          probePort: run.iptablesProbePort,
-          timeoutMs: run.probeTimeoutMs,
-          uid,
-          gid,
-        })
-      : await probeInNamespace(runner, log);
+  const probe: ProbeOptions = {
+    family: capture.enableIpv6 && !hasIpv4(capture) ? 'ipv6' : 'ipv4',
+    listenPorts: [capture.proxyPort, capture.inboundCapturePort],
+    probePort: run.iptablesProbePort,
+    timeoutMs: run.probeTimeoutMs,
+    uid,
+    gid,
+  };
+  const result = ns === undefined ? await (await import('./apply/validate.js')).runProbe(probe) : await probeInNamespace(ns, env, probe, log);
   if (result.ok) {
     log.info(`validation passed: ${result.detail}`);
     return 0;

@@ -62,6 +62,8 @@ export function createParser(args: readonly string[]): Argv {
     .help('help')
     .alias('help', 'h')
     .version(false)
+    // English whatever LANG or LC_ALL say: the same text from both runtimes.
+    .locale('en')
     .wrap(Math.min(120, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err) => {

@@ -43,6 +43,11 @@ describe('container/Dockerfile', () => {
     expect(build).toMatch(/RUN npm ci/);
     expect(build).toMatch(/RUN npm run build:entrypoint/);
     expect(build).toMatch(/install[^\n]*\bgcc\b[^\n]*\blibc6-dev\b/);
+    const collect = stages.get('collect')?.join('\n') ?? '';
+    // One executable: the entrypoint runs everything the CLI does; nothing else comes from the build stage.
+    expect(collect).toMatch(/^COPY --from=build \/src\/dist\/entrypoint\/istio-iptables \/usr\/local\/bin\/istio-iptables$/m);
+    expect(instructions.join('\n')).not.toMatch(/istio-iptables-full/);
+    expect(collect.match(/^COPY --from=build/gm)).toHaveLength(1);
   });
 
   it('installs iptables (both backends), nftables, iproute2 and libcap2-bin in the collect stage only, without recommends, lists cleaned', () => {

@@ -1,19 +1,23 @@
-import { chmodSync, copyFileSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli.js';
 import { conformanceCases, ROOT } from './support/cli.js';
 import { MODES } from './support/modes.js';
 
 /**
- * The init container's entrypoint runs the CLI on another runtime (QuickJS, native/host.c) and
- * hands some paths to the Bun-compiled full CLI. Whatever runs it, the output must be the same:
- * each dry run here is compared with the CLI run in-process under Node on the same host (host
- * facts detected the same way). Nothing is applied: every run is a dry run, --help or an error.
+ * The init container's entrypoint runs the CLI on another runtime (QuickJS, native/host.c), all
+ * of it, on its own. Whatever runs it, the output must be the same: each dry run here is
+ * compared with the CLI run in-process under Node on the same host (host facts detected the same
+ * way), and --help with the Node CLI's own executable. Nothing is applied: every run is a dry
+ * run, --help, trace or an error.
  */
 const ENTRYPOINT = join(ROOT, 'dist/entrypoint/istio-iptables');
+/** The same build with the runtime's step timing compiled in (scripts/build-entrypoint.mjs); never shipped. */
+const ENTRYPOINT_TRACE = join(ROOT, 'dist/entrypoint-trace/istio-iptables');
+const NODE_CLI = join(ROOT, 'bin/istio-iptables.js');
 
 async function viaNode(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
@@ -22,13 +26,9 @@ async function viaNode(args: readonly string[], env: NodeJS.ProcessEnv = {}): Pr
   return { code, stdout, stderr };
 }
 
-/** A copy of the entrypoint in a folder of its own: no full CLI next to it. Its path. */
-function entrypointAlone(): string {
-  const path = join(mkdtempSync(join(tmpdir(), 'iit-alone-')), 'istio-iptables');
-  copyFileSync(ENTRYPOINT, path);
-  chmodSync(path, 0o755);
-  return path;
-}
+/** The Node CLI as its own process (what `npx istio-iptables` runs). */
+const viaNodeBin = (args: readonly string[], env: NodeJS.ProcessEnv = {}, input?: string) =>
+  execa(process.execPath, [NODE_CLI, ...args], { reject: false, env: { ...process.env, ...env }, extendEnv: false, timeout: 30_000, ...(input !== undefined ? { input } : {}) });
 
 const viaEntrypoint = (args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
   execa(ENTRYPOINT, [...args], { reject: false, env: { ...process.env, ...env }, extendEnv: false, timeout: 30_000 });
@@ -77,76 +77,150 @@ describe('the entrypoint prints the same dry run as the CLI under Node', () => {
   });
 });
 
-describe('a large configuration', () => {
-  it('8,000 outbound CIDRs, 1,000 excluded, 1,000 inbound ports: handed to the full CLI, the same dry run', async () => {
+describe('a large configuration, run by the entrypoint itself', () => {
+  it('9,000 CIDRs (8,000 captured, 1,000 excluded) and 1,000 inbound ports: past the runtime arena, into the C allocator; the same dry run', async () => {
     const cidrs = Array.from({ length: 8000 }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.0/24`);
     const env = { ISTIO_SERVICE_CIDR: cidrs.join(',') };
     const args = ['-p', '15001', '-b', Array.from({ length: 1000 }, (_, i) => 1000 + i).join(','), '-x', cidrs.slice(0, 1000).map((c) => c.replace(/^10\./, '11.')).join(','), '--enable-ipv6=false', '--dry-run'];
     const node = await viaNode(args, env);
     expect(node.code).toBe(0);
-    const entry = await viaEntrypoint(args, { ...env, ISTIO_IPTABLES_TRACE_RUNTIME: '1' });
+    const entry = await execa(ENTRYPOINT_TRACE, args, { reject: false, env: { ...process.env, ...env }, timeout: 60_000 });
     expect(entry.exitCode, entry.stderr).toBe(0);
-    expect(entry.stderr).not.toMatch(/program evaluated/); // replaced by the full CLI before that
+    expect(entry.stderr).toMatch(/program evaluated/); // run here, on this runtime
     expect(entry.stdout.split('\n').length).toBeGreaterThan(10_000);
-    expect(entry.stdout).toBe(node.stdout.replace(/\n$/, ''));
-  });
-
-  it('without the full CLI, run here (past the runtime arena, into the C allocator): the same dry run', async () => {
-    const alone = entrypointAlone();
-    const cidrs = Array.from({ length: 3000 }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.0/24`);
-    const env = { ISTIO_SERVICE_CIDR: cidrs.join(','), ISTIO_IPTABLES_TRACE_RUNTIME: '1' };
-    const args = ['-p', '15001', '-b', Array.from({ length: 1000 }, (_, i) => 1000 + i).join(','), '--enable-ipv6=false', '--dry-run'];
-    const node = await viaNode(args, env);
-    expect(node.code).toBe(0);
-    const entry = await execa(alone, args, { reject: false, env: { ...process.env, ...env } });
-    expect(entry.exitCode, entry.stderr).toBe(0);
-    expect(entry.stderr).toMatch(/program evaluated/);
     expect(entry.stdout).toBe(node.stdout.replace(/\n$/, ''));
   });
 });
 
-describe('what the entrypoint hands to the full CLI', () => {
-  it('--help: the full usage, exit 0', async () => {
-    const r = await viaEntrypoint(['--help']);
-    expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/^Usage: istio-iptables \[flags\]/);
-    expect(r.stdout).toContain('--istio-inbound-interception-mode');
-  });
-
-  it('an unknown flag: the CLI error, exit 1, nothing on stdout', async () => {
-    const r = await viaEntrypoint(['istio-iptables', '-p', '15001', '--no-such-flag', '--dry-run']);
-    expect(r.exitCode).toBe(1);
-    expect(r.stdout).toBe('');
-    expect(r.stderr).toBe('istio-iptables: unknown flag or argument: no-such-flag (see --help)');
-  });
-
-  it('trace: walks a flow through the plan', async () => {
-    const args = ['trace', '-p', '15001', '-z', '15006', '-m', 'REDIRECT', '-b', '*', '-i', '*', '--enable-ipv6=false'];
-    const flow = ['inbound', 'tcp', '10.1.1.1:40000', '->', '10.0.0.5:8080'];
-    const [help, entry] = await Promise.all([viaEntrypoint(['trace', '--help']), viaEntrypoint([...args, '--output', 'json', ...flow])]);
-    expect(help.exitCode).toBe(0);
-    expect(help.stdout).toMatch(/trace/);
+describe('help, errors and trace from the entrypoint equal the Node CLI\'s', () => {
+  it.each([[['--help']], [['istio-iptables', '-h']], [['trace', '--help']], [['diff', '--help']]])('%j: the same usage, exit 0', async (args) => {
+    // The locale variables change neither: help is English (yargs ships French, German, ... too).
+    const french = { LC_ALL: 'fr_FR.UTF-8', LANG: 'fr_FR.UTF-8' };
+    const [node, entry, nodeFr] = await Promise.all([viaNodeBin(args), viaEntrypoint(args), viaNodeBin(args, french)]);
+    expect(node.exitCode, node.stderr).toBe(0);
     expect(entry.exitCode, entry.stderr).toBe(0);
-    const node = await viaNode([...args, '--output', 'json', ...flow]);
-    expect(node.code, node.stderr).toBe(0);
-    expect(JSON.parse(entry.stdout)).toMatchObject({ verdict: 'redirect', toPort: 15006 });
-    expect(entry.stdout).toBe(node.stdout.replace(/\n$/, ''));
+    expect(entry.stdout).toMatch(/Usage: istio-iptables/);
+    expect(entry.stdout).toMatch(/Options:/);
+    expect(entry.stdout).toBe(node.stdout);
+    expect(entry.stderr).toBe(node.stderr);
+    expect(nodeFr.stdout).toBe(node.stdout);
   });
 
-  it('without the full CLI next to it: a clear error naming what is missing, exit 1', async () => {
-    const alone = entrypointAlone();
-    const r = await execa(alone, ['--help'], { reject: false });
-    expect(r.exitCode).toBe(1);
-    expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/--help or an unknown argument needs the full CLI, .*istio-iptables-full/);
-    // A dry run needs nothing else.
-    expect((await execa(alone, ['-p', '15001', '--dry-run'], { reject: false })).exitCode).toBe(0);
+  it.each([
+    [['istio-iptables', '-p', '15001', '--no-such-flag', '--dry-run'], 'istio-iptables: unknown flag or argument: no-such-flag (see --help)'],
+    [['-p', '15001', 'stray', '--dry-run'], 'istio-iptables: unknown flag or argument: stray (see --help)'],
+    [['--dry-run', '-p'], 'istio-iptables: flag needs an argument: -p/--envoy-port'],
+    [['--redirect-dns=maybe', '--dry-run'], 'istio-iptables: invalid value "maybe" for --redirect-dns: expected true or false'],
+    [['trace', '-b', '*', 'sideways', 'tcp', '1.2.3.4', '->', '5.6.7.8:80'], /sideways|direction/],
+  ])('%j: the same error, exit 1, nothing on stdout', async (args, message) => {
+    const [node, entry] = await Promise.all([viaNodeBin(args), viaEntrypoint(args)]);
+    expect(entry.exitCode).toBe(1);
+    expect(node.exitCode).toBe(1);
+    expect(entry.stdout).toBe('');
+    if (typeof message === 'string') expect(entry.stderr).toBe(message);
+    else expect(entry.stderr).toMatch(message);
+    expect(entry.stderr).toBe(node.stderr);
+  });
+
+  it('trace: a flow walked through the plan, text and JSON, the same as Node\'s', async () => {
+    const args = ['trace', '-p', '15001', '-z', '15006', '-m', 'TPROXY', '-b', '*', '-i', '*', '--enable-ipv6=true'];
+    for (const flow of [
+      ['inbound', 'tcp', '10.1.1.1:40000', '->', '10.0.0.5:8080'],
+      ['outbound', 'tcp', 'fd00::5', '->', '[2001:db8::1]:443', 'uid=1337'],
+    ]) {
+      for (const output of [[], ['--output', 'json']]) {
+        const [node, entry] = await Promise.all([viaNode([...args, ...output, ...flow]), viaEntrypoint([...args, ...output, ...flow])]);
+        expect(node.code, node.stderr).toBe(0);
+        expect(entry.exitCode, entry.stderr).toBe(0);
+        expect(entry.stdout.length).toBeGreaterThan(0);
+        expect(entry.stdout).toBe(node.stdout.replace(/\n$/, ''));
+      }
+    }
+  });
+
+  it('trace --flows from a file and from stdin: the same JSON lines as Node\'s', async () => {
+    const flows = [
+      { direction: 'inbound', protocol: 'tcp', src: '10.1.1.1', sport: 40000, dst: '10.0.0.5', dport: 8080 },
+      { direction: 'outbound', protocol: 'tcp', src: '10.0.0.5', sport: 40001, dst: '93.184.216.34', dport: 443, uid: 1000 },
+      { direction: 'outbound', protocol: 'udp', src: '10.0.0.5', sport: 40002, dst: '10.96.0.10', dport: 53 },
+    ]
+      .map((f) => JSON.stringify(f))
+      .join('\n');
+    const dir = mkdtempSync(join(tmpdir(), 'iit-flows-'));
+    try {
+      const file = join(dir, 'flows.jsonl');
+      writeFileSync(file, `${flows}\n`);
+      const args = ['trace', '-p', '15001', '-z', '15006', '-b', '*', '-i', '*', '--redirect-dns', '--dns-servers', '10.96.0.10', '--enable-ipv6=false', '--output', 'json'];
+      const node = await viaNodeBin([...args, '--flows', file]);
+      expect(node.exitCode, node.stderr).toBe(0);
+      expect(node.stdout.split('\n')).toHaveLength(3);
+      const [fromFile, fromStdin] = await Promise.all([viaEntrypoint([...args, '--flows', file]), execa(ENTRYPOINT, [...args, '--flows', '-'], { reject: false, input: `${flows}\n`, timeout: 30_000 })]);
+      expect(fromFile.exitCode, fromFile.stderr).toBe(0);
+      expect(fromFile.stdout).toBe(node.stdout);
+      expect(fromStdin.exitCode, fromStdin.stderr).toBe(0);
+      expect(fromStdin.stdout).toBe(node.stdout);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('no environment variable changes what code runs', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'iit-env-'));
+  const marker = join(dir, 'ran');
+  const script = join(dir, 'require.cjs');
+  writeFileSync(script, `require('fs').writeFileSync(${JSON.stringify(marker)}, 'node')\n`);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  /** Variables other runtimes and engines act on, each set to run code or change behaviour if anything read it. */
+  const HOSTILE: NodeJS.ProcessEnv = {
+    BUN_BE_BUN: '1',
+    BUN_OPTIONS: `--print=require("fs").writeFileSync(${JSON.stringify(marker)},"bun")`,
+    BUN_CONFIG_VERBOSE_FETCH: '1',
+    NODE_OPTIONS: `--require=${script}`,
+    NODE_DEBUG: 'net,child_process',
+    QJS_MODULE_PATH: '/nonexistent',
+    QJS_OPTIONS: '--eval=1',
+    QUICKJS_OPTIONS: '--std',
+    YARGS_DISABLE_WRAP: '1',
+    LANG: 'de_DE.UTF-8',
+    LC_ALL: 'fr_FR.UTF-8',
+    ISTIO_IPTABLES_TRACE_RUNTIME: '1',
+    ISTIO_IPTABLES_RUNTIME_NO_PREFAULT: '1',
+  };
+  const CLEAN: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  const run = (args: readonly string[], env: NodeJS.ProcessEnv) => execa(ENTRYPOINT, [...args], { reject: false, env, extendEnv: false, timeout: 30_000 });
+
+  it.each([
+    ['a dry run', ['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'TPROXY', '-b', '*', '-i', '*', '--enable-ipv6=true', '--dry-run']],
+    ['--help', ['--help']],
+    ['an error', ['-p', '15001', '--no-such-flag']],
+    ['a bad value', ['-p', 'abc', '--dry-run']],
+    ['trace', ['trace', '-b', '*', 'inbound', 'tcp', '10.1.1.1:4000', '->', '10.0.0.5:80']],
+  ])('%s: identical stdout, stderr and exit code, and nothing of theirs runs', async (_n, args) => {
+    rmSync(marker, { force: true });
+    const [clean, hostile] = await Promise.all([run(args, CLEAN), run(args, { ...CLEAN, ...HOSTILE })]);
+    expect(hostile.exitCode).toBe(clean.exitCode);
+    expect(hostile.stdout).toBe(clean.stdout);
+    expect(hostile.stderr).toBe(clean.stderr);
+    expect(hostile.stdout + hostile.stderr).not.toMatch(/^runtime\t/m);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('the hostile environment is live: under Node, NODE_OPTIONS runs its script (so the check above could fail)', async () => {
+    rmSync(marker, { force: true });
+    await execa(process.execPath, ['-e', '0'], { env: { ...CLEAN, NODE_OPTIONS: HOSTILE.NODE_OPTIONS }, extendEnv: false });
+    expect(readFileSync(marker, 'utf8')).toBe('node');
+  });
+
+  it('the binary names none of these variables (the runtime reads none; the engine has no getenv)', () => {
+    const text = readFileSync(ENTRYPOINT).toString('latin1');
+    for (const name of ['ISTIO_IPTABLES_TRACE_RUNTIME', 'ISTIO_IPTABLES_RUNTIME_NO_PREFAULT', 'BUN_', 'QJS_', 'NODE_OPTIONS']) expect(text).not.toContain(name);
   });
 });
 
 describe('the runtime', () => {
-  it('ISTIO_IPTABLES_TRACE_RUNTIME=1 reports its steps with times on stderr', async () => {
-    const r = await viaEntrypoint(['-p', '15001', '--dry-run'], { ISTIO_IPTABLES_TRACE_RUNTIME: '1' });
+  it('built with its step timing (a build-time option), reports its steps with times on stderr', async () => {
+    const r = await execa(ENTRYPOINT_TRACE, ['-p', '15001', '--dry-run'], { reject: false });
     expect(r.exitCode).toBe(0);
     const steps = r.stderr.split('\n').filter((l) => l.startsWith('runtime\t')).map((l) => l.replace(/^runtime\t\s*[0-9.]+ ms\s+/, ''));
     expect(steps[0]).toMatch(/^context ready, arena KB \d+$/);
@@ -158,12 +232,15 @@ describe('the runtime', () => {
     expect(steps.at(-1)).toBe('event loop done, exit code 0');
   });
 
-  it('prints the same dry run without its page-faulting helper thread (ISTIO_IPTABLES_RUNTIME_NO_PREFAULT=1)', async () => {
-    const args = ['-p', '15001', '-z', '15006', '-u', '1337', '-m', 'TPROXY', '-b', '*', '-i', '*', '--enable-ipv6=true', '--dry-run', '--output', 'json'];
-    const [withHelper, without] = await Promise.all([viaEntrypoint(args), viaEntrypoint(args, { ISTIO_IPTABLES_RUNTIME_NO_PREFAULT: '1' })]);
-    expect(withHelper.exitCode).toBe(0);
-    expect(without.exitCode).toBe(0);
-    expect(JSON.parse(without.stdout).ip6tablesRestore).toContain('-j TPROXY');
-    expect(without.stdout).toBe(withHelper.stdout);
+  it('reads the parser (yargs) and trace scripts only when asked: not on a dry run', async () => {
+    const dry = await execa(ENTRYPOINT_TRACE, ['-p', '15001', '--dry-run'], { reject: false });
+    expect(dry.exitCode).toBe(0);
+    expect(dry.stderr).toMatch(/loading script 0\b/); // extra: the dry-run renderer
+    expect(dry.stderr).not.toMatch(/loading script [12]\b/);
+    const help = await execa(ENTRYPOINT_TRACE, ['--help'], { reject: false });
+    expect(help.stderr).toMatch(/loading script 1\b/);
+    const trace = await execa(ENTRYPOINT_TRACE, ['trace', '-b', '*', 'inbound', 'tcp', '10.1.1.1:4000', '->', '10.0.0.5:80'], { reject: false });
+    expect(trace.exitCode, trace.stderr).toBe(0);
+    expect(trace.stderr).toMatch(/loading script 2\b/);
   });
 });

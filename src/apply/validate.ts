@@ -1,34 +1,23 @@
 import { connect, createServer, type Server } from 'node:net';
 import { PROBE_CLIENT_COMMAND } from '../args.js';
 import { randomBytes } from 'node:crypto';
+import { probeAddresses, probeResult, type ProbeOptions, type ProbeResult } from './probe.js';
 
 /**
- * The validation probe, as Istio's: listen on loopback at the proxy's outbound and inbound ports,
- * then, as the proxy's uid, connect to 127.0.0.6 (::6) at the probe port, where nothing listens.
- * Only the capture rules can bring that connection to one of our listeners (the proxy uid's
- * traffic to a non-localhost address on lo is sent to the inbound port). The client sends a
- * random token and the listener echoes it back, proving the connection reached us.
+ * The validation probe on Node (apply/probe.ts says what it does; the entrypoint's is
+ * platform/quickjs/validate.ts, on the runtime's sockets).
  */
-export interface ProbeOptions {
-  readonly family: 'ipv4' | 'ipv6';
-  readonly listenPorts: readonly number[];
-  readonly probePort: number;
-  readonly timeoutMs: number;
-  /** uid/gid the client runs as (the proxy's), so its traffic is what the rules capture. */
-  readonly uid: number;
-  readonly gid: number;
-}
+export type { ProbeOptions } from './probe.js';
 
-
-/** How to run this program again: the compiled entrypoint alone, or Node with this script. */
+/** How to run this program again: Node with this script. */
 export function selfCommand(): string[] {
   const script = process.argv[1];
-  const compiled = script === undefined || script.startsWith('/$bunfs/') || script.startsWith('B:/~BUN/');
-  return compiled ? [process.execPath] : [process.execPath, script];
+  return script === undefined ? [process.execPath] : [process.execPath, script];
 }
 
-/** Connect until the token comes back or the deadline passes. */
-export function probeClient(host: string, port: number, token: string, deadline: number): Promise<boolean> {
+/** Connect until the token comes back or timeoutMs has passed. */
+export function probeClient(host: string, port: number, token: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
   return new Promise((resolve) => {
     const attempt = (): void => {
       const s = connect({ host, port });
@@ -59,9 +48,8 @@ export function probeClient(host: string, port: number, token: string, deadline:
   });
 }
 
-export async function runProbe(o: ProbeOptions): Promise<{ ok: boolean; detail: string }> {
-  const listenHost = o.family === 'ipv4' ? '127.0.0.1' : '::1';
-  const target = o.family === 'ipv4' ? '127.0.0.6' : '::6';
+export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
+  const { listenHost, target } = probeAddresses(o.family);
   const token = randomBytes(12).toString('hex');
   const servers: Server[] = [];
   const listening: number[] = [];
@@ -83,16 +71,15 @@ export async function runProbe(o: ProbeOptions): Promise<{ ok: boolean; detail: 
     }
   }
   try {
-    if (listening.length === 0) return { ok: false, detail: `could not listen on ${listenHost} ports ${o.listenPorts.join(', ')}` };
-    const deadline = Date.now() + o.timeoutMs;
+    if (listening.length === 0) return probeResult(o, listening, false);
     let ok: boolean;
     if (process.getuid?.() === o.uid && process.getgid?.() === o.gid) {
-      ok = await probeClient(target, o.probePort, token, deadline);
+      ok = await probeClient(target, o.probePort, token, o.timeoutMs);
     } else {
       // The client must be the proxy's uid/gid: run this program again as them, client only.
       const { execa } = await import('execa');
       const [cmd = process.execPath, ...pre] = selfCommand();
-      const r = await execa(cmd, [...pre, PROBE_CLIENT_COMMAND, target, String(o.probePort), token, String(deadline)], {
+      const r = await execa(cmd, [...pre, PROBE_CLIENT_COMMAND, target, String(o.probePort), token, String(o.timeoutMs)], {
         uid: o.uid,
         gid: o.gid,
         reject: false,
@@ -100,9 +87,7 @@ export async function runProbe(o: ProbeOptions): Promise<{ ok: boolean; detail: 
       });
       ok = r.stdout === 'ok';
     }
-    return ok
-      ? { ok: true, detail: `${target}:${o.probePort} reached our listener on ${listenHost} (${listening.join(', ')})` }
-      : { ok: false, detail: `${target}:${o.probePort} did not reach ${listenHost} ports ${listening.join(', ')} within ${o.timeoutMs} ms` };
+    return probeResult(o, listening, ok);
   } finally {
     for (const s of servers) s.close();
   }

@@ -22,6 +22,9 @@ export interface Host {
     env: readonly string[] | null,
     timeoutMs: number,
     done: (exitCode: number, signal: string | null, stdout: string, stderr: string, spawnError: string | null, timedOut: boolean) => void,
+    /** Run the child as this uid/gid (no supplementary groups), set between fork and exec. */
+    uid?: number,
+    gid?: number,
   ): number;
   /**
    * Give a waiting command (more of) its stdin, written as soon as the pipe takes it; with
@@ -30,9 +33,31 @@ export interface Host {
    */
   feed(pid: number, input: string, more?: boolean): boolean;
   setExitCode(code: number): void;
-  /** Replace this process (execv); returns only by throwing. */
-  exec(path: string, argv: readonly string[]): never;
   selfPath(): string;
+  /** Run an embedded script of code only some runs need, once (scripts/bundle-quickjs.mjs). */
+  load(name: 'extra' | 'parser' | 'trace'): void;
+
+  // TCP sockets, for the validation probe (native/probe.c). Errors throw an Error with `code`.
+  /** A non-blocking TCP socket's fd. */
+  socket(family: 4 | 6): number;
+  /** bind to address:port, then listen. */
+  listen(fd: number, address: string, port: number): void;
+  /** A waiting connection's fd (non-blocking), -1 when none. */
+  accept(fd: number): number;
+  /** true when connected at once, false while in progress (wait for 'w', then socketError). */
+  connect(fd: number, address: string, port: number): boolean;
+  /** The socket's pending error (ECONNREFUSED, ...), or null. */
+  socketError(fd: number): string | null;
+  /** What is there: "" at end of stream, null when nothing has arrived yet. */
+  recv(fd: number): string | null;
+  /** Bytes written, -1 when the socket takes none now. */
+  send(fd: number, text: string): number;
+  /** Closes fd; a wait pending on it is dropped without a call. */
+  close(fd: number): void;
+  /** done(true) once fd is readable ('r') or writable ('w'), done(false) after timeoutMs; fd -1: a timer. */
+  wait(fd: number, what: 'r' | 'w', timeoutMs: number, done: (ready: boolean) => void): void;
+  /** A monotonic clock, ms. */
+  now(): number;
   /** The wall clock: microseconds since the epoch (CLOCK_REALTIME). */
   wallClock(): number;
   /**

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -227,24 +227,78 @@ describe('xtables lock (legacy)', () => {
   });
 });
 
-describe('validation probe', () => {
-  const bin = join(ROOT, 'bin/istio-iptables.js');
-  it('passes through the rules (exit 0) and fails without them (exit 126)', async () => {
-    await withNetns('probe', async (ns) => {
-      const before = await execa(process.execPath, [bin, ...REDIRECT_V4, '--run-validation', '--skip-rule-apply', '--probe-timeout', '1s', '--network-namespace', ns.name], { reject: false });
-      expect(before.exitCode).toBe(126);
-      const applied = await execa(process.execPath, [bin, ...REDIRECT_V4, '--run-validation', '--probe-timeout', '3s', '--network-namespace', ns.name], { reject: false });
-      expect(applied.exitCode, applied.stderr).toBe(0);
-      expect(applied.stderr).toMatch(/validation passed/);
-    });
-  });
-});
-
 /** The two ways to run the program: the Node bin and the compiled entrypoint of the image. */
 const PROGRAMS = [
   { name: 'node bin', argv: [process.execPath, join(ROOT, 'bin/istio-iptables.js')] },
   { name: 'entrypoint', argv: [join(ROOT, 'dist/entrypoint/istio-iptables')] },
 ] as const;
+
+describe.each(PROGRAMS)('validation probe ($name)', (program) => {
+  /** `ip` first on PATH: the real one, each call logged, to count how often the probe enters the namespace. */
+  function loggedIp(): { dir: string; log: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'iit-ip-'));
+    const log = join(dir, 'calls');
+    const real = ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].find((p) => existsSync(p));
+    if (real === undefined) throw new Error('ip (iproute2) is needed for the kernel tests');
+    writeFileSync(join(dir, 'ip'), `#!/bin/sh\necho "$*" >> '${log}'\nexec ${real} "$@"\n`);
+    chmodSync(join(dir, 'ip'), 0o755);
+    return { dir, log };
+  }
+  const calls = (log: string): string[] => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n') : []);
+  const PATH = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin';
+  const run = (args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
+    execa(program.argv[0], [...program.argv.slice(1), ...args], { reject: false, env: { PATH, ...env }, extendEnv: false, timeout: 60_000 });
+
+  it.each([
+    ['--network-namespace', (ns: Netns) => ({ args: ['--network-namespace', ns.name], env: {} })],
+    ['NETWORK_NAMESPACE', (ns: Netns) => ({ args: [], env: { NETWORK_NAMESPACE: ns.name } })],
+  ] as const)('namespace from %s: 126 without the rules, 0 once applied; the probe enters the namespace once, given the parsed configuration', async (_how, given) => {
+    await withNetns('probe', async (ns) => {
+      const ip = loggedIp();
+      try {
+        const { args, env } = given(ns);
+        const withIp = { ...env, PATH: `${ip.dir}:${PATH}` };
+        const before = await run([...REDIRECT_V4, '--run-validation', '--skip-rule-apply', '--probe-timeout', '1s', ...args], withIp);
+        expect(before.exitCode, before.stderr).toBe(126);
+        expect(before.stderr).toMatch(/validation failed.*127\.0\.0\.6:15002 did not reach 127\.0\.0\.1 ports 15001, 15006 within 1000 ms/);
+        // One `ip netns exec NS <self> __probe <parameters>`, nothing nested, no flags re-read.
+        const probes = calls(ip.log).filter((c) => c.includes('__probe'));
+        expect(probes).toEqual([`netns exec ${ns.name} ${program.argv.join(' ')} __probe family=ipv4 listen=15001,15006 port=15002 timeout=1000 uid=1337 gid=1337`]);
+        expect(calls(ip.log).filter((c) => c.startsWith('netns exec') && c.includes('--run-validation'))).toEqual([]);
+        const applied = await run([...REDIRECT_V4, '--run-validation', '--probe-timeout', '3s', ...args], withIp);
+        expect(applied.exitCode, applied.stderr).toBe(0);
+        expect(applied.stderr).toMatch(/validation passed: 127\.0\.0\.6:15002 reached our listener on 127\.0\.0\.1 \(15001, 15006\)/);
+        expect(calls(ip.log).filter((c) => c.includes('__probe'))).toHaveLength(2);
+      } finally {
+        rmSync(ip.dir, { recursive: true, force: true });
+      }
+    });
+  });
+
+  it('inside the namespace (as the validation container runs): 126 without the rules, 0 once applied, the client as the proxy uid', async () => {
+    await withNetns('probein', async (ns) => {
+      const inside = (args: readonly string[]) =>
+        execa('ip', ['netns', 'exec', ns.name, ...program.argv, ...args], { reject: false, env: { PATH }, extendEnv: false, timeout: 60_000 });
+      const before = await inside([...REDIRECT_V4, '--run-validation', '--skip-rule-apply', '--probe-timeout', '1s']);
+      expect(before.exitCode, before.stderr).toBe(126);
+      expect((await inside(REDIRECT_V4)).exitCode).toBe(0);
+      const after = await inside([...REDIRECT_V4, '--run-validation', '--skip-rule-apply', '--probe-timeout', '3s']);
+      expect(after.exitCode, after.stderr).toBe(0);
+      // The rules send only the proxy uid's traffic on lo to a listener: a client as another uid (a later -u wins) fails.
+      const asRoot = await inside([...REDIRECT_V4, '-u', '0', '-g', '0', '--run-validation', '--skip-rule-apply', '--probe-timeout', '1s']);
+      expect(asRoot.exitCode, asRoot.stderr).toBe(126);
+    });
+  });
+
+  it('the probe subcommand alone: strict about its parameters, reads no environment', async () => {
+    const bad = await run(['__probe', 'family=ipv4', 'listen=15001', 'port=15002', 'timeout=100', 'uid=1337'], { NETWORK_NAMESPACE: 'nonexistent' });
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toMatch(/__probe: gid="": expected a number/);
+    const extra = await run(['__probe', 'family=ipv4', 'listen=15001', 'port=15002', 'timeout=100', 'uid=1337', 'gid=1337', '--network-namespace=x']);
+    expect(extra.exitCode).toBe(1);
+    expect(extra.stderr).toMatch(/__probe: unexpected argument "--network-namespace=x"/);
+  });
+});
 
 describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name; fast path for a fresh namespace)', (program) => {
   const inside = (ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = {}) =>

@@ -15,8 +15,11 @@ const SIDECAR = ['istio-iptables', '-p', '15001', '-z', '15006', '-u', '1337', '
 const REDIRECT_V4 = [...SIDECAR, '-m', 'REDIRECT', '--enable-ipv6=false'];
 const TPROXY_DUAL = [...SIDECAR, '-m', 'TPROXY', '--enable-ipv6=true'];
 
-const inside = (ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
-  execa('ip', ['netns', 'exec', ns.name, ENTRYPOINT, ...args], { reject: false, env, timeout: 30_000 });
+/** The same build with the runtime's step timing compiled in (stderr); never shipped. */
+const ENTRYPOINT_TRACE = join(ROOT, 'dist/entrypoint-trace/istio-iptables');
+
+const inside = (ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = {}, program = ENTRYPOINT) =>
+  execa('ip', ['netns', 'exec', ns.name, program, ...args], { reject: false, env, timeout: 30_000 });
 
 /** Processes still running inside the namespace. */
 async function pids(ns: Netns): Promise<string> {
@@ -44,7 +47,7 @@ describe('the prelude starts the fast path commands early', () => {
     await withNetns('unclaimed', async (ns) => {
       const pristine = await snapshot(ns);
       // Well-formed flags, so the prelude starts the restores; -p 0 then fails validation.
-      const r = await inside(ns, [...TPROXY_DUAL, '-p', '0'], { ISTIO_IPTABLES_TRACE_RUNTIME: '1' });
+      const r = await inside(ns, [...TPROXY_DUAL, '-p', '0'], {}, ENTRYPOINT_TRACE);
       expect(r.exitCode).toBe(1);
       expect(r.stdout).toBe('');
       expect(r.stderr).toMatch(/invalid value "0" for -p\/--envoy-port: expected a port 1-65535/);

@@ -6,7 +6,7 @@
  * here only means nothing is started early.
  *
  * The program does not load the modules the prelude has (errors, the option table, the flag
- * reader): it uses these instances (see scripts/bundle-quickjs.ts), and the command line read
+ * reader): it uses these instances (see scripts/bundle-quickjs.mjs), and the command line read
  * here (shared.ts).
  */
 import { host } from '../host.js';

@@ -5,7 +5,7 @@ import type { RouteBackend } from '../../apply/routes.js';
 import { netlinkRoutes } from './netlink.js';
 
 /*
- * apply/runner.ts for the entrypoint (scripts/bundle-quickjs.ts puts this module in its place):
+ * apply/runner.ts for the entrypoint (scripts/bundle-quickjs.mjs puts this module in its place):
  * every command on the runtime's spawn (fork, pipes, one poll loop), and the commands the
  * prelude started early claimed by their command line.
  */

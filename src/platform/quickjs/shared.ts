@@ -16,7 +16,7 @@ export interface Shared {
   rawInput: RawInput | undefined;
 }
 
-/** The global the three scripts meet at (scripts/bundle-quickjs.ts reads it too). */
+/** The global the scripts meet at (scripts/bundle-quickjs.mjs names it too). */
 export const SHARED_GLOBAL = '__istioIptablesShared';
 
 export function publishShared(shared: Shared): void {

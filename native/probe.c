@@ -1,0 +1,284 @@
+/*
+ * TCP sockets for the runtime (native/host.c), for the validation probe (src/platform/quickjs/
+ * validate.ts): non-blocking, and waited on in host.c's event loop next to the child processes.
+ * Added to `__host`:
+ *
+ *   socket(family)               a non-blocking TCP socket, family 4 or 6; the fd
+ *   listen(fd, address, port)    bind to address:port and listen
+ *   accept(fd)                   a connection's fd (non-blocking), or -1 when none is waiting
+ *   connect(fd, address, port)   true when connected at once, false while in progress (wait
+ *                                for 'w', then socketError)
+ *   socketError(fd)              the pending error's code (ECONNREFUSED, ...) or null (SO_ERROR)
+ *   recv(fd)                     what is there, as text: "" at end of stream, null when nothing yet
+ *   send(fd, text)               bytes written, -1 when the socket cannot take any now
+ *   close(fd)                    close it; its pending wait is dropped without a call
+ *   wait(fd, what, timeoutMs, done)
+ *                                done(true) once fd is readable ('r') or writable ('w'),
+ *                                done(false) after timeoutMs; fd -1 is a plain timer
+ *   now()                        a monotonic clock in ms
+ *
+ * Errors throw an Error with .code (EADDRINUSE, ...), as host.c's do. Nothing here reads the
+ * environment.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "probe.h"
+
+typedef struct Waiter {
+  struct Waiter *next;
+  int fd;
+  short events;
+  double deadline; /* 0: none */
+  JSValue done;
+} Waiter;
+
+static Waiter *waiters = NULL;
+
+static double mono_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static JSValue throw_sock(JSContext *ctx, int err, const char *what) {
+  JSValue e = JS_NewError(ctx);
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
+  const char *name = strerrorname_np(err);
+  JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, name ? name : "EUNKNOWN"));
+  return JS_Throw(ctx, e);
+}
+
+/* address:port as a sockaddr; 0 on success, -1 when address is not an IP address. */
+static int to_addr(JSContext *ctx, JSValueConst address, JSValueConst port, struct sockaddr_storage *sa, socklen_t *len) {
+  int p;
+  if (JS_ToInt32(ctx, &p, port) || p < 0 || p > 65535) return -1;
+  const char *a = JS_ToCString(ctx, address);
+  if (!a) return -1;
+  memset(sa, 0, sizeof *sa);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)sa;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)sa;
+  int rc = -1;
+  if (inet_pton(AF_INET, a, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)p);
+    *len = sizeof *v4;
+    rc = 0;
+  } else if (inet_pton(AF_INET6, a, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)p);
+    *len = sizeof *v6;
+    rc = 0;
+  }
+  JS_FreeCString(ctx, a);
+  return rc;
+}
+
+static JSValue p_socket(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int family;
+  if (JS_ToInt32(ctx, &family, argv[0])) return JS_EXCEPTION;
+  if (family != 4 && family != 6) return JS_ThrowRangeError(ctx, "socket: family must be 4 or 6");
+  int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_sock(ctx, errno, "socket");
+  return JS_NewInt32(ctx, fd);
+}
+
+static JSValue p_listen(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int fd, one = 1;
+  struct sockaddr_storage sa;
+  socklen_t len;
+  if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
+  if (to_addr(ctx, argv[1], argv[2], &sa, &len)) return JS_ThrowTypeError(ctx, "listen: not an IP address and port");
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, (struct sockaddr *)&sa, len) < 0) return throw_sock(ctx, errno, "bind");
+  if (listen(fd, 16) < 0) return throw_sock(ctx, errno, "listen");
+  return JS_UNDEFINED;
+}
+
+static JSValue p_accept(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int fd;
+  if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
+  for (;;) {
+    int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c >= 0) return JS_NewInt32(ctx, c);
+    if (errno == EINTR) continue;
+    /* Nothing waiting, or a connection that went away before we took it. */
+    if (errno == EAGAIN || errno == ECONNABORTED) return JS_NewInt32(ctx, -1);
+    return throw_sock(ctx, errno, "accept");
+  }
+}
+
+static JSValue p_connect(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int fd;
+  struct sockaddr_storage sa;
+  socklen_t len;
+  if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
+  if (to_addr(ctx, argv[1], argv[2], &sa, &len)) return JS_ThrowTypeError(ctx, "connect: not an IP address and port");
+  while (connect(fd, (struct sockaddr *)&sa, len) < 0) {
+    if (errno == EINTR) continue;
+    if (errno == EINPROGRESS) return JS_FALSE;
+    return throw_sock(ctx, errno, "connect");
+  }
+  return JS_TRUE;
+}
+
+static JSValue p_socket_error(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int fd, err = 0;
+  socklen_t len = sizeof err;
+  if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (err == 0) return JS_NULL;
+  const char *name = strerrorname_np(err);
+  return JS_NewString(ctx, name ? name : "EUNKNOWN");
+}
+
+static JSValue p_recv(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int fd;
+  char buf[4096];
+  if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n >= 0) return JS_NewStringLen(ctx, buf, (size_t)n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return JS_NULL;
+    return throw_sock(ctx, errno, "recv");
+  }
+}
+
+static JSValue p_send(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int fd;
+  size_t len;
+  if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
+  const char *s = JS_ToCStringLen(ctx, &len, argv[1]);
+  if (!s) return JS_EXCEPTION;
+  ssize_t n;
+  while ((n = send(fd, s, len, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  }
+  int err = errno;
+  JS_FreeCString(ctx, s);
+  if (n >= 0) return JS_NewInt64(ctx, n);
+  if (err == EAGAIN) return JS_NewInt32(ctx, -1);
+  return throw_sock(ctx, err, "send");
+}
+
+static void drop_waiters(JSContext *ctx, int fd) {
+  Waiter **pp = &waiters;
+  while (*pp) {
+    Waiter *w = *pp;
+    if (w->fd == fd) {
+      *pp = w->next;
+      JS_FreeValue(ctx, w->done);
+      free(w);
+    } else {
+      pp = &w->next;
+    }
+  }
+}
+
+static JSValue p_close(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int fd;
+  if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
+  if (fd < 0) return JS_UNDEFINED;
+  drop_waiters(ctx, fd);
+  close(fd);
+  return JS_UNDEFINED;
+}
+
+static JSValue p_wait(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int fd;
+  double timeout_ms;
+  if (JS_ToInt32(ctx, &fd, argv[0]) || JS_ToFloat64(ctx, &timeout_ms, argv[2])) return JS_EXCEPTION;
+  const char *what = JS_ToCString(ctx, argv[1]);
+  if (!what) return JS_EXCEPTION;
+  short events = what[0] == 'w' ? POLLOUT : POLLIN;
+  JS_FreeCString(ctx, what);
+  if (!JS_IsFunction(ctx, argv[3])) return JS_ThrowTypeError(ctx, "wait: done must be a function");
+  if (fd < 0 && !(timeout_ms >= 0)) return JS_ThrowRangeError(ctx, "wait: a timer needs a timeout");
+  Waiter *w = calloc(1, sizeof *w);
+  if (!w) return JS_ThrowOutOfMemory(ctx);
+  w->fd = fd;
+  w->events = events;
+  w->deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : 0;
+  w->done = JS_DupValue(ctx, argv[3]);
+  w->next = waiters;
+  waiters = w;
+  return JS_UNDEFINED;
+}
+
+static JSValue p_now(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  return JS_NewFloat64(ctx, mono_ms());
+}
+
+static const JSCFunctionListEntry probe_funcs[] = {
+    JS_CFUNC_DEF("socket", 1, p_socket),
+    JS_CFUNC_DEF("listen", 3, p_listen),
+    JS_CFUNC_DEF("accept", 1, p_accept),
+    JS_CFUNC_DEF("connect", 3, p_connect),
+    JS_CFUNC_DEF("socketError", 1, p_socket_error),
+    JS_CFUNC_DEF("recv", 1, p_recv),
+    JS_CFUNC_DEF("send", 2, p_send),
+    JS_CFUNC_DEF("close", 1, p_close),
+    JS_CFUNC_DEF("wait", 4, p_wait),
+    JS_CFUNC_DEF("now", 0, p_now),
+};
+
+void probe_register(JSContext *ctx, JSValueConst host) {
+  JS_SetPropertyFunctionList(ctx, host, probe_funcs, sizeof probe_funcs / sizeof probe_funcs[0]);
+}
+
+int probe_pending(void) {
+  return waiters != NULL;
+}
+
+int probe_poll_fill(struct pollfd *fds, int max, double *next) {
+  int n = 0;
+  for (Waiter *w = waiters; w; w = w->next) {
+    if (w->fd >= 0 && n < max) fds[n++] = (struct pollfd){w->fd, w->events, 0};
+    if (w->deadline > 0 && (*next == 0 || w->deadline < *next)) *next = w->deadline;
+  }
+  return n;
+}
+
+void probe_poll_done(JSContext *ctx, const struct pollfd *fds, int n, void (*on_exception)(JSContext *)) {
+  double t = mono_ms();
+  /* Take the ready and the expired off the list first: their callbacks may add waits or close fds. */
+  Waiter *fire = NULL, **tail = &fire, **pp = &waiters;
+  while (*pp) {
+    Waiter *w = *pp;
+    int ready = 0;
+    for (int k = 0; k < n; k++) {
+      if (fds[k].fd == w->fd && (fds[k].revents & (w->events | POLLERR | POLLHUP | POLLNVAL))) ready = 1;
+    }
+    if (ready || (w->deadline > 0 && t >= w->deadline)) {
+      *pp = w->next;
+      w->next = NULL;
+      w->events = (short)ready; /* reused: whether it fired ready */
+      *tail = w;
+      tail = &w->next;
+    } else {
+      pp = &w->next;
+    }
+  }
+  while (fire) {
+    Waiter *w = fire;
+    fire = w->next;
+    JSValue arg = JS_NewBool(ctx, w->events != 0);
+    JSValue r = JS_Call(ctx, w->done, JS_UNDEFINED, 1, &arg);
+    if (JS_IsException(r)) on_exception(ctx);
+    JS_FreeValue(ctx, r);
+    JS_FreeValue(ctx, w->done);
+    free(w);
+  }
+}
