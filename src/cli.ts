@@ -141,9 +141,9 @@ async function planFromArgs(
   const raw = given ?? (await rawFromArgs(args, env, onHelp));
   if (raw === 'help') return 'help';
   const parsed = parseOptions(raw);
-  const targets = [...new Set(parsed.logTarget ?? ['stderr'])];
+  const targets = [...new Set(parsed.logTargets ?? ['stderr'])];
   sink.write = targets.length === 1 && targets[0] === 'stderr' ? io.stderr : (text) => targets.forEach((t) => (t === 'stdout' ? io.stdout : io.stderr)(text));
-  const log = createLogger(parsed.logOutputLevel, sink.write, { json: parsed.logAsJson });
+  const log = createLogger(parsed.logLevel, sink.write, { json: parsed.logAsJson });
   // As Istio: an environment variable it cannot parse is ignored (said here, once logging is set up).
   for (const i of raw.ignored ?? []) log.warn(`ignoring environment variable ${i.name}=${quoteValue(i.value)}: expected ${i.expected}`);
   const config = resolveConfig(parsed, options.host ?? detectHost(env, (m) => log.info(m)), raw, (m) => log.warn(m));

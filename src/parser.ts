@@ -1,7 +1,6 @@
 import yargs, { type Argv, type Options } from 'yargs';
 import { ConfigError } from './errors.js';
 import { OPTIONS, OPTION_KEYS, type OptionKey, type OptionSpec } from './config/options.js';
-import { OPTION_HELP } from './config/help.js';
 import { PROGRAM } from './args.js';
 
 /**
@@ -23,15 +22,14 @@ const GROUP_TITLES: Record<string, string> = {
 
 function yargsOption(key: OptionKey): Options {
   const spec: OptionSpec = OPTIONS[key];
-  const help = OPTION_HELP[key];
   const env = spec.env.length > 0 ? ` [env: ${spec.env.join(', ')}]` : '';
   const def = spec.default === undefined || spec.default === '' ? '' : ` [default: ${String(spec.default)}]`;
   return {
     type: spec.kind === 'strings' ? 'string' : spec.kind,
     ...(spec.kind === 'strings' ? { array: true, nargs: 1 } : {}),
     ...('short' in spec ? { alias: spec.short } : {}),
-    describe: `${help.describe}${def}${env}`,
-    group: GROUP_TITLES[help.group] ?? help.group,
+    describe: `${spec.help}${def}${env}`,
+    group: GROUP_TITLES[spec.group] ?? spec.group,
     // No yargs defaults: absence must stay visible so env vars and derived defaults can apply.
   };
 }

@@ -51,7 +51,7 @@ describe('quick flag reading agrees with yargs', () => {
 describe('environment variable names in the option table', () => {
   // Istio reads a flag's variable by its long name upper-cased, `-` as `_`; these differ on purpose.
   const EXCEPTIONS: Record<string, readonly string[]> = {
-    envoyPort: [], // #2: ENVOY_PORT is not read
+    proxyPort: [], // #2: ENVOY_PORT is not read
     output: [], // ours, not Istio's: no variable
     outboundOwnerGroups: ['ISTIO_OUTBOUND_OWNER_GROUPS'],
     outboundOwnerGroupsExclude: ['ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE'],
@@ -61,7 +61,7 @@ describe('environment variable names in the option table', () => {
     dualStack: ['ISTIO_DUAL_STACK', 'DUAL_STACK'],
     // Istio's global log flags (pkg/log, --vklog from the cobra root) have no variables.
     logAsJson: [],
-    logTarget: [],
+    logTargets: [],
     logCaller: [],
     logStacktraceLevel: [],
     vklog: [],

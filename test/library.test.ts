@@ -6,14 +6,14 @@ import { ROOT } from './support/cli.js';
 describe('library', () => {
   it('builds the same plan from an object as from the equivalent flags', async () => {
     const host = fixedHost({ proxyUid: 1337 });
-    const fromObject = configFromObject({ inboundPorts: '*', interceptionMode: 'TPROXY', serviceCidr: '*', enableIpv6: true }, host);
+    const fromObject = configFromObject({ inboundPorts: '*', mode: 'TPROXY', outboundCidrs: '*', enableIpv6: true }, host);
     const fromArgs = await configFromArgs(['istio-iptables', '-b', '*', '-m', 'TPROXY', '-i', '*', '--enable-ipv6'], {}, host);
     expect(fromObject).toEqual(fromArgs);
     expect(toDryRunJson(buildPlan(fromObject.capture))).toEqual(toDryRunJson(buildPlan(fromArgs.capture)));
   });
 
   it('exposes typed rules and routes, rendered per family', () => {
-    const config = configFromObject({ inboundPorts: '8080', interceptionMode: 'TPROXY', enableIpv6: false }, fixedHost());
+    const config = configFromObject({ inboundPorts: '8080', mode: 'TPROXY', enableIpv6: false }, fixedHost());
     const plan = buildPlan(config.capture);
     expect(plan.ipv6).toBeNull();
     const divert = plan.ipv4.rules.find((r) => r.chain === 'ISTIO_DIVERT' && r.target.kind === 'setMark');
@@ -42,7 +42,7 @@ describe('library', () => {
 describe('restore text refuses unsafe tokens (the last line of defence after validation)', () => {
   // A plan built by hand through the library skips validation: every free-form field is checked.
   const base = buildPlan(
-    configFromObject({ interceptionMode: 'REDIRECT', inboundPorts: '*', excludeInterfaces: 'eth1', localExcludePorts: '15020', proxyUid: '1337' }, fixedHost({ ipv6: false })).capture,
+    configFromObject({ mode: 'REDIRECT', inboundPorts: '*', excludeInterfaces: 'eth1', inboundPortsExclude: '15020', proxyUids: '1337' }, fixedHost({ ipv6: false })).capture,
   );
   const withRules = (patch: (r: Rule) => Rule): FamilyRules => ({ ...base.ipv4, rules: base.ipv4.rules.map(patch) });
   const withMatch = (kind: Match['kind'], patch: (m: Match) => Match): FamilyRules =>
@@ -71,7 +71,7 @@ describe('restore text refuses unsafe tokens (the last line of defence after val
 });
 
 describe('apply, cleanup and diff with a caller-provided runner', () => {
-  const plan = buildPlan(configFromObject({ inboundPorts: '*', serviceCidr: '*' }, fixedHost({ ipv6: false })).capture);
+  const plan = buildPlan(configFromObject({ inboundPorts: '*', outboundCidrs: '*' }, fixedHost({ ipv6: false })).capture);
 
   it('sends every command through the runner, prefixed for a namespace given by path or name', async () => {
     for (const [namespace, prefix] of [

@@ -68,20 +68,6 @@ describe('host facts', () => {
   });
 });
 
-describe('typed defaults', () => {
-  it('each equals what its schema reads from the option table default', async () => {
-    const { PARSED_DEFAULTS, schemaOf } = await import('../src/config/parse.js');
-    const { OPTIONS, OPTION_KEYS } = await import('../src/config/options.js');
-    const withDefault = OPTION_KEYS.filter((k) => (OPTIONS[k] as { default?: unknown }).default !== undefined);
-    expect(Object.keys(PARSED_DEFAULTS).sort()).toEqual([...withDefault].sort());
-    for (const key of withDefault) {
-      const r = schemaOf(key).safeParse((OPTIONS[key] as { default?: unknown }).default);
-      expect(r.success, key).toBe(true);
-      if (r.success) expect(r.data, key).toEqual(PARSED_DEFAULTS[key as keyof typeof PARSED_DEFAULTS]);
-    }
-  });
-});
-
 describe('addresses as iptables-save prints them (glibc inet_ntop, masked)', () => {
   it.each([
     ['::/0', '::/0'],

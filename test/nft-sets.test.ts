@@ -78,7 +78,7 @@ describe('default output unchanged', () => {
   });
 
   it('without sets, long lists that sets would merge keep one rule per value and per plan rule', () => {
-    const options = { serviceExcludeCidr: '10.0.0.0/8,10.1.0.0/16,fd00::/8', serviceCidr: '192.168.0.0/16,172.16.0.0/12', inboundPorts: '80,81,82', outboundPorts: '443,8443', localOutboundPortsExclude: '3306,5432', enableIpv6: true } as const;
+    const options = { outboundExcludeCidrs: '10.0.0.0/8,10.1.0.0/16,fd00::/8', outboundCidrs: '192.168.0.0/16,172.16.0.0/12', inboundPorts: '80,81,82', outboundPorts: '443,8443', outboundPortsExclude: '3306,5432', enableIpv6: true } as const;
     const p = plan(options);
     const off = renderNft(p);
     expect(renderNft(p, { sets: false })).toBe(off);
@@ -89,12 +89,12 @@ describe('default output unchanged', () => {
     expect(off).not.toMatch(/(daddr|dport) \{/);
     // One script rule per plan rule, and each value of each list in a rule of its own.
     expect(off.split('\n').filter((l) => /^(add|insert) rule /.test(l))).toHaveLength(p.rules.length);
-    for (const cidr of [...options.serviceExcludeCidr.split(','), ...options.serviceCidr.split(',')]) {
+    for (const cidr of [...options.outboundExcludeCidrs.split(','), ...options.outboundCidrs.split(',')]) {
       expect(off.split('\n').filter((l) => l.includes(` daddr ${cidr} counter `))).toHaveLength(1);
     }
     for (const port of options.inboundPorts.split(',')) expect(chainLines(off, 'nat', 'istio-inbound').filter((l) => l.includes(`tcp dport ${port} counter`))).toHaveLength(1);
     for (const port of options.outboundPorts.split(',')) expect(chainLines(off, 'nat', 'istio-output').filter((l) => l.endsWith(`tcp dport ${port} counter jump istio-redirect`))).toHaveLength(1);
-    for (const port of options.localOutboundPortsExclude.split(',')) {
+    for (const port of options.outboundPortsExclude.split(',')) {
       expect(chainLines(off, 'nat', 'istio-output').filter((l) => / (tcp|udp) dport \d+ counter return$/.test(l) && l.includes(` dport ${port} `))).toHaveLength(2);
     }
   });
@@ -102,7 +102,7 @@ describe('default output unchanged', () => {
 
 describe('set rendering', () => {
   it('-x and -i: one rule per family, the loopback return joining the exclusions, in place of the first rule of each run', () => {
-    const text = sets({ enableIpv6: true, serviceExcludeCidr: '10.96.0.10/32,10.1.0.0/16,fd00::a/128,fd00:1::/64', serviceCidr: '10.0.0.0/8,192.168.0.0/16,fd00::/8,2001:db8::/32', outboundPorts: '443,8443' });
+    const text = sets({ enableIpv6: true, outboundExcludeCidrs: '10.96.0.10/32,10.1.0.0/16,fd00::a/128,fd00:1::/64', outboundCidrs: '10.0.0.0/8,192.168.0.0/16,fd00::/8,2001:db8::/32', outboundPorts: '443,8443' });
     expect(chainLines(text, 'nat', 'istio-output').slice(-5)).toEqual([
       'add rule istio-output ip daddr { 127.0.0.1/32, 10.96.0.10/32, 10.1.0.0/16 } counter return',
       'add rule istio-output ip6 daddr { ::1/128, fd00::a/128, fd00:1::/64 } counter return',
@@ -117,14 +117,14 @@ describe('set rendering', () => {
       'add rule istio-inbound meta l4proto tcp tcp dport 15008 counter return',
       'add rule istio-inbound meta l4proto tcp tcp dport { 8080, 9090, 7070 } counter jump istio-in-redirect',
     ]);
-    expect(chainLines(sets({ inboundPorts: '*', localExcludePorts: '15090,15021,15020', enableIpv6: false }), 'nat', 'istio-inbound')).toEqual([
+    expect(chainLines(sets({ inboundPorts: '*', inboundPortsExclude: '15090,15021,15020', enableIpv6: false }), 'nat', 'istio-inbound')).toEqual([
       'add rule istio-inbound meta l4proto tcp tcp dport { 15008, 15090, 15021, 15020 } counter return',
       'add rule istio-inbound meta l4proto tcp counter jump istio-in-redirect',
     ]);
   });
 
   it('-o: Istio alternates tcp and udp per port; each protocol becomes one set, where its first rule sat', () => {
-    const text = sets({ localOutboundPortsExclude: '3306,5432,6379', enableIpv6: false });
+    const text = sets({ outboundPortsExclude: '3306,5432,6379', enableIpv6: false });
     expect(chainLines(text, 'nat', 'istio-output').slice(0, 2)).toEqual([
       'add rule istio-output tcp dport { 3306, 5432, 6379 } counter return',
       'add rule istio-output udp dport { 3306, 5432, 6379 } counter return',
@@ -132,7 +132,7 @@ describe('set rendering', () => {
   });
 
   it('TPROXY -b: the alternating divert and tproxy rules per port become one set each, in that order', () => {
-    const text = sets({ interceptionMode: 'TPROXY', inboundPorts: '8080,9090', enableIpv6: false });
+    const text = sets({ mode: 'TPROXY', inboundPorts: '8080,9090', enableIpv6: false });
     expect(finalChains(text).get('istio-proxy-mangle istio-inbound')).toEqual([
       'meta l4proto tcp mark 1337 counter return',
       'iifname lo meta l4proto tcp ip saddr 127.0.0.6/32 counter return',
@@ -143,7 +143,7 @@ describe('set rendering', () => {
   });
 
   it('TPROXY -d: inserts in front of the set land where they land without sets (indexes recomputed)', () => {
-    const options = { interceptionMode: 'TPROXY', inboundPorts: '*', localExcludePorts: '15090,15021,15020', enableIpv6: true } as const;
+    const options = { mode: 'TPROXY', inboundPorts: '*', inboundPortsExclude: '15090,15021,15020', enableIpv6: true } as const;
     const off = finalChains(renderNft(plan(options))).get('istio-proxy-mangle istio-inbound') ?? [];
     const on = finalChains(sets(options)).get('istio-proxy-mangle istio-inbound') ?? [];
     expect(off.filter((r) => !/dport 150(90|21|20) /.test(r))).toEqual(on.filter((r) => !r.includes('{')));
@@ -153,7 +153,7 @@ describe('set rendering', () => {
   });
 
   it('kube-virt inserts: the set goes in at index 0 as the rules did', () => {
-    const text = sets({ serviceCidr: '10.0.0.0/8,192.168.0.0/16', kubeVirtInterfaces: 'vnet0', enableIpv6: false });
+    const text = sets({ outboundCidrs: '10.0.0.0/8,192.168.0.0/16', kubeVirtInterfaces: 'vnet0', enableIpv6: false });
     expect(chainLines(text, 'nat', 'prerouting')).toEqual([
       'add rule prerouting iifname vnet0 counter return',
       'insert rule prerouting index 0 iifname vnet0 ip daddr { 192.168.0.0/16, 10.0.0.0/8 } counter jump istio-redirect',
@@ -161,15 +161,15 @@ describe('set rendering', () => {
   });
 
   it('leaves negated matches, single values and rules with different actions alone', () => {
-    const text = sets({ inboundPorts: '*', enableIpv6: false, serviceExcludeCidr: '' });
-    const off = renderNft(plan({ inboundPorts: '*', enableIpv6: false, serviceExcludeCidr: '' }));
+    const text = sets({ inboundPorts: '*', enableIpv6: false, outboundExcludeCidrs: '' });
+    const off = renderNft(plan({ inboundPorts: '*', enableIpv6: false, outboundExcludeCidrs: '' }));
     // Nothing to merge in the sidecar without lists: the scripts agree.
     expect(text).toBe(off);
   });
 
   it('keeps every rule of a long list in one line, within the safe alphabet', () => {
     const cidrs = Array.from({ length: 2000 }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`).join(',');
-    const text = sets({ serviceExcludeCidr: cidrs, enableIpv6: false });
+    const text = sets({ outboundExcludeCidrs: cidrs, enableIpv6: false });
     const line = chainLines(text, 'nat', 'istio-output').find((l) => l.includes('10.7.207.0/24'));
     expect(line?.split(', ')).toHaveLength(2001);
     expect(chainLines(text, 'nat', 'istio-output').filter((l) => / ip daddr [^!]/.test(l))).toHaveLength(1);
@@ -187,7 +187,7 @@ describe('overlapping prefixes', () => {
   });
 
   it('renders a set without covered prefixes; one survivor is a plain match', () => {
-    const text = sets({ serviceExcludeCidr: '10.1.0.0/16,10.0.0.0/8,10.1.2.3/32,192.168.1.0/24', serviceCidr: '172.16.0.0/12,172.16.5.0/24', enableIpv6: false });
+    const text = sets({ outboundExcludeCidrs: '10.1.0.0/16,10.0.0.0/8,10.1.2.3/32,192.168.1.0/24', outboundCidrs: '172.16.0.0/12,172.16.5.0/24', enableIpv6: false });
     expect(text).toContain('add rule inet istio-proxy-nat istio-output ip daddr { 127.0.0.1/32, 10.0.0.0/8, 192.168.1.0/24 } counter return\n');
     expect(text).toContain('add rule inet istio-proxy-nat istio-output ip daddr 172.16.0.0/12 counter jump istio-redirect\n');
     expect(text).not.toContain('10.1.0.0/16');
@@ -195,7 +195,7 @@ describe('overlapping prefixes', () => {
   });
 
   it('-x 0.0.0.0/0 swallows the whole set, the loopback return included', () => {
-    const text = sets({ serviceExcludeCidr: '1.2.3.0/24,0.0.0.0/0', enableIpv6: false });
+    const text = sets({ outboundExcludeCidrs: '1.2.3.0/24,0.0.0.0/0', enableIpv6: false });
     expect(chainLines(text, 'nat', 'istio-output').filter((l) => l.includes(' daddr ') && !l.includes('!='))).toEqual(['add rule istio-output ip daddr 0.0.0.0/0 counter return']);
   });
 });

@@ -49,14 +49,14 @@ describe('byte-identical to Istio\'s scripts', () => {
   });
 
   it('renders the library plan exactly as the dry run does', async () => {
-    const p = plan({ inboundPorts: '32000,31000', interceptionMode: 'TPROXY', enableIpv6: false });
+    const p = plan({ inboundPorts: '32000,31000', mode: 'TPROXY', enableIpv6: false });
     expect(renderNft(p)).toBe(expected('inbound-ports-tproxy'));
   });
 });
 
 describe('dual stack beyond Istio\'s test data, in Istio\'s statement order', () => {
   it('TPROXY: per-family pairs side by side, and the passthrough inserts both at index 1', () => {
-    const text = renderNft(plan({ inboundPorts: '*', interceptionMode: 'TPROXY', serviceCidr: '*', enableIpv6: true }));
+    const text = renderNft(plan({ inboundPorts: '*', mode: 'TPROXY', outboundCidrs: '*', enableIpv6: true }));
     expect(chainLines(text, 'mangle', 'istio-tproxy')).toEqual([
       'add rule istio-tproxy meta l4proto tcp ip daddr != 127.0.0.1/32 tproxy ip to :15006 meta mark set 1337 counter accept',
       'add rule istio-tproxy meta l4proto tcp ip6 daddr != ::1/128 tproxy ip6 to :15006 meta mark set 1337 counter accept',
@@ -81,8 +81,8 @@ describe('dual stack beyond Istio\'s test data, in Istio\'s statement order', ()
     const text = renderNft(
       plan({
         enableIpv6: true,
-        serviceExcludeCidr: '10.96.0.10/32,10.1.0.0/16,fd00::a/128',
-        serviceCidr: '10.0.0.0/8,fd00::/8',
+        outboundExcludeCidrs: '10.96.0.10/32,10.1.0.0/16,fd00::a/128',
+        outboundCidrs: '10.0.0.0/8,fd00::/8',
         kubeVirtInterfaces: 'vnet0',
         outboundPorts: '443',
       }),
@@ -137,7 +137,7 @@ const patchMatch = (p: Plan, kind: Match['kind'], f: (m: Match) => Match): Plan 
   patched(p, (r) => ({ ...r, matches: r.matches.map((m) => (m.kind === kind ? f(m) : m)) }));
 
 describe('names and refusal of unsafe tokens', () => {
-  const base = plan({ interceptionMode: 'TPROXY', inboundPorts: '*', excludeInterfaces: 'eth1', enableIpv6: false });
+  const base = plan({ mode: 'TPROXY', inboundPorts: '*', excludeInterfaces: 'eth1', enableIpv6: false });
 
   it('quotes names nft would not read as one plain string, and turns eth+ into "eth*"', () => {
     const withName = (name: string): string => renderNft(patchMatch(base, 'inInterface', (m) => (m.kind === 'inInterface' && m.name === 'eth1' ? { ...m, name } : m)));

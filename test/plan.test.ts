@@ -13,10 +13,10 @@ const plan = (options: RawOptions): Plan => buildPlan(configFromObject(options, 
 const addressFamilies = (r: Rule): Set<string> => new Set(r.matches.flatMap((x) => (x.kind === 'source' || x.kind === 'destination' ? [x.cidr.family] : [])));
 
 const CONFIGS: Record<string, RawOptions> = {
-  'sidecar REDIRECT': { inboundPorts: '*', serviceCidr: '*', localExcludePorts: '15090,15021,15020', enableIpv6: false },
-  'TPROXY dual stack': { interceptionMode: 'TPROXY', inboundPorts: '*', serviceCidr: '*', enableIpv6: true },
-  'CIDR lists dual stack': { serviceCidr: '10.0.0.0/8,fd00::/8', serviceExcludeCidr: '10.96.0.10/32,fd00::a/128', kubeVirtInterfaces: 'vnet0', outboundPorts: '443', enableIpv6: true },
-  'DNS both families': { redirectDns: 'true', dnsServers: '10.96.0.10,fd00::a', enableIpv6: true, proxyGid: '1337,1338' },
+  'sidecar REDIRECT': { inboundPorts: '*', outboundCidrs: '*', inboundPortsExclude: '15090,15021,15020', enableIpv6: false },
+  'TPROXY dual stack': { mode: 'TPROXY', inboundPorts: '*', outboundCidrs: '*', enableIpv6: true },
+  'CIDR lists dual stack': { outboundCidrs: '10.0.0.0/8,fd00::/8', outboundExcludeCidrs: '10.96.0.10/32,fd00::a/128', kubeVirtInterfaces: 'vnet0', outboundPorts: '443', enableIpv6: true },
+  'DNS both families': { redirectDns: 'true', dnsServers: '10.96.0.10,fd00::a', enableIpv6: true, proxyGids: '1337,1338' },
   'DNS IPv6 only, IPv6 on': { redirectDns: 'true', dnsServers: 'fd00::a', enableIpv6: true },
   'DNS IPv6 only, IPv6 off': { redirectDns: 'true', dnsServers: 'fd00::a', enableIpv6: false },
   'capture all DNS': { redirectDns: 'true', captureAllDns: 'true', enableIpv6: true, dropInvalid: 'true' },

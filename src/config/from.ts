@@ -17,7 +17,7 @@ export async function configFromArgs(
 }
 
 /**
- * Configuration from an object keyed like OPTIONS (`{ inboundPorts: '*', interceptionMode: 'TPROXY' }`),
+ * Configuration from an object keyed like OPTIONS (`{ inboundPorts: '*', mode: 'TPROXY' }`),
  * with the same validation as the CLI. Errors name the option key.
  */
 export function configFromObject(values: RawOptions, host: HostFacts = detectHost({})): Config {

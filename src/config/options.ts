@@ -1,9 +1,16 @@
+import type { ValueName, ValueOf } from './values.js';
+
 /**
- * The option table: one entry per istio-iptables flag, with its short form, environment variables
- * and default. The flag reader, the environment reader and `--help` are all generated from it, so
- * they cannot disagree; what --help says about each option is in help.ts, which only --help loads
- * (this table is read at every start-up, twice in the entrypoint). Defaults are the raw strings Istio uses; `undefined` means "derived" (e.g. the
- * proxy uid is looked up, IPv6 is detected).
+ * The option table: the one definition of every istio-iptables option. Each entry holds the
+ * flag's long and short name, its environment variables, Istio's default (and its typed reading),
+ * the kind of value it takes (a value schema of values.ts), where it goes in the configuration
+ * and what --help says about it. The flag reader (args.ts), the yargs definition and --help
+ * (parser.ts), validation (parse.ts: a zod object over the entries given), the configuration's
+ * type (config.ts) and README's flag table (checked by test/options.test.ts) all derive from it.
+ * The key of an entry is its key in the configuration and in configFromObject.
+ *
+ * Adding an option is one entry here; a capture option is then read by the builder as
+ * `config.<key>`.
  */
 
 /**
@@ -12,7 +19,10 @@
  */
 export type OptionKind = 'string' | 'boolean' | 'strings';
 
-/** One flag of the option table. */
+/** The sections of --help. */
+export type OptionGroup = 'Ports' | 'Capture' | 'Proxy identity' | 'DNS' | 'TPROXY' | 'Run' | 'Output';
+
+/** One option of the table. */
 export interface OptionSpec {
   /** Long flag name, as Istio spells it. */
   readonly long: string;
@@ -24,6 +34,7 @@ export interface OptionSpec {
    * additional names (ISTIO_META_DNS_CAPTURE, INVALID_DROP, ISTIO_DUAL_STACK) take precedence.
    */
   readonly env: readonly string[];
+  /** Istio's default, as raw text; absent means "derived" (the proxy uid is looked up, IPv6 is detected). */
   readonly default?: string | boolean;
   /**
    * How Istio parses this option's environment variable, when not as a string: a value Istio
@@ -31,70 +42,223 @@ export interface OptionSpec {
    * are always parsed (Go's ParseBool); `uint16` and `duration` as pflag's Uint16 and Duration.
    */
   readonly envParse?: 'uint16' | 'duration';
+  /** The value schema (values.ts) each value is read with. */
+  readonly value: ValueName;
+  /**
+   * The default as its schema reads it, so that options nobody set need no schema at run time
+   * (test/options.test.ts checks it equals the schema's reading of `default`).
+   */
+  readonly parsed?: unknown;
+  /** Where the value goes in the configuration (`Config.capture` or `Config.run`); absent: checked only. */
+  readonly config?: 'capture' | 'run';
+  readonly group: OptionGroup;
+  /** What --help and README's flag table say about it. */
+  readonly help: string;
 }
 
 /**
- * The option table, keyed by option (the keys of {@link RawOptions}): each flag's long and short
- * name, kind, environment variables and Istio's default.
- *
- * Written out in full, environment names included (a table built by calls cost the entrypoint's
- * interpreter ~0.15 ms at every start-up, before it can start the restore). Istio's rule for the
- * names (the long name upper-cased, `-` as `_`) and the exceptions are checked by a test.
+ * The option table. Written out in full, environment names included (a table built by calls cost
+ * the entrypoint's interpreter ~0.15 ms at every start-up, before it can start the restore);
+ * Istio's rule for the names (the long name upper-cased, `-` as `_`) is checked by a test.
  */
 export const OPTIONS = {
-  envoyPort: { long: 'envoy-port', short: 'p', kind: 'string', default: '15001', env: [] },
-  inboundCapturePort: { long: 'inbound-capture-port', short: 'z', kind: 'string', default: '15006', env: ['INBOUND_CAPTURE_PORT'] },
-  inboundTunnelPort: { long: 'inbound-tunnel-port', short: 'e', kind: 'string', default: '15008', env: ['INBOUND_TUNNEL_PORT'] },
-  proxyUid: { long: 'proxy-uid', short: 'u', kind: 'string', env: ['PROXY_UID'] },
-  proxyGid: { long: 'proxy-gid', short: 'g', kind: 'string', env: ['PROXY_GID'] },
-  interceptionMode: { long: 'istio-inbound-interception-mode', short: 'm', kind: 'string', default: 'REDIRECT', env: ['ISTIO_INBOUND_INTERCEPTION_MODE'] },
-  tproxyMark: { long: 'istio-inbound-tproxy-mark', short: 't', kind: 'string', default: '1337', env: ['ISTIO_INBOUND_TPROXY_MARK'] },
-  tproxyRouteTable: { long: 'istio-inbound-tproxy-route-table', short: 'r', kind: 'string', default: '133', env: ['ISTIO_INBOUND_TPROXY_ROUTE_TABLE'] },
-  inboundPorts: { long: 'istio-inbound-ports', short: 'b', kind: 'string', default: '', env: ['ISTIO_INBOUND_PORTS'] },
-  localExcludePorts: { long: 'istio-local-exclude-ports', short: 'd', kind: 'string', default: '', env: ['ISTIO_LOCAL_EXCLUDE_PORTS'] },
-  excludeInterfaces: { long: 'istio-exclude-interfaces', short: 'c', kind: 'string', default: '', env: ['ISTIO_EXCLUDE_INTERFACES'] },
-  serviceCidr: { long: 'istio-service-cidr', short: 'i', kind: 'string', default: '', env: ['ISTIO_SERVICE_CIDR'] },
-  serviceExcludeCidr: { long: 'istio-service-exclude-cidr', short: 'x', kind: 'string', default: '', env: ['ISTIO_SERVICE_EXCLUDE_CIDR'] },
-  outboundPorts: { long: 'istio-outbound-ports', short: 'q', kind: 'string', default: '', env: ['ISTIO_OUTBOUND_PORTS'] },
-  localOutboundPortsExclude: { long: 'istio-local-outbound-ports-exclude', short: 'o', kind: 'string', default: '', env: ['ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE'] },
-  kubeVirtInterfaces: { long: 'kube-virt-interfaces', short: 'k', kind: 'string', default: '', env: ['KUBE_VIRT_INTERFACES'] },
-  outboundOwnerGroups: { long: 'outbound-owner-groups', kind: 'string', default: '*', env: ['ISTIO_OUTBOUND_OWNER_GROUPS'] },
-  outboundOwnerGroupsExclude: { long: 'outbound-owner-groups-exclude', kind: 'string', default: '', env: ['ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE'] },
-  ipv4LoopbackCidr: { long: 'ipv4-loopback-cidr', kind: 'string', default: '127.0.0.1/32', env: ['ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR'] },
-  redirectDns: { long: 'redirect-dns', kind: 'boolean', default: false, env: ['ISTIO_META_DNS_CAPTURE', 'REDIRECT_DNS'] },
-  captureAllDns: { long: 'capture-all-dns', kind: 'boolean', default: false, env: ['CAPTURE_ALL_DNS'] },
-  dnsServers: { long: 'dns-servers', kind: 'string', env: ['DNS_SERVERS'] },
-  dropInvalid: { long: 'drop-invalid', kind: 'boolean', default: false, env: ['INVALID_DROP', 'DROP_INVALID'] },
-  dualStack: { long: 'dual-stack', kind: 'boolean', default: false, env: ['ISTIO_DUAL_STACK', 'DUAL_STACK'] },
-  enableIpv6: { long: 'enable-ipv6', kind: 'boolean', env: ['ENABLE_IPV6'] },
-  dryRun: { long: 'dry-run', short: 'n', kind: 'boolean', default: false, env: ['DRY_RUN'] },
-  output: { long: 'output', kind: 'string', default: 'text', env: [] },
-  networkNamespace: { long: 'network-namespace', kind: 'string', default: '', env: ['NETWORK_NAMESPACE'] },
-  cniMode: { long: 'cni-mode', kind: 'boolean', default: false, env: ['CNI_MODE'] },
-  reconcile: { long: 'reconcile', kind: 'boolean', default: true, env: ['RECONCILE'] },
-  cleanupOnly: { long: 'cleanup-only', kind: 'boolean', default: false, env: ['CLEANUP_ONLY'] },
-  forceApply: { long: 'force-apply', kind: 'boolean', default: false, env: ['FORCE_APPLY'] },
-  nativeNftables: { long: 'native-nftables', kind: 'boolean', default: false, env: ['NATIVE_NFTABLES'] },
-  nftSets: { long: 'nft-sets', kind: 'boolean', default: false, env: ['NFT_SETS'] },
-  forceIptablesBinary: { long: 'force-iptables-binary', kind: 'string', default: '', env: ['FORCE_IPTABLES_BINARY'] },
-  skipRuleApply: { long: 'skip-rule-apply', kind: 'boolean', default: false, env: ['SKIP_RULE_APPLY'] },
-  runValidation: { long: 'run-validation', kind: 'boolean', default: false, env: ['RUN_VALIDATION'] },
-  iptablesProbePort: { long: 'iptables-probe-port', kind: 'string', default: '15002', env: ['IPTABLES_PROBE_PORT'], envParse: 'uint16' },
-  probeTimeout: { long: 'probe-timeout', kind: 'string', default: '5s', env: ['PROBE_TIMEOUT'], envParse: 'duration' },
-  logOutputLevel: { long: 'log_output_level', kind: 'string', default: 'default:info', env: ['LOG_OUTPUT_LEVEL'] },
-  // Istio's global log flags (pkg/log and the cobra root's --vklog): flags only, no variables.
-  logAsJson: { long: 'log_as_json', kind: 'boolean', default: false, env: [] },
-  logTarget: { long: 'log_target', kind: 'strings', env: [] },
-  logCaller: { long: 'log_caller', kind: 'string', default: '', env: [] },
-  logStacktraceLevel: { long: 'log_stacktrace_level', kind: 'string', default: 'default:none', env: [] },
-  vklog: { long: 'vklog', kind: 'string', default: '0', env: [] },
+  proxyPort: {
+    long: 'envoy-port', short: 'p', kind: 'string', default: '15001', env: [], value: 'port', parsed: 15001, config: 'capture',
+    group: 'Ports', help: 'Port of the proxy to which all outbound TCP traffic is redirected',
+  },
+  inboundCapturePort: {
+    long: 'inbound-capture-port', short: 'z', kind: 'string', default: '15006', env: ['INBOUND_CAPTURE_PORT'], value: 'port', parsed: 15006, config: 'capture',
+    group: 'Ports', help: 'Port to which all inbound TCP traffic to the pod is redirected',
+  },
+  inboundTunnelPort: {
+    long: 'inbound-tunnel-port', short: 'e', kind: 'string', default: '15008', env: ['INBOUND_TUNNEL_PORT'], value: 'port', parsed: 15008, config: 'capture',
+    group: 'Ports', help: 'Istio tunnel (HBONE) port: inbound traffic to it is never redirected',
+  },
+  proxyUids: {
+    long: 'proxy-uid', short: 'u', kind: 'string', env: ['PROXY_UID'], value: 'uidList', config: 'capture',
+    group: 'Proxy identity', help: 'Comma-separated uids (numbers or names) whose traffic is not captured [default: uid of $ENVOY_USER (istio-proxy), else 1337]',
+  },
+  proxyGids: {
+    long: 'proxy-gid', short: 'g', kind: 'string', env: ['PROXY_GID'], value: 'gidList', config: 'capture',
+    group: 'Proxy identity', help: 'Comma-separated gids (numbers or names) whose traffic is not captured [default: same as --proxy-uid]',
+  },
+  mode: {
+    long: 'istio-inbound-interception-mode', short: 'm', kind: 'string', default: 'REDIRECT', env: ['ISTIO_INBOUND_INTERCEPTION_MODE'], value: 'interceptionMode', parsed: 'REDIRECT', config: 'capture',
+    group: 'Capture', help: 'How inbound connections reach the proxy: REDIRECT (nat) or TPROXY (mangle, keeps the client address)',
+  },
+  tproxyMark: {
+    long: 'istio-inbound-tproxy-mark', short: 't', kind: 'string', default: '1337', env: ['ISTIO_INBOUND_TPROXY_MARK'], value: 'tproxyMark', parsed: 1337, config: 'capture',
+    group: 'TPROXY', help: 'Packet mark (32-bit) set on TPROXY-diverted packets and used by the policy route',
+  },
+  tproxyRouteTable: {
+    long: 'istio-inbound-tproxy-route-table', short: 'r', kind: 'string', default: '133', env: ['ISTIO_INBOUND_TPROXY_ROUTE_TABLE'], value: 'routeTable', parsed: 133, config: 'capture',
+    group: 'TPROXY', help: 'Routing table (32-bit) holding the local default route for TPROXY-marked packets',
+  },
+  inboundPorts: {
+    long: 'istio-inbound-ports', short: 'b', kind: 'string', default: '', env: ['ISTIO_INBOUND_PORTS'], value: 'inboundPorts', parsed: { kind: 'none' }, config: 'capture',
+    group: 'Capture', help: 'Comma-separated inbound ports to capture, "*" for all; empty captures none',
+  },
+  inboundPortsExclude: {
+    long: 'istio-local-exclude-ports', short: 'd', kind: 'string', default: '', env: ['ISTIO_LOCAL_EXCLUDE_PORTS'], value: 'portList', parsed: [], config: 'capture',
+    group: 'Capture', help: 'Comma-separated inbound ports never captured (applies with -b "*")',
+  },
+  excludeInterfaces: {
+    long: 'istio-exclude-interfaces', short: 'c', kind: 'string', default: '', env: ['ISTIO_EXCLUDE_INTERFACES'], value: 'interfaceList', parsed: [], config: 'capture',
+    group: 'Capture', help: 'Comma-separated interfaces whose inbound and outbound traffic is never captured',
+  },
+  outboundCidrs: {
+    long: 'istio-service-cidr', short: 'i', kind: 'string', default: '', env: ['ISTIO_SERVICE_CIDR'], value: 'outboundCidrs', parsed: { kind: 'list', ipv4: [], ipv6: [], hasLoopback: false }, config: 'capture',
+    group: 'Capture', help: 'Comma-separated CIDRs whose outbound traffic is captured, "*" for all; empty captures none',
+  },
+  outboundExcludeCidrs: {
+    long: 'istio-service-exclude-cidr', short: 'x', kind: 'string', default: '', env: ['ISTIO_SERVICE_EXCLUDE_CIDR'], value: 'excludeCidrs', parsed: { ipv4: [], ipv6: [], hasLoopback: false }, config: 'capture',
+    group: 'Capture', help: 'Comma-separated CIDRs whose outbound traffic is never captured ("*" is not allowed)',
+  },
+  outboundPorts: {
+    long: 'istio-outbound-ports', short: 'q', kind: 'string', default: '', env: ['ISTIO_OUTBOUND_PORTS'], value: 'portRangeList', parsed: [], config: 'capture',
+    group: 'Capture', help: 'Comma-separated outbound ports (0-65535) or ranges first:last always captured, whatever the destination',
+  },
+  outboundPortsExclude: {
+    long: 'istio-local-outbound-ports-exclude', short: 'o', kind: 'string', default: '', env: ['ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE'], value: 'portRangeList', parsed: [], config: 'capture',
+    group: 'Capture', help: 'Comma-separated outbound ports (0-65535) or ranges first:last never captured (TCP and UDP)',
+  },
+  kubeVirtInterfaces: {
+    long: 'kube-virt-interfaces', short: 'k', kind: 'string', default: '', env: ['KUBE_VIRT_INTERFACES'], value: 'interfaceList', parsed: [], config: 'capture',
+    group: 'Capture', help: 'Comma-separated virtual interfaces (VMs) whose inbound traffic is treated as outbound',
+  },
+  outboundOwnerGroups: {
+    long: 'outbound-owner-groups', kind: 'string', default: '*', env: ['ISTIO_OUTBOUND_OWNER_GROUPS'], value: 'ownerGroupsInclude', parsed: { all: true },
+    group: 'Capture', help: 'Comma-separated groups (names or gids) whose outbound traffic is captured, "*" for all',
+  },
+  outboundOwnerGroupsExclude: {
+    long: 'outbound-owner-groups-exclude', kind: 'string', default: '', env: ['ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE'], value: 'ownerGroupsExclude', parsed: { all: false, groups: [] },
+    group: 'Capture', help: 'Comma-separated groups (names or gids) whose outbound traffic is not captured',
+  },
+  ipv4LoopbackCidr: {
+    long: 'ipv4-loopback-cidr', kind: 'string', default: '127.0.0.1/32', env: ['ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR'], value: 'ipv4LoopbackCidr', parsed: { family: 'ipv4', address: '127.0.0.1', prefixLength: 32 }, config: 'capture',
+    group: 'Capture', help: 'IPv4 loopback CIDR treated as localhost (within 127.0.0.0/8)',
+  },
+  redirectDns: {
+    long: 'redirect-dns', kind: 'boolean', default: false, env: ['ISTIO_META_DNS_CAPTURE', 'REDIRECT_DNS'], value: 'boolean', parsed: false, config: 'capture',
+    group: 'DNS', help: 'Capture DNS (port 53) to the istio-agent on port 15053',
+  },
+  captureAllDns: {
+    long: 'capture-all-dns', kind: 'boolean', default: false, env: ['CAPTURE_ALL_DNS'], value: 'boolean', parsed: false, config: 'capture',
+    group: 'DNS', help: 'With --redirect-dns, capture DNS to any server, not only the configured nameservers',
+  },
+  dnsServers: {
+    long: 'dns-servers', kind: 'string', env: ['DNS_SERVERS'], value: 'dnsServers', config: 'capture',
+    group: 'DNS', help: 'Comma-separated nameservers for DNS capture; "" for none [default: nameservers in /etc/resolv.conf]',
+  },
+  dropInvalid: {
+    long: 'drop-invalid', kind: 'boolean', default: false, env: ['INVALID_DROP', 'DROP_INVALID'], value: 'boolean', parsed: false, config: 'capture',
+    group: 'Capture', help: 'Drop packets conntrack marks INVALID instead of letting the kernel reset the connection',
+  },
+  dualStack: {
+    long: 'dual-stack', kind: 'boolean', default: false, env: ['ISTIO_DUAL_STACK', 'DUAL_STACK'], value: 'boolean', parsed: false, config: 'capture',
+    group: 'Capture', help: 'Dual-stack pod: IPv6 is enabled when the pod has any IPv6 address',
+  },
+  enableIpv6: {
+    long: 'enable-ipv6', kind: 'boolean', env: ['ENABLE_IPV6'], value: 'boolean', config: 'capture',
+    group: 'Capture', help: 'Emit IPv6 rules [default: detected from the first non-loopback, non-link-local address]',
+  },
+  dryRun: {
+    long: 'dry-run', short: 'n', kind: 'boolean', default: false, env: ['DRY_RUN'], value: 'boolean', parsed: false, config: 'run',
+    group: 'Run', help: 'Print the rules and routes instead of applying them (needs no root, touches nothing)',
+  },
+  output: {
+    long: 'output', kind: 'string', default: 'text', env: [], value: 'outputFormat', parsed: 'text', config: 'run',
+    group: 'Output', help: 'Dry-run output format',
+  },
+  networkNamespace: {
+    long: 'network-namespace', kind: 'string', default: '', env: ['NETWORK_NAMESPACE'], value: 'networkNamespace', parsed: undefined, config: 'run',
+    group: 'Run', help: 'Network namespace to program: a name under /var/run/netns or a path',
+  },
+  cniMode: {
+    long: 'cni-mode', kind: 'boolean', default: false, env: ['CNI_MODE'], value: 'boolean', parsed: false, config: 'run',
+    group: 'Run', help: 'Run as the CNI plugin does',
+  },
+  reconcile: {
+    long: 'reconcile', kind: 'boolean', default: true, env: ['RECONCILE'], value: 'boolean', parsed: true, config: 'run',
+    group: 'Run', help: 'Heal drift in our chains by removing them and applying again',
+  },
+  cleanupOnly: {
+    long: 'cleanup-only', kind: 'boolean', default: false, env: ['CLEANUP_ONLY'], value: 'boolean', parsed: false, config: 'run',
+    group: 'Run', help: 'Remove our chains, jumps and routes, and apply nothing',
+  },
+  forceApply: {
+    long: 'force-apply', kind: 'boolean', default: false, env: ['FORCE_APPLY'], value: 'boolean', parsed: false, config: 'run',
+    group: 'Run', help: 'Apply even when existing rules conflict',
+  },
+  nativeNftables: {
+    long: 'native-nftables', kind: 'boolean', default: false, env: ['NATIVE_NFTABLES'], value: 'boolean', parsed: false, config: 'run',
+    group: 'Run', help: 'Program nftables directly instead of iptables',
+  },
+  nftSets: {
+    long: 'nft-sets', kind: 'boolean', default: false, env: ['NFT_SETS'], value: 'boolean', parsed: false, config: 'run',
+    group: 'Run', help: 'With --native-nftables, write long lists (excluded and included CIDRs, port lists) as one rule with an anonymous set instead of one rule per value; the same traffic is captured',
+  },
+  forceIptablesBinary: {
+    long: 'force-iptables-binary', kind: 'string', default: '', env: ['FORCE_IPTABLES_BINARY'], value: 'forceIptablesBinary', parsed: undefined, config: 'run',
+    group: 'Run', help: 'Use this iptables backend instead of detecting it: legacy or nft (or a binary name such as iptables-legacy)',
+  },
+  skipRuleApply: {
+    long: 'skip-rule-apply', kind: 'boolean', default: false, env: ['SKIP_RULE_APPLY'], value: 'boolean', parsed: false, config: 'run',
+    group: 'Run', help: 'Apply no rules (with --run-validation: only validate)',
+  },
+  runValidation: {
+    long: 'run-validation', kind: 'boolean', default: false, env: ['RUN_VALIDATION'], value: 'boolean', parsed: false, config: 'run',
+    group: 'Run', help: 'Prove that redirection works by connecting through the rules (exit 126 on failure)',
+  },
+  iptablesProbePort: {
+    long: 'iptables-probe-port', kind: 'string', default: '15002', env: ['IPTABLES_PROBE_PORT'], envParse: 'uint16', value: 'port', parsed: 15002, config: 'run',
+    group: 'Run', help: 'Port the validation probe listens on',
+  },
+  probeTimeoutMs: {
+    long: 'probe-timeout', kind: 'string', default: '5s', env: ['PROBE_TIMEOUT'], envParse: 'duration', value: 'duration', parsed: 5000, config: 'run',
+    group: 'Run', help: 'How long the validation probe waits (Go duration, e.g. 5s, 500ms)',
+  },
+  logLevel: {
+    long: 'log_output_level', kind: 'string', default: 'default:info', env: ['LOG_OUTPUT_LEVEL'], value: 'logOutputLevel', parsed: 'info', config: 'run',
+    group: 'Output', help: 'Log level, as Istio: a level or scope:level pairs (none, fatal, error, warn, info, debug)',
+  },
+  logAsJson: {
+    long: 'log_as_json', kind: 'boolean', default: false, env: [], value: 'boolean', parsed: false, config: 'run',
+    group: 'Output', help: 'Write each log line (errors included) as one JSON object with Istio\'s keys: level, time, msg',
+  },
+  logTargets: {
+    long: 'log_target', kind: 'strings', env: [], value: 'logTarget', config: 'run',
+    group: 'Output', help: 'Where log lines go: stdout or stderr; repeat the flag for both [default: stderr]',
+  },
+  logCaller: {
+    long: 'log_caller', kind: 'string', default: '', env: [], value: 'logCallers', parsed: [],
+    group: 'Output', help: 'Istio\'s comma-separated scopes to log callers for: checked, no effect here',
+  },
+  logStacktraceLevel: {
+    long: 'log_stacktrace_level', kind: 'string', default: 'default:none', env: [], value: 'logOutputLevel', parsed: 'none',
+    group: 'Output', help: 'Istio\'s stack-trace level (as --log_output_level): checked, no effect here (user errors never print a stack)',
+  },
+  vklog: {
+    long: 'vklog', kind: 'string', default: '0', env: [], value: 'klogLevel', parsed: 0,
+    group: 'Output', help: 'Verbosity of the Kubernetes client\'s logs, an integer (Istio\'s --vklog): checked, no effect here',
+  },
 } as const satisfies Record<string, OptionSpec>;
 
-/** An option's key in the option table (`inboundPorts`, `interceptionMode`, ...). */
+/** An option's key in the option table, and in the configuration (`inboundPorts`, `mode`, ...). */
 export type OptionKey = keyof typeof OPTIONS;
 export const OPTION_KEYS = Object.keys(OPTIONS) as OptionKey[];
 
 /** Raw values as they arrive from flags, env vars or an object, before validation. */
 export type RawOptions = {
   [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : (typeof OPTIONS)[K]['kind'] extends 'strings' ? string | readonly string[] : string;
+};
+
+/** An option's validated value: its schema's output (a list of them for a repeatable flag). */
+export type OptionValue<K extends OptionKey> = (typeof OPTIONS)[K]['kind'] extends 'strings'
+  ? readonly ValueOf<(typeof OPTIONS)[K]['value']>[]
+  : ValueOf<(typeof OPTIONS)[K]['value']>;
+
+/** The options that go to one section of the configuration, with their validated values. */
+export type OptionSection<S extends 'capture' | 'run'> = {
+  readonly [K in OptionKey as (typeof OPTIONS)[K] extends { readonly config: S } ? K : never]: OptionValue<K>;
 };

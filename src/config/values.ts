@@ -1,4 +1,4 @@
-import { $ZodTransform, NEVER, safeParse, type ParsePayload } from 'zod/v4/core';
+import { $ZodTransform, NEVER, type $ZodType, type ParsePayload } from 'zod/v4/core';
 import { GO_FALSE, GO_TRUE } from './gobool.js';
 import type { Cidr, OwnerId, PortOrRange } from '../model/rule.js';
 import { parseAddress, parseCidr, type ParsedAddress } from './net.js';
@@ -39,42 +39,23 @@ function fail(ctx: Ctx, message: string): typeof NEVER {
   return NEVER;
 }
 
-/** The outcome of checking one raw value. */
-export type ValueResult<T> = { readonly success: true; readonly data: T } | { readonly success: false; readonly error: { readonly issues: readonly { readonly code: string; readonly message: string }[] } };
-
 /**
- * A value schema: zod (mini) runs the value's check as a transform. Building a zod schema is what
- * costs in the entrypoint's runtime (~50 us for a string-then-transform pipe, ~15 us for a lone
- * transform, ~8 us to parse, measured), so all value schemas share one transform, built on first
- * use, which runs the check of the schema being parsed (parsing is synchronous, and the previous
- * check is restored after each parse).
+ * A kind of value (a port, a port list, a CIDR list, ...): its check, which takes the raw value
+ * exactly as it arrived and returns the typed value or reports an issue saying what was expected.
+ * Each kind becomes a zod schema of its own on first use (schemaOf), and parse.ts composes the
+ * schemas of the options given into one object schema.
+ *
+ * A kind is a lone zod transform that checks the input's type itself, rather than a string schema
+ * piped into a transform: in the entrypoint's interpreter a pipe costs ~50 us to build and a
+ * transform ~15 us (measured), and the schemas are built at every start-up.
  */
-export interface ValueSchema<T> {
-  safeParse(value: unknown): ValueResult<T>;
+export interface ValueKind<T> {
+  readonly check: (raw: unknown, ctx: Ctx) => T;
 }
 
-type Check = (raw: unknown, ctx: Ctx) => unknown;
-let inForce: Check | undefined;
-let shared: $ZodTransform | undefined;
-
-function valueSchema<T>(check: (raw: unknown, ctx: Ctx) => T): ValueSchema<T> {
-  return {
-    safeParse(value) {
-      shared ??= new $ZodTransform({ type: 'transform', transform: (raw: unknown, ctx: Ctx) => (inForce as Check)(raw, ctx) });
-      const outer = inForce;
-      inForce = check;
-      try {
-        return safeParse(shared, value) as ValueResult<T>;
-      } finally {
-        inForce = outer;
-      }
-    },
-  };
-}
-
-/** A schema taking a string and transforming it, failing with "expected ..." messages. */
-function stringValue<T>(fn: (raw: string, ctx: Ctx) => T): ValueSchema<T> {
-  return valueSchema((raw, ctx) => (typeof raw === 'string' ? fn(raw, ctx) : wrongType(ctx)));
+/** A kind taking a string. */
+function stringValue<T>(fn: (raw: string, ctx: Ctx) => T): ValueKind<T> {
+  return { check: (raw, ctx) => (typeof raw === 'string' ? fn(raw, ctx) : wrongType(ctx)) };
 }
 
 function wrongType(ctx: Ctx): typeof NEVER {
@@ -108,7 +89,7 @@ export function parseListPort(item: string): number | null {
 }
 
 /** A comma-separated list of ports 0-65535 (may be empty). */
-export const portList = stringValue((raw, ctx) => {
+export const portList = stringValue((raw, ctx): readonly number[] => {
   const out: number[] = [];
   for (const item of splitList(raw)) {
     const n = parseListPort(item);
@@ -123,7 +104,7 @@ export const portList = stringValue((raw, ctx) => {
  * `--dport` takes them (-q/-o: Istio renders each item into `--dport` as given, and its injector
  * does not check includeOutboundPorts). A range of one port is that port.
  */
-export const portRangeList = stringValue((raw, ctx) => {
+export const portRangeList = stringValue((raw, ctx): readonly PortOrRange[] => {
   const out: PortOrRange[] = [];
   for (const item of splitList(raw)) {
     const colon = item.indexOf(':');
@@ -219,7 +200,7 @@ export function isInterfaceName(name: string): boolean {
   return IFACE.test(name) && name !== '.' && name !== '..';
 }
 
-export const interfaceList = stringValue((raw, ctx) => {
+export const interfaceList = stringValue((raw, ctx): readonly string[] => {
   const out: string[] = [];
   for (const item of splitList(raw)) {
     if (!isInterfaceName(item)) {
@@ -246,7 +227,7 @@ export function parseOwnerId(item: string): OwnerId | null {
 }
 
 function ownerList(what: 'uid' | 'gid' | 'group') {
-  return stringValue((raw, ctx) => {
+  return stringValue((raw, ctx): readonly OwnerId[] => {
     const out: OwnerId[] = [];
     for (const item of splitList(raw)) {
       const id = parseOwnerId(item);
@@ -451,10 +432,59 @@ export const outputFormat = stringValue((raw, ctx): 'text' | 'json' => {
 });
 
 /** Booleans as Go's strconv.ParseBool reads them (flags and env vars alike). */
-export const boolean: ValueSchema<boolean> = valueSchema((raw, ctx) => {
+export const boolean: ValueKind<boolean> = {
+  check: (raw, ctx) => {
   if (typeof raw === 'boolean') return raw;
   if (typeof raw !== 'string') return wrongType(ctx);
   if (GO_TRUE.has(raw)) return true;
   if (GO_FALSE.has(raw)) return false;
   return fail(ctx, 'true or false');
-});
+  },
+};
+
+/** Every kind of value, by the name the option table gives it. */
+export const VALUES = {
+  port,
+  portList,
+  portRangeList,
+  inboundPorts,
+  outboundCidrs,
+  excludeCidrs,
+  interfaceList,
+  uidList,
+  gidList,
+  ownerGroupsInclude,
+  ownerGroupsExclude,
+  interceptionMode,
+  tproxyMark,
+  routeTable,
+  dnsServers,
+  ipv4LoopbackCidr,
+  logOutputLevel,
+  logCallers,
+  logTarget,
+  klogLevel,
+  duration,
+  networkNamespace,
+  forceIptablesBinary,
+  outputFormat,
+  boolean,
+};
+
+/** The name of a kind of value. */
+export type ValueName = keyof typeof VALUES;
+/** The typed value a kind of value reads. */
+export type ValueOf<N extends ValueName> = ReturnType<(typeof VALUES)[N]['check']>;
+
+const built = new Map<ValueName, $ZodType>();
+
+/** The zod schema of a kind of value, built on first use. */
+export function schemaOf<N extends ValueName>(name: N): $ZodType<ValueOf<N>, unknown> {
+  let schema = built.get(name);
+  if (schema === undefined) {
+    const kind: ValueKind<unknown> = VALUES[name];
+    schema = new $ZodTransform({ type: 'transform', transform: kind.check });
+    built.set(name, schema);
+  }
+  return schema as $ZodType<ValueOf<N>, unknown>;
+}

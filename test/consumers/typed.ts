@@ -92,7 +92,7 @@ import {
 const env: Readonly<Record<string, string | undefined>> = { ISTIO_INBOUND_PORTS: '*' };
 const host: HostFacts = fixedHost({ proxyUid: 1337, ipv6: true, dnsServers: { ipv4: ['10.96.0.10'], ipv6: [] } satisfies DnsServers });
 const detected: HostFacts = detectHost(env, (message: string) => void message);
-const raw: RawOptions = { interceptionMode: 'TPROXY', inboundPorts: '*', redirectDns: true };
+const raw: RawOptions = { mode: 'TPROXY', inboundPorts: '*', redirectDns: true };
 const key: OptionKey = 'inboundPorts';
 const spec: OptionSpec = OPTIONS[key];
 const kind: OptionKind = spec.kind;
