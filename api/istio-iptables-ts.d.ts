@@ -22,31 +22,8 @@ export type ApplyReport = IptablesReport | NftablesReport;
 
 export type BuiltinChain = 'INPUT' | 'OUTPUT' | 'FORWARD' | 'PREROUTING' | 'POSTROUTING';
 
-export interface CaptureConfig {
-    readonly proxyPort: number;
-    readonly inboundCapturePort: number;
-    readonly inboundTunnelPort: number;
-    readonly proxyUids: readonly OwnerId[];
-    readonly proxyGids: readonly OwnerId[];
-    readonly mode: 'REDIRECT' | 'TPROXY';
-    readonly tproxyMark: number;
-    readonly tproxyRouteTable: number;
-    readonly inboundPorts: InboundPorts;
-    readonly inboundPortsExclude: readonly number[];
-    readonly excludeInterfaces: readonly string[];
-    readonly kubeVirtInterfaces: readonly string[];
-    readonly outboundCidrs: OutboundCidrs;
-    readonly outboundExcludeCidrs: CidrSet;
-    readonly outboundPorts: readonly PortOrRange[];
-    readonly outboundPortsExclude: readonly PortOrRange[];
+export interface CaptureConfig extends OptionSection<'capture'> {
     readonly ownerGroups: OwnerGroupFilter;
-    readonly ipv4LoopbackCidr: Cidr;
-    readonly redirectDns: boolean;
-    readonly captureAllDns: boolean;
-    readonly dnsServers: DnsServers;
-    readonly dropInvalid: boolean;
-    readonly dualStack: boolean;
-    readonly enableIpv6: boolean;
 }
 
 export type Chain = OwnChain | BuiltinChain;
@@ -279,13 +256,18 @@ export interface NftablesReport {
 }
 
 export declare const OPTIONS: {
-    readonly envoyPort: {
+    readonly proxyPort: {
         readonly long: "envoy-port";
         readonly short: "p";
         readonly kind: "string";
         readonly default: "15001";
         readonly env: readonly [
         ];
+        readonly value: "port";
+        readonly parsed: 15001;
+        readonly config: "capture";
+        readonly group: "Ports";
+        readonly help: "Port of the proxy to which all outbound TCP traffic is redirected";
     };
     readonly inboundCapturePort: {
         readonly long: "inbound-capture-port";
@@ -295,6 +277,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "INBOUND_CAPTURE_PORT"
         ];
+        readonly value: "port";
+        readonly parsed: 15006;
+        readonly config: "capture";
+        readonly group: "Ports";
+        readonly help: "Port to which all inbound TCP traffic to the pod is redirected";
     };
     readonly inboundTunnelPort: {
         readonly long: "inbound-tunnel-port";
@@ -304,24 +291,37 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "INBOUND_TUNNEL_PORT"
         ];
+        readonly value: "port";
+        readonly parsed: 15008;
+        readonly config: "capture";
+        readonly group: "Ports";
+        readonly help: "Istio tunnel (HBONE) port: inbound traffic to it is never redirected";
     };
-    readonly proxyUid: {
+    readonly proxyUids: {
         readonly long: "proxy-uid";
         readonly short: "u";
         readonly kind: "string";
         readonly env: readonly [
             "PROXY_UID"
         ];
+        readonly value: "uidList";
+        readonly config: "capture";
+        readonly group: "Proxy identity";
+        readonly help: "Comma-separated uids (numbers or names) whose traffic is not captured [default: uid of $ENVOY_USER (istio-proxy), else 1337]";
     };
-    readonly proxyGid: {
+    readonly proxyGids: {
         readonly long: "proxy-gid";
         readonly short: "g";
         readonly kind: "string";
         readonly env: readonly [
             "PROXY_GID"
         ];
+        readonly value: "gidList";
+        readonly config: "capture";
+        readonly group: "Proxy identity";
+        readonly help: "Comma-separated gids (numbers or names) whose traffic is not captured [default: same as --proxy-uid]";
     };
-    readonly interceptionMode: {
+    readonly mode: {
         readonly long: "istio-inbound-interception-mode";
         readonly short: "m";
         readonly kind: "string";
@@ -329,6 +329,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_INBOUND_INTERCEPTION_MODE"
         ];
+        readonly value: "interceptionMode";
+        readonly parsed: "REDIRECT";
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "How inbound connections reach the proxy: REDIRECT (nat) or TPROXY (mangle, keeps the client address)";
     };
     readonly tproxyMark: {
         readonly long: "istio-inbound-tproxy-mark";
@@ -338,6 +343,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_INBOUND_TPROXY_MARK"
         ];
+        readonly value: "tproxyMark";
+        readonly parsed: 1337;
+        readonly config: "capture";
+        readonly group: "TPROXY";
+        readonly help: "Packet mark (32-bit) set on TPROXY-diverted packets and used by the policy route";
     };
     readonly tproxyRouteTable: {
         readonly long: "istio-inbound-tproxy-route-table";
@@ -347,6 +357,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_INBOUND_TPROXY_ROUTE_TABLE"
         ];
+        readonly value: "routeTable";
+        readonly parsed: 133;
+        readonly config: "capture";
+        readonly group: "TPROXY";
+        readonly help: "Routing table (32-bit) holding the local default route for TPROXY-marked packets";
     };
     readonly inboundPorts: {
         readonly long: "istio-inbound-ports";
@@ -356,8 +371,15 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_INBOUND_PORTS"
         ];
+        readonly value: "inboundPorts";
+        readonly parsed: {
+            readonly kind: "none";
+        };
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "Comma-separated inbound ports to capture, \"*\" for all; empty captures none";
     };
-    readonly localExcludePorts: {
+    readonly inboundPortsExclude: {
         readonly long: "istio-local-exclude-ports";
         readonly short: "d";
         readonly kind: "string";
@@ -365,6 +387,12 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_LOCAL_EXCLUDE_PORTS"
         ];
+        readonly value: "portList";
+        readonly parsed: readonly [
+        ];
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "Comma-separated inbound ports never captured (applies with -b \"*\")";
     };
     readonly excludeInterfaces: {
         readonly long: "istio-exclude-interfaces";
@@ -374,8 +402,14 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_EXCLUDE_INTERFACES"
         ];
+        readonly value: "interfaceList";
+        readonly parsed: readonly [
+        ];
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "Comma-separated interfaces whose inbound and outbound traffic is never captured";
     };
-    readonly serviceCidr: {
+    readonly outboundCidrs: {
         readonly long: "istio-service-cidr";
         readonly short: "i";
         readonly kind: "string";
@@ -383,8 +417,20 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_SERVICE_CIDR"
         ];
+        readonly value: "outboundCidrs";
+        readonly parsed: {
+            readonly kind: "list";
+            readonly ipv4: readonly [
+            ];
+            readonly ipv6: readonly [
+            ];
+            readonly hasLoopback: false;
+        };
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "Comma-separated CIDRs whose outbound traffic is captured, \"*\" for all; empty captures none";
     };
-    readonly serviceExcludeCidr: {
+    readonly outboundExcludeCidrs: {
         readonly long: "istio-service-exclude-cidr";
         readonly short: "x";
         readonly kind: "string";
@@ -392,6 +438,17 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_SERVICE_EXCLUDE_CIDR"
         ];
+        readonly value: "excludeCidrs";
+        readonly parsed: {
+            readonly ipv4: readonly [
+            ];
+            readonly ipv6: readonly [
+            ];
+            readonly hasLoopback: false;
+        };
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "Comma-separated CIDRs whose outbound traffic is never captured (\"*\" is not allowed)";
     };
     readonly outboundPorts: {
         readonly long: "istio-outbound-ports";
@@ -401,8 +458,14 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_OUTBOUND_PORTS"
         ];
+        readonly value: "portRangeList";
+        readonly parsed: readonly [
+        ];
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "Comma-separated outbound ports (0-65535) or ranges first:last always captured, whatever the destination";
     };
-    readonly localOutboundPortsExclude: {
+    readonly outboundPortsExclude: {
         readonly long: "istio-local-outbound-ports-exclude";
         readonly short: "o";
         readonly kind: "string";
@@ -410,6 +473,12 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE"
         ];
+        readonly value: "portRangeList";
+        readonly parsed: readonly [
+        ];
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "Comma-separated outbound ports (0-65535) or ranges first:last never captured (TCP and UDP)";
     };
     readonly kubeVirtInterfaces: {
         readonly long: "kube-virt-interfaces";
@@ -419,6 +488,12 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "KUBE_VIRT_INTERFACES"
         ];
+        readonly value: "interfaceList";
+        readonly parsed: readonly [
+        ];
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "Comma-separated virtual interfaces (VMs) whose inbound traffic is treated as outbound";
     };
     readonly outboundOwnerGroups: {
         readonly long: "outbound-owner-groups";
@@ -427,6 +502,12 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_OUTBOUND_OWNER_GROUPS"
         ];
+        readonly value: "ownerGroupsInclude";
+        readonly parsed: {
+            readonly all: true;
+        };
+        readonly group: "Capture";
+        readonly help: "Comma-separated groups (names or gids) whose outbound traffic is captured, \"*\" for all";
     };
     readonly outboundOwnerGroupsExclude: {
         readonly long: "outbound-owner-groups-exclude";
@@ -435,6 +516,14 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE"
         ];
+        readonly value: "ownerGroupsExclude";
+        readonly parsed: {
+            readonly all: false;
+            readonly groups: readonly [
+            ];
+        };
+        readonly group: "Capture";
+        readonly help: "Comma-separated groups (names or gids) whose outbound traffic is not captured";
     };
     readonly ipv4LoopbackCidr: {
         readonly long: "ipv4-loopback-cidr";
@@ -443,6 +532,15 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR"
         ];
+        readonly value: "ipv4LoopbackCidr";
+        readonly parsed: {
+            readonly family: "ipv4";
+            readonly address: "127.0.0.1";
+            readonly prefixLength: 32;
+        };
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "IPv4 loopback CIDR treated as localhost (within 127.0.0.0/8)";
     };
     readonly redirectDns: {
         readonly long: "redirect-dns";
@@ -452,6 +550,11 @@ export declare const OPTIONS: {
             "ISTIO_META_DNS_CAPTURE",
             "REDIRECT_DNS"
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "capture";
+        readonly group: "DNS";
+        readonly help: "Capture DNS (port 53) to the istio-agent on port 15053";
     };
     readonly captureAllDns: {
         readonly long: "capture-all-dns";
@@ -460,6 +563,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "CAPTURE_ALL_DNS"
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "capture";
+        readonly group: "DNS";
+        readonly help: "With --redirect-dns, capture DNS to any server, not only the configured nameservers";
     };
     readonly dnsServers: {
         readonly long: "dns-servers";
@@ -467,6 +575,10 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "DNS_SERVERS"
         ];
+        readonly value: "dnsServers";
+        readonly config: "capture";
+        readonly group: "DNS";
+        readonly help: "Comma-separated nameservers for DNS capture; \"\" for none [default: nameservers in /etc/resolv.conf]";
     };
     readonly dropInvalid: {
         readonly long: "drop-invalid";
@@ -476,6 +588,11 @@ export declare const OPTIONS: {
             "INVALID_DROP",
             "DROP_INVALID"
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "Drop packets conntrack marks INVALID instead of letting the kernel reset the connection";
     };
     readonly dualStack: {
         readonly long: "dual-stack";
@@ -485,6 +602,11 @@ export declare const OPTIONS: {
             "ISTIO_DUAL_STACK",
             "DUAL_STACK"
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "Dual-stack pod: IPv6 is enabled when the pod has any IPv6 address";
     };
     readonly enableIpv6: {
         readonly long: "enable-ipv6";
@@ -492,6 +614,10 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "ENABLE_IPV6"
         ];
+        readonly value: "boolean";
+        readonly config: "capture";
+        readonly group: "Capture";
+        readonly help: "Emit IPv6 rules [default: detected from the first non-loopback, non-link-local address]";
     };
     readonly dryRun: {
         readonly long: "dry-run";
@@ -501,6 +627,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "DRY_RUN"
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "Print the rules and routes instead of applying them (needs no root, touches nothing)";
     };
     readonly output: {
         readonly long: "output";
@@ -508,6 +639,11 @@ export declare const OPTIONS: {
         readonly default: "text";
         readonly env: readonly [
         ];
+        readonly value: "outputFormat";
+        readonly parsed: "text";
+        readonly config: "run";
+        readonly group: "Output";
+        readonly help: "Dry-run output format";
     };
     readonly networkNamespace: {
         readonly long: "network-namespace";
@@ -516,6 +652,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "NETWORK_NAMESPACE"
         ];
+        readonly value: "networkNamespace";
+        readonly parsed: undefined;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "Network namespace to program: a name under /var/run/netns or a path";
     };
     readonly cniMode: {
         readonly long: "cni-mode";
@@ -524,6 +665,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "CNI_MODE"
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "Run as the CNI plugin does";
     };
     readonly reconcile: {
         readonly long: "reconcile";
@@ -532,6 +678,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "RECONCILE"
         ];
+        readonly value: "boolean";
+        readonly parsed: true;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "Heal drift in our chains by removing them and applying again";
     };
     readonly cleanupOnly: {
         readonly long: "cleanup-only";
@@ -540,6 +691,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "CLEANUP_ONLY"
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "Remove our chains, jumps and routes, and apply nothing";
     };
     readonly forceApply: {
         readonly long: "force-apply";
@@ -548,6 +704,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "FORCE_APPLY"
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "Apply even when existing rules conflict";
     };
     readonly nativeNftables: {
         readonly long: "native-nftables";
@@ -556,6 +717,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "NATIVE_NFTABLES"
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "Program nftables directly instead of iptables";
     };
     readonly nftSets: {
         readonly long: "nft-sets";
@@ -564,6 +730,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "NFT_SETS"
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "With --native-nftables, write long lists (excluded and included CIDRs, port lists) as one rule with an anonymous set instead of one rule per value; the same traffic is captured";
     };
     readonly forceIptablesBinary: {
         readonly long: "force-iptables-binary";
@@ -572,6 +743,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "FORCE_IPTABLES_BINARY"
         ];
+        readonly value: "forceIptablesBinary";
+        readonly parsed: undefined;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "Use this iptables backend instead of detecting it: legacy or nft (or a binary name such as iptables-legacy)";
     };
     readonly skipRuleApply: {
         readonly long: "skip-rule-apply";
@@ -580,6 +756,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "SKIP_RULE_APPLY"
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "Apply no rules (with --run-validation: only validate)";
     };
     readonly runValidation: {
         readonly long: "run-validation";
@@ -588,6 +769,11 @@ export declare const OPTIONS: {
         readonly env: readonly [
             "RUN_VALIDATION"
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "Prove that redirection works by connecting through the rules (exit 126 on failure)";
     };
     readonly iptablesProbePort: {
         readonly long: "iptables-probe-port";
@@ -597,8 +783,13 @@ export declare const OPTIONS: {
             "IPTABLES_PROBE_PORT"
         ];
         readonly envParse: "uint16";
+        readonly value: "port";
+        readonly parsed: 15002;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "Port the validation probe listens on";
     };
-    readonly probeTimeout: {
+    readonly probeTimeoutMs: {
         readonly long: "probe-timeout";
         readonly kind: "string";
         readonly default: "5s";
@@ -606,14 +797,24 @@ export declare const OPTIONS: {
             "PROBE_TIMEOUT"
         ];
         readonly envParse: "duration";
+        readonly value: "duration";
+        readonly parsed: 5000;
+        readonly config: "run";
+        readonly group: "Run";
+        readonly help: "How long the validation probe waits (Go duration, e.g. 5s, 500ms)";
     };
-    readonly logOutputLevel: {
+    readonly logLevel: {
         readonly long: "log_output_level";
         readonly kind: "string";
         readonly default: "default:info";
         readonly env: readonly [
             "LOG_OUTPUT_LEVEL"
         ];
+        readonly value: "logOutputLevel";
+        readonly parsed: "info";
+        readonly config: "run";
+        readonly group: "Output";
+        readonly help: "Log level, as Istio: a level or scope:level pairs (none, fatal, error, warn, info, debug)";
     };
     readonly logAsJson: {
         readonly long: "log_as_json";
@@ -621,12 +822,21 @@ export declare const OPTIONS: {
         readonly default: false;
         readonly env: readonly [
         ];
+        readonly value: "boolean";
+        readonly parsed: false;
+        readonly config: "run";
+        readonly group: "Output";
+        readonly help: "Write each log line (errors included) as one JSON object with Istio's keys: level, time, msg";
     };
-    readonly logTarget: {
+    readonly logTargets: {
         readonly long: "log_target";
         readonly kind: "strings";
         readonly env: readonly [
         ];
+        readonly value: "logTarget";
+        readonly config: "run";
+        readonly group: "Output";
+        readonly help: "Where log lines go: stdout or stderr; repeat the flag for both [default: stderr]";
     };
     readonly logCaller: {
         readonly long: "log_caller";
@@ -634,6 +844,11 @@ export declare const OPTIONS: {
         readonly default: "";
         readonly env: readonly [
         ];
+        readonly value: "logCallers";
+        readonly parsed: readonly [
+        ];
+        readonly group: "Output";
+        readonly help: "Istio's comma-separated scopes to log callers for: checked, no effect here";
     };
     readonly logStacktraceLevel: {
         readonly long: "log_stacktrace_level";
@@ -641,6 +856,10 @@ export declare const OPTIONS: {
         readonly default: "default:none";
         readonly env: readonly [
         ];
+        readonly value: "logOutputLevel";
+        readonly parsed: "none";
+        readonly group: "Output";
+        readonly help: "Istio's stack-trace level (as --log_output_level): checked, no effect here (user errors never print a stack)";
     };
     readonly vklog: {
         readonly long: "vklog";
@@ -648,6 +867,10 @@ export declare const OPTIONS: {
         readonly default: "0";
         readonly env: readonly [
         ];
+        readonly value: "klogLevel";
+        readonly parsed: 0;
+        readonly group: "Output";
+        readonly help: "Verbosity of the Kubernetes client's logs, an integer (Istio's --vklog): checked, no effect here";
     };
 };
 
@@ -658,9 +881,17 @@ export type Operation = {
     readonly position: number;
 };
 
+export type OptionGroup = 'Ports' | 'Capture' | 'Proxy identity' | 'DNS' | 'TPROXY' | 'Run' | 'Output';
+
 export type OptionKey = keyof typeof OPTIONS;
 
 export type OptionKind = 'string' | 'boolean' | 'strings';
+
+export type OptionSection<S extends 'capture' | 'run'> = {
+    readonly [K in OptionKey as (typeof OPTIONS)[K] extends {
+        readonly config: S;
+    } ? K : never]: OptionValue<K>;
+};
 
 export interface OptionSpec {
     readonly long: string;
@@ -669,7 +900,14 @@ export interface OptionSpec {
     readonly env: readonly string[];
     readonly default?: string | boolean;
     readonly envParse?: 'uint16' | 'duration';
+    readonly value: ValueName;
+    readonly parsed?: unknown;
+    readonly config?: 'capture' | 'run';
+    readonly group: OptionGroup;
+    readonly help: string;
 }
+
+export type OptionValue<K extends OptionKey> = (typeof OPTIONS)[K]['kind'] extends 'strings' ? readonly ValueOf<(typeof OPTIONS)[K]['value']>[] : ValueOf<(typeof OPTIONS)[K]['value']>;
 
 export type OutboundCidrs = ({
     readonly kind: 'all';
@@ -684,6 +922,13 @@ export type OwnerGroupFilter = {
     readonly groups: readonly OwnerId[];
 } | {
     readonly kind: 'include';
+    readonly groups: readonly OwnerId[];
+};
+
+export type OwnerGroups = {
+    readonly all: true;
+} | {
+    readonly all: false;
     readonly groups: readonly OwnerId[];
 };
 
@@ -741,24 +986,7 @@ export interface RuleDifference {
 
 export type RuleFamily = Family | 'both';
 
-export interface RunConfig {
-    readonly dryRun: boolean;
-    readonly output: 'text' | 'json';
-    readonly networkNamespace: string | undefined;
-    readonly cniMode: boolean;
-    readonly reconcile: boolean;
-    readonly cleanupOnly: boolean;
-    readonly forceApply: boolean;
-    readonly nativeNftables: boolean;
-    readonly nftSets: boolean;
-    readonly forceIptablesBinary: IptablesBackend | undefined;
-    readonly skipRuleApply: boolean;
-    readonly runValidation: boolean;
-    readonly iptablesProbePort: number;
-    readonly probeTimeoutMs: number;
-    readonly logLevel: LogLevel;
-    readonly logAsJson: boolean;
-    readonly logTargets: readonly LogTarget[];
+export interface RunConfig extends OptionSection<'run'> {
 }
 
 export type Table = 'filter' | 'mangle' | 'nat' | 'raw';
@@ -820,6 +1048,10 @@ export interface TraceStep {
     readonly action: TraceAction;
 }
 
+export type ValueName = keyof ValueTypes;
+
+export type ValueOf<N extends ValueName> = ValueTypes[N];
+
 export type ValueSource = {
     readonly kind: 'flag';
     readonly long: string;
@@ -831,6 +1063,34 @@ export type ValueSource = {
     readonly kind: 'option';
     readonly name: string;
 };
+
+export interface ValueTypes {
+    port: number;
+    portList: readonly number[];
+    portRangeList: readonly PortOrRange[];
+    inboundPorts: InboundPorts;
+    outboundCidrs: OutboundCidrs;
+    excludeCidrs: CidrSet;
+    interfaceList: readonly string[];
+    uidList: readonly OwnerId[];
+    gidList: readonly OwnerId[];
+    ownerGroupsInclude: OwnerGroups;
+    ownerGroupsExclude: OwnerGroups;
+    interceptionMode: 'REDIRECT' | 'TPROXY';
+    tproxyMark: number;
+    routeTable: number;
+    dnsServers: DnsServers;
+    ipv4LoopbackCidr: Cidr;
+    logOutputLevel: LogLevel;
+    logCallers: readonly string[];
+    logTarget: LogTarget;
+    klogLevel: number;
+    duration: number;
+    networkNamespace: string | undefined;
+    forceIptablesBinary: IptablesBackend | undefined;
+    outputFormat: 'text' | 'json';
+    boolean: boolean;
+}
 
 export type Verdict = 'redirect' | 'tproxy' | 'pass' | 'drop';
 

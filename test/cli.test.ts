@@ -50,8 +50,9 @@ describe('precedence', () => {
   });
 
   it('an empty environment variable counts as unset', async () => {
-    const doc = await dryRunJson([], { ISTIO_INBOUND_PORTS: '' });
-    expect(doc.iptablesRestore).not.toContain('PREROUTING');
+    // INBOUND_CAPTURE_PORT defaults to 15006; read as set, "" would fail validation (not a port).
+    const doc = await dryRunJson(['-b', '*'], { INBOUND_CAPTURE_PORT: '' });
+    expect(doc.iptablesRestore).toContain('-A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006');
   });
 
   it.each([

@@ -1,8 +1,8 @@
-import { $ZodArray, $ZodObject, safeParse, type $ZodIssue, type $ZodType } from 'zod/v4/core';
+import { $ZodArray, $ZodObject, $ZodTransform, safeParse, type $ZodIssue, type $ZodType } from 'zod/v4/core';
 import { ConfigError, type ValueSource } from '../errors.js';
 import type { CaptureConfig, Config, OwnerGroupFilter, RunConfig } from './config.js';
 import { OPTIONS, OPTION_KEYS, type OptionKey, type OptionSpec, type OptionValue, type RawOptions } from './options.js';
-import { schemaOf } from './values.js';
+import { VALUES, type ValueKind, type ValueName, type ValueOf } from './values.js';
 import type { HostFacts } from './host.js';
 
 /** Raw values with where each came from (flag, env var, library option); absent keys take defaults. */
@@ -24,6 +24,19 @@ type Parsed = { [K in OptionKey]: OptionValue<K> };
 /** Options whose absence means "derive it" rather than "use a default". */
 type Derived = 'proxyUids' | 'proxyGids' | 'dnsServers' | 'enableIpv6' | 'logTargets';
 export type ParsedOptions = Omit<Parsed, Derived> & Partial<Pick<Parsed, Derived>>;
+
+const built = new Map<ValueName, $ZodType>();
+
+/** The zod schema of a kind of value (values.ts), built on first use. */
+export function schemaOf<N extends ValueName>(name: N): $ZodType<ValueOf<N>, unknown> {
+  let schema = built.get(name);
+  if (schema === undefined) {
+    const kind = VALUES[name] as ValueKind<unknown>;
+    schema = new $ZodTransform({ type: 'transform', transform: kind.check as (raw: unknown, ctx: object) => unknown });
+    built.set(name, schema);
+  }
+  return schema as $ZodType<ValueOf<N>, unknown>;
+}
 
 function sourceOf(input: RawInput, key: OptionKey): ValueSource {
   return input.sources[key] ?? { kind: 'option', name: key };

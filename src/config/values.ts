@@ -1,4 +1,4 @@
-import { $ZodTransform, NEVER, type $ZodType, type ParsePayload } from 'zod/v4/core';
+import { NEVER } from 'zod/v4/core';
 import { GO_FALSE, GO_TRUE } from './gobool.js';
 import type { Cidr, OwnerId, PortOrRange } from '../model/rule.js';
 import { parseAddress, parseCidr, type ParsedAddress } from './net.js';
@@ -32,7 +32,11 @@ export function splitList(raw: string): string[] {
 /** Show an offending item inside a message, quoted so control characters are visible. */
 const q = (s: string): string => JSON.stringify(s);
 
-type Ctx = ParsePayload;
+/** What a check gets from zod (its ParsePayload): the input, and the issues to report on it. */
+export interface Ctx {
+  readonly value: unknown;
+  readonly issues: { readonly code: string; readonly message?: string; readonly expected?: string; readonly input: unknown }[];
+}
 
 function fail(ctx: Ctx, message: string): typeof NEVER {
   ctx.issues.push({ code: 'custom', message, input: ctx.value });
@@ -251,7 +255,7 @@ export const MAX_OWNER_GROUPS = 64;
 
 /** Owner groups: "*" or a list of groups (names or gids); an include list holds at most 64. */
 function ownerGroups(max: number | undefined) {
-  return stringValue((raw, ctx): { readonly all: true } | { readonly all: false; readonly groups: readonly OwnerId[] } => {
+  return stringValue((raw, ctx): OwnerGroups => {
     if (trimSpaces(raw) === '*') return { all: true };
     const items = splitList(raw);
     if (max !== undefined && items.length > max) return fail(ctx, `at most ${max} groups (got ${items.length})`);
@@ -442,8 +446,45 @@ export const boolean: ValueKind<boolean> = {
   },
 };
 
+/** Owner groups as --outbound-owner-groups(-exclude) give them: all, or a list. */
+export type OwnerGroups = { readonly all: true } | { readonly all: false; readonly groups: readonly OwnerId[] };
+
+/** The kinds of value, by the name the option table gives them, with the typed value each reads. */
+export interface ValueTypes {
+  port: number;
+  portList: readonly number[];
+  portRangeList: readonly PortOrRange[];
+  inboundPorts: InboundPorts;
+  outboundCidrs: OutboundCidrs;
+  excludeCidrs: CidrSet;
+  interfaceList: readonly string[];
+  uidList: readonly OwnerId[];
+  gidList: readonly OwnerId[];
+  ownerGroupsInclude: OwnerGroups;
+  ownerGroupsExclude: OwnerGroups;
+  interceptionMode: 'REDIRECT' | 'TPROXY';
+  tproxyMark: number;
+  routeTable: number;
+  dnsServers: DnsServers;
+  ipv4LoopbackCidr: Cidr;
+  logOutputLevel: LogLevel;
+  logCallers: readonly string[];
+  logTarget: LogTarget;
+  klogLevel: number;
+  duration: number;
+  networkNamespace: string | undefined;
+  forceIptablesBinary: IptablesBackend | undefined;
+  outputFormat: 'text' | 'json';
+  boolean: boolean;
+}
+
+/** The name of a kind of value. */
+export type ValueName = keyof ValueTypes;
+/** The typed value a kind of value reads. */
+export type ValueOf<N extends ValueName> = ValueTypes[N];
+
 /** Every kind of value, by the name the option table gives it. */
-export const VALUES = {
+export const VALUES: { readonly [N in ValueName]: ValueKind<ValueTypes[N]> } = {
   port,
   portList,
   portRangeList,
@@ -471,20 +512,3 @@ export const VALUES = {
   boolean,
 };
 
-/** The name of a kind of value. */
-export type ValueName = keyof typeof VALUES;
-/** The typed value a kind of value reads. */
-export type ValueOf<N extends ValueName> = ReturnType<(typeof VALUES)[N]['check']>;
-
-const built = new Map<ValueName, $ZodType>();
-
-/** The zod schema of a kind of value, built on first use. */
-export function schemaOf<N extends ValueName>(name: N): $ZodType<ValueOf<N>, unknown> {
-  let schema = built.get(name);
-  if (schema === undefined) {
-    const kind: ValueKind<unknown> = VALUES[name];
-    schema = new $ZodTransform({ type: 'transform', transform: kind.check });
-    built.set(name, schema);
-  }
-  return schema as $ZodType<ValueOf<N>, unknown>;
-}
