@@ -2,11 +2,11 @@
 // them to bytecode without debug information, a third less to read at start-up):
 //
 //   prelude  runs first (src/platform/quickjs/prelude.ts), wrapped so its names stay its own;
-//            it publishes the modules it loaded (SHARED_MODULES), which the others use
+//            it publishes its modules (SCRIPT_OF below), which the others use
 //   app      the CLI (src/entrypoint-quickjs.ts) as a plain global script: its functions then
 //            need no closure over a wrapper's scope, which QuickJS builds for each of them at
 //            start-up (~10% fewer instructions per run)
-//   extra    what only some runs need (LAZY below: the careful path, the dry-run and nft
+//   extra    what only some runs need (SCRIPT_OF below: the careful path, the dry-run and nft
 //            renderers, native nftables, diff's readers, the validation probe)
 //   parser   yargs and our definition of the command line: --help and errors only
 //   trace    the trace command
@@ -54,28 +54,33 @@ const REPLACED = {
 };
 /** Modules imported only for what they do when evaluated. */
 const SIDE_EFFECTS = new Set([q('process.ts')]);
-/** Dynamic imports whose modules go to a script read on first import (importer|specifier -> [module, script]). */
-const LAZY = {
-  [`${join(src, 'apply/apply.ts')}|./careful.js`]: [join(src, 'apply/careful.ts'), 'extra'],
-  [`${join(src, 'cli.ts')}|./render/dryrun.js`]: [join(src, 'render/dryrun.ts'), 'extra'],
-  [`${join(src, 'cli.ts')}|./apply/nft.js`]: [join(src, 'apply/nft.ts'), 'extra'],
-  [`${join(src, 'cli.ts')}|./apply/diff.js`]: [join(src, 'apply/diff.ts'), 'extra'],
-  [`${join(src, 'cli.ts')}|./render/diff.js`]: [join(src, 'render/diff.ts'), 'extra'],
-  [`${join(src, 'cli.ts')}|./apply/validate.js`]: [q('validate.ts'), 'extra'],
-  [`${join(src, 'cli.ts')}|./trace/index.js`]: [join(src, 'trace/index.ts'), 'trace'],
-  [`${join(src, 'args.ts')}|./parser.js`]: [join(src, 'parser.ts'), 'parser'],
+/**
+ * The split, declared once, by module (paths under src/, after REPLACED): the script each module
+ * belongs to when it is not the app's. The prelude's modules are published as plain objects (a
+ * bundler's namespace object defines a getter and a setter per export, which cost the
+ * interpreter ~50 us at every start-up) and the other scripts use those instances (one error
+ * class each, one option table). A lazy script's modules are imported dynamically, and the
+ * script is read at the first such import.
+ */
+const SCRIPT_OF = {
+  'errors.ts': 'prelude',
+  'config/options.ts': 'prelude',
+  'args.ts': 'prelude',
+  'apply/careful.ts': 'extra',
+  'render/dryrun.ts': 'extra',
+  'apply/nft.ts': 'extra',
+  'apply/diff.ts': 'extra',
+  'render/diff.ts': 'extra',
+  'platform/quickjs/validate.ts': 'extra',
+  'parser.ts': 'parser',
+  'trace/index.ts': 'trace',
 };
 export const LAZY_SCRIPTS = ['extra', 'parser', 'trace'];
-/** Modules the prelude loads and publishes (src/platform/quickjs/shared.ts): the others use its instances. */
-const SHARED_MODULES = {
-  [join(src, 'errors.ts')]: 'errors',
-  [join(src, 'config/options.ts')]: 'options',
-  [join(src, 'args.ts')]: 'args',
-};
-/** The global the scripts meet at: src/platform/quickjs/shared.ts's SHARED_GLOBAL, read from it (one definition). */
-const SHARED_GLOBAL = /export const SHARED_GLOBAL = '(\w+)'/.exec(readFileSync(q('shared.ts'), 'utf8'))?.[1];
-if (SHARED_GLOBAL === undefined) throw new Error('src/platform/quickjs/shared.ts no longer defines SHARED_GLOBAL as a string');
-const LAZY_GLOBAL = '__istioIptablesLazy';
+/** The script a module (by absolute path) belongs to; undefined: the app's. */
+const scriptOf = (path) => (path.startsWith(`${src}/`) ? SCRIPT_OF[path.slice(src.length + 1)] : undefined);
+const modulesOf = (script) => Object.keys(SCRIPT_OF).filter((m) => SCRIPT_OF[m] === script);
+/** The global every script's modules are published in, by path under src/. */
+const MODULES_GLOBAL = '__istioIptablesModules';
 
 const tsPath = (importer, spec) => join(dirname(importer), spec).replace(/\.js$/, '.ts');
 
@@ -85,69 +90,78 @@ async function exportsOf(path) {
   return Object.values(r.metafile.outputs)[0].exports;
 }
 
+/** Where a relative import of ours resolves: the runtime's module for a replaced one. */
+function resolveOurs(args) {
+  if (!args.path.startsWith('.') || !args.importer.startsWith(src)) return undefined;
+  const resolved = tsPath(args.importer, args.path);
+  return REPLACED[resolved] ?? resolved;
+}
+
 /** Built-ins, the runtime's runner and probe, yargs's platform. */
 const hostModules = {
   name: 'quickjs-host',
   setup(build) {
     build.onResolve({ filter: /.*/ }, (args) => {
       if (MODULES[args.path] !== undefined) return { path: MODULES[args.path] };
-      if (!args.path.startsWith('.') || !args.importer.startsWith(src)) return undefined;
-      const resolved = tsPath(args.importer, args.path);
+      const resolved = resolveOurs(args);
+      if (resolved === undefined) return undefined;
       // Imported for its effect (the process global): package.json's "sideEffects": false, true
       // of the library, would otherwise let esbuild drop it.
       if (SIDE_EFFECTS.has(resolved)) return { path: resolved, sideEffects: true };
-      const replaced = REPLACED[resolved];
-      return replaced === undefined ? undefined : { path: replaced };
+      return resolved === tsPath(args.importer, args.path) ? undefined : { path: resolved };
     });
   },
 };
 
 /**
- * A lazy module is a stub whose exports are the real module's, taken from the script that holds
- * it, which the runtime reads on the stub's first evaluation: esbuild evaluates a module reached
- * only by import() when that import() runs.
+ * In a script, a module of another script is a stub whose exports are that module's, taken from
+ * where its script publishes it: the prelude's are there from the start; a lazy script is read
+ * by the runtime on the stub's first evaluation (esbuild evaluates a module reached only by
+ * import() when that import() runs).
  */
-const lazyStubs = (own) => ({
-  name: 'lazy-stubs',
+const otherScripts = (own) => ({
+  name: 'other-scripts',
   setup(build) {
-    build.onResolve({ filter: /.*/ }, (args) => {
-      const lazy = LAZY[`${args.importer}|${args.path}`];
-      if (lazy === undefined || lazy[1] === own) return undefined;
-      if (args.kind !== 'dynamic-import') throw new Error(`${args.importer} imports ${args.path} statically; it belongs to the ${lazy[1]} script`);
-      return { path: lazy[0], namespace: 'lazy', pluginData: lazy[1] };
+    build.onResolve({ filter: /^\.\.?\// }, (args) => {
+      const resolved = resolveOurs(args);
+      const script = resolved === undefined ? undefined : scriptOf(resolved);
+      if (script === undefined || script === own) return undefined;
+      if (script !== 'prelude' && args.kind !== 'dynamic-import') throw new Error(`${args.importer} imports ${args.path} statically; it belongs to the ${script} script`);
+      return { path: resolved, namespace: 'stub', pluginData: script };
     });
-    build.onLoad({ filter: /.*/, namespace: 'lazy' }, async ({ path, pluginData }) => {
-      const key = JSON.stringify(path.slice(src.length));
-      const load = `const l=globalThis.${LAZY_GLOBAL}??={};const m=l[${key}]??(__host.load(${JSON.stringify(pluginData)}),l[${key}]);`;
+    build.onLoad({ filter: /.*/, namespace: 'stub' }, async ({ path, pluginData }) => {
+      const key = JSON.stringify(path.slice(src.length + 1));
+      const load = pluginData === 'prelude' ? `const m=globalThis.${MODULES_GLOBAL}[${key}];` : `const l=globalThis.${MODULES_GLOBAL};const m=l[${key}]??(__host.load(${JSON.stringify(pluginData)}),l[${key}]);`;
       return { contents: [load, ...(await exportsOf(path)).map((n) => `export const ${n}=m.${n};`)].join('\n'), loader: 'js' };
     });
   },
 });
 
-/** In every script but the prelude: the prelude's instances of the shared modules (one error class each, one option table). */
-const sharedModules = {
-  name: 'shared-modules',
+/**
+ * A script's entry: its modules published by path (the prelude's as plain objects of their
+ * exports, a lazy script's as namespaces), then, for the prelude, the prelude itself.
+ */
+const scriptEntry = (script, main) => ({
+  name: 'script-entry',
   setup(build) {
-    build.onResolve({ filter: /^\.\.?\// }, (args) => {
-      const resolved = tsPath(args.importer, args.path);
-      return SHARED_MODULES[resolved] === undefined ? undefined : { path: resolved, namespace: 'shared' };
-    });
-    build.onLoad({ filter: /.*/, namespace: 'shared' }, async ({ path }) => {
-      const names = await exportsOf(path);
-      return { contents: `const s=globalThis.${SHARED_GLOBAL}.${SHARED_MODULES[path]};\n${names.map((n) => `export const ${n}=s.${n};`).join('\n')}`, loader: 'js' };
-    });
-  },
-};
-
-/** A lazy script's entry: its modules, published for the stubs. */
-const lazyEntry = (script) => ({
-  name: 'lazy-entry',
-  setup(build) {
-    build.onResolve({ filter: /^lazy-entry$/ }, () => ({ path: script, namespace: 'lazy-entry' }));
-    build.onLoad({ filter: /.*/, namespace: 'lazy-entry' }, () => {
-      const modules = [...new Set(Object.values(LAZY).filter(([, s]) => s === script).map(([m]) => m))];
-      const lines = modules.map((m, i) => `import * as m${i} from ${JSON.stringify(m)};`);
-      lines.push(`Object.assign(globalThis.${LAZY_GLOBAL}??={},{${modules.map((m, i) => `${JSON.stringify(m.slice(src.length))}:m${i}`).join(',')}});`);
+    build.onResolve({ filter: /^script-entry$/ }, () => ({ path: script, namespace: 'script-entry' }));
+    build.onLoad({ filter: /.*/, namespace: 'script-entry' }, async () => {
+      const modules = modulesOf(script);
+      const lines = [];
+      const published = [];
+      for (const [i, m] of modules.entries()) {
+        if (script === 'prelude') {
+          const names = await exportsOf(join(src, m));
+          lines.push(`import {${names.map((n) => `${n} as m${i}_${n}`).join(',')}} from ${JSON.stringify(join(src, m))};`);
+          published.push(`${JSON.stringify(m)}:{${names.map((n) => `${n}:m${i}_${n}`).join(',')}}`);
+        } else {
+          lines.push(`import * as m${i} from ${JSON.stringify(join(src, m))};`);
+          published.push(`${JSON.stringify(m)}:m${i}`);
+        }
+      }
+      lines.push(`Object.assign(globalThis.${MODULES_GLOBAL}??={},{${published.join(',')}});`);
+      // The prelude's own code (the app runs after the whole prelude script, modules published).
+      if (main !== undefined) lines.unshift(`import ${JSON.stringify(main)};`);
       return { contents: lines.join('\n'), loader: 'js', resolveDir: src };
     });
   },
@@ -182,9 +196,9 @@ async function bundleOne(outDir, name, entry, format, plugins) {
 /** Writes each script to outDir/<name>.js; returns the names, in the runtime's order. */
 export async function bundle(outDir) {
   await Promise.all([
-    bundleOne(outDir, 'prelude', q('prelude.ts'), 'iife', [lazyStubs('prelude'), hostModules]),
-    bundleOne(outDir, 'app', join(src, 'entrypoint-quickjs.ts'), 'esm', [lazyStubs('app'), sharedModules, hostModules]),
-    ...LAZY_SCRIPTS.map((s) => bundleOne(outDir, s, 'lazy-entry', 'iife', [lazyEntry(s), lazyStubs(s), sharedModules, hostModules])),
+    bundleOne(outDir, 'prelude', 'script-entry', 'iife', [scriptEntry('prelude', q('prelude.ts')), otherScripts('prelude'), hostModules]),
+    bundleOne(outDir, 'app', join(src, 'entrypoint-quickjs.ts'), 'esm', [otherScripts('app'), hostModules]),
+    ...LAZY_SCRIPTS.map((s) => bundleOne(outDir, s, 'script-entry', 'iife', [scriptEntry(s), otherScripts(s), hostModules])),
   ]);
   return ['prelude', 'app', ...LAZY_SCRIPTS];
 }

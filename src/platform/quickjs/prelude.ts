@@ -6,11 +6,11 @@
  * here only means nothing is started early.
  *
  * The program does not load the modules the prelude has (errors, the option table, the flag
- * reader): it uses these instances (see scripts/bundle-quickjs.mjs), and the command line read
- * here (shared.ts).
+ * reader): it uses the prelude's instances (scripts/bundle-quickjs.mjs publishes them), and the
+ * command line read here (shared.ts).
  */
 import { host } from '../host.js';
-import { args, errors, options } from './instances.js';
+import { quickRaw } from '../../args.js';
 import { earlyCommands } from '../../apply/early.js';
 import { readProcNet } from '../../apply/backend.js';
 import { publishShared, type Shared } from './shared.js';
@@ -20,11 +20,11 @@ import { startEarly } from './early.js';
 
 if (host !== undefined) {
   const h = host;
-  const shared: Shared = { errors, options, args, rawInput: undefined };
+  const shared: Shared = { rawInput: undefined };
   publishShared(shared);
   try {
     // undefined: an argument needs yargs (--help, an unknown flag); the run reads it itself.
-    const raw = args.quickRaw(h.argv, h.env);
+    const raw = quickRaw(h.argv, h.env);
     if (raw !== undefined) {
       shared.rawInput = raw;
       const ipv6 = (dualStack: boolean) => ipv6FromAddresses(hostAddresses(), dualStack);
