@@ -145,6 +145,8 @@ const scriptEntry = (script, main) => ({
   name: 'script-entry',
   setup(build) {
     build.onResolve({ filter: /^script-entry$/ }, () => ({ path: script, namespace: 'script-entry' }));
+    // Imported for what it does (package.json's "sideEffects": false would let esbuild drop it).
+    if (main !== undefined) build.onResolve({ filter: /^\// }, (args) => (args.path === main ? { path: main, sideEffects: true } : undefined));
     build.onLoad({ filter: /.*/, namespace: 'script-entry' }, async () => {
       const modules = modulesOf(script);
       const lines = [];
