@@ -485,30 +485,8 @@ export type ValueOf<N extends ValueName> = ValueTypes[N];
 
 /** Every kind of value, by the name the option table gives it. */
 export const VALUES: { readonly [N in ValueName]: ValueKind<ValueTypes[N]> } = {
-  port,
-  portList,
-  portRangeList,
-  inboundPorts,
-  outboundCidrs,
-  excludeCidrs,
-  interfaceList,
-  uidList,
-  gidList,
-  ownerGroupsInclude,
-  ownerGroupsExclude,
-  interceptionMode,
-  tproxyMark,
-  routeTable,
-  dnsServers,
-  ipv4LoopbackCidr,
-  logOutputLevel,
-  logCallers,
-  logTarget,
-  klogLevel,
-  duration,
-  networkNamespace,
-  forceIptablesBinary,
-  outputFormat,
-  boolean,
+  port, portList, portRangeList, inboundPorts, outboundCidrs, excludeCidrs, interfaceList, uidList, gidList,
+  ownerGroupsInclude, ownerGroupsExclude, interceptionMode, tproxyMark, routeTable, dnsServers, ipv4LoopbackCidr,
+  logOutputLevel, logCallers, logTarget, klogLevel, duration, networkNamespace, forceIptablesBinary, outputFormat, boolean,
 };
 
