@@ -63,12 +63,16 @@ import {
   type NftRenderOptions,
   type NftablesReport,
   type Operation,
+  type OptionGroup,
   type OptionKey,
   type OptionKind,
+  type OptionSection,
   type OptionSpec,
+  type OptionValue,
   type OutboundCidrs,
   type OwnChain,
   type OwnerGroupFilter,
+  type OwnerGroups,
   type OwnerId,
   type Plan,
   type PortOrRange,
@@ -85,7 +89,10 @@ import {
   type TraceOptions,
   type TraceResult,
   type TraceStep,
+  type ValueName,
+  type ValueOf,
   type ValueSource,
+  type ValueTypes,
   type Verdict,
 } from 'istio-iptables-ts';
 
@@ -96,6 +103,16 @@ const raw: RawOptions = { mode: 'TPROXY', inboundPorts: '*', redirectDns: true }
 const key: OptionKey = 'inboundPorts';
 const spec: OptionSpec = OPTIONS[key];
 const kind: OptionKind = spec.kind;
+const group: OptionGroup = spec.group;
+const valueName: ValueName = spec.value;
+const port: ValueOf<'port'> = capture0().proxyPort;
+const portList: ValueTypes['portList'] = capture0().inboundPortsExclude;
+const section: OptionSection<'run'> = configFromObject({}, fixedHost()).run;
+const dryRunValue: OptionValue<'dryRun'> = section.dryRun;
+const ownerGroups: OwnerGroups = { all: false, groups: [1337] };
+function capture0(): CaptureConfig {
+  return configFromObject({}, fixedHost()).capture;
+}
 const config: Config = configFromObject(raw, host);
 const capture: CaptureConfig = config.capture;
 const run: RunConfig = config.run;
@@ -185,6 +202,6 @@ export async function main(): Promise<string[]> {
     outcomeOf(cleaned) ?? '',
     describeDiff(diffed),
     ...texts,
-    [kind, level, targets.join(','), ruleFamily, outboundPorts.length, forced, inbound.kind, outbound.kind, excluded.hasLoopback, groups.kind, uid, family, table, chain, own, builtin, op?.kind, target?.kind, protocol, cidr?.address, step?.kind, doc.nftScript, verdict, hook, action].join(' '),
+    [kind, group, valueName, port, portList.length, dryRunValue, ownerGroups.all, level, targets.join(','), ruleFamily, outboundPorts.length, forced, inbound.kind, outbound.kind, excluded.hasLoopback, groups.kind, uid, family, table, chain, own, builtin, op?.kind, target?.kind, protocol, cidr?.address, step?.kind, doc.nftScript, verdict, hook, action].join(' '),
   ];
 }
