@@ -8,7 +8,7 @@
 // cached under node_modules/.cache, keyed by their sources and flags.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,9 +34,15 @@ async function buildFull() {
   await run(bun, ['build', '--compile', '--minify', '--bytecode', '--format=esm', '--splitting', '--target=bun-linux-x64', join(root, 'src', 'entrypoint.ts'), '--outfile', full], { cwd: root });
 }
 
+// --sanitize: instead, dist/entrypoint-asan/istio-iptables, the same entrypoint built with
+// AddressSanitizer and UBSan (dynamic, as ASan needs; host.c without its arena, so that every
+// allocation is checked), for the tests (test/entrypoint-asan.test.ts).
+const SANITIZE = process.argv.includes('--sanitize');
+const SAN_FLAGS = ['-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all', '-g', '-O1'];
+
 /** QuickJS's object files, compiled once per source/flags combination. */
-async function engineObjects() {
-  const hash = createHash('sha256').update(QJS_FLAGS.join(' '));
+async function engineObjects(flags = QJS_FLAGS) {
+  const hash = createHash('sha256').update(flags.join(' '));
   for (const f of readdirSync(engine).sort()) hash.update(f).update(readFileSync(join(engine, f)));
   const dir = join(root, 'node_modules', '.cache', 'istio-iptables-quickjs', hash.digest('hex').slice(0, 16));
   const objects = QJS_UNITS.map((u) => join(dir, `${u}.o`));
@@ -45,7 +51,7 @@ async function engineObjects() {
   await Promise.all(
     QJS_UNITS.map(async (u) => {
       const tmp = join(dir, `${u}.o.tmp`);
-      await run('gcc', [...QJS_FLAGS, '-c', join(engine, `${u}.c`), '-o', tmp]);
+      await run('gcc', [...flags, '-c', join(engine, `${u}.c`), '-o', tmp]);
       renameSync(tmp, join(dir, `${u}.o`));
     }),
   );
@@ -85,6 +91,27 @@ async function buildEntrypoint() {
     '-o',
     entry,
   ]);
+}
+
+/** The entrypoint under AddressSanitizer and UBSan, from the bytecode buildEntrypoint made. */
+async function buildSanitized() {
+  const work = join(root, 'node_modules', '.cache', 'istio-iptables-quickjs', 'app');
+  const dir = join(root, 'dist', 'entrypoint-asan');
+  mkdirSync(dir, { recursive: true });
+  const flags = [...QJS_FLAGS.filter((f) => f !== '-O3'), ...SAN_FLAGS];
+  const objects = await engineObjects(flags);
+  const out = join(dir, 'istio-iptables');
+  await run('gcc', [...SAN_FLAGS, '-DHOST_NO_ARENA', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-cast-function-type', `-I${engine}`, join(root, 'native', 'host.c'), join(work, 'bytecode.S'), ...objects, '-lm', '-lpthread', '-o', out]);
+  // It hands off to the full CLI next to it, as the entrypoint does.
+  const link = join(dir, 'istio-iptables-full');
+  if (!existsSync(link)) symlinkSync(join('..', 'entrypoint', 'istio-iptables-full'), link);
+  console.log(`built ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB)`);
+}
+
+if (SANITIZE) {
+  if (!existsSync(join(root, 'node_modules', '.cache', 'istio-iptables-quickjs', 'app', 'bytecode.S'))) await buildEntrypoint();
+  await buildSanitized();
+  process.exit(0);
 }
 
 await Promise.all([buildFull(), buildEntrypoint()]);

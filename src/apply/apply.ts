@@ -1,4 +1,6 @@
+import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { withNamespaceLock } from './commands.js';
 import type { Family, FamilyRules, Plan, RouteStep } from '../model/rule.js';
 import { renderRestore, writeRestore } from '../render/restore.js';
 import { routeArgs, routeDelArgs } from '../render/ip.js';
@@ -49,6 +51,10 @@ export interface ApplyReport {
  * from the dump taken before, and every route added is removed, before the error is raised.
  */
 export async function applyPlan(plan: Plan, o: ApplyOptions): Promise<ApplyReport> {
+  return withNamespaceLock(o.runner, o.lockWaitSeconds, () => applyLocked(plan, o), (message) => new ApplyError(message, [], ''));
+}
+
+async function applyLocked(plan: Plan, o: ApplyOptions): Promise<ApplyReport> {
   if (!o.cleanupOnly && !o.forceApply && o.quickBackend !== undefined) {
     const fast = await applyFresh(plan, o, o.quickBackend);
     if (fast !== undefined) return fast;
@@ -73,9 +79,12 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
     const bin = backend.restore[f.family];
     const { payload, r } = await restoreFamily(runner, restoreCommand(bin, o.lockWaitSeconds), f, log);
     if (r.startedEarly === true) log.debug(`${bin} had been started before the program loaded; fed its payload`);
-    // A restore that never ran committed nothing; one that failed committed the tables before its failing line.
-    const committed = r.exitCode === 0 ? tablesOf(payload) : r.notFound ? [] : committedBefore(payload, failedLine(r.stderr));
-    return { family: f, bin, r, committed };
+    // A restore that never ran committed nothing; one that failed committed the tables before its
+    // failing line. One that died or was killed without naming a line may have committed any of its
+    // tables: each is then undone on its own, and one it never committed refuses the undo harmlessly.
+    const line = failedLine(r.stderr);
+    const committed = r.exitCode === 0 ? tablesOf(payload) : r.notFound ? [] : committedBefore(payload, line);
+    return { family: f, bin, r, committed, certain: r.exitCode === 0 || r.notFound || line !== undefined };
   });
   // One `ip -batch` per family (a process costs ~1 ms on this path; a TPROXY dual-stack plan has
   // five steps). ip stops at the first failing line and names it, so each step is known to have
@@ -118,9 +127,14 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
   }
   for (const x of rs) {
     if (x.committed.length === 0) continue;
-    const r = await runner.run(restoreCommand(x.bin, o.lockWaitSeconds), removalPayload(x.family, new Set(x.committed)));
-    if (r.exitCode !== 0) problems.push(`${x.bin} (undo): ${firstLine(r.stderr)}`);
-    else await (await import('./careful.js')).dropTablesIfEmpty(runner, backend, x.family.family, x.committed, log);
+    const groups = x.certain ? [x.committed] : x.committed.map((t) => [t]);
+    const undone: string[] = [];
+    for (const tables of groups) {
+      const r = await runner.run(restoreCommand(x.bin, o.lockWaitSeconds), removalPayload(x.family, new Set(tables)));
+      if (r.exitCode === 0) undone.push(...tables);
+      else if (x.certain) problems.push(`${x.bin} (undo): ${firstLine(r.stderr)}`);
+    }
+    if (undone.length > 0) await (await import('./careful.js')).dropTablesIfEmpty(runner, backend, x.family.family, undone, log);
   }
   if (problems.length > 0) log.warn(`undoing the first attempt was incomplete: ${problems.join('; ')}`);
   return undefined;

@@ -5,6 +5,8 @@ import { NFT_TABLES, renderNft } from '../render/nft.js';
 import type { FamilyOutcome } from './apply.js';
 import { changeRoutes, readRouteState, undoRoutes, type RouteChanges } from './routes.js';
 import type { Runner } from './runner.js';
+import { withNamespaceLock } from './commands.js';
+import { LOCK_WAIT_SECONDS } from './early.js';
 
 /**
  * Native nftables mode: the plan's nft script (Istio's layout) loaded with `nft -f -`. The script
@@ -19,6 +21,8 @@ export interface NftApplyOptions {
   readonly cleanupOnly: boolean;
   /** `--nft-sets`: load the script with long lists written as anonymous sets. */
   readonly sets?: boolean;
+  /** Seconds to wait for another run's namespace lock (default: the xtables lock's bound). */
+  readonly lockWaitSeconds?: number;
 }
 
 export interface NftReport {
@@ -64,6 +68,11 @@ async function listOurs(runner: Runner): Promise<Map<string, string>> {
 }
 
 export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftReport> {
+  const fail = (message: string) => new ApplyError(message, [], '');
+  return withNamespaceLock(o.runner, o.lockWaitSeconds ?? LOCK_WAIT_SECONDS, () => applyNftLocked(plan, o), fail);
+}
+
+async function applyNftLocked(plan: Plan, o: NftApplyOptions): Promise<NftReport> {
   const { runner, log } = o;
   const before = await listOurs(runner);
   const load = async (script: string, what: string): Promise<void> => {

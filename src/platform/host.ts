@@ -33,6 +33,11 @@ export interface Host {
   /** Replace this process (execv); returns only by throwing. */
   exec(path: string, argv: readonly string[]): never;
   selfPath(): string;
+  /**
+   * Bind the abstract unix socket `name` (per network namespace; freed when this process ends),
+   * retrying while another process holds it: true once held, false when waitMs passed.
+   */
+  lock(name: string, waitMs: number): boolean;
 }
 
 export const host: Host | undefined = (globalThis as { __host?: Host }).__host;

@@ -1,5 +1,5 @@
 import { host, type Host } from '../host.js';
-import { DEFAULT_TIMEOUT_MS, NOT_FOUND, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
+import { DEFAULT_TIMEOUT_MS, lockName, NOT_FOUND, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
 import { claim, spawnCommand, type Finished } from './early.js';
 
 /*
@@ -9,6 +9,9 @@ import { claim, spawnCommand, type Finished } from './early.js';
  */
 
 export { DEFAULT_TIMEOUT_MS, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
+
+/** The namespace locks this process holds. */
+const held = new Set<string>();
 
 export function processRunner(options: ProcessRunnerOptions = {}): Runner {
   return hostRunner(host!, options);
@@ -36,6 +39,15 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
     return early !== undefined ? { ...early, early: true } : { ...spawnCommand(h, full, undefined, env, timeout), early: false };
   };
   return {
+    // Held until the process ends (the runtime does not close it early); taken once per process.
+    lock(waitMs) {
+      const name = lockName(options.namespace);
+      if (!held.has(name)) {
+        if (!h.lock(name, waitMs)) return Promise.resolve(undefined);
+        held.add(name);
+      }
+      return Promise.resolve(() => {});
+    },
     async run(argv, input) {
       const full = [...prefix, ...argv];
       if (input !== undefined) {
