@@ -11,7 +11,8 @@
  * precompiled bytecode. Everything here is plumbing; all the logic is the TypeScript in src/.
  *
  *   argv, env                    the command line (without argv[0]) and the environment
- *   write(fd, text)              write all of text (UTF-8) to fd 1 or 2
+ *   write(fd, text)              write all of text (UTF-8) to fd 1 or 2; false if it failed (the
+ *                                process then exits 1, whatever the program returns)
  *   readFile(path)               the file as text; throws an Error with .code (ENOENT, ...)
  *   exists(path)                 whether path exists
  *   interfaces()                 [{ name, family: 'IPv4' | 'IPv6', address, internal }]
@@ -83,7 +84,8 @@ extern const uint8_t extra_bytecode_end[];
 
 static int exit_code = 0;
 /* A write to stdout or stderr failed: the exit status is not 0, whatever the program set. */
-static int write_failed = 0;
+static int write_failed = 0; /* 1: stdout, 2: stderr */
+static int write_errno = 0;
 
 /* ISTIO_IPTABLES_TRACE_RUNTIME=1: the runtime's steps with their times on stderr. */
 static int trace_runtime = 0;
@@ -318,13 +320,14 @@ static JSValue h_write(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   int failed = write_all(fd, s, len);
   int err = errno;
   JS_FreeCString(ctx, s);
-  if (failed) {
-    /* Output that cannot be written (a full disk, a reader gone) fails the run, whatever the
-       program does with the exception. */
-    write_failed = 1;
-    return throw_errno(ctx, err, "write", fd == 1 ? "stdout" : "stderr");
+  if (failed && !write_failed) {
+    /* Output that cannot be written (a full disk, a reader gone) fails the run: the exit status
+       is 1 whatever the program returns. Not an exception: a log line lost must not stop an apply
+       half-way (the run finishes, or rolls back, as it would have). */
+    write_failed = fd == 1 ? 1 : 2;
+    write_errno = err;
   }
-  return JS_UNDEFINED;
+  return JS_NewBool(ctx, !failed);
 }
 
 static JSValue h_read_file(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
@@ -977,8 +980,11 @@ int main(int argc, char **argv) {
   } else {
     exit_code = 1;
   }
-  if (fflush(NULL) != 0) write_failed = 1;
-  if (write_failed && exit_code == 0) exit_code = 1;
+  if (write_failed) {
+    if (write_failed == 1) fprintf(stderr, "istio-iptables: cannot write to stdout: %s\n", strerror(write_errno));
+    if (exit_code == 0) exit_code = 1;
+  }
+  fflush(NULL);
   /* The process ends here; the OS reclaims the heap faster than freeing it object by object. */
   _exit(exit_code);
 }

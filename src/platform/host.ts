@@ -5,7 +5,8 @@
 export interface Host {
   readonly argv: readonly string[];
   readonly env: Readonly<Record<string, string>>;
-  write(fd: 1 | 2, text: string): void;
+  /** False when the write failed (the process then exits 1, whatever the program returns). */
+  write(fd: 1 | 2, text: string): boolean;
   /** Throws an Error with `code` (ENOENT, EACCES, ...) as Node's fs does. */
   readFile(path: string): string;
   exists(path: string): boolean;
