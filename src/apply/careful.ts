@@ -70,6 +70,9 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
     );
   }
 
+  // The routing state is read before anything changes too: a failing read stops the run here.
+  const routeState = await readRouteState(runner, plan.routes);
+
   const touched: Touched[] = [];
   const routes: RouteChanges = { added: [], removed: [] };
   const rollback = async (cause: ApplyError): Promise<never> => {
@@ -113,7 +116,6 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
     if (o.cleanupOnly) await dropTablesIfEmpty(runner, backend, family, tables, log);
   }
 
-  const routeState = await readRouteState(runner, plan.routes);
   await changeRoutes(runner, log, plan.routes, routeState, o.cleanupOnly, routes, (argv, r) => rollback(commandError(`${argv.join(' ')} failed`, argv, r)));
   return { backend, evidence: detection.evidence, families: outcomes, routesAdded: routes.added, routesRemoved: routes.removed };
 }

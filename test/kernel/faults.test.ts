@@ -79,11 +79,12 @@ async function state(ns: Netns): Promise<string> {
     `echo "@@ nft inet"; ${REAL["nft"]} list ruleset inet`,
     ...['-4 rule', '-6 rule', '-4 route show table all', '-6 route show table all', 'addr show dev lo'].map((a) => `echo "@@ ip ${a}"; ${REAL['ip']} ${a}`),
   ].join('; ');
-  let r = await execa('ip', ['netns', 'exec', ns.name, 'sh', '-c', script], { reject: false, timeout: 20_000 });
+  const read = () => execa('ip', ['netns', 'exec', ns.name, 'sh', '-c', script], { reject: false, timeout: 20_000 });
+  let r = await read();
   // ::6 on lo is "tentative" (and its local route absent) until duplicate address detection ends.
   for (let i = 0; i < 40 && / tentative/.test(r.stdout); i++) {
     await new Promise((res) => setTimeout(res, 100));
-    r = await execa('ip', ['netns', 'exec', ns.name, 'sh', '-c', script], { reject: false, timeout: 20_000 });
+    r = await read();
   }
   if (r.exitCode !== 0) throw new Error(`reading the namespace state failed: ${r.stderr}`);
   return r.stdout
