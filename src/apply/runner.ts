@@ -11,7 +11,8 @@ export { DEFAULT_TIMEOUT_MS, type ProcessRunnerOptions, type Runner, type RunRes
  */
 function bound(child: ChildProcess, timeout: number, onTimeout: () => void): () => void {
   const timers: NodeJS.Timeout[] = [];
-  const later = (ms: number, fn: () => void) => void timers.push(setTimeout(fn, ms).unref());
+  let stopped = false;
+  const later = (ms: number, fn: () => void) => void (stopped || timers.push(setTimeout(fn, ms)));
   const closePipes = () => {
     child.stdout?.destroy();
     child.stderr?.destroy();
@@ -28,7 +29,10 @@ function bound(child: ChildProcess, timeout: number, onTimeout: () => void): () 
     });
   });
   child.on('exit', () => later(PIPE_GRACE_MS, closePipes));
-  return () => timers.forEach(clearTimeout);
+  return () => {
+    stopped = true;
+    timers.forEach(clearTimeout);
+  };
 }
 
 const heldLocks = new Set<string>();
