@@ -70,6 +70,11 @@ const PROGRAMS: Record<ConfigName, readonly string[]> = {
 };
 
 const REAL: Record<string, string> = {};
+/**
+ * The real `ip`, by its path, for `ip netns exec`: with the fakes first on PATH, the name would
+ * find the fake ip, which counts and fails calls meant for the runtime.
+ */
+const IP = '/usr/sbin/ip';
 const SANITIZER_REPORT = /AddressSanitizer|UndefinedBehaviorSanitizer|runtime error:|LeakSanitizer/;
 
 /** Everything a run can change, in one process in the namespace; counters, comments and lifetimes removed. */
@@ -79,7 +84,7 @@ async function state(ns: Netns): Promise<string> {
     `echo "@@ nft inet"; ${REAL["nft"]} list ruleset inet`,
     ...['-4 rule', '-6 rule', '-4 route show table all', '-6 route show table all', 'addr show dev lo'].map((a) => `echo "@@ ip ${a}"; ${REAL['ip']} ${a}`),
   ].join('; ');
-  const read = () => execa('ip', ['netns', 'exec', ns.name, 'sh', '-c', script], { reject: false, timeout: 20_000 });
+  const read = () => execa(IP, ['netns', 'exec', ns.name, 'sh', '-c', script], { reject: false, timeout: 20_000 });
   let r = await read();
   // ::6 on lo is "tentative" (and its local route absent) until duplicate address detection ends.
   for (let i = 0; i < 40 && / tentative/.test(r.stdout); i++) {
@@ -105,7 +110,7 @@ interface Outcome {
 /** Run a runtime inside the namespace (ip netns exec execs it: its pid is the program's). */
 async function runIn(ns: Netns, rt: Runtime, args: readonly string[], env: NodeJS.ProcessEnv = {}, timeout = 90_000): Promise<Outcome> {
   const t0 = Date.now();
-  const r = await execa('ip', ['netns', 'exec', ns.name, ...rt.argv, ...args], { reject: false, env: { ...rt.env, ...env }, timeout });
+  const r = await execa(IP, ['netns', 'exec', ns.name, ...rt.argv, ...args], { reject: false, env: { ...rt.env, ...env }, timeout });
   return { code: r.exitCode, signal: r.signal, stdout: String(r.stdout), stderr: String(r.stderr), ms: Date.now() - t0 };
 }
 
@@ -229,6 +234,7 @@ beforeAll(async () => {
   for (const p of ['iptables-nft-restore', 'ip6tables-nft-restore', 'iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-save', 'ip6tables-legacy-save', 'ip', 'nft']) {
     REAL[p] = (await execa('sh', ['-c', `command -v ${p}`])).stdout.trim();
   }
+  if (!existsSync(IP)) throw new Error(`${IP} missing`);
   for (const rt of [...RUNTIMES, ASAN]) if (!existsSync(rt.argv[rt.argv.length - 1] ?? '')) throw new Error(`${rt.argv.join(' ')} missing: npm run build && npm run build:entrypoint (and -- --sanitize)`);
   const ns = await createNetns('pristine');
   try {
@@ -331,7 +337,7 @@ describe(`the run SIGKILLed at a random moment, then a plain rerun (seed ${SEED}
       const { ns } = await prepared('kill', c.start, c.config);
       try {
         // Its own process group, killed whole as a container runtime kills a container.
-        const child = execa('ip', ['netns', 'exec', ns.name, ...c.runtime.argv, ...CONFIGS[c.config]], { reject: false, detached: true, timeout: 60_000 });
+        const child = execa(IP, ['netns', 'exec', ns.name, ...c.runtime.argv, ...CONFIGS[c.config]], { reject: false, detached: true, timeout: 60_000 });
         await new Promise((res) => setTimeout(res, c.killAt));
         try {
           process.kill(-(child.pid ?? 0), 'SIGKILL');
@@ -378,7 +384,7 @@ describe(`two runs racing in one namespace (seed ${SEED})`, () => {
 describe('closed stdio, a full disk, a pipe whose reader is gone, a file-descriptor limit', () => {
   /** Run with fds 0-2 closed (the shell closes them and execs the program). */
   const closedStdio = (ns: Netns, rt: Runtime, args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
-    execa('ip', ['netns', 'exec', ns.name, 'sh', '-c', 'exec "$@" <&- >&- 2>&-', 'sh', ...rt.argv, ...args], { reject: false, env: { ...rt.env, ...env }, timeout: 30_000 });
+    execa(IP, ['netns', 'exec', ns.name, 'sh', '-c', 'exec "$@" <&- >&- 2>&-', 'sh', ...rt.argv, ...args], { reject: false, env: { ...rt.env, ...env }, timeout: 30_000 });
 
   it.each([...RUNTIMES, ASAN])('$name: applies with stdin, stdout and stderr closed, within bounds; with a failing restore, fails and changes nothing', async (rt) => {
     const ns = await createNetns('closed');
@@ -415,7 +421,7 @@ describe('closed stdio, a full disk, a pipe whose reader is gone, a file-descrip
   it.each([...RUNTIMES, ASAN])('$name: applying with stdout and stderr on a full disk: exit 1, before or the plan', async (rt) => {
     const ns = await createNetns('full');
     try {
-      const r = await execa('ip', ['netns', 'exec', ns.name, 'sh', '-c', 'exec "$@" >/dev/full 2>/dev/full', 'sh', ...rt.argv, ...CONFIGS.tproxyDual], { reject: false, env: rt.env, timeout: 30_000 });
+      const r = await execa(IP, ['netns', 'exec', ns.name, 'sh', '-c', 'exec "$@" >/dev/full 2>/dev/full', 'sh', ...rt.argv, ...CONFIGS.tproxyDual], { reject: false, env: rt.env, timeout: 30_000 });
       expect(r.exitCode).toBe(1);
       const after = await state(ns);
       expect(after === PRISTINE || after === PLAN.tproxyDual, after).toBe(true);
@@ -449,7 +455,7 @@ describe('closed stdio, a full disk, a pipe whose reader is gone, a file-descrip
     for (const { rt, n } of [...[4, 5, 6, 7, 8, 10, 12].map((n) => ({ rt: ENTRYPOINT, n })), { rt: NODE, n: 64 }]) {
       const ns = await createNetns('nofile');
       try {
-        const o = await execa('ip', ['netns', 'exec', ns.name, 'prlimit', `--nofile=${n}`, ...rt.argv, ...CONFIGS.tproxyDual], { reject: false, timeout: 30_000 });
+        const o = await execa(IP, ['netns', 'exec', ns.name, 'prlimit', `--nofile=${n}`, ...rt.argv, ...CONFIGS.tproxyDual], { reject: false, timeout: 30_000 });
         checkAllOrNothing(`${rt.name} nofile=${n}`, { code: o.exitCode, signal: o.signal, stdout: o.stdout, stderr: o.stderr, ms: 0 }, await state(ns), PRISTINE, PLAN.tproxyDual ?? '');
       } finally {
         await ns.remove();
