@@ -90,7 +90,11 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
   // five steps). ip stops at the first failing line and names it, so each step is known to have
   // been done or not, and a failure still names its own command.
   const routes = (['ipv4', 'ipv6'] as const).flatMap((family) => {
-    const steps = plan.routes.filter((s) => s.family === family);
+    // The fwmark rule last: `ip rule add` adds a duplicate where one is already there, while an
+    // address or a route already there stops the batch first. So in a namespace that holds the
+    // routing already, this attempt adds no rule, and one killed part-way leaves nothing extra.
+    const rank = { loopbackAddress: 0, localRoute: 1, fwmarkRule: 2 } as const;
+    const steps = plan.routes.filter((s) => s.family === family).sort((a, b) => rank[a.kind] - rank[b.kind]);
     if (steps.length === 0) return [];
     return [
       (async () => {
@@ -120,9 +124,15 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
   const why = [...rs.map((x) => (x.r.exitCode === 0 ? '' : `${x.bin}: ${firstLine(x.r.stderr)}`)), ...bs.map((x) => (x.r.exitCode === 0 ? '' : `${x.argv.join(' ')}: ${firstLine(x.r.stderr)}`))].filter(Boolean);
   log.debug(`first attempt did not apply cleanly (${why.join('; ')}); undoing it and reading the namespace state`);
   const problems: string[] = [];
+  // Each undo is tried twice: a command that dies once (killed, out of memory) must not leave
+  // this attempt's rules behind for the careful path to take as the namespace's own.
+  const twice = async (argv: string[], input?: string): Promise<RunResult> => {
+    const r = await runner.run(argv, input);
+    return r.exitCode === 0 ? r : runner.run(argv, input);
+  };
   for (const x of [...bs].reverse()) {
     if (x.r.exitCode !== 0) continue;
-    const r = await runner.run(routeDelArgs(x.step));
+    const r = await twice(routeDelArgs(x.step));
     if (r.exitCode !== 0) problems.push(`${routeDelArgs(x.step).join(' ')}: ${firstLine(r.stderr)}`);
   }
   for (const x of rs) {
@@ -130,7 +140,7 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
     const groups = x.certain ? [x.committed] : x.committed.map((t) => [t]);
     const undone: string[] = [];
     for (const tables of groups) {
-      const r = await runner.run(restoreCommand(x.bin, o.lockWaitSeconds), removalPayload(x.family, new Set(tables)));
+      const r = await (x.certain ? twice : runner.run.bind(runner))(restoreCommand(x.bin, o.lockWaitSeconds), removalPayload(x.family, new Set(tables)));
       if (r.exitCode === 0) undone.push(...tables);
       else if (x.certain) problems.push(`${x.bin} (undo): ${firstLine(r.stderr)}`);
     }

@@ -92,7 +92,7 @@ export function processRunner(options: ProcessRunnerOptions = {}): Runner {
       return {
         exitCode: killed ? 124 : (r.exitCode ?? -1),
         stdout: typeof r.stdout === 'string' ? r.stdout : '',
-        stderr: killed ? `${stderr}\ntimed out after ${timeout} ms`.trim() : r.exitCode === undefined && stderr === '' ? String(r.message) : stderr,
+        stderr: killed ? `timed out after ${timeout} ms\n${stderr}`.trim() : r.exitCode === undefined && stderr === '' ? String(r.message) : stderr,
         notFound,
       };
     },
@@ -142,7 +142,7 @@ function bunRunner(bun: BunSpawn, options: ProcessRunnerOptions): Runner {
       return {
         exitCode: timedOut ? 124 : exitCode,
         stdout,
-        stderr: timedOut ? `${stderr}\ntimed out after ${timeout} ms`.trim() : stderr,
+        stderr: timedOut ? `timed out after ${timeout} ms\n${stderr}`.trim() : stderr,
         notFound: prefix.length > 0 && NOT_FOUND.test(stderr),
       };
     },
@@ -169,7 +169,7 @@ function childProcessRunner(options: ProcessRunnerOptions): Runner {
           resolve({
             exitCode: timedOut ? 124 : r.exitCode,
             stdout,
-            stderr: timedOut ? `${err}\ntimed out after ${timeout} ms`.trim() : err,
+            stderr: timedOut ? `timed out after ${timeout} ms\n${err}`.trim() : err,
             notFound: r.notFound || (prefix.length > 0 && NOT_FOUND.test(stderr)),
           });
         };

@@ -29,7 +29,7 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
   const result = (f: Finished, early: boolean): RunResult => ({
     exitCode: f.timedOut ? 124 : f.exitCode,
     stdout: f.stdout,
-    stderr: f.timedOut ? `${f.stderr}\ntimed out after ${timeout} ms`.trim() : f.stderr,
+    stderr: f.timedOut ? `timed out after ${timeout} ms\n${f.stderr}`.trim() : f.stderr,
     notFound: f.spawnError === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(f.stderr)),
     ...(early ? { startedEarly: true } : {}),
   });
