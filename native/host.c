@@ -439,22 +439,24 @@ static JSValue h_lock(JSContext *ctx, JSValueConst this, int argc, JSValueConst 
   }
   memcpy(addr.sun_path + 1, name, len); /* sun_path[0] = 0: the abstract name space */
   JS_FreeCString(ctx, name);
-  socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
-  /* Kept open (close-on-exec: no child holds it) until this process ends. */
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return throw_errno(ctx, errno, "socket", "lock");
+  /* An abstract name is all the bytes of the address, and Node (libuv) binds the whole of
+     sun_path, the name padded with zeros: both forms are held, so that runs of either runtime
+     exclude each other (a form held by someone else: ours are closed and we wait). Kept open
+     (close-on-exec: no child holds them) until this process ends. */
+  socklen_t lens[2] = {(socklen_t)sizeof addr, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len)};
   double until = now_ms() + wait_ms;
   for (;;) {
-    if (bind(fd, (struct sockaddr *)&addr, alen) == 0) return JS_TRUE;
-    int err = errno;
-    if (err != EADDRINUSE) {
-      close(fd);
-      return throw_errno(ctx, err, "bind", "lock");
+    int fds[2] = {-1, -1};
+    int err = 0;
+    for (int k = 0; k < 2 && !err; k++) {
+      fds[k] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fds[k] < 0 || bind(fds[k], (struct sockaddr *)&addr, lens[k]) != 0) err = errno;
     }
-    if (now_ms() >= until) {
-      close(fd);
-      return JS_FALSE;
-    }
+    if (!err) return JS_TRUE;
+    for (int k = 0; k < 2; k++)
+      if (fds[k] >= 0) close(fds[k]);
+    if (err != EADDRINUSE) return throw_errno(ctx, err, "bind", "lock");
+    if (now_ms() >= until) return JS_FALSE;
     struct timespec pause = {0, 10 * 1000 * 1000};
     nanosleep(&pause, NULL);
   }
