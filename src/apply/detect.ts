@@ -3,14 +3,10 @@ import { BUILTIN_CHAINS } from '../model/rule.js';
 import type { IptablesBackend } from '../config/values.js';
 import { parseSave, type SavedState } from './state.js';
 import type { Runner } from './runner.js';
-import { backendBinaries, readProcNet, type Backend } from './backend.js';
+import { backendBinaries, type Backend } from './backend.js';
 
 export { backendBinaries, quickBackend, type Backend } from './backend.js';
 
-/** This process's namespace has no legacy tables at all (the kernel lists them once they exist). */
-function noLegacyTables(): boolean {
-  return ['/proc/net/ip_tables_names', '/proc/net/ip6_tables_names'].every((p) => readProcNet(p) === '');
-}
 
 export interface Detection {
   readonly backend: Backend;
@@ -41,13 +37,11 @@ export async function detectBackend(runner: Runner, forced: IptablesBackend | un
     return { backend, evidence: 'forced by --force-iptables-binary', ipv4State: parseSave(r.stdout) };
   }
   const [legacy, nft] = await Promise.all([runner.run(['iptables-legacy-save']), runner.run(['iptables-nft-save'])]);
-  // A save that is installed but fails (a file-descriptor limit, no memory, a signal) is an error:
-  // taken for "no rules there" it would pick the other backend and mix the two. Only a program
-  // that is not installed is passed over.
+  // iptables-nft-save installed but failing (a file-descriptor limit, no memory, a signal) is an
+  // error: taken for "no nft" it would pick legacy beside nft rules. (A failing legacy save is
+  // passed over, as Istio does: without the capability a non-root run cannot read the legacy
+  // tables' names, and the kernel may have no legacy tables at all.)
   if (nft.exitCode !== 0 && !nft.notFound) throw new ApplyError(`iptables-nft-save failed (exit ${nft.exitCode}): ${nft.stderr.trim()}`, ['iptables-nft-save'], nft.stderr);
-  if (legacy.exitCode !== 0 && !legacy.notFound && !noLegacyTables()) {
-    throw new ApplyError(`iptables-legacy-save failed (exit ${legacy.exitCode}): ${legacy.stderr.trim()}`, ['iptables-legacy-save'], legacy.stderr);
-  }
   const legacyState = legacy.exitCode === 0 ? parseSave(legacy.stdout) : undefined;
   const nftState = nft.exitCode === 0 ? parseSave(nft.stdout) : undefined;
   const legacyRules = legacyState ? footprintSize(legacyState) : 0;
