@@ -426,6 +426,8 @@ static JSValue h_exec(JSContext *ctx, JSValueConst this, int argc, JSValueConst 
   return r;
 }
 
+#define LOCK_SPARE_FDS 12
+
 static JSValue h_lock(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
   size_t len;
   double wait_ms = 0;
@@ -452,7 +454,18 @@ static JSValue h_lock(JSContext *ctx, JSValueConst this, int argc, JSValueConst 
       fds[k] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
       if (fds[k] < 0 || bind(fds[k], (struct sockaddr *)&addr, lens[k]) != 0) err = errno;
     }
-    if (!err) return JS_TRUE;
+    if (!err) {
+      /* Held. Before anything is changed, make sure a rollback could start its commands: a
+         command takes up to 10 descriptors while it starts (four pipes, /dev/null, its pidfd).
+         Under a tighter limit the run stops here, having changed nothing. */
+      int spare[LOCK_SPARE_FDS], got = 0;
+      while (got < LOCK_SPARE_FDS && (spare[got] = fcntl(2, F_DUPFD_CLOEXEC, 0)) >= 0) got++;
+      int short_of_fds = got < LOCK_SPARE_FDS ? errno : 0;
+      while (got > 0) close(spare[--got]);
+      if (!short_of_fds) return JS_TRUE;
+      for (int k = 0; k < 2; k++) close(fds[k]);
+      return throw_errno(ctx, short_of_fds, "reserve descriptors for a rollback (raise the open-files limit)", "lock");
+    }
     for (int k = 0; k < 2; k++)
       if (fds[k] >= 0) close(fds[k]);
     if (err != EADDRINUSE) return throw_errno(ctx, err, "bind", "lock");
