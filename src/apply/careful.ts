@@ -120,9 +120,9 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
   return { backend, evidence: detection.evidence, families: outcomes, routesAdded: routes.added, routesRemoved: routes.removed };
 }
 
-/** Two dumps of a table hold the same state (counters aside); an absent table equals an empty one. */
+/** Two dumps of a table hold the same state (counters aside); a table present in one only differs (nft: an empty table left behind). */
 function sameTable(a: SavedTable | undefined, b: SavedTable | undefined): boolean {
-  if (a === undefined || b === undefined) return isEmptyTable(a) && isEmptyTable(b);
+  if (a === undefined || b === undefined) return a === b;
   const state = (t: SavedTable) => t.text.replace(/\[\d+:\d+\]/g, '[0:0]');
   return state(a) === state(b);
 }
