@@ -41,22 +41,25 @@ interface Runtime {
   readonly env: NodeJS.ProcessEnv;
   /** About how long a run takes (ms): the window for a random SIGKILL. */
   readonly runMs: number;
+  /** Whether its routing steps run `ip` (the Node CLI) or go over rtnetlink in the process (the entrypoint). */
+  readonly runsIp: boolean;
 }
 
-const NODE: Runtime = { name: 'node', argv: [process.execPath, join(ROOT, 'bin/istio-iptables.js')], env: {}, runMs: 400 };
-const ENTRYPOINT: Runtime = { name: 'entrypoint', argv: [join(ROOT, 'dist/entrypoint/istio-iptables')], env: {}, runMs: 40 };
+const NODE: Runtime = { name: 'node', argv: [process.execPath, join(ROOT, 'bin/istio-iptables.js')], env: {}, runMs: 400, runsIp: true };
+const ENTRYPOINT: Runtime = { name: 'entrypoint', argv: [join(ROOT, 'dist/entrypoint/istio-iptables')], env: {}, runMs: 40, runsIp: false };
 /** Sanitizer findings end the run with a report (halt_on_error), which the checks below catch. */
 const ASAN: Runtime = {
   name: 'entrypoint-asan',
   argv: [join(ROOT, 'dist/entrypoint-asan/istio-iptables')],
   env: { ASAN_OPTIONS: 'halt_on_error=1:abort_on_error=0:exitcode=99:detect_leaks=0', UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1:exitcode=98' },
   runMs: 150,
+  runsIp: false,
 };
 const RUNTIMES = [NODE, ENTRYPOINT] as const;
 
 const SIDECAR = ['istio-iptables', '-p', '15001', '-z', '15006', '-u', '1337', '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020'];
 const CONFIGS = {
-  /** The main case: every program is involved (two restores, `ip -batch` per family). */
+  /** The main case: every program is involved (two restores; the routing: `ip -batch` per family under Node, rtnetlink in the entrypoint). */
   tproxyDual: [...SIDECAR, '-m', 'TPROXY', '--enable-ipv6=true'],
   redirectV4: [...SIDECAR, '-m', 'REDIRECT', '--enable-ipv6=false'],
   nftTproxy: [...SIDECAR, '-m', 'TPROXY', '--enable-ipv6=true', '--native-nftables'],
@@ -68,6 +71,9 @@ const PROGRAMS: Record<ConfigName, readonly string[]> = {
   redirectV4: ['iptables-nft-restore'],
   nftTproxy: ['nft', 'ip'],
 };
+
+/** The programs a runtime runs for a configuration: `ip` only where its routing is not netlink. */
+const programsOf = (config: ConfigName, runtime: Runtime): readonly string[] => PROGRAMS[config].filter((p) => p !== 'ip' || runtime.runsIp);
 
 const REAL: Record<string, string> = {};
 /**
@@ -267,7 +273,7 @@ describe.concurrent(`children that fail the way real programs do (seed ${SEED})`
         config,
         runtime,
         start: r.pick(['pristine', 'pristine', 'other', 'same'] as const),
-        program: r.pick(PROGRAMS[config]),
+        program: r.pick(programsOf(config, runtime)),
         call: 1 + r.int(3),
         mode: r.pick(modes),
         bytes: 1 + r.int(4000),
@@ -296,13 +302,16 @@ describe.concurrent(`children that fail the way real programs do (seed ${SEED})`
       }
     });
     console.log(`child faults: ${CASES} cases, ${fired} faults fired, ${failed} runs failed cleanly`);
-    // The fakes did inject: most draws hit a call that happens, and many of those fail the run.
-    expect(fired).toBeGreaterThan(CASES / 2);
+    // The fakes did inject: many draws hit a call that happens (a draw of a program's second or
+    // third call often does not: 85 of 150 fired with the entrypoint's routing over netlink, where
+    // only the Node CLI runs ip), and many of those fail the run.
+    expect(fired).toBeGreaterThan(CASES / 3);
     expect(failed).toBeGreaterThan(CASES / 10);
   }, 170_000);
 
   it('a child that hangs (reads all, ignores SIGTERM, its own child keeps the pipes open) is killed at the timeout, and the run fails cleanly', async () => {
-    const cases = RUNTIMES.flatMap((runtime) => (['ip6tables-nft-restore', 'ip'] as const).map((program) => ({ runtime, program })));
+    // The restore of the second family, and the routing's own program where the runtime runs one.
+    const cases = RUNTIMES.flatMap((runtime) => (runtime.runsIp ? ['ip6tables-nft-restore', 'ip'] : ['ip6tables-nft-restore', 'iptables-nft-restore']).map((program) => ({ runtime, program })));
     await Promise.all(
       cases.map(async (c) => {
         const { ns, before } = await prepared('hang', 'pristine', 'tproxyDual');
