@@ -1,5 +1,5 @@
 /*
- * The contract of running commands, shared by the runners (apply/runner.ts on Node and Bun,
+ * The contract of running commands, shared by the runners (apply/runner.ts on Node,
  * platform/quickjs/runner.ts in the entrypoint).
  */
 

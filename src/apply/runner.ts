@@ -108,54 +108,13 @@ export function processRunner(options: ProcessRunnerOptions = {}): Runner {
   };
 }
 
-/** The part of Bun's spawn API we use (Bun is the entrypoint's runtime; Node has no `Bun`). */
-interface BunSpawn {
-  spawn(
-    cmd: string[],
-    opts: { stdin: Uint8Array | 'ignore'; stdout: 'pipe'; stderr: 'pipe'; env?: Record<string, string | undefined>; timeout?: number },
-  ): { exited: Promise<number>; stdout: ReadableStream<Uint8Array>; stderr: ReadableStream<Uint8Array>; signalCode: string | null };
-}
-
 /**
- * The same contract for the init container's hot path, on the lightest spawn the runtime has:
- * in the compiled entrypoint `Bun.spawn` starts a process in ~0.7 ms where the first
- * `child_process.spawn` costs ~4.5 ms and loading execa another ~4.5 ms (measured; the whole
- * budget of an apply is ~15 ms). Under Node, bare `child_process.spawn`. Used only for the
- * fast path of a fresh namespace; everything else uses processRunner.
+ * The same contract on bare `child_process.spawn`, for the fast path of a fresh namespace under
+ * Node (loading execa costs milliseconds there); everything else uses processRunner. The
+ * entrypoint has its own runner module (platform/quickjs/runner.ts).
  */
 export function spawnRunner(options: ProcessRunnerOptions = {}): Runner {
-  const bun = (globalThis as { Bun?: BunSpawn }).Bun;
-  return bun === undefined ? childProcessRunner(options) : bunRunner(bun, options);
-}
-
-function bunRunner(bun: BunSpawn, options: ProcessRunnerOptions): Runner {
-  const prefix = prefixFor(options.namespace);
-  const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  return {
-    async run(argv, input) {
-      const full = [...prefix, ...argv];
-      let child: ReturnType<BunSpawn['spawn']>;
-      try {
-        child = bun.spawn(full, {
-          stdin: input === undefined ? 'ignore' : new TextEncoder().encode(input),
-          stdout: 'pipe',
-          stderr: 'pipe',
-          timeout,
-          ...(options.env === undefined ? {} : { env: { ...process.env, ...options.env } }),
-        });
-      } catch (err) {
-        return { exitCode: -1, stdout: '', stderr: err instanceof Error ? err.message : String(err), notFound: true };
-      }
-      const [exitCode, stdout, stderr] = await Promise.all([child.exited, new Response(child.stdout).text(), new Response(child.stderr).text()]);
-      const timedOut = child.signalCode !== null && exitCode !== 0;
-      return {
-        exitCode: timedOut ? 124 : exitCode,
-        stdout,
-        stderr: timedOut ? `timed out after ${timeout} ms\n${stderr}`.trim() : stderr,
-        notFound: prefix.length > 0 && NOT_FOUND.test(stderr),
-      };
-    },
-  };
+  return childProcessRunner(options);
 }
 
 function childProcessRunner(options: ProcessRunnerOptions): Runner {

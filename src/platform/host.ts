@@ -1,6 +1,6 @@
 /**
  * The operating-system calls of the QuickJS entrypoint's runtime (native/host.c), present as
- * `globalThis.__host` only there. Under Node and Bun this is undefined and nothing here is used.
+ * `globalThis.__host` only there. Under Node this is undefined and nothing here is used.
  */
 export interface Host {
   readonly argv: readonly string[];
