@@ -13,7 +13,8 @@
  * precompiled bytecode. Everything here is plumbing; all the logic is the TypeScript in src/.
  *
  *   argv, env                    the command line (without argv[0]) and the environment
- *   write(fd, text)              write all of text (UTF-8) to fd 1 or 2
+ *   write(fd, text)              write all of text (UTF-8) to fd 1 or 2; false if it failed (the
+ *                                process then exits 1, whatever the program returns)
  *   readFile(path)               the file as text ("/dev/stdin": fd 0, whatever it is); throws
  *                                an Error with .code (ENOENT, ...)
  *   exists(path)                 whether path exists
@@ -35,9 +36,14 @@
  *                                command is waiting
  *   setExitCode(n)               the process's exit status when the event loop is done
  *   selfPath()                   this executable's path (/proc/self/exe)
+ *   lock(name, waitMs)           bind the abstract unix socket `name` (one per network namespace,
+ *                                freed when this process ends), retrying up to waitMs while
+ *                                another process holds it: true once held, false if waitMs
+ *                                passed; throws on any other error
  *   load(name)                   run the embedded script of code only some runs need: "extra",
  *                                "parser" (yargs: --help, errors) or "trace"; once each
  *   socket, listen, accept, ...  TCP sockets for the validation probe: native/probe.c
+ *   netlinkChange, netlinkDump   routing over rtnetlink: native/netlink.c
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -53,12 +59,16 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -86,6 +96,9 @@ extern const uint8_t trace_bytecode[];
 extern const uint8_t trace_bytecode_end[];
 
 static int exit_code = 0;
+/* A write to stdout or stderr failed: the exit status is not 0, whatever the program set. */
+static int write_failed = 0; /* 1: stdout, 2: stderr */
+static int write_errno = 0;
 
 /* Built with -DTRACE_RUNTIME: the runtime's steps with their times on stderr. */
 #ifdef TRACE_RUNTIME
@@ -157,14 +170,20 @@ static char **to_strv(JSContext *ctx, JSValueConst arr) {
   uint32_t len = 0;
   JS_ToUint32(ctx, &len, lenv);
   JS_FreeValue(ctx, lenv);
-  char **v = calloc(len + 1, sizeof(char *));
+  char **v = len < UINT32_MAX ? calloc((size_t)len + 1, sizeof(char *)) : NULL;
   if (!v) return NULL;
   for (uint32_t i = 0; i < len; i++) {
     JSValue s = JS_GetPropertyUint32(ctx, arr, i);
     const char *c = JS_ToCString(ctx, s);
     JS_FreeValue(ctx, s);
-    v[i] = strdup(c ? c : "");
+    v[i] = c ? strdup(c) : NULL;
     if (c) JS_FreeCString(ctx, c);
+    if (!v[i]) {
+      /* A string that could not be read or copied: the whole array fails (never a shorter argv). */
+      for (uint32_t k = 0; k < i; k++) free(v[k]);
+      free(v);
+      return NULL;
+    }
   }
   return v;
 }
@@ -197,7 +216,11 @@ static Block *block_of(const void *ptr) {
   return (Block *)ptr - 1;
 }
 
+/* Largest request the arena's size arithmetic (header, rounding to 16) cannot overflow. */
+#define ARENA_MAX_REQUEST (SIZE_MAX - sizeof(Block) - 15)
+
 static void *arena_malloc(JSMallocState *s, size_t size) {
+  if (size > ARENA_MAX_REQUEST) return NULL;
   size_t need = (sizeof(Block) + size + 15) & ~(size_t)15;
   Block *b;
   if (arena_next != NULL && (size_t)(arena_end - arena_next) >= need) {
@@ -236,6 +259,7 @@ static void *arena_realloc(JSMallocState *s, void *ptr, size_t size) {
     b->size = size;
     return ptr;
   }
+  if (size > ARENA_MAX_REQUEST) return NULL;
   /* The arena's last block grows in place (strings and arrays being built). */
   size_t need = (sizeof(Block) + size + 15) & ~(size_t)15;
   if (!b->in_heap && (char *)b == arena_last && (size_t)(arena_end - (char *)b) >= need) {
@@ -278,6 +302,11 @@ static void *prefault(void *start) {
 }
 
 static JSRuntime *new_runtime(void) {
+#ifdef HOST_NO_ARENA
+  /* The sanitizer build (npm run build:entrypoint -- --sanitize): every allocation from the C
+     allocator, so AddressSanitizer sees each block's bounds and lifetime. */
+  return JS_NewRuntime();
+#endif
   /* Backed by transparent huge pages past the lead where the kernel allows it (madvise mode
      included): 2 MB in one fault instead of 512 (a fault costs ~1 us in a VM). Where no huge page
      is free, the kernel falls back to small pages. */
@@ -304,9 +333,17 @@ static JSValue h_write(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
   const char *s = JS_ToCStringLen(ctx, &len, argv[1]);
   if (!s) return JS_EXCEPTION;
-  write_all(fd, s, len);
+  int failed = write_all(fd, s, len);
+  int err = errno;
   JS_FreeCString(ctx, s);
-  return JS_UNDEFINED;
+  if (failed && !write_failed) {
+    /* Output that cannot be written (a full disk, a reader gone) fails the run: the exit status
+       is 1 whatever the program returns. Not an exception: a log line lost must not stop an apply
+       half-way (the run finishes, or rolls back, as it would have). */
+    write_failed = fd == 1 ? 1 : 2;
+    write_errno = err;
+  }
+  return JS_NewBool(ctx, !failed);
 }
 
 static JSValue h_read_file(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
@@ -358,8 +395,10 @@ static JSValue h_exists(JSContext *ctx, JSValueConst this, int argc, JSValueCons
 
 static JSValue h_interfaces(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
   struct ifaddrs *list;
+  /* A listing that fails (a file-descriptor limit, no memory) is an error, never "no addresses":
+     that would quietly plan for IPv4 only. */
+  if (getifaddrs(&list) != 0) return throw_errno(ctx, errno, "getifaddrs", "interfaces");
   JSValue arr = JS_NewArray(ctx);
-  if (getifaddrs(&list) != 0) return arr;
   uint32_t i = 0;
   for (struct ifaddrs *a = list; a; a = a->ifa_next) {
     if (!a->ifa_addr) continue;
@@ -399,6 +438,55 @@ static JSValue h_wall_clock(JSContext *ctx, JSValueConst this, int argc, JSValue
   return JS_NewFloat64(ctx, (double)t.tv_sec * 1e6 + (double)(t.tv_nsec / 1000));
 }
 
+#define LOCK_SPARE_FDS 12
+
+static JSValue h_lock(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  size_t len;
+  double wait_ms = 0;
+  if (JS_ToFloat64(ctx, &wait_ms, argv[1])) return JS_EXCEPTION;
+  const char *name = JS_ToCStringLen(ctx, &len, argv[0]);
+  if (!name) return JS_EXCEPTION;
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (len == 0 || len + 1 > sizeof addr.sun_path) {
+    JS_FreeCString(ctx, name);
+    return JS_ThrowRangeError(ctx, "lock name too long");
+  }
+  memcpy(addr.sun_path + 1, name, len); /* sun_path[0] = 0: the abstract name space */
+  JS_FreeCString(ctx, name);
+  /* An abstract name is all the bytes of the address, and Node (libuv) binds the whole of
+     sun_path, the name padded with zeros: both forms are held, so that runs of either runtime
+     exclude each other (a form held by someone else: ours are closed and we wait). Kept open
+     (close-on-exec: no child holds them) until this process ends. */
+  socklen_t lens[2] = {(socklen_t)sizeof addr, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len)};
+  double until = now_ms() + wait_ms;
+  for (;;) {
+    int fds[2] = {-1, -1};
+    int err = 0;
+    for (int k = 0; k < 2 && !err; k++) {
+      fds[k] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fds[k] < 0 || bind(fds[k], (struct sockaddr *)&addr, lens[k]) != 0) err = errno;
+    }
+    if (!err) {
+      /* Held. Before anything is changed, make sure a rollback could start its commands: a
+         command takes up to 10 descriptors while it starts (four pipes, /dev/null, its pidfd).
+         Under a tighter limit the run stops here, having changed nothing. */
+      int spare[LOCK_SPARE_FDS], got = 0;
+      while (got < LOCK_SPARE_FDS && (spare[got] = fcntl(2, F_DUPFD_CLOEXEC, 0)) >= 0) got++;
+      int short_of_fds = got < LOCK_SPARE_FDS ? errno : 0;
+      while (got > 0) close(spare[--got]);
+      if (!short_of_fds) return JS_TRUE;
+      for (int k = 0; k < 2; k++) close(fds[k]);
+      return throw_errno(ctx, short_of_fds, "reserve descriptors for a rollback (raise the open-files limit)", "lock");
+    }
+    for (int k = 0; k < 2; k++)
+      if (fds[k] >= 0) close(fds[k]);
+    if (err != EADDRINUSE) return throw_errno(ctx, err, "bind", "lock");
+    if (now_ms() >= until) return JS_FALSE;
+    struct timespec pause = {0, 10 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+  }
+}
+
 /* ---------- child processes and the event loop ---------- */
 
 typedef struct Job {
@@ -413,8 +501,20 @@ typedef struct Job {
   double deadline;
   int timed_out;
   int waiting; /* stdin open, more input to come from feed() */
+  int pidfd;       /* readable once the child exited (-1: none; then it is polled for) */
+  int reaped;      /* waited for; status holds its status */
+  int status;
+  int lost_output; /* out of memory keeping its output: reported as a failure */
+  double kill_at;  /* after the timeout's SIGTERM: when SIGKILL follows */
+  double close_at; /* when its pipes are closed even if something still holds them open */
   JSValue done;
 } Job;
+
+/* A command still running KILL_GRACE_MS after its SIGTERM gets SIGKILL; pipes still open
+   PIPE_GRACE_MS after it exited (held by a process it left behind) or after its SIGKILL are
+   closed: every wait is bounded (the same bounds as src/apply/commands.ts). */
+#define KILL_GRACE_MS 2000
+#define PIPE_GRACE_MS 1000
 
 static Job *jobs = NULL;
 
@@ -442,10 +542,10 @@ static void pump_input(Job *j) {
 
 
 static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int has_env = !(JS_IsNull(argv[2]) || JS_IsUndefined(argv[2]));
   char **args = to_strv(ctx, argv[0]);
-  char **envp = JS_IsNull(argv[2]) || JS_IsUndefined(argv[2]) ? NULL : to_strv(ctx, argv[2]);
+  char **envp = has_env ? to_strv(ctx, argv[2]) : NULL;
   double timeout_ms = 0;
-  JS_ToFloat64(ctx, &timeout_ms, argv[3]);
   int waiting = JS_IsUndefined(argv[1]);
   /* As uid/gid (the validation probe's client): both given, or neither. */
   int64_t uid = -1, gid = -1;
@@ -456,6 +556,20 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
     return JS_ThrowRangeError(ctx, "spawn: uid and gid must be numbers 0-4294967294");
   }
   int has_input = !JS_IsNull(argv[1]);
+  const char *input = NULL;
+  size_t input_len = 0;
+  if (has_input && !waiting) input = JS_ToCStringLen(ctx, &input_len, argv[1]);
+  Job *j = calloc(1, sizeof *j);
+  if (!args || (has_env && !envp) || (has_input && !waiting && !input) || !j || JS_ToFloat64(ctx, &timeout_ms, argv[3]) ||
+      (input && buf_add(&j->input, input, input_len))) {
+    free_strv(args);
+    free_strv(envp);
+    if (input) JS_FreeCString(ctx, input);
+    if (j) free(j->input.data);
+    free(j);
+    return JS_ThrowTypeError(ctx, "spawn: its arguments could not be read or copied (out of memory?)");
+  }
+  if (input) JS_FreeCString(ctx, input);
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, st[2] = {-1, -1};
   int rc = 0;
   if ((has_input ? pipe2(in, O_CLOEXEC) : 0) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(st, O_CLOEXEC)) rc = errno;
@@ -484,8 +598,8 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   if (pid < 0 && !rc) rc = errno;
   if (devnull >= 0) close(devnull);
   if (!rc) {
-    Job *j = calloc(1, sizeof *j);
     j->pid = pid;
+    j->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     j->in_fd = in[1];
     j->out_fd = out[0];
     j->err_fd = err[0];
@@ -499,10 +613,6 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
       fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
     } else if (has_input) {
       close(in[0]);
-      size_t len;
-      const char *s = JS_ToCStringLen(ctx, &len, argv[1]);
-      buf_add(&j->input, s ? s : "", len);
-      if (s) JS_FreeCString(ctx, s);
       fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
       pump_input(j);
     }
@@ -516,6 +626,8 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
     return JS_NewInt32(ctx, pid);
   }
   /* Could not start: report through the callback, as a finished command would. */
+  free(j->input.data);
+  free(j);
   for (int k = 0; k < 2; k++) {
     if (in[k] >= 0) close(in[k]);
     if (out[k] >= 0) close(out[k]);
@@ -582,7 +694,7 @@ static int drain(int *fd, Buf *b) {
     ssize_t n = read(*fd, chunk, sizeof chunk);
     if (n < 0 && errno == EINTR) continue;
     if (n > 0) {
-      buf_add(b, chunk, (size_t)n);
+      if (buf_add(b, chunk, (size_t)n)) return -1;
       if ((size_t)n == sizeof chunk) continue;
       return 0;
     }
@@ -592,10 +704,9 @@ static int drain(int *fd, Buf *b) {
 }
 
 static void finish(JSContext *ctx, Job *j) {
-  int status = 0;
-  while (waitpid(j->pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  int status = j->status;
+  int code = WIFEXITED(status) && !j->lost_output ? WEXITSTATUS(status) : -1;
+  if (j->lost_output) buf_add(&j->err, "out of memory reading its output", 32);
   trace("exited, pid", j->pid);
   const char *sig = WIFSIGNALED(status) ? sigabbrev_np(WTERMSIG(status)) : NULL;
   char signame[32] = "";
@@ -618,7 +729,68 @@ static void finish(JSContext *ctx, Job *j) {
   free(j->out.data);
   free(j->err.data);
   free(j->input.data);
+  if (j->pidfd >= 0) close(j->pidfd);
   free(j);
+}
+
+/* Collect the child's status if it has exited (never blocks). */
+static void reap(Job *j) {
+  if (j->reaped) return;
+  pid_t r;
+  while ((r = waitpid(j->pid, &j->status, WNOHANG)) < 0 && errno == EINTR) {
+  }
+  if (r == j->pid || (r < 0 && errno == ECHILD)) {
+    if (r < 0) j->status = 0x7f00; /* lost: reported as exit 127 */
+    j->reaped = 1;
+    close_fd(&j->pidfd);
+    /* Its pipes may be held by a process it left behind: closed after a grace period. */
+    if (j->out_fd >= 0 || j->err_fd >= 0 || j->status_fd >= 0) j->close_at = now_ms() + PIPE_GRACE_MS;
+  }
+}
+
+/*
+ * Promises rejected with no handler yet. One still unhandled when the event loop ends fails the
+ * run (exit 1), as Node's default does: a rejection nobody awaited must not exit 0.
+ */
+typedef struct Rejection {
+  struct Rejection *next;
+  JSValue promise, reason;
+} Rejection;
+static Rejection *rejections = NULL;
+
+static void track_rejection(JSContext *ctx, JSValueConst promise, JSValueConst reason, JS_BOOL is_handled, void *opaque) {
+  if (is_handled) {
+    for (Rejection **pp = &rejections; *pp; pp = &(*pp)->next) {
+      if (JS_VALUE_GET_PTR((*pp)->promise) == JS_VALUE_GET_PTR(promise)) {
+        Rejection *r = *pp;
+        *pp = r->next;
+        JS_FreeValue(ctx, r->promise);
+        JS_FreeValue(ctx, r->reason);
+        free(r);
+        return;
+      }
+    }
+    return;
+  }
+  Rejection *r = malloc(sizeof *r);
+  if (!r) {
+    fprintf(stderr, "istio-iptables: internal error: out of memory tracking a rejected promise\n");
+    exit_code = 1;
+    return;
+  }
+  r->promise = JS_DupValue(ctx, promise);
+  r->reason = JS_DupValue(ctx, reason);
+  r->next = rejections;
+  rejections = r;
+}
+
+/* After the event loop: any rejection still unhandled is reported and fails the run. */
+static void report_rejections(JSContext *ctx) {
+  for (Rejection *r = rejections; r; r = r->next) {
+    JS_Throw(ctx, JS_DupValue(ctx, r->reason));
+    fprintf(stderr, "istio-iptables: unhandled promise rejection\n");
+    report_exception(ctx);
+  }
 }
 
 static void run_microtasks(JSRuntime *rt) {
@@ -628,6 +800,14 @@ static void run_microtasks(JSRuntime *rt) {
     if (r == 0) break;
     if (r < 0) report_exception(c);
   }
+}
+
+static int pipes_closed(const Job *j) {
+  return j->out_fd < 0 && j->err_fd < 0 && j->status_fd < 0;
+}
+
+static void earliest(double *next, double t) {
+  if (t > 0 && (*next == 0 || t < *next)) *next = t;
 }
 
 static void event_loop(JSRuntime *rt, JSContext *ctx) {
@@ -645,19 +825,29 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
     Job *owner[192];
     int nf = 0;
     double next = 0;
-    for (Job *j = jobs; j && nf < 188; j = j->next) {
+    for (Job *j = jobs; j && nf < 187; j = j->next) {
       if (j->in_fd >= 0 && j->input_off < j->input.len) fds[nf] = (struct pollfd){j->in_fd, POLLOUT, 0}, owner[nf++] = j;
       if (j->out_fd >= 0) fds[nf] = (struct pollfd){j->out_fd, POLLIN, 0}, owner[nf++] = j;
       if (j->err_fd >= 0) fds[nf] = (struct pollfd){j->err_fd, POLLIN, 0}, owner[nf++] = j;
       if (j->status_fd >= 0) fds[nf] = (struct pollfd){j->status_fd, POLLIN, 0}, owner[nf++] = j;
-      if (j->deadline > 0 && !j->timed_out && (next == 0 || j->deadline < next)) next = j->deadline;
+      if (!j->reaped && j->pidfd >= 0) fds[nf] = (struct pollfd){j->pidfd, POLLIN, 0}, owner[nf++] = j;
+      if (!j->reaped && !j->timed_out) earliest(&next, j->deadline);
+      if (!j->reaped && j->timed_out) earliest(&next, j->kill_at);
+      earliest(&next, j->close_at);
+      /* No pidfd (a kernel before 5.3): an exited child whose pipes closed is looked for often. */
+      if (!j->reaped && j->pidfd < 0 && pipes_closed(j)) earliest(&next, now_ms() + 1);
     }
     int nj = nf; /* the jobs' fds; then the probe's sockets */
     nf += probe_poll_fill(fds + nf, 192 - nf, &next);
     int wait = next > 0 ? (int)(next - now_ms()) + 1 : -1;
     if (next > 0 && wait < 0) wait = 0;
     int n = poll(fds, (nfds_t)nf, wait);
-    if (n < 0 && errno != EINTR) break;
+    if (n < 0 && errno != EINTR) {
+      fprintf(stderr, "istio-iptables: internal error: poll: %s\n", strerror(errno));
+      exit_code = 1;
+      for (Job *j = jobs; j; j = j->next) kill(j->pid, SIGKILL);
+      return;
+    }
     for (int k = 0; k < nj && n > 0; k++) {
       if (!fds[k].revents) continue;
       Job *j = owner[k];
@@ -665,28 +855,50 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
       if (fd == j->in_fd) {
         pump_input(j);
       } else if (fd == j->out_fd) {
-        drain(&j->out_fd, &j->out);
+        if (drain(&j->out_fd, &j->out) < 0) j->lost_output = 1, close_fd(&j->out_fd);
       } else if (fd == j->err_fd) {
-        drain(&j->err_fd, &j->err);
+        if (drain(&j->err_fd, &j->err) < 0) j->lost_output = 1, close_fd(&j->err_fd);
       } else if (fd == j->status_fd) {
         int e = 0;
         if (read(j->status_fd, &e, sizeof e) == (ssize_t)sizeof e) j->exec_errno = e;
         close_fd(&j->status_fd);
+      } else if (fd == j->pidfd) {
+        reap(j);
       }
     }
     probe_poll_done(ctx, fds + nj, n > 0 ? nf - nj : 0, report_exception);
     double t = now_ms();
     for (Job *j = jobs; j; j = j->next) {
-      if (j->deadline > 0 && !j->timed_out && t >= j->deadline) {
+      if (!j->reaped && pipes_closed(j)) reap(j);
+      if (!j->reaped && j->deadline > 0 && !j->timed_out && t >= j->deadline) {
         j->timed_out = 1;
         kill(j->pid, SIGTERM);
+        j->kill_at = t + KILL_GRACE_MS;
+      }
+      if (!j->reaped && j->timed_out && j->kill_at > 0 && t >= j->kill_at) {
+        kill(j->pid, SIGKILL);
+        j->kill_at = 0;
+        j->close_at = t + PIPE_GRACE_MS;
+      }
+      if (j->close_at > 0 && t >= j->close_at) {
+        close_fd(&j->out_fd);
+        close_fd(&j->err_fd);
+        close_fd(&j->status_fd);
+        close_fd(&j->in_fd);
+        reap(j);
+        if (!j->reaped) {
+          /* Not even SIGKILL ended it (a process stuck in the kernel): reported as killed. */
+          j->status = SIGKILL;
+          j->reaped = 1;
+        }
       }
     }
-    /* Finished: both output pipes at end of file. Unlink first, then call back (which may spawn). */
+    /* Finished: output pipes at end of file and the child waited for. Unlink first, then call
+       back (which may spawn). */
     Job **pp = &jobs;
     while (*pp) {
       Job *j = *pp;
-      if (j->out_fd < 0 && j->err_fd < 0 && j->status_fd < 0) {
+      if (pipes_closed(j) && j->reaped) {
         *pp = j->next;
         close_fd(&j->in_fd);
         finish(ctx, j);
@@ -751,6 +963,7 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("load", 1, h_load),
     JS_CFUNC_DEF("netlinkChange", 8, h_netlink_change),
     JS_CFUNC_DEF("netlinkDump", 3, h_netlink_dump),
+    JS_CFUNC_DEF("lock", 2, h_lock),
 };
 
 static int run_bytecode(JSContext *ctx, const uint8_t *start, const uint8_t *end) {
@@ -763,12 +976,27 @@ static int run_bytecode(JSContext *ctx, const uint8_t *start, const uint8_t *end
 
 int main(int argc, char **argv) {
   start_ms = now_ms();
+  /* Started with stdin, stdout or stderr closed: put /dev/null there, so that no pipe or socket
+     we open later takes fd 0-2 (a child would get it as its stdio, a write meant for stderr
+     would go into it). Failing that, nothing runs. */
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+    int n = open("/dev/null", O_RDWR);
+    if (n != fd) _exit(1);
+  }
   signal(SIGPIPE, SIG_IGN);
   JSRuntime *rt = new_runtime();
+  if (!rt) {
+    static const char msg[] = "istio-iptables: internal error: out of memory starting the runtime\n";
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(1);
+    _exit(1);
+  }
+  JS_SetHostPromiseRejectionTracker(rt, track_rejection, NULL);
   /* A run lasts milliseconds: reference counting frees garbage as it goes, and the cycle
      collector, which walks every object, runs only past 64 MB instead of every 256 KB. */
   JS_SetGCThreshold(rt, (size_t)64 << 20);
   JSContext *ctx = JS_NewContextRaw(rt);
+  if (!ctx) _exit(1);
   JS_AddIntrinsicBaseObjects(ctx);
   JS_AddIntrinsicRegExpCompiler(ctx);
   JS_AddIntrinsicRegExp(ctx);
@@ -809,9 +1037,14 @@ int main(int argc, char **argv) {
   trace("program evaluated, arena KB", (long)((arena_next - arena_start) >> 10));
   if (ok) {
     event_loop(rt, ctx);
+    report_rejections(ctx);
     trace("event loop done, exit code", exit_code);
   } else {
     exit_code = 1;
+  }
+  if (write_failed) {
+    if (write_failed == 1) fprintf(stderr, "istio-iptables: cannot write to stdout: %s\n", strerror(write_errno));
+    if (exit_code == 0) exit_code = 1;
   }
   fflush(NULL);
   /* The process ends here; the OS reclaims the heap faster than freeing it object by object. */

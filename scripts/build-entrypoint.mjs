@@ -113,9 +113,14 @@ async function engineSources() {
   return join(src, ENGINE.dir);
 }
 
+// --sanitize: instead, dist/entrypoint-asan/istio-iptables, the same entrypoint built with
+// AddressSanitizer and UBSan (dynamic, as ASan needs; host.c without its arena, so that every
+// allocation is checked), for the tests (test/entrypoint-asan.test.ts).
+const SANITIZE = process.argv.includes('--sanitize');
+const SAN_FLAGS = ['-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all', '-g', '-O1'];
+
 /** QuickJS's object files, compiled once per source/flags combination. */
-async function engineObjects(engine) {
-  const flags = qjsFlags(engine);
+async function engineObjects(engine, flags = qjsFlags(engine)) {
   const hash = createHash('sha256').update(flags.join(' ')).update(ENGINE.sha256);
   const dir = join(cache, hash.digest('hex').slice(0, 16));
   const objects = QJS_UNITS.map((u) => join(dir, `${u}.o`));
@@ -173,5 +178,40 @@ async function buildEntrypoint() {
   await Promise.all([link(false, entry), link(true, traceEntry)]);
 }
 
-await buildEntrypoint();
-console.log(`built ${entry} (${(statSync(entry).size / 1e6).toFixed(1)} MB)`);
+/** The entrypoint under AddressSanitizer and UBSan, from the bytecode buildEntrypoint made. */
+async function buildSanitized() {
+  const work = join(cache, 'app');
+  const dir = join(root, 'dist', 'entrypoint-asan');
+  mkdirSync(dir, { recursive: true });
+  const engine = await engineSources();
+  const flags = [...qjsFlags(engine).filter((f) => f !== '-O3'), ...SAN_FLAGS];
+  const objects = await engineObjects(engine, flags);
+  const out = join(dir, 'istio-iptables');
+  await run('gcc', [
+    ...SAN_FLAGS,
+    '-DHOST_NO_ARENA',
+    '-Wall',
+    '-Wextra',
+    '-Wno-unused-parameter',
+    '-Wno-cast-function-type',
+    `-I${engine}`,
+    join(root, 'native', 'host.c'),
+    join(root, 'native', 'probe.c'),
+    join(root, 'native', 'netlink.c'),
+    join(work, 'bytecode.S'),
+    ...objects,
+    '-lm',
+    '-lpthread',
+    '-o',
+    out,
+  ]);
+  console.log(`built ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB)`);
+}
+
+if (SANITIZE) {
+  if (!existsSync(join(cache, 'app', 'bytecode.S'))) await buildEntrypoint();
+  await buildSanitized();
+} else {
+  await buildEntrypoint();
+  console.log(`built ${entry} (${(statSync(entry).size / 1e6).toFixed(1)} MB)`);
+}

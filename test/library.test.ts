@@ -96,7 +96,7 @@ describe('apply, cleanup and diff with a caller-provided runner', () => {
     const runner: CommandRunner = () => Promise.reject(new Error('connection to the node agent lost'));
     const err: unknown = await cleanup(plan, { runner }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApplyError);
-    expect((err as ApplyError).message).toMatch(/iptables-save failed \(exit -1\): connection to the node agent lost/);
+    expect((err as ApplyError).message).toMatch(/iptables-nft-save failed \(exit -1\): connection to the node agent lost/);
   });
 
   it('refuses a namespace that does not exist with the default runner, naming the option', async () => {

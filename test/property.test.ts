@@ -1,7 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { OPTIONS, OPTION_KEYS, type OptionKey } from '../src/config/options.js';
-import { runCli } from './support/cli.js';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { ROOT, runCli } from './support/cli.js';
 
 /**
  * Property: whatever string reaches any option, by flag or env var, either the run is rejected
@@ -59,5 +61,55 @@ describe('hostile values never reach restore text', () => {
     expect(JSON.parse(r.stdout).iptablesRestore).toContain('-A ISTIO_INBOUND -p tcp --dport 80 -j ISTIO_IN_REDIRECT');
     expect('-A OUTPUT -j ACCEPT\n-A X').not.toMatch(LINE);
     expect('-A OUTPUT -d "10.0.0.0/8" -j RETURN').not.toMatch(LINE);
+  });
+});
+
+/*
+ * The same property through the init container's entrypoint (the QuickJS runtime, a process per
+ * run), and a differential: for the same value both runtimes accept or reject alike and print
+ * the same. A value reaches a process as UTF-8 without NUL (what execve can carry), so both sides
+ * get it in that form.
+ */
+const ENTRYPOINT = join(ROOT, 'dist/entrypoint/istio-iptables');
+const carried = (value: string): string => Buffer.from(value, 'utf8').toString('utf8');
+
+async function differential(key: OptionKey, raw: string, via: 'flag' | 'env'): Promise<void> {
+  fc.pre(!raw.includes('\u0000'));
+  const value = carried(raw);
+  const spec = OPTIONS[key];
+  const base = ['-n', '--output', 'json', '--enable-ipv6=true', '-b', '*', '--redirect-dns', '--dns-servers', '10.0.0.10'];
+  const env = via === 'env' && spec.env[0] !== undefined ? { [spec.env[0]]: value } : {};
+  const args = via === 'flag' || spec.env[0] === undefined ? [...base, `--${spec.long}`, value] : base;
+  const [node, entry] = await Promise.all([
+    runCli(args, env),
+    execa(ENTRYPOINT, args, { reject: false, env: { PATH: process.env['PATH'] ?? '', ...env }, extendEnv: false, timeout: 30_000 }),
+  ]);
+  const what = `${via} ${spec.long}=${JSON.stringify(value)}`;
+  expect(entry.exitCode, `${what}\n${entry.stderr}`).toBe(node.code);
+  expect(entry.stdout, what).toBe(node.stdout.replace(/\n$/, ''));
+  if (entry.exitCode !== 0) {
+    expect(entry.exitCode).toBe(1);
+    expect(entry.stdout).toBe('');
+    expect(entry.stderr.trimEnd().split('\n'), what).toHaveLength(1);
+    expect(entry.stderr.trimEnd(), what).toBe(node.stderr.trimEnd());
+  } else {
+    checkOutput(entry.stdout);
+  }
+}
+
+describe('through the entrypoint binary too: hostile values never reach output, and both runtimes agree', () => {
+  it.each(['flag', 'env'] as const)('through %ss', async (via) => {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...STRING_OPTIONS), hostile, async (key, value) => differential(key, value, via)),
+      { numRuns: 300 },
+    );
+  }, 120_000);
+
+  it('the differential is not vacuous: a valid and an invalid value, each alike on both', async () => {
+    await differential('inboundPorts', '80,8080', 'flag');
+    await differential('inboundPorts', '80x', 'env');
+    const r = await execa(ENTRYPOINT, ['-n', '--output', 'json', '--enable-ipv6=false', '-b', '80x'], { reject: false });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/invalid value "80x" for -b\/--istio-inbound-ports/);
   });
 });

@@ -1,4 +1,6 @@
+import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { withNamespaceLock } from './commands.js';
 import type { Family, FamilyRules, Plan, RouteStep } from '../model/rule.js';
 import { renderRestore, writeRestore } from '../render/restore.js';
 import { routeArgs } from '../render/ip.js';
@@ -53,6 +55,10 @@ export interface ApplyReport {
  * from the dump taken before, and every route added is removed, before the error is raised.
  */
 export async function applyPlan(plan: Plan, o: ApplyOptions): Promise<ApplyReport> {
+  return withNamespaceLock(o.runner, o.lockWaitSeconds, () => applyLocked(plan, o), (message) => new ApplyError(message, [], ''));
+}
+
+async function applyLocked(plan: Plan, o: ApplyOptions): Promise<ApplyReport> {
   if (!o.cleanupOnly && !o.forceApply && o.quickBackend !== undefined) {
     const fast = await applyFresh(plan, o, o.quickBackend);
     if (fast !== undefined) return fast;
@@ -77,12 +83,20 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
     const bin = backend.restore[f.family];
     const { payload, r } = await restoreFamily(runner, restoreCommand(bin, o.lockWaitSeconds), f, log);
     if (r.startedEarly === true) log.debug(`${bin} had been started before the program loaded; fed its payload`);
-    // A restore that never ran committed nothing; one that failed committed the tables before its failing line.
-    const committed = r.exitCode === 0 ? tablesOf(payload) : r.notFound ? [] : committedBefore(payload, failedLine(r.stderr));
-    return { family: f, bin, r, committed };
+    // A restore that never ran committed nothing; one that failed committed the tables before its
+    // failing line. One that died or was killed without naming a line may have committed any of its
+    // tables: each is then undone on its own, and one it never committed refuses the undo harmlessly.
+    const line = failedLine(r.stderr);
+    const committed = r.exitCode === 0 ? tablesOf(payload) : r.notFound ? [] : committedBefore(payload, line);
+    return { family: f, bin, r, committed, certain: r.exitCode === 0 || r.notFound || line !== undefined };
   });
   const routing = o.routes ?? ipRoutes(runner);
-  const routes = plan.routes.length === 0 ? Promise.resolve([]) : routing.addAll(plan.routes);
+  // The fwmark rule last in each family: adding a rule that is already there duplicates it, while
+  // an address or a route already there stops the family's steps first. So in a namespace that
+  // holds the routing already, this attempt adds no rule, and one killed part-way leaves nothing extra.
+  const rank = { loopbackAddress: 0, localRoute: 1, fwmarkRule: 2 } as const;
+  const steps = [...plan.routes].sort((a, b) => rank[a.kind] - rank[b.kind]);
+  const routes = steps.length === 0 ? Promise.resolve([]) : routing.addAll(steps);
   const [rs, bs] = await Promise.all([Promise.all(restores), routes.then((xs) => xs.map((x) => ({ ...x, argv: routeArgs(x.step) })))]);
   if (rs.every((x) => x.r.exitCode === 0) && bs.every((x) => x.r.exitCode === 0)) {
     log.info(`iptables backend: ${backend.name} (${quick.evidence})`);
@@ -98,16 +112,28 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
   const why = [...rs.map((x) => (x.r.exitCode === 0 ? '' : `${x.bin}: ${firstLine(x.r.stderr)}`)), ...bs.map((x) => (x.r.exitCode === 0 ? '' : `${x.argv.join(' ')}: ${firstLine(x.r.stderr)}`))].filter(Boolean);
   log.debug(`first attempt did not apply cleanly (${why.join('; ')}); undoing it and reading the namespace state`);
   const problems: string[] = [];
+  // Each undo is tried twice: a command that dies once (killed, out of memory) must not leave
+  // this attempt's rules behind for the careful path to take as the namespace's own.
+  const twice = async (run: () => Promise<RunResult>): Promise<RunResult> => {
+    const r = await run();
+    return r.exitCode === 0 ? r : run();
+  };
   for (const x of [...bs].reverse()) {
     if (x.r.exitCode !== 0) continue;
-    const r = await routing.change(x.step, 'del');
+    const r = await twice(() => routing.change(x.step, 'del'));
     if (r.exitCode !== 0) problems.push(`${changeArgs(x.step, 'del').join(' ')}: ${firstLine(r.stderr)}`);
   }
   for (const x of rs) {
     if (x.committed.length === 0) continue;
-    const r = await runner.run(restoreCommand(x.bin, o.lockWaitSeconds), removalPayload(x.family, new Set(x.committed)));
-    if (r.exitCode !== 0) problems.push(`${x.bin} (undo): ${firstLine(r.stderr)}`);
-    else await (await import('./careful.js')).dropTablesIfEmpty(runner, backend, x.family.family, x.committed, log);
+    const groups = x.certain ? [x.committed] : x.committed.map((t) => [t]);
+    const undone: string[] = [];
+    for (const tables of groups) {
+      const undo = () => runner.run(restoreCommand(x.bin, o.lockWaitSeconds), removalPayload(x.family, new Set(tables)));
+      const r = await (x.certain ? twice(undo) : undo());
+      if (r.exitCode === 0) undone.push(...tables);
+      else if (x.certain) problems.push(`${x.bin} (undo): ${firstLine(r.stderr)}`);
+    }
+    if (undone.length > 0) await (await import('./careful.js')).dropTablesIfEmpty(runner, backend, x.family.family, undone, log);
   }
   if (problems.length > 0) log.warn(`undoing the first attempt was incomplete: ${problems.join('; ')}`);
   return undefined;

@@ -9,7 +9,7 @@ import { restoreCommand } from './early.js';
 import { ipRoutes } from './ip-routes.js';
 import { changeRoutes, undoRoutes, type RouteChanges } from './routes.js';
 import type { Runner } from './runner.js';
-import { assess, cleanupPayload, isEmptyTable, parseSave, reconcilePayload, rollbackPayload, tablesOf, type Assessment, type SavedState } from './state.js';
+import { assess, cleanupPayload, isEmptyTable, parseSave, reconcilePayload, rollbackPayload, tablesOf, type Assessment, type SavedState, type SavedTable } from './state.js';
 
 /*
  * The careful path of applying: the namespace's state is read first, then only what is needed is
@@ -71,18 +71,30 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
     );
   }
 
-  // The routing read before anything is touched: a failure to read it then changes nothing.
+  // The routing read before anything is touched: a failure to read it stops the run here.
   const routing = o.routes ?? ipRoutes(runner);
   const routeState = await routing.read(plan.routes);
+
   const touched: Touched[] = [];
   const routes: RouteChanges = { added: [], removed: [] };
   const rollback = async (cause: ApplyError): Promise<never> => {
     const problems = await undoRoutes(routing, routes);
     for (const t of [...touched].reverse()) {
       const bin = backend.restore[t.family];
-      const r = await runner.run([bin, `--wait=${o.lockWaitSeconds}`], rollbackPayload(t.before, t.tables));
+      // Only the tables that differ now from the state read before are put back: a restore that
+      // failed committed nothing of its failing table (or of any, when it died before reading),
+      // and a table this run did not change is not rewritten.
+      const now = await runner.run([backend.save[t.family]]);
+      if (now.exitCode !== 0) {
+        problems.push(`${backend.save[t.family]} (before rollback): ${now.stderr.trim() || `exit ${now.exitCode}`}`);
+        continue;
+      }
+      const current = parseSave(now.stdout);
+      const changed = t.tables.filter((x) => !sameTable(current.get(x), t.before.get(x)));
+      if (changed.length === 0) continue;
+      const r = await runner.run([bin, `--wait=${o.lockWaitSeconds}`], rollbackPayload(t.before, changed));
       if (r.exitCode !== 0) problems.push(`${bin} (rollback): ${r.stderr.trim()}`);
-      else await dropEmptyNftTables(runner, backend, t.family, t.tables.filter((x) => !t.before.has(x)), log);
+      else await dropEmptyNftTables(runner, backend, t.family, changed.filter((x) => !t.before.has(x)), log);
     }
     if (problems.length > 0) log.error(`rollback incomplete: ${problems.join('; ')}`);
     else log.info('rolled back: the namespace is as it was before this run');
@@ -108,6 +120,13 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
 
   await changeRoutes(routing, log, plan.routes, routeState, o.cleanupOnly, routes, (argv, r) => rollback(commandError(`${argv.join(' ')} failed`, argv, r)));
   return { backend, evidence: detection.evidence, families: outcomes, routesAdded: routes.added, routesRemoved: routes.removed };
+}
+
+/** Two dumps of a table hold the same state (counters aside); a table present in one only differs (nft: an empty table left behind). */
+function sameTable(a: SavedTable | undefined, b: SavedTable | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  const state = (t: SavedTable) => t.text.replace(/\[\d+:\d+\]/g, '[0:0]');
+  return state(a) === state(b);
 }
 
 function commandError(what: string, argv: readonly string[], r: { exitCode: number; stderr: string; notFound: boolean }): ApplyError {

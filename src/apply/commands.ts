@@ -1,5 +1,5 @@
 /*
- * The contract of running commands, shared by the runners (apply/runner.ts on Node and Bun,
+ * The contract of running commands, shared by the runners (apply/runner.ts on Node,
  * platform/quickjs/runner.ts in the entrypoint).
  */
 
@@ -21,6 +21,12 @@ export interface Runner {
    * rest is produced (the entrypoint's runner has it). Same result as run with the pieces joined.
    */
   start?(argv: readonly string[]): RunStream;
+  /**
+   * Optional: hold the run lock of the network namespace this runner targets, waiting up to
+   * waitMs for another run to release it; resolves to the release, or to undefined when waitMs
+   * passed. Both runners have it (see withNamespaceLock).
+   */
+  lock?(waitMs: number): Promise<(() => void) | undefined>;
 }
 
 /** A command started by Runner.start: write pieces of stdin, then end it and wait for the result. */
@@ -41,8 +47,46 @@ export interface ProcessRunnerOptions {
 export const NOT_FOUND = /exec of ".*" failed: No such file or directory|failed to execute .*: No such file or directory/;
 /** Bound for every command unless the caller sets one (ms). */
 export const DEFAULT_TIMEOUT_MS = 60_000;
+/** A command still running this long after its SIGTERM (timeout) gets SIGKILL (ms). */
+export const KILL_GRACE_MS = 2_000;
+/**
+ * Once a command has exited, how long its output pipes may stay open (held by a process it left
+ * behind) before they are closed and the result taken as it is (ms): no wait is unbounded.
+ */
+export const PIPE_GRACE_MS = 1_000;
 
 /** The command prefix that runs inside a network namespace: a name under /var/run/netns, or a path. */
 export function prefixFor(ns: string | undefined): string[] {
   return ns === undefined ? [] : ns.startsWith('/') ? ['nsenter', `--net=${ns}`, '--'] : ['ip', 'netns', 'exec', ns];
+}
+
+/**
+ * The name of a namespace's run lock: an abstract unix socket (the kernel keeps one name space of
+ * them per network namespace, and frees the name when its holder dies, even by SIGKILL). For the
+ * runner's own namespace the name alone; for a namespace given by name or path, the name carries
+ * it (the socket is bound in our namespace, where every run naming it binds too).
+ */
+export function lockName(ns: string | undefined): string {
+  return ns === undefined ? 'istio-iptables/run' : `istio-iptables/run:${ns.startsWith('/') ? ns : `/var/run/netns/${ns}`}`;
+}
+
+/**
+ * Run `fn` holding the namespace's run lock (runners without one: no lock). Two runs on one
+ * namespace take turns: the second reads the state the first left, so it never applies over it
+ * nor rolls back over it (rollback restores the state read before applying).
+ */
+export async function withNamespaceLock<T>(runner: Runner, waitSeconds: number, fn: () => Promise<T>, fail: (message: string) => Error): Promise<T> {
+  if (runner.lock === undefined) return fn();
+  let release: (() => void) | undefined;
+  try {
+    release = await runner.lock(waitSeconds * 1000);
+  } catch (err) {
+    throw fail(`cannot take the run lock of the network namespace: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (release === undefined) throw fail(`another istio-iptables run held the network namespace's run lock for ${waitSeconds} s; nothing was changed`);
+  try {
+    return await fn();
+  } finally {
+    release();
+  }
 }

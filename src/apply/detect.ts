@@ -7,6 +7,7 @@ import { backendBinaries, type Backend } from './backend.js';
 
 export { backendBinaries, quickBackend, type Backend } from './backend.js';
 
+
 export interface Detection {
   readonly backend: Backend;
   /** Why this backend: what was found. */
@@ -36,6 +37,11 @@ export async function detectBackend(runner: Runner, forced: IptablesBackend | un
     return { backend, evidence: 'forced by --force-iptables-binary', ipv4State: parseSave(r.stdout) };
   }
   const [legacy, nft] = await Promise.all([runner.run(['iptables-legacy-save']), runner.run(['iptables-nft-save'])]);
+  // iptables-nft-save installed but failing (a file-descriptor limit, no memory, a signal) is an
+  // error: taken for "no nft" it would pick legacy beside nft rules. (A failing legacy save is
+  // passed over, as Istio does: without the capability a non-root run cannot read the legacy
+  // tables' names, and the kernel may have no legacy tables at all.)
+  if (nft.exitCode !== 0 && !nft.notFound) throw new ApplyError(`iptables-nft-save failed (exit ${nft.exitCode}): ${nft.stderr.trim()}`, ['iptables-nft-save'], nft.stderr);
   const legacyState = legacy.exitCode === 0 ? parseSave(legacy.stdout) : undefined;
   const nftState = nft.exitCode === 0 ? parseSave(nft.stdout) : undefined;
   const legacyRules = legacyState ? footprintSize(legacyState) : 0;

@@ -1,3 +1,4 @@
+import { ApplyError } from '../errors.js';
 import type { Family, RouteStep } from '../model/rule.js';
 import { routeArgs } from '../render/ip.js';
 import { changeArgs, type RouteBackend, type RouteState } from './routes.js';
@@ -21,13 +22,17 @@ interface IpAddr {
   addr_info?: { local?: string; prefixlen?: number }[];
 }
 
+/** A listing that fails is an error: read as "nothing there" it would add duplicates or skip removals. */
 async function json<T>(runner: Runner, argv: string[]): Promise<T[]> {
   const r = await runner.run(argv);
-  if (r.exitCode !== 0 || r.stdout.trim() === '') return [];
+  // A routing table nothing was ever added to does not exist yet: it holds nothing.
+  if (r.exitCode !== 0 && /FIB table does not exist/.test(r.stderr)) return [];
+  if (r.exitCode !== 0) throw new ApplyError(`${argv.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, argv, r.stderr);
+  if (r.stdout.trim() === '') return [];
   try {
     return JSON.parse(r.stdout) as T[];
   } catch {
-    return [];
+    throw new ApplyError(`${argv.join(' ')} printed something other than JSON`, argv, r.stderr);
   }
 }
 

@@ -6,6 +6,8 @@ import type { FamilyOutcome } from './apply.js';
 import { ipRoutes } from './ip-routes.js';
 import { changeRoutes, undoRoutes, type RouteBackend, type RouteChanges } from './routes.js';
 import type { Runner } from './runner.js';
+import { withNamespaceLock } from './commands.js';
+import { LOCK_WAIT_SECONDS } from './early.js';
 
 /**
  * Native nftables mode: the plan's nft script (Istio's layout) loaded with `nft -f -`. The script
@@ -22,6 +24,8 @@ export interface NftApplyOptions {
   readonly sets?: boolean;
   /** How routing steps reach the kernel; defaults to `ip` through the runner. */
   readonly routes?: RouteBackend | undefined;
+  /** Seconds to wait for another run's namespace lock (default: the xtables lock's bound). */
+  readonly lockWaitSeconds?: number;
 }
 
 export interface NftReport {
@@ -51,10 +55,14 @@ export function withoutCounters(text: string): string {
   return text.replace(/counter packets \d+ bytes \d+/g, 'counter packets 0 bytes 0');
 }
 
-/** An nft script putting our tables back exactly as listed in `before` (absent ones removed). */
-function restoreScript(before: ReadonlyMap<string, string>, present: Iterable<string>): string {
+/**
+ * An nft script putting our tables back exactly as listed in `before`: each of our tables is
+ * added (a no-op when present) and deleted, so the script needs no knowledge of what is there
+ * now, then the tables of `before` are loaded. One transaction.
+ */
+function restoreScript(before: ReadonlyMap<string, string>): string {
   const lines: string[] = [];
-  for (const t of present) lines.push(`delete table inet ${t}`);
+  for (const t of OUR_TABLES) lines.push(`add table inet ${t}`, `delete table inet ${t}`);
   for (const block of before.values()) lines.push(block.trimEnd());
   return `${lines.join('\n')}\n`;
 }
@@ -67,6 +75,11 @@ async function listOurs(runner: Runner): Promise<Map<string, string>> {
 }
 
 export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftReport> {
+  const fail = (message: string) => new ApplyError(message, [], '');
+  return withNamespaceLock(o.runner, o.lockWaitSeconds ?? LOCK_WAIT_SECONDS, () => applyNftLocked(plan, o), fail);
+}
+
+async function applyNftLocked(plan: Plan, o: NftApplyOptions): Promise<NftReport> {
   const { runner, log } = o;
   const before = await listOurs(runner);
   const load = async (script: string, what: string): Promise<void> => {
@@ -77,46 +90,53 @@ export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftRepor
       throw new ApplyError(`nft -f - (${what}) failed (exit ${r.exitCode}): ${detail}`, ['nft', '-f', '-'], r.stderr);
     }
   };
-  /** Back to `before`, given which of our tables are there now. */
-  const putBack = (now: Map<string, string>): Promise<void> => load(restoreScript(before, now.keys()), 'rollback');
-
   const routes: RouteChanges = { added: [], removed: [] };
   const routing = o.routes ?? ipRoutes(runner);
   const routeState = await routing.read(plan.routes);
 
+  // From the first load on, any failure (a load or listing that fails or is killed part-way, a
+  // route) puts our tables back as they were and removes the routes added: one transaction.
+  let loaded = false;
   let outcome: NftReport['outcome'];
-  if (o.cleanupOnly) {
-    if (before.size === 0) outcome = 'nothing to clean';
-    else {
-      await load(restoreScript(new Map(), before.keys()), 'cleanup');
-      outcome = 'cleaned';
-    }
-  } else {
-    await load(renderNft(plan, { sets: o.sets === true }), 'apply');
-    const after = await listOurs(runner);
-    const same = (a: Map<string, string>, b: Map<string, string>): boolean =>
-      a.size === b.size && [...a].every(([t, text]) => withoutCounters(text) === withoutCounters(b.get(t) ?? ''));
-    if (before.size === 0) outcome = 'applied';
-    else if (same(before, after)) outcome = 'unchanged';
-    else if (!o.reconcile) {
-      await putBack(after);
-      throw new ApplyError(
-        `the namespace holds nft tables of ours that differ from this configuration (${[...before.keys()].join(', ')}); they were left as they were. Rerun with --reconcile=true to replace them`,
-        [],
-        '',
-      );
-    } else outcome = 'reconciled';
-  }
-  log.info(`nftables: ${outcome}`);
-
   try {
+    if (o.cleanupOnly) {
+      if (before.size === 0) outcome = 'nothing to clean';
+      else {
+        loaded = true;
+        await load(restoreScript(new Map()), 'cleanup');
+        outcome = 'cleaned';
+      }
+    } else {
+      loaded = true;
+      await load(renderNft(plan, { sets: o.sets === true }), 'apply');
+      const after = await listOurs(runner);
+      const same = (a: Map<string, string>, b: Map<string, string>): boolean =>
+        a.size === b.size && [...a].every(([t, text]) => withoutCounters(text) === withoutCounters(b.get(t) ?? ''));
+      if (before.size === 0) outcome = 'applied';
+      else if (same(before, after)) outcome = 'unchanged';
+      else if (!o.reconcile) {
+        throw new ApplyError(
+          `the namespace holds nft tables of ours that differ from this configuration (${[...before.keys()].join(', ')}); they were left as they were. Rerun with --reconcile=true to replace them`,
+          [],
+          '',
+        );
+      } else outcome = 'reconciled';
+    }
+    log.info(`nftables: ${outcome}`);
     await changeRoutes(routing, log, plan.routes, routeState, o.cleanupOnly, routes, async (argv, r) => {
       throw new ApplyError(`${argv.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, argv, r.stderr);
     });
   } catch (err) {
-    await undoRoutes(routing, routes);
-    await putBack(await listOurs(runner));
-    log.info('rolled back: the namespace is as it was before this run');
+    const problems = await undoRoutes(routing, routes);
+    if (loaded) {
+      try {
+        await load(restoreScript(before), 'rollback');
+      } catch (e) {
+        problems.push(e instanceof Error ? e.message : String(e));
+      }
+    }
+    if (problems.length > 0) log.error(`rollback incomplete: ${problems.join('; ')}`);
+    else if (loaded || routes.added.length + routes.removed.length > 0) log.info('rolled back: the namespace is as it was before this run');
     throw err;
   }
   return { outcome, routesAdded: routes.added, routesRemoved: routes.removed };

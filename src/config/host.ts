@@ -43,17 +43,24 @@ export function nameserversFromResolvConf(text: string): { servers: DnsServers; 
   return { servers: splitDnsServers(parsed), skipped };
 }
 
+/** A passwd-format file's text: empty when it does not exist; any other failure to read it throws. */
+function readDatabase(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw new Error(`cannot read ${file} for ${what}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
 /** Read the real host, lazily, each fact at most once. */
 export function detectHost(env: Readonly<Record<string, string | undefined>> = process.env, log: (msg: string) => void = () => {}): HostFacts {
   return {
     proxyUid() {
       const user = env['ENVOY_USER'] || 'istio-proxy';
-      let uid: number | undefined;
-      try {
-        uid = idFromDatabase(readFileSync('/etc/passwd', 'utf8'), user);
-      } catch {
-        uid = undefined;
-      }
+      // No /etc/passwd: no such user (Istio's lookup then defaults too). Any other failure to
+      // read it is an error: guessing the uid would capture the proxy's own traffic.
+      const uid = idFromDatabase(readDatabase('/etc/passwd', 'the proxy uid (set -u/--proxy-uid to avoid it)'), user);
       log(uid === undefined ? `user ${user} not found; proxy uid defaults to ${DEFAULT_PROXY_UID}` : `proxy uid ${uid} (user ${user})`);
       return uid ?? DEFAULT_PROXY_UID;
     },
@@ -70,7 +77,14 @@ export function detectHost(env: Readonly<Record<string, string | undefined>> = p
       return servers;
     },
     ipv6Enabled(dualStack) {
-      const on = ipv6FromAddresses(hostAddresses(), dualStack);
+      let addresses: ReturnType<typeof hostAddresses>;
+      try {
+        addresses = hostAddresses();
+      } catch (cause) {
+        // Never "no addresses": that would quietly plan IPv4 only.
+        throw new Error(`cannot list the host's interface addresses to decide IPv6 (set --enable-ipv6 to avoid it): ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+      }
+      const on = ipv6FromAddresses(addresses, dualStack);
       log(`IPv6 ${on ? 'enabled' : 'disabled'} (detected from host addresses${dualStack ? ', dual stack' : ''})`);
       return on;
     },
@@ -92,11 +106,7 @@ export function ownerResolver(): { uid(name: string): number | undefined; gid(na
   const read = (file: string): string => {
     let text = cache.get(file);
     if (text === undefined) {
-      try {
-        text = readFileSync(file, 'utf8');
-      } catch {
-        text = '';
-      }
+      text = readDatabase(file, 'user and group names');
       cache.set(file, text);
     }
     return text;

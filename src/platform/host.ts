@@ -1,11 +1,12 @@
 /**
  * The operating-system calls of the QuickJS entrypoint's runtime (native/host.c), present as
- * `globalThis.__host` only there. Under Node and Bun this is undefined and nothing here is used.
+ * `globalThis.__host` only there. Under Node this is undefined and nothing here is used.
  */
 export interface Host {
   readonly argv: readonly string[];
   readonly env: Readonly<Record<string, string>>;
-  write(fd: 1 | 2, text: string): void;
+  /** False when the write failed (the process then exits 1, whatever the program returns). */
+  write(fd: 1 | 2, text: string): boolean;
   /** Throws an Error with `code` (ENOENT, EACCES, ...) as Node's fs does. */
   readFile(path: string): string;
   exists(path: string): boolean;
@@ -70,6 +71,11 @@ export interface Host {
   netlinkDump(ns: string | null, kind: 0, family: 4 | 6): NetlinkDump<NetlinkRule>;
   netlinkDump(ns: string | null, kind: 1, family: 4 | 6): NetlinkDump<NetlinkRoute>;
   netlinkDump(ns: string | null, kind: 2, family: 4 | 6): NetlinkDump<NetlinkAddress>;
+  /**
+   * Bind the abstract unix socket `name` (per network namespace; freed when this process ends),
+   * retrying while another process holds it: true once held, false when waitMs passed.
+   */
+  lock(name: string, waitMs: number): boolean;
 }
 
 /** A netlink change that failed: the kernel's answer (errno, extended ack) or what failed before it. */

@@ -333,8 +333,8 @@ describe('podman kube play of container/k8s, each pod in its own network namespa
 
   // The routing steps (TPROXY's fwmark rules and local routes, ::6 on lo with IPv6) without root.
   it.each([
-    ['TPROXY', tproxyArgs, /## ip -4 rule\n[^#]*fwmark 0x539 lookup 133/],
-    ['TPROXY dual stack', [...tproxyArgs, '--enable-ipv6=true'], /## ip -6 rule\n[^#]*fwmark 0x539 lookup 133/],
+    ['TPROXY', tproxyArgs, /## ip -d -4 rule\n[^#]*fwmark 0x539 lookup 133/],
+    ['TPROXY dual stack', [...tproxyArgs, '--enable-ipv6=true'], /## ip -d -6 rule\n[^#]*fwmark 0x539 lookup 133/],
     ['REDIRECT dual stack', [...initArgs('pod-nonroot.yaml'), '--enable-ipv6=true'], /inet6 ::6\/128 scope/],
   ])('non-root image, Kubernetes-style capabilities: %s applies, routing included', async (_what, args, routing) => {
     const pod = await play(nonrootWith(args), 'nonroot-routing');
@@ -356,7 +356,7 @@ describe('podman kube play of container/k8s, each pod in its own network namespa
     try {
       expect(pod.init[0]?.exitCode, pod.init[0]?.log).toBe(0);
       const got = await snapshot(pod.ns);
-      expect(got).toMatch(/## ip -6 rule\n[^#]*fwmark 0x539 lookup 133/);
+      expect(got).toMatch(/## ip -d -6 rule\n[^#]*fwmark 0x539 lookup 133/);
       expect(got).toBe(await bare(args));
     } finally {
       await pod.ns.remove();

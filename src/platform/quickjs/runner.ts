@@ -1,5 +1,5 @@
 import { host, type Host } from '../host.js';
-import { DEFAULT_TIMEOUT_MS, NOT_FOUND, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
+import { DEFAULT_TIMEOUT_MS, lockName, NOT_FOUND, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
 import { claim, spawnCommand, type Finished } from './early.js';
 import type { RouteBackend } from '../../apply/routes.js';
 import { netlinkRoutes } from './netlink.js';
@@ -11,6 +11,9 @@ import { netlinkRoutes } from './netlink.js';
  */
 
 export { DEFAULT_TIMEOUT_MS, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
+
+/** The namespace locks this process holds. */
+const held = new Set<string>();
 
 export function processRunner(options: ProcessRunnerOptions = {}): Runner {
   return hostRunner(host!, options);
@@ -33,7 +36,7 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
   const result = (f: Finished, early: boolean): RunResult => ({
     exitCode: f.timedOut ? 124 : f.exitCode,
     stdout: f.stdout,
-    stderr: f.timedOut ? `${f.stderr}\ntimed out after ${timeout} ms`.trim() : f.stderr,
+    stderr: f.timedOut ? `timed out after ${timeout} ms\n${f.stderr}`.trim() : f.stderr,
     notFound: f.spawnError === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(f.stderr)),
     ...(early ? { startedEarly: true } : {}),
   });
@@ -43,6 +46,15 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
     return early !== undefined ? { ...early, early: true } : { ...spawnCommand(h, full, undefined, env, timeout), early: false };
   };
   return {
+    // Held until the process ends (the runtime does not close it early); taken once per process.
+    lock(waitMs) {
+      const name = lockName(options.namespace);
+      if (!held.has(name)) {
+        if (!h.lock(name, waitMs)) return Promise.resolve(undefined);
+        held.add(name);
+      }
+      return Promise.resolve(() => {});
+    },
     async run(argv, input) {
       const full = [...prefix, ...argv];
       if (input !== undefined) {
