@@ -136,6 +136,13 @@ async function engineObjects(engine, flags = qjsFlags(engine)) {
   return objects;
 }
 
+/** The runtime's C (native/), the bytecode (bytecode.S in the cache) and the engine's objects linked into out. */
+function linkRuntime(engine, objects, flags, out) {
+  const native = ['host.c', 'probe.c', 'netlink.c'].map((f) => join(root, 'native', f));
+  const warnings = ['-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-cast-function-type'];
+  return run('gcc', [...flags, ...warnings, `-I${engine}`, ...native, join(cache, 'app', 'bytecode.S'), ...objects, '-lm', '-lpthread', '-o', out]);
+}
+
 async function buildEntrypoint() {
   const work = join(cache, 'app');
   mkdirSync(work, { recursive: true });
@@ -151,27 +158,7 @@ async function buildEntrypoint() {
   }
   lines.push('  .section .note.GNU-stack,"",@progbits', '');
   writeFileSync(join(work, 'bytecode.S'), lines.join('\n'));
-  const link = (trace, out) =>
-    run('gcc', [
-      '-O3',
-      '-Wall',
-      '-Wextra',
-      '-Wno-unused-parameter',
-      '-Wno-cast-function-type',
-      ...(trace ? ['-DTRACE_RUNTIME'] : []),
-      `-I${engine}`,
-      join(root, 'native', 'host.c'),
-      join(root, 'native', 'probe.c'),
-      join(root, 'native', 'netlink.c'),
-      join(work, 'bytecode.S'),
-      ...objects,
-      '-lm',
-      '-lpthread',
-      '-static',
-      '-s',
-      '-o',
-      out,
-    ]);
+  const link = (trace, out) => linkRuntime(engine, objects, ['-O3', ...(trace ? ['-DTRACE_RUNTIME'] : []), '-static', '-s'], out);
   // The entrypoint, and for tests and measurements the same with the runtime's step timing
   // compiled in (stderr), in a folder of its own: never shipped.
   mkdirSync(dirname(traceEntry), { recursive: true });
@@ -180,31 +167,13 @@ async function buildEntrypoint() {
 
 /** The entrypoint under AddressSanitizer and UBSan, from the bytecode buildEntrypoint made. */
 async function buildSanitized() {
-  const work = join(cache, 'app');
   const dir = join(root, 'dist', 'entrypoint-asan');
   mkdirSync(dir, { recursive: true });
   const engine = await engineSources();
   const flags = [...qjsFlags(engine).filter((f) => f !== '-O3'), ...SAN_FLAGS];
   const objects = await engineObjects(engine, flags);
   const out = join(dir, 'istio-iptables');
-  await run('gcc', [
-    ...SAN_FLAGS,
-    '-DHOST_NO_ARENA',
-    '-Wall',
-    '-Wextra',
-    '-Wno-unused-parameter',
-    '-Wno-cast-function-type',
-    `-I${engine}`,
-    join(root, 'native', 'host.c'),
-    join(root, 'native', 'probe.c'),
-    join(root, 'native', 'netlink.c'),
-    join(work, 'bytecode.S'),
-    ...objects,
-    '-lm',
-    '-lpthread',
-    '-o',
-    out,
-  ]);
+  await linkRuntime(engine, objects, [...SAN_FLAGS, '-DHOST_NO_ARENA'], out);
   console.log(`built ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB)`);
 }
 
