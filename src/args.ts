@@ -13,6 +13,11 @@ import type { IgnoredEnv, RawInput } from './config/parse.js';
  *   yargs, which would cost that runtime ~60 M instructions per run (a dry run is ~7 M without it,
  *   measured with callgrind); anything but our flags goes to rawFromArgs. Both walk the arguments
  *   with walkArgs and merge the environment with collectRaw.
+ * The command line is read once per run: what else a run needs from it (the error line's format,
+ * trace's own flags and flow words) comes out of that one walk (ArgsReading, OwnArgs). The one
+ * exception is the entrypoint: when quickRaw gives up (--help, an unknown flag: undefined; a bad
+ * value: it throws) the prelude has produced nothing, and the run reads the command line with
+ * rawFromArgs, then the only reading whose result is used.
  */
 
 /** The program name Istio's init-container args start with; accepted (and dropped) as a first word. */
@@ -66,10 +71,11 @@ function walkArgs(
   bad: (err: ConfigError) => void = (err) => {
     throw err;
   },
+  own?: OwnArgs,
 ): void {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] ?? '';
-    if (arg === '--') {
+    if (arg === '--' && own === undefined) {
       other(args.slice(i));
       return;
     }
@@ -77,7 +83,10 @@ function walkArgs(
     const name = eq > 0 ? arg.slice(0, eq) : arg;
     const key = BY_NAME.get(name);
     if (key === undefined) {
-      other([arg]);
+      if (own === undefined) other([arg]);
+      else if (own.names.includes(name)) own.flag(name, eq > 0 ? arg.slice(eq + 1) : i + 1 < args.length ? args[++i] : undefined);
+      else if (arg.startsWith('-') && arg !== '->') other([arg]);
+      else own.word(arg);
       continue;
     }
     const spec = OPTIONS[key];
@@ -94,20 +103,28 @@ function walkArgs(
 }
 
 /**
- * Whether the arguments ask for JSON logs (the last --log_as_json decides), read as walkArgs reads
- * them but past a bad flag, so that the error about that flag is a JSON line too.
+ * What the one reading of a command line found besides the raw values, filled in as it reads, so
+ * that an error in the reading (a bad flag) or after it (validation) still has it: no second walk.
  */
-export function jsonLogsAsked(args: readonly string[]): boolean {
-  let json = false;
-  walkArgs(
-    withoutProgram(args),
-    (key, value) => {
-      if (key === 'logAsJson') json = value === true;
-    },
-    () => {},
-    () => {},
-  );
-  return json;
+export interface ArgsReading {
+  /**
+   * Whether the arguments ask for JSON logs: the last --log_as_json, read past a bad flag, so
+   * that the error about that flag is a JSON line too.
+   */
+  logAsJson: boolean;
+}
+
+/**
+ * A subcommand's own flags and words, taken out of its arguments in the same walk that reads our
+ * flags (trace: --flows FILE, the flow's words). `--` is then an argument like any other.
+ */
+export interface OwnArgs {
+  /** The subcommand's flags (`--name`), each taking a value (`--name=value` or the next argument). */
+  readonly names: readonly string[];
+  /** One of them with its value; undefined when it is the last argument, without a value. */
+  readonly flag: (name: string, value: string | undefined) => void;
+  /** An argument that is none of our flags and does not start with "-" (but "->"). */
+  readonly word: (arg: string) => void;
 }
 
 /**
@@ -115,13 +132,23 @@ export function jsonLogsAsked(args: readonly string[]): boolean {
  * them. String values are wrapped in quotes of our own: yargs strips one pair from
  * `--flag=value`, so the value arrives exactly as given, quotes included.
  */
-export function normalizeArgs(args: readonly string[]): string[] {
+export function normalizeArgs(args: readonly string[], reading: ArgsReading = { logAsJson: false }, own?: OwnArgs): string[] {
   const out: string[] = [];
+  // The first bad flag is the error; the walk goes on to the end so that `reading` is complete.
+  let first: ConfigError | undefined;
   walkArgs(
     args,
-    (key, value) => out.push(typeof value === 'boolean' ? `--${OPTIONS[key].long}=${value}` : `--${OPTIONS[key].long}="${value}"`),
+    (key, value) => {
+      if (key === 'logAsJson') reading.logAsJson = value === true;
+      out.push(typeof value === 'boolean' ? `--${OPTIONS[key].long}=${value}` : `--${OPTIONS[key].long}="${value}"`);
+    },
     (rest) => out.push(...rest),
+    (err) => {
+      first ??= err;
+    },
+    own,
   );
+  if (first !== undefined) throw first;
   return out;
 }
 
@@ -226,14 +253,18 @@ export function quickRaw(args: readonly string[], env: NodeJS.ProcessEnv): RawIn
 /**
  * Read arguments and environment into raw values with their sources, through yargs. A leading
  * "istio-iptables" (as in Istio's init-container args) is dropped. Returns 'help' when --help was
- * answered.
+ * answered. The arguments are walked once: `reading` gets what the caller needs even when this
+ * throws (whether the error line is JSON), and `own` a subcommand's flags and words (its
+ * arguments are then taken as they are, with no program name to drop).
  */
 export async function rawFromArgs(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
   onHelp: (text: string) => void = () => {},
+  reading?: ArgsReading,
+  own?: OwnArgs,
 ): Promise<RawInput | 'help'> {
-  const rest = normalizeArgs(withoutProgram(args));
+  const rest = normalizeArgs(own === undefined ? withoutProgram(args) : args, reading, own);
   const { createParser } = await import('./parser.js');
   let helpShown = false;
   const argv = (await createParser(rest).parseAsync(rest, {}, (err, _argv, output) => {

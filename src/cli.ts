@@ -5,7 +5,7 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
-import { DIFF_COMMAND, jsonLogsAsked, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram } from './args.js';
+import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading } from './args.js';
 import { existsSync } from 'node:fs';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
 import { PROBE_COMMAND, parseProbeArgs, probeArgs, type ProbeOptions, type ProbeResult } from './apply/probe.js';
@@ -89,6 +89,8 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   let log: Logger = createLogger('info', io.stderr);
   // Where log lines (and the error line) go: stderr until --log_target is read.
   const sink: LogSink = { write: io.stderr };
+  // What the one reading of the command line found that the error line needs (filled in even when it fails).
+  const reading: ArgsReading = { logAsJson: false };
   try {
     const rest = withoutProgram(args);
     if (rest[0] === PROBE_CLIENT_COMMAND) {
@@ -106,9 +108,9 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
       io.stdout(`${result.detail}\n`);
       return result.ok ? 0 : VALIDATION_FAILED;
     }
-    if (rest[0] === TRACE_COMMAND) return await runTrace(rest.slice(1), options, io, env);
-    if (rest[0] === DIFF_COMMAND) return await runDiff(rest.slice(1), options, io, env);
-    const built = await planFromArgs(args, options, io, env, (text) => io.stdout(text), options.rawInput, sink);
+    if (rest[0] === TRACE_COMMAND) return await runTrace(rest.slice(1), options, io, env, reading);
+    if (rest[0] === DIFF_COMMAND) return await runDiff(rest.slice(1), options, io, env, reading);
+    const built = await planFromArgs(args, options, io, env, (text) => io.stdout(text), reading, options.rawInput, sink);
     if (built === 'help') return 0;
     const { config, plan } = built;
     log = built.log;
@@ -121,8 +123,8 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     }
     return await runForReal(config, plan, env, log);
   } catch (err) {
-    // With --log_as_json the error is a JSON log line too (read from the arguments even when a flag was bad).
-    sink.write(jsonLogsAsked(args) ? formatLogLine('error', errorMessage(err), true) : `${PROGRAM}: ${errorMessage(err)}\n`);
+    // With --log_as_json the error is a JSON log line too (as the reading found it, even when a flag was bad).
+    sink.write(reading.logAsJson ? formatLogLine('error', errorMessage(err), true) : `${PROGRAM}: ${errorMessage(err)}\n`);
     if (!(err instanceof ConfigError) && !(err instanceof ApplyError)) log.debug(err instanceof Error ? (err.stack ?? '') : '');
     return 1;
   }
@@ -135,10 +137,13 @@ async function planFromArgs(
   io: Io,
   env: NodeJS.ProcessEnv,
   onHelp: (text: string) => void,
+  reading: ArgsReading,
   given?: RawInput,
   sink: LogSink = { write: io.stderr },
 ): Promise<{ config: Config; plan: Plan; log: Logger } | 'help'> {
-  const raw = given ?? (await rawFromArgs(args, env, onHelp));
+  // Given: the command line was already read (by the entrypoint's prelude, or with a subcommand's own flags).
+  if (given !== undefined) reading.logAsJson = given.values.logAsJson === true;
+  const raw = given ?? (await rawFromArgs(args, env, onHelp, reading));
   if (raw === 'help') return 'help';
   const parsed = parseOptions(raw);
   const targets = [...new Set(parsed.logTargets ?? ['stderr'])];
@@ -168,8 +173,8 @@ function checkNamespace(ns: string | undefined): void {
 }
 
 /** `diff [config flags]`: the live iptables rules and routes against the plan. */
-async function runDiff(args: readonly string[], options: MainOptions, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
-  const built = await planFromArgs(args, options, io, env, (text) => io.stdout(`${DIFF_USAGE}\n${text}`));
+async function runDiff(args: readonly string[], options: MainOptions, io: Io, env: NodeJS.ProcessEnv, reading: ArgsReading): Promise<number> {
+  const built = await planFromArgs(args, options, io, env, (text) => io.stdout(`${DIFF_USAGE}\n${text}`), reading);
   if (built === 'help') return 0;
   const { config, plan } = built;
   if (config.run.nativeNftables) {
@@ -191,11 +196,15 @@ async function runDiff(args: readonly string[], options: MainOptions, io: Io, en
  * `trace [config flags] FLOW | --flows FILE`: the plan exactly as a dry run builds it, then each
  * flow walked through it offline. Never applies anything, needs no root.
  */
-async function runTrace(args: readonly string[], options: MainOptions, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
-  const { runTraceCommand, splitTraceArgs, TRACE_USAGE } = await import('./trace/index.js');
+async function runTrace(args: readonly string[], options: MainOptions, io: Io, env: NodeJS.ProcessEnv, reading: ArgsReading): Promise<number> {
+  const { runTraceCommand, traceArgsReader, TRACE_USAGE } = await import('./trace/index.js');
   const { readFile } = await import('node:fs/promises');
-  const trace = splitTraceArgs(args);
-  const built = await planFromArgs(trace.configArgs, options, io, env, (text) => io.stdout(`${TRACE_USAGE}\n${text}`));
+  // One walk: the configuration flags, and trace's own flags and flow words beside them.
+  const reader = traceArgsReader();
+  const raw = await rawFromArgs(args, env, (text) => io.stdout(`${TRACE_USAGE}\n${text}`), reading, reader.own);
+  if (raw === 'help') return 0;
+  const trace = reader.args();
+  const built = await planFromArgs(args, options, io, env, () => {}, reading, raw);
   if (built === 'help') return 0;
   const { config, plan } = built;
   const file = trace.flowsFile;

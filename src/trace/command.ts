@@ -1,5 +1,4 @@
-import { flagKey } from '../args.js';
-import { OPTIONS } from '../config/options.js';
+import type { OwnArgs } from '../args.js';
 import type { Plan } from '../model/rule.js';
 import { parseFlowLines, parseFlowWords, type FlowInput } from './flow.js';
 import { traceFlow } from './trace.js';
@@ -32,8 +31,6 @@ Examples:
 `;
 
 export interface TraceArgs {
-  /** Everything for the configuration parser, in order: flags exactly as a dry run takes them. */
-  readonly configArgs: readonly string[];
   /** The human flow's words. */
   readonly words: readonly string[];
   readonly flowsFile?: string;
@@ -46,51 +43,34 @@ const TRACE_FLAGS = ['--flows', '--in', '--out', '--local'] as const;
 type TraceFlag = (typeof TRACE_FLAGS)[number];
 
 /**
- * Separate trace's own flags and the flow's words from the configuration flags. A configuration
- * flag that takes a value takes the next argument whatever it looks like, as the main parser does;
- * anything else starting with "-" (but "->") goes to the configuration parser, which reports it.
+ * Trace's own flags and the flow's words, taken out of trace's arguments by the one walk that
+ * reads the configuration flags (args.ts rawFromArgs, given `own`). A configuration flag that
+ * takes a value takes the next argument whatever it looks like, as the main parser does; anything
+ * else starting with "-" (but "->") goes to the configuration parser, which reports it. `args()`
+ * answers once the walk is done.
  */
-export function splitTraceArgs(args: readonly string[]): TraceArgs {
-  const configArgs: string[] = [];
+export function traceArgsReader(): { readonly own: OwnArgs; readonly args: () => TraceArgs } {
   const words: string[] = [];
-  const own: Partial<Record<TraceFlag, string>> = {};
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] ?? '';
-    const eq = arg.indexOf('=');
-    const name = arg.startsWith('-') && eq > 0 ? arg.slice(0, eq) : arg;
-    if ((TRACE_FLAGS as readonly string[]).includes(name)) {
-      let value: string | undefined;
-      if (eq > 0 && name !== arg) value = arg.slice(eq + 1);
-      else {
-        value = args[i + 1];
-        i++;
-      }
+  const given: Partial<Record<TraceFlag, string>> = {};
+  const own: OwnArgs = {
+    names: TRACE_FLAGS,
+    flag: (name, value) => {
       if (value === undefined) throw new TraceError(`flag needs an argument: ${name}`);
-      own[name as TraceFlag] = value;
-    } else if (takesValue(arg)) {
-      configArgs.push(arg);
-      if (i + 1 < args.length) configArgs.push(args[++i] ?? '');
-    } else if (arg.startsWith('-') && arg !== '->') {
-      configArgs.push(arg);
-    } else {
-      words.push(arg);
-    }
-  }
-  const local = own['--local'];
-  return {
-    configArgs,
-    words,
-    ...(own['--flows'] === undefined ? {} : { flowsFile: own['--flows'] }),
-    ...(own['--in'] === undefined ? {} : { inInterface: own['--in'] }),
-    ...(own['--out'] === undefined ? {} : { outInterface: own['--out'] }),
-    localAddresses: local === undefined ? [] : local.split(',').map((s) => s.trim()).filter((s) => s !== ''),
+      given[name as TraceFlag] = value;
+    },
+    word: (arg) => void words.push(arg),
   };
-}
-
-/** Whether a configuration flag (`--long` or `-s`, without a value) takes the next argument. */
-function takesValue(arg: string): boolean {
-  const key = flagKey(arg);
-  return key !== undefined && OPTIONS[key].kind !== 'boolean';
+  const args = (): TraceArgs => {
+    const local = given['--local'];
+    return {
+      words,
+      ...(given['--flows'] === undefined ? {} : { flowsFile: given['--flows'] }),
+      ...(given['--in'] === undefined ? {} : { inInterface: given['--in'] }),
+      ...(given['--out'] === undefined ? {} : { outInterface: given['--out'] }),
+      localAddresses: local === undefined ? [] : local.split(',').map((s) => s.trim()).filter((s) => s !== ''),
+    };
+  };
+  return { own, args };
 }
 
 /** The result as one JSON line: {"verdict","toPort","path"}. */

@@ -23,7 +23,10 @@ if (host !== undefined) {
   const shared: Shared = { rawInput: undefined };
   publishShared(shared);
   try {
-    // undefined: an argument needs yargs (--help, an unknown flag); the run reads it itself.
+    // undefined: an argument needs yargs (--help, an unknown flag); the run reads it itself. That
+    // is the one time a run reads its command line twice, and the quick reading gave up before
+    // producing anything: yargs's reading (cli.ts, args.ts rawFromArgs) is then the only one used.
+    // Likewise when quickRaw throws (a bad value) below.
     const raw = quickRaw(h.argv, h.env);
     if (raw !== undefined) {
       shared.rawInput = raw;
