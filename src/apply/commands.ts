@@ -55,6 +55,37 @@ export const KILL_GRACE_MS = 2_000;
  */
 export const PIPE_GRACE_MS = 1_000;
 
+/**
+ * What a runtime's spawn reports about a command, before the shared shaping (commandResult): the
+ * only part of a runner each runtime writes itself, with the lock's primitive.
+ */
+export interface Spawned {
+  /** The exit status; -1 when there is none (killed by a signal, never started). */
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Killed at its timeout (SIGTERM, SIGKILL KILL_GRACE_MS later if it ignored that). */
+  readonly timedOut: boolean;
+  /** The errno code when the program could not be started (ENOENT: not found). */
+  readonly spawnError?: string | null | undefined;
+  /** Why there is no exit status (a signal, a spawn error), said in stderr when the command wrote nothing there. */
+  readonly failure?: string | undefined;
+}
+
+/**
+ * A spawned command's result, the same on every runtime: a timed-out command exits 124 with
+ * "timed out after N ms" first in its stderr; notFound when the program itself (or, inside a
+ * namespace, the program nsenter or ip netns exec was to run) could not be found.
+ */
+export function commandResult(s: Spawned, prefix: readonly string[], timeoutMs: number): RunResult {
+  return {
+    exitCode: s.timedOut ? 124 : s.exitCode,
+    stdout: s.stdout,
+    stderr: s.timedOut ? `timed out after ${timeoutMs} ms\n${s.stderr}`.trim() : s.stderr === '' && s.failure !== undefined ? s.failure : s.stderr,
+    notFound: s.spawnError === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(s.stderr)),
+  };
+}
+
 /** The command prefix that runs inside a network namespace: a name under /var/run/netns, or a path. */
 export function prefixFor(ns: string | undefined): string[] {
   return ns === undefined ? [] : ns.startsWith('/') ? ['nsenter', `--net=${ns}`, '--'] : ['ip', 'netns', 'exec', ns];

@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, lockName, NOT_FOUND, PIPE_GRACE_MS, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
+import type { ChildProcess } from 'node:child_process';
+import { commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, lockName, PIPE_GRACE_MS, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
 import type { RouteBackend } from './routes.js';
 
 export { DEFAULT_TIMEOUT_MS, type ProcessRunnerOptions, type Runner, type RunResult } from './commands.js';
@@ -74,7 +74,9 @@ async function nodeLock(ns: string | undefined, waitMs: number): Promise<(() => 
 
 /**
  * Commands run with execa (loaded on first use), the payload fed on stdin, inside the target
- * namespace when one is given. The general runner: library users, reruns, drift, cleanup.
+ * namespace when one is given: every command under Node. What is not the spawn (the namespace
+ * prefix, the result's shape, the run lock's contract) is shared with the entrypoint's runner
+ * (commands.ts); bound() and nodeLock are this runtime's part.
  */
 export function processRunner(options: ProcessRunnerOptions = {}): Runner {
   const prefix = prefixFor(options.namespace);
@@ -95,71 +97,27 @@ export function processRunner(options: ProcessRunnerOptions = {}): Runner {
       });
       const stop = bound(child, timeout, () => void (timedOut = true));
       const r = await child.finally(stop);
-      const stderr = typeof r.stderr === 'string' ? r.stderr : '';
-      const notFound = (r as { code?: string }).code === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(stderr));
-      const killed = timedOut || r.timedOut;
-      return {
-        exitCode: killed ? 124 : (r.exitCode ?? -1),
-        stdout: typeof r.stdout === 'string' ? r.stdout : '',
-        stderr: killed ? `timed out after ${timeout} ms\n${stderr}`.trim() : r.exitCode === undefined && stderr === '' ? String(r.message) : stderr,
-        notFound,
-      };
+      return commandResult(
+        {
+          exitCode: r.exitCode ?? -1,
+          stdout: typeof r.stdout === 'string' ? r.stdout : '',
+          stderr: typeof r.stderr === 'string' ? r.stderr : '',
+          timedOut: timedOut || r.timedOut,
+          spawnError: (r as { code?: string }).code,
+          ...(r.exitCode === undefined ? { failure: String(r.message) } : {}),
+        },
+        prefix,
+        timeout,
+      );
     },
   };
 }
 
 /**
- * The same contract on bare `child_process.spawn`, for the fast path of a fresh namespace under
- * Node (loading execa costs milliseconds there); everything else uses processRunner. The
- * entrypoint has its own runner module (platform/quickjs/runner.ts).
+ * The runner for the fast path of a fresh namespace: under Node the same as processRunner (execa
+ * for every command). The entrypoint's runner module (platform/quickjs/runner.ts) is the one whose
+ * commands start early and take their input in pieces (Runner.start).
  */
 export function spawnRunner(options: ProcessRunnerOptions = {}): Runner {
-  return childProcessRunner(options);
-}
-
-function childProcessRunner(options: ProcessRunnerOptions): Runner {
-  const prefix = prefixFor(options.namespace);
-  const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  return {
-    lock: (waitMs) => nodeLock(options.namespace, waitMs),
-    run(argv, input) {
-      const full = [...prefix, ...argv];
-      return new Promise((resolve) => {
-        let settled = false;
-        let stdout = '';
-        let stderr = '';
-        let timedOut = false;
-        const settle = (r: { exitCode: number; notFound: boolean; extra?: string }) => {
-          if (settled) return;
-          settled = true;
-          stop();
-          const err = `${stderr}${r.extra ?? ''}`;
-          resolve({
-            exitCode: timedOut ? 124 : r.exitCode,
-            stdout,
-            stderr: timedOut ? `timed out after ${timeout} ms\n${err}`.trim() : err,
-            notFound: r.notFound || (prefix.length > 0 && NOT_FOUND.test(stderr)),
-          });
-        };
-        let child: ChildProcess;
-        try {
-          child = spawn(full[0] ?? '', full.slice(1), {
-            stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-            ...(options.env === undefined ? {} : { env: { ...process.env, ...options.env } }),
-          });
-        } catch (err) {
-          resolve({ exitCode: -1, stdout: '', stderr: err instanceof Error ? err.message : String(err), notFound: false });
-          return;
-        }
-        const stop = bound(child, timeout, () => void (timedOut = true));
-        child.stdout?.setEncoding('utf8').on('data', (d: string) => void (stdout += d));
-        child.stderr?.setEncoding('utf8').on('data', (d: string) => void (stderr += d));
-        child.stdout?.on('error', () => {});
-        child.stderr?.on('error', () => {});
-        child.on('error', (err: NodeJS.ErrnoException) => settle({ exitCode: -1, notFound: err.code === 'ENOENT', extra: err.message }));
-        child.on('close', (code, signal) => settle({ exitCode: code ?? -1, notFound: false, extra: code === null && signal !== null ? `killed by ${signal}` : '' }));
-        if (input !== undefined) child.stdin?.end(input);
-      });
-    },
-  };
+  return processRunner(options);
 }

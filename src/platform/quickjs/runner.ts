@@ -1,5 +1,5 @@
 import { host, type Host } from '../host.js';
-import { DEFAULT_TIMEOUT_MS, lockName, NOT_FOUND, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
+import { commandResult, DEFAULT_TIMEOUT_MS, lockName, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
 import { claim, spawnCommand, type Finished } from './early.js';
 import type { RouteBackend } from '../../apply/routes.js';
 import { netlinkRoutes } from './netlink.js';
@@ -33,13 +33,7 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
   const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const ours = options.env === undefined || options.env === process.env;
   const env = ours ? null : Object.entries({ ...process.env, ...options.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
-  const result = (f: Finished, early: boolean): RunResult => ({
-    exitCode: f.timedOut ? 124 : f.exitCode,
-    stdout: f.stdout,
-    stderr: f.timedOut ? `timed out after ${timeout} ms\n${f.stderr}`.trim() : f.stderr,
-    notFound: f.spawnError === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(f.stderr)),
-    ...(early ? { startedEarly: true } : {}),
-  });
+  const result = (f: Finished, early: boolean): RunResult => (early ? { ...commandResult(f, prefix, timeout), startedEarly: true } : commandResult(f, prefix, timeout));
   /** The command with its stdin waiting: the prelude's (same command line, our environment and default bound), or a new one. */
   const waiting = (full: readonly string[]): { pid: number; finished: Promise<Finished>; early: boolean } => {
     const early = ours && options.timeoutMs === undefined ? claim(full) : undefined;
