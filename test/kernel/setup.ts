@@ -4,7 +4,7 @@ import { execa } from 'execa';
  * Kernel tests need root, network namespaces, iptables (both backends) and iproute2. When any is
  * missing they fail here, loudly, instead of skipping: CI installs them (.ci/run).
  */
-export default async function setup(): Promise<void> {
+export default async function setup(): Promise<() => Promise<void>> {
   const problems: string[] = [];
   if (process.getuid?.() !== 0) problems.push('kernel tests must run as root (they create network namespaces)');
   for (const bin of ['ip', 'iptables-nft-restore', 'ip6tables-nft-restore', 'iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-restore', 'ip6tables-legacy-restore', 'iptables-legacy-save', 'ip6tables-legacy-save', 'nft', 'flock', 'setpriv', 'setcap', 'python3']) {
@@ -17,4 +17,25 @@ export default async function setup(): Promise<void> {
     const known = await execa('getent', ['group', group], { reject: false });
     if (known.exitCode !== 0) await execa('groupadd', ['--force', group]);
   }
+  // Every test removes its namespaces in a finally; one that outlived its timeout (a hang case
+  // past vitest's limit) may not have yet. Those this run made (iit-<pid>-..., test/kernel/netns.ts)
+  // and left, with no process in them, are removed at the end and named.
+  const before = new Set(await ourNamespaces());
+  return async () => {
+    const left = (await ourNamespaces()).filter((n) => !before.has(n));
+    const removed: string[] = [];
+    for (const name of left) {
+      const pids = await execa('ip', ['netns', 'pids', name], { reject: false });
+      if (pids.exitCode === 0 && pids.stdout.trim() === '' && (await execa('ip', ['netns', 'del', name], { reject: false })).exitCode === 0) removed.push(name);
+    }
+    if (left.length > 0) process.stderr.write(`kernel tests left ${left.length} network namespace(s); removed ${removed.length}: ${left.join(', ')}\n`);
+  };
+}
+
+async function ourNamespaces(): Promise<string[]> {
+  const r = await execa('ip', ['netns', 'list'], { reject: false });
+  return r.stdout
+    .split('\n')
+    .map((line) => line.split(' ')[0] ?? '')
+    .filter((name) => name.startsWith('iit-'));
 }
