@@ -52,8 +52,12 @@ const REPLACED = {
   [join(src, 'apply', 'runner.ts')]: q('runner.ts'),
   [join(src, 'apply', 'validate.ts')]: q('validate.ts'),
 };
-/** Modules imported only for what they do when evaluated. */
-const SIDE_EFFECTS = new Set([q('process.ts')]);
+/**
+ * Modules imported only for what they do when evaluated (the process global; the prelude, which
+ * its script's entry imports by path): package.json's "sideEffects": false, true of the library,
+ * would otherwise let esbuild drop them.
+ */
+const SIDE_EFFECTS = new Set([q('process.ts'), q('prelude.ts')]);
 /**
  * The split, declared once, by module (paths under src/, after REPLACED): the script each module
  * belongs to when it is not the app's. The prelude's modules are published as plain objects (a
@@ -103,10 +107,8 @@ const hostModules = {
   setup(build) {
     build.onResolve({ filter: /.*/ }, (args) => {
       if (MODULES[args.path] !== undefined) return { path: MODULES[args.path] };
-      const resolved = resolveOurs(args);
+      const resolved = SIDE_EFFECTS.has(args.path) ? args.path : resolveOurs(args);
       if (resolved === undefined) return undefined;
-      // Imported for its effect (the process global): package.json's "sideEffects": false, true
-      // of the library, would otherwise let esbuild drop it.
       if (SIDE_EFFECTS.has(resolved)) return { path: resolved, sideEffects: true };
       return resolved === tsPath(args.importer, args.path) ? undefined : { path: resolved };
     });
@@ -145,8 +147,6 @@ const scriptEntry = (script, main) => ({
   name: 'script-entry',
   setup(build) {
     build.onResolve({ filter: /^script-entry$/ }, () => ({ path: script, namespace: 'script-entry' }));
-    // Imported for what it does (package.json's "sideEffects": false would let esbuild drop it).
-    if (main !== undefined) build.onResolve({ filter: /^\// }, (args) => (args.path === main ? { path: main, sideEffects: true } : undefined));
     build.onLoad({ filter: /.*/, namespace: 'script-entry' }, async () => {
       const modules = modulesOf(script);
       const lines = [];
