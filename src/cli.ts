@@ -8,6 +8,7 @@ import { createLogger, formatLogLine, type Logger } from './log.js';
 import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading } from './args.js';
 import { existsSync } from 'node:fs';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
+import { quickBackend, readProcNet } from './apply/detect.js';
 import { PROBE_COMMAND, parseProbeArgs, probeArgs, type ProbeOptions, type ProbeResult } from './apply/probe.js';
 
 // What only some runs need is loaded when needed: the dry-run renderers, trace, validation, and
@@ -233,11 +234,7 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   const ns = run.networkNamespace;
   checkNamespace(ns);
   if (log.enabled?.('info') !== false) log.info(`configuration: ${describeConfig(capture)}`);
-  const [{ applyPlan }, { quickBackend, readProcNet }, { processRunner, spawnRunner, runtimeRoutes }] = await Promise.all([
-    import('./apply/apply.js'),
-    import('./apply/backend.js'),
-    import('./apply/runner.js'),
-  ]);
+  const [{ applyPlan }, { processRunner, spawnRunner, runtimeRoutes }] = await Promise.all([import('./apply/apply.js'), import('./apply/runner.js')]);
   const runner = processRunner({ namespace: ns, env });
   const routes = runtimeRoutes({ namespace: ns });
   const owners = ownerResolver();

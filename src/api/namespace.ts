@@ -157,7 +157,7 @@ async function run(plan: Plan, o: ApplyOptions, cleanupOnly: boolean): Promise<A
   }
   const [{ applyPlan }, { quickBackend, readProcNet }, { LOCK_WAIT_SECONDS }] = await Promise.all([
     import('../apply/apply.js'),
-    import('../apply/backend.js'),
+    import('../apply/detect.js'),
     import('../apply/early.js'),
   ]);
   const r = await applyPlan(plan, {

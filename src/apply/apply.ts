@@ -4,13 +4,13 @@ import { withNamespaceLock } from './commands.js';
 import type { Family, FamilyRules, Plan, RouteStep } from '../model/rule.js';
 import { renderRestore, writeRestore } from '../render/restore.js';
 import { routeArgs } from '../render/ip.js';
-import type { Backend } from './backend.js';
+import type { Backend } from './detect.js';
 import { restoreCommand } from './early.js';
 import { ipRoutes } from './ip-routes.js';
 import { changeArgs, type RouteBackend } from './routes.js';
 import type { Runner, RunResult } from './runner.js';
 import type { OwnerResolver } from './saveform.js';
-import { committedBefore, failedLine, removalPayload, tablesOf } from './payload.js';
+import { committedBefore, failedLine, removalPayload, tablesOf } from './state.js';
 import type { IptablesBackend } from '../config/values.js';
 
 export interface ApplyOptions {

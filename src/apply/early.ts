@@ -1,7 +1,7 @@
 import { GO_FALSE, GO_TRUE } from '../config/gobool.js';
 import type { RawInput } from '../config/parse.js';
 import type { OptionKey } from '../config/options.js';
-import { quickBackend } from './backend.js';
+import { quickBackend } from './detect.js';
 
 /** Bound on waiting for the xtables lock (legacy backend), in seconds; part of every restore command. */
 export const LOCK_WAIT_SECONDS = 30;

@@ -12,9 +12,9 @@
 import { host } from '../host.js';
 import { quickRaw } from '../../args.js';
 import { earlyCommands } from '../../apply/early.js';
-import { readProcNet } from '../../apply/backend.js';
+import { readProcNet } from '../../apply/detect.js';
 import { publishShared, type Shared } from './shared.js';
-import { hostAddresses, ipv6FromAddresses } from '../../config/addresses.js';
+import { hostAddresses, ipv6FromAddresses } from '../../config/host.js';
 import { DEFAULT_TIMEOUT_MS } from '../../apply/commands.js';
 import { startEarly } from './early.js';
 
