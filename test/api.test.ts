@@ -46,4 +46,37 @@ describe('API report', { timeout: 120_000 }, () => {
     expect(r.stderr).toMatch(/^diffPlan refers to Runner, which is not exported/m);
     expect(r.stderr).toMatch(/^diffPlan refers to OwnerResolver, which is not exported/m);
   });
+
+  // The option table's entries are README's flag table, not the report's (scripts/api-report.mjs).
+  const NEW_OPTION = `  fooPorts: {
+    long: 'foo', kind: 'string', default: '', env: ['FOO'], value: 'portRangeList', parsed: [], config: 'capture',
+    group: 'Capture', help: 'Ports excluded from outbound capture',
+  },
+  vklog: {`;
+
+  it('is unchanged by a new option, whose entry README\'s flag table shows instead', async () => {
+    const r = await report('--check', '--edit', 'src/config/options.ts', '  vklog: {', NEW_OPTION);
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+  });
+
+  it('changes when the way options become configuration types changes', async () => {
+    const r = await report('--check', '--edit', 'src/config/options.ts', "? readonly ValueOf<(typeof OPTIONS)[K]['value']>[]", "? ValueOf<(typeof OPTIONS)[K]['value']>[]");
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/the public API differs/);
+    expect(r.stdout).toContain("? ValueOf<(typeof OPTIONS)[K]['value']>[]");
+  });
+
+  it('refuses an option whose kind, value or config is not one literal type (README would not show the change)', async () => {
+    const r = await report(
+      '--edit', 'src/config/options.ts', "long: 'vklog', kind: 'string'", "long: 'vklog', kind: 'string' as OptionKind",
+      '--edit', 'src/config/options.ts', "value: 'klogLevel'", "value: 'klogLevel' as ValueName",
+      '--edit', 'src/config/options.ts', "value: 'logCallers', parsed: [],", "value: 'logCallers', parsed: [], config: 'run' as 'capture' | 'run',",
+    );
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^(api-report: )?OPTIONS\.vklog\.kind is OptionKind, not one literal/m);
+    expect(r.stderr).toMatch(/^(api-report: )?OPTIONS\.vklog\.value is .*, not one literal/m);
+    expect(r.stderr).toMatch(/^(api-report: )?OPTIONS\.logCaller\.config is "capture" \| "run", not one literal/m);
+  });
 });

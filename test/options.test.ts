@@ -13,6 +13,13 @@ describe('the option table', () => {
     expect(r.success).toBe(true);
     if (r.success) expect(r.data).toEqual(spec.parsed);
   });
+
+  // README's flag table shows each option's value and marks repeatable flags; with this, those two
+  // columns determine the option's kind, and so its types (RawOptions, OptionValue).
+  it.each(OPTION_KEYS)('%s: a switch is exactly an option whose value is boolean', (key) => {
+    const spec: OptionSpec = OPTIONS[key];
+    expect(spec.kind === 'boolean').toBe(spec.value === 'boolean');
+  });
 });
 
 /** README's flag table, as the option table gives it. */
@@ -23,9 +30,10 @@ function flagTable(): string {
     const flag = `${spec.short === undefined ? '' : `-${spec.short}, `}--${spec.long}${spec.kind === 'strings' ? ' (repeatable)' : ''}`;
     const env = spec.env.length === 0 ? 'none' : spec.env.map((e) => `\`${e}\``).join(', ');
     const def = spec.default === undefined ? 'derived' : spec.default === '' ? '""' : String(spec.default);
-    return `| \`${flag}\` | ${env} | ${cell(def)} | ${cell(spec.help)} |`;
+    const where = spec.config === undefined ? `\`${key}\` (checked only)` : `\`${spec.config}.${key}\``;
+    return `| \`${flag}\` | ${env} | ${cell(def)} | ${where} | \`${spec.value}\` | ${cell(spec.help)} |`;
   });
-  return ['| flag | env var | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
+  return ['| flag | env var | default | key | value | meaning |', '|---|---|---|---|---|---|', ...rows].join('\n');
 }
 
 describe("README's flag table", () => {
