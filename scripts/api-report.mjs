@@ -104,6 +104,10 @@ export function apiReport(edits = []) {
   const host = ts.createCompilerHost(options);
   const { fileExists, readFile, getSourceFile } = host;
   host.fileExists = (f) => files.has(resolve(f)) || (!resolve(f).startsWith(`${outDir}/`) && fileExists.call(host, f));
+  // The emitted folders exist only in memory (a fresh clone has no dist/ until it is built).
+  const dirs = new Set([...files.keys()].flatMap((f) => f.slice(outDir.length).split('/').slice(1, -1).map((_, i, parts) => join(outDir, ...parts.slice(0, i + 1)))).concat(outDir));
+  const { directoryExists } = host;
+  host.directoryExists = (d) => dirs.has(resolve(d)) || (!resolve(d).startsWith(`${outDir}/`) && resolve(d) !== outDir && (directoryExists?.call(host, d) ?? true));
   host.readFile = (f) => files.get(resolve(f)) ?? (resolve(f).startsWith(`${outDir}/`) ? undefined : readFile.call(host, f));
   host.getSourceFile = (f, lang, ...rest) => (files.has(resolve(f)) ? ts.createSourceFile(f, files.get(resolve(f)), lang, true) : getSourceFile.call(host, f, lang, ...rest));
   const program = ts.createProgram([entry], options, host);
