@@ -48,8 +48,8 @@ describe('API report', { timeout: 120_000 }, () => {
   });
 
   // The option table's entries are README's flag table, not the report's (scripts/api-report.mjs).
-  const NEW_OPTION = `  fooPorts: {
-    long: 'foo', kind: 'string', default: '', env: ['FOO'], value: 'portRangeList', parsed: [], config: 'capture',
+  const NEW_OPTION = `  apiReportExamplePorts: {
+    long: 'api-report-example-ports', kind: 'string', default: '', env: ['API_REPORT_EXAMPLE_PORTS'], value: 'portRangeList', parsed: [], config: 'capture',
     group: 'Capture', help: 'Ports excluded from outbound capture',
   },
   vklog: {`;
