@@ -6,8 +6,10 @@
  *   socket(family)               a non-blocking TCP socket, family 4 or 6; the fd
  *   listen(fd, address, port)    bind to address:port and listen
  *   accept(fd)                   a connection's fd (non-blocking), or -1 when none is waiting
- *   connect(fd, address, port)   true when connected at once, false while in progress (wait
- *                                for 'w', then socketError)
+ *   connect(fd, address, port, from)
+ *                                true when connected at once, false while in progress (wait
+ *                                for 'w', then socketError); from: the local address to bind
+ *                                first (any port), when given
  *   socketError(fd)              the pending error's code (ECONNREFUSED, ...) or null (SO_ERROR)
  *   recv(fd)                     what is there, as text: "" at end of stream, null when nothing yet
  *   send(fd, text)               bytes written, -1 when the socket cannot take any now
@@ -126,6 +128,15 @@ static JSValue p_connect(JSContext *ctx, JSValueConst this, int argc, JSValueCon
   socklen_t len;
   if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
   if (to_addr(ctx, argv[1], argv[2], &sa, &len)) return JS_ThrowTypeError(ctx, "connect: not an IP address and port");
+  if (argc > 3 && !JS_IsUndefined(argv[3])) {
+    struct sockaddr_storage local;
+    socklen_t local_len;
+    JSValue any = JS_NewInt32(ctx, 0);
+    int bad = to_addr(ctx, argv[3], any, &local, &local_len);
+    JS_FreeValue(ctx, any);
+    if (bad) return JS_ThrowTypeError(ctx, "connect: the local address is not an IP address");
+    if (bind(fd, (struct sockaddr *)&local, local_len) < 0) return throw_sock(ctx, errno, "bind");
+  }
   while (connect(fd, (struct sockaddr *)&sa, len) < 0) {
     if (errno == EINTR) continue;
     if (errno == EINPROGRESS) return JS_FALSE;
@@ -225,7 +236,7 @@ static const JSCFunctionListEntry probe_funcs[] = {
     JS_CFUNC_DEF("socket", 1, p_socket),
     JS_CFUNC_DEF("listen", 3, p_listen),
     JS_CFUNC_DEF("accept", 1, p_accept),
-    JS_CFUNC_DEF("connect", 3, p_connect),
+    JS_CFUNC_DEF("connect", 4, p_connect),
     JS_CFUNC_DEF("socketError", 1, p_socket_error),
     JS_CFUNC_DEF("recv", 1, p_recv),
     JS_CFUNC_DEF("send", 2, p_send),

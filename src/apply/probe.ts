@@ -4,10 +4,15 @@
  * inside another network namespace.
  *
  * The probe, as Istio's: listen on loopback at the proxy's outbound and inbound ports, then, as
- * the proxy's uid/gid, connect to 127.0.0.6 (::6) at the probe port, where nothing listens. Only
- * the capture rules can bring that connection to one of our listeners (the proxy uid's traffic to
- * a non-localhost address on lo is sent to the inbound port). The client sends a random token and
- * the listener echoes it back, proving the connection reached us.
+ * the proxy's uid/gid and from 127.0.0.1 (::1), connect to 127.0.0.6 (::6) at the probe port,
+ * where nothing listens. Only the capture rules can bring that connection to one of our listeners
+ * (the proxy uid's traffic to a non-localhost address on lo is sent to the inbound port). The
+ * client sends a random token and the listener echoes it back, proving the connection reached us.
+ *
+ * The client's source is set because the kernel would otherwise pick ::6 itself for IPv6 (the
+ * address on lo that equals the destination), and the rules let connections from ::6 pass
+ * untouched (they are the proxy's inbound passthrough), so an IPv6 probe would fail with the
+ * rules in place. For IPv4 the kernel picks 127.0.0.1 anyway.
  */
 import { ConfigError } from '../errors.js';
 
@@ -68,6 +73,11 @@ export function parseProbeArgs(args: readonly string[]): ProbeOptions {
 /** Where the listeners listen and where the client connects. */
 export function probeAddresses(family: 'ipv4' | 'ipv6'): { listenHost: string; target: string } {
   return family === 'ipv4' ? { listenHost: '127.0.0.1', target: '127.0.0.6' } : { listenHost: '::1', target: '::6' };
+}
+
+/** The client's source address for a target: loopback of the target's family (see the top). */
+export function probeSource(target: string): string {
+  return probeAddresses(target.includes(':') ? 'ipv6' : 'ipv4').listenHost;
 }
 
 /** The result, worded the same by both runtimes. */

@@ -1,7 +1,7 @@
 import { connect, createServer, type Server } from 'node:net';
 import { PROBE_CLIENT_COMMAND } from '../args.js';
 import { randomBytes } from 'node:crypto';
-import { probeAddresses, probeResult, type ProbeOptions, type ProbeResult } from './probe.js';
+import { probeAddresses, probeResult, probeSource, type ProbeOptions, type ProbeResult } from './probe.js';
 
 /**
  * The validation probe on Node (apply/probe.ts says what it does; the entrypoint's is
@@ -20,7 +20,7 @@ export function probeClient(host: string, port: number, token: string, timeoutMs
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve) => {
     const attempt = (): void => {
-      const s = connect({ host, port });
+      const s = connect({ host, port, localAddress: probeSource(host) });
       let got = '';
       let settled = false;
       const retry = (): void => {

@@ -45,8 +45,11 @@ export interface Host {
   listen(fd: number, address: string, port: number): void;
   /** A waiting connection's fd (non-blocking), -1 when none. */
   accept(fd: number): number;
-  /** true when connected at once, false while in progress (wait for 'w', then socketError). */
-  connect(fd: number, address: string, port: number): boolean;
+  /**
+   * true when connected at once, false while in progress (wait for 'w', then socketError); bound
+   * first to the local address `from` (any port) when given.
+   */
+  connect(fd: number, address: string, port: number, from?: string): boolean;
   /** The socket's pending error (ECONNREFUSED, ...), or null. */
   socketError(fd: number): string | null;
   /** What is there: "" at end of stream, null when nothing has arrived yet. */

@@ -290,6 +290,25 @@ describe.each(PROGRAMS)('validation probe ($name)', (program) => {
     });
   });
 
+  // IPv4 not captured at all: the probe goes to ::6 over IPv6. The client must connect from ::1, as
+  // Istio's does: left to the kernel its source is ::6 itself, which the rules let pass untouched
+  // (the proxy's inbound passthrough), and the probe failed with the rules in place.
+  it.each(['REDIRECT', 'TPROXY'])('IPv6 only (%s): 126 without the rules, 0 once applied, 126 for a client that is not the proxy', async (mode) => {
+    await withNetns('probe6', async (ns) => {
+      const inside = (args: readonly string[]) =>
+        execa('ip', ['netns', 'exec', ns.name, ...program.argv, ...args], { reject: false, env: { PATH }, extendEnv: false, timeout: 60_000 });
+      const v6 = ['-p', '15001', '-z', '15006', '-u', '1337', '-m', mode, '-i', 'fd00::/8', '-b', '', '--enable-ipv6', '--run-validation'];
+      const before = await inside([...v6, '--skip-rule-apply', '--probe-timeout', '1s']);
+      expect(before.exitCode, before.stderr).toBe(126);
+      expect(before.stderr).toMatch(/validation failed.*::6:15002 did not reach ::1 ports 15001, 15006 within 1000 ms/);
+      const applied = await inside([...v6, '--probe-timeout', '3s']);
+      expect(applied.exitCode, applied.stderr).toBe(0);
+      expect(applied.stderr).toMatch(/validation passed: ::6:15002 reached our listener on ::1 \(15001, 15006\)/);
+      const asRoot = await inside([...v6, '-u', '0', '-g', '0', '--skip-rule-apply', '--probe-timeout', '1s']);
+      expect(asRoot.exitCode, asRoot.stderr).toBe(126);
+    });
+  });
+
   it('the probe subcommand alone: strict about its parameters, reads no environment', async () => {
     const bad = await run(['__probe', 'family=ipv4', 'listen=15001', 'port=15002', 'timeout=100', 'uid=1337'], { NETWORK_NAMESPACE: 'nonexistent' });
     expect(bad.exitCode).toBe(1);

@@ -6,7 +6,7 @@
  */
 import { host } from '../host.js';
 import { PROBE_CLIENT_COMMAND } from '../../args.js';
-import { probeAddresses, probeResult, type ProbeOptions, type ProbeResult } from '../../apply/probe.js';
+import { probeAddresses, probeResult, probeSource, type ProbeOptions, type ProbeResult } from '../../apply/probe.js';
 
 export type { ProbeOptions } from '../../apply/probe.js';
 
@@ -26,7 +26,7 @@ async function attempt(address: string, port: number, token: string, deadline: n
   let fd = -1;
   try {
     fd = h.socket(address.includes(':') ? 6 : 4);
-    if (!h.connect(fd, address, port) && (!(await ready(fd, 'w', budget())) || h.socketError(fd) !== null)) return false;
+    if (!h.connect(fd, address, port, probeSource(address)) && (!(await ready(fd, 'w', budget())) || h.socketError(fd) !== null)) return false;
     for (let sent = 0; sent < token.length; ) {
       const n = h.send(fd, token.slice(sent));
       if (n >= 0) sent += n;
