@@ -36,10 +36,13 @@
  *                                command is waiting
  *   setExitCode(n)               the process's exit status when the event loop is done
  *   selfPath()                   this executable's path (/proc/self/exe)
- *   lock(name, waitMs)           bind the abstract unix socket `name` (one per network namespace,
+ *   lock(name, waitMs, netns)    bind the abstract unix socket `name` (one per network namespace,
  *                                freed when this process ends), retrying up to waitMs while
  *                                another process holds it: true once held, false if waitMs
- *                                passed; throws on any other error
+ *                                passed; throws on any other error. With netns (a namespace's
+ *                                path), the sockets are made in that namespace (setns there and
+ *                                back around socket()), so that a run from outside and a run
+ *                                inside contend for the same name
  *   load(name)                   run the embedded script of code only some runs need: "extra",
  *                                "parser" (yargs: --help, errors) or "trace"; once each
  *   socket, listen, accept, ...  TCP sockets for the validation probe: native/probe.c
@@ -440,10 +443,23 @@ static JSValue h_wall_clock(JSContext *ctx, JSValueConst this, int argc, JSValue
 
 #define LOCK_SPARE_FDS 12
 
+/* A socket made in the network namespace at ns (NULL: ours): native/netlink.c. */
+int netns_socket(const char *ns, int domain, int type, int protocol, int *err);
+
 static JSValue h_lock(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
   size_t len;
   double wait_ms = 0;
   if (JS_ToFloat64(ctx, &wait_ms, argv[1])) return JS_EXCEPTION;
+  char netns[PATH_MAX] = "";
+  if (argc > 2 && !JS_IsUndefined(argv[2])) {
+    size_t nlen;
+    const char *p = JS_ToCStringLen(ctx, &nlen, argv[2]);
+    if (!p) return JS_EXCEPTION;
+    int fits = nlen > 0 && nlen < sizeof netns;
+    if (fits) memcpy(netns, p, nlen + 1);
+    JS_FreeCString(ctx, p);
+    if (!fits) return JS_ThrowRangeError(ctx, "lock: bad namespace path");
+  }
   const char *name = JS_ToCStringLen(ctx, &len, argv[0]);
   if (!name) return JS_EXCEPTION;
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -463,8 +479,14 @@ static JSValue h_lock(JSContext *ctx, JSValueConst this, int argc, JSValueConst 
     int fds[2] = {-1, -1};
     int err = 0;
     for (int k = 0; k < 2 && !err; k++) {
-      fds[k] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fds[k] < 0 || bind(fds[k], (struct sockaddr *)&addr, lens[k]) != 0) err = errno;
+      int at = 0;
+      fds[k] = netns_socket(netns[0] ? netns : NULL, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, &at);
+      if (fds[k] == -1) {
+        if (k > 0) close(fds[0]);
+        return throw_errno(ctx, at, "enter the network namespace for its run lock", netns);
+      }
+      if (fds[k] < 0) err = at;
+      else if (bind(fds[k], (struct sockaddr *)&addr, lens[k]) != 0) err = errno;
     }
     if (!err) {
       /* Held. Before anything is changed, make sure a rollback could start its commands: a
@@ -963,7 +985,7 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("load", 1, h_load),
     JS_CFUNC_DEF("netlinkChange", 8, h_netlink_change),
     JS_CFUNC_DEF("netlinkDump", 3, h_netlink_dump),
-    JS_CFUNC_DEF("lock", 2, h_lock),
+    JS_CFUNC_DEF("lock", 3, h_lock),
 };
 
 static int run_bytecode(JSContext *ctx, const uint8_t *start, const uint8_t *end) {

@@ -115,10 +115,52 @@ static void raise_net_admin(void) {
 }
 
 /* A routing socket in this thread's namespace, with extended acks (ip's "Error: ..." messages). */
-static int open_here(Outcome *o) {
+/*
+ * A socket made in the network namespace at path ns (NULL: this thread's own), which it keeps for
+ * life: enter the namespace, make the socket, come straight back. Should coming back fail, this
+ * process stops at once: nothing may run on in a namespace it did not mean to be in. The fd, or
+ * -1 (entering failed) or -2 (socket() failed) with *err set. Shared with host.c's run lock.
+ */
+int netns_socket(const char *ns, int domain, int type, int protocol, int *err) {
+  if (ns == NULL) {
+    int fd = socket(domain, type, protocol);
+    if (fd < 0) return *err = errno, -2;
+    return fd;
+  }
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) return *err = errno, -1;
+  int target = open(ns, O_RDONLY | O_CLOEXEC);
+  if (target < 0 || setns(target, CLONE_NEWNET) < 0) {
+    *err = errno;
+    if (target >= 0) close(target);
+    close(self);
+    return -1;
+  }
+  close(target);
+  int fd = socket(domain, type, protocol);
+  int socket_err = errno;
+  if (setns(self, CLONE_NEWNET) < 0) {
+    static const char msg[] = "istio-iptables: cannot return to the original network namespace; stopping\n";
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(1);
+    _exit(1);
+  }
+  close(self);
+  if (fd < 0) return *err = socket_err, -2;
+  return fd;
+}
+
+/* The rtnetlink socket for namespace ns (NULL: ours), made once and used for every later call with the same ns. */
+static int nl_socket(const char *ns, Outcome *o) {
+  const char *want = ns ? ns : "";
+  if (nl_fd >= 0 && strcmp(nl_ns, want) == 0) return 0;
+  if (strlen(want) >= sizeof nl_ns) return o->where = AT_NAMESPACE, o->err = ENAMETOOLONG, -1;
+  if (nl_fd >= 0) close(nl_fd);
+  nl_fd = -1;
+  nl_lo = 0;
   raise_net_admin();
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) return o->where = AT_SOCKET, o->err = errno, -1;
+  int err = 0;
+  int fd = netns_socket(ns, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE, &err);
+  if (fd < 0) return o->where = fd == -1 ? AT_NAMESPACE : AT_SOCKET, o->err = err, -1;
   struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
     o->where = AT_SOCKET, o->err = errno;
@@ -127,44 +169,6 @@ static int open_here(Outcome *o) {
   }
   set_opt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1);
   set_opt(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1); /* errors without a copy of our request */
-  return fd;
-}
-
-/*
- * The socket for namespace ns (NULL: ours). Another namespace: enter it, open the socket, come
- * straight back. Should coming back fail, this process stops at once: nothing may run on in a
- * namespace it did not mean to be in.
- */
-static int nl_socket(const char *ns, Outcome *o) {
-  const char *want = ns ? ns : "";
-  if (nl_fd >= 0 && strcmp(nl_ns, want) == 0) return 0;
-  if (strlen(want) >= sizeof nl_ns) return o->where = AT_NAMESPACE, o->err = ENAMETOOLONG, -1;
-  if (nl_fd >= 0) close(nl_fd);
-  nl_fd = -1;
-  nl_lo = 0;
-  int fd;
-  if (ns == NULL) {
-    fd = open_here(o);
-  } else {
-    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (self < 0) return o->where = AT_NAMESPACE, o->err = errno, -1;
-    int target = open(ns, O_RDONLY | O_CLOEXEC);
-    if (target < 0 || setns(target, CLONE_NEWNET) < 0) {
-      o->where = AT_NAMESPACE, o->err = errno;
-      if (target >= 0) close(target);
-      close(self);
-      return -1;
-    }
-    close(target);
-    fd = open_here(o);
-    if (setns(self, CLONE_NEWNET) < 0) {
-      static const char msg[] = "istio-iptables: cannot return to the original network namespace; stopping\n";
-      if (write(2, msg, sizeof msg - 1) < 0) _exit(1);
-      _exit(1);
-    }
-    close(self);
-  }
-  if (fd < 0) return -1;
   nl_fd = fd;
   memcpy(nl_ns, want, strlen(want) + 1);
   return 0;

@@ -1,4 +1,3 @@
-import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { processRunner, spawnRunner } from '../src/apply/runner.js';
 
@@ -49,21 +48,5 @@ describe.each(RUNNERS)('%s', (_name, runner) => {
     const r = await runner.run(['/nonexistent/istio-iptables-test-program']);
     expect(r.exitCode).not.toBe(0);
     expect(r.notFound).toBe(true);
-  });
-
-  it('the run lock: another process holding it makes us wait; taken again by the same process at once', async () => {
-    // A namespace name of our own (nothing else uses it): the lock's socket is bound here, in the
-    // test's namespace, and goes with the process.
-    const ns = `iit-lock-${process.pid}-${_name.length}`;
-    const locked = _name.startsWith('execa') ? processRunner({ namespace: ns }) : spawnRunner({ namespace: ns });
-    const name = `\0istio-iptables/run:/var/run/netns/${ns}`;
-    const holder = execa(process.execPath, ['-e', `const s=require('net').createServer().listen(${JSON.stringify(name)},()=>{console.log('held');setTimeout(()=>process.exit(0),700)})`], { reject: false });
-    await new Promise<void>((res) => holder.stdout?.once('data', () => res()));
-    expect(await locked.lock?.(0)).toBeUndefined();
-    const release = await locked.lock?.(5000);
-    expect(release).toBeTypeOf('function');
-    expect(await locked.lock?.(0)).toBeTypeOf('function');
-    release?.();
-    await holder;
   });
 });

@@ -92,13 +92,17 @@ export function prefixFor(ns: string | undefined): string[] {
 }
 
 /**
- * The name of a namespace's run lock: an abstract unix socket (the kernel keeps one name space of
- * them per network namespace, and frees the name when its holder dies, even by SIGKILL). For the
- * runner's own namespace the name alone; for a namespace given by name or path, the name carries
- * it (the socket is bound in our namespace, where every run naming it binds too).
+ * A network namespace's run lock: the abstract unix socket of this name, bound in that namespace
+ * (the kernel keeps one name space of them per network namespace, and frees the name when its
+ * holder dies, even by SIGKILL). Bound in the target namespace whoever takes it: a run inside the
+ * namespace (the init container) and a run from outside (--network-namespace, by name or by any
+ * path to it) contend for the same name.
  */
-export function lockName(ns: string | undefined): string {
-  return ns === undefined ? 'istio-iptables/run' : `istio-iptables/run:${ns.startsWith('/') ? ns : `/var/run/netns/${ns}`}`;
+export const LOCK_NAME = 'istio-iptables/run';
+
+/** Where a run lock is bound: the namespace's path, or undefined for the runner's own namespace. */
+export function lockNamespace(ns: string | undefined): string | undefined {
+  return ns === undefined ? undefined : ns.startsWith('/') ? ns : `/var/run/netns/${ns}`;
 }
 
 /**

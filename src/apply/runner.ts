@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, lockName, PIPE_GRACE_MS, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
+import { commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, LOCK_NAME, lockNamespace, PIPE_GRACE_MS, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
 import type { RouteBackend } from './routes.js';
 
 export { DEFAULT_TIMEOUT_MS, type ProcessRunnerOptions, type Runner, type RunResult } from './commands.js';
@@ -46,30 +46,93 @@ function bound(child: ChildProcess, timeout: number, onTimeout: () => void): () 
 
 const heldLocks = new Set<string>();
 
-/** The namespace's run lock (commands.ts lockName) under Node: a listening abstract unix socket. */
-async function nodeLock(ns: string | undefined, waitMs: number): Promise<(() => void) | undefined> {
-  const name = lockName(ns);
-  // Taken again inside a run that holds it (one process): already ours.
-  if (heldLocks.has(name)) return () => {};
+/** Bind the run lock's socket here, retrying every 10 ms until the deadline: held, or not. */
+async function bindLock(deadline: number): Promise<(() => void) | undefined> {
   const { createServer } = await import('node:net');
-  const deadline = Date.now() + waitMs;
   for (;;) {
     const server = createServer();
     const held = await new Promise<boolean>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? resolve(false) : reject(err)));
-      server.listen({ path: `\0${name}` }, () => resolve(true));
+      server.listen({ path: `\0${LOCK_NAME}` }, () => resolve(true));
     });
     if (held) {
       server.unref();
-      heldLocks.add(name);
-      return () => {
-        heldLocks.delete(name);
-        server.close();
-      };
+      return () => server.close();
     }
     if (Date.now() >= deadline) return undefined;
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * Holds the run lock inside another namespace (Node cannot make a socket there itself): Node
+ * again, under nsenter, binding the lock's socket there. It prints "held" or "busy" and, once
+ * held, keeps it until its stdin ends: when we release it, or when this process ends in any way.
+ * Started with no environment but PATH, so no variable (NODE_OPTIONS) changes the code it runs.
+ */
+const LOCK_HOLDER = `
+const until = Date.now() + Number(process.argv[1]);
+const attempt = () => {
+  const s = require('node:net').createServer();
+  s.once('error', (e) => {
+    if (e.code !== 'EADDRINUSE') { process.stderr.write(e.message); process.exit(2); }
+    if (Date.now() >= until) { process.stdout.write('busy\\n'); process.exit(0); }
+    setTimeout(attempt, 10);
+  });
+  s.listen({ path: '\\0${LOCK_NAME}' }, () => {
+    process.stdout.write('held\\n');
+    process.stdin.on('error', () => process.exit(0)).on('end', () => process.exit(0)).resume();
+  });
+};
+attempt();
+`;
+
+async function lockElsewhere(netns: string, waitMs: number): Promise<(() => void) | undefined> {
+  const { execa } = await import('execa');
+  const holder = execa('nsenter', [`--net=${netns}`, '--', process.execPath, '-e', LOCK_HOLDER, String(waitMs)], {
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+    extendEnv: false,
+    stdin: 'pipe',
+    reject: false,
+  });
+  // The holder answers within waitMs (plus its start); it is ended if it does not.
+  const noAnswer = setTimeout(() => holder.kill('SIGKILL'), waitMs + 10_000);
+  const answer = await new Promise<string>((resolve) => {
+    let out = '';
+    holder.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(out.trim());
+    });
+    void holder.then(() => resolve(out.trim()));
+  }).finally(() => clearTimeout(noAnswer));
+  if (answer === 'held') {
+    holder.unref();
+    (holder.stdout as { unref?: () => void } | null)?.unref?.();
+    (holder.stdin as { unref?: () => void } | null)?.unref?.();
+    return () => holder.stdin?.end();
+  }
+  const done = await holder;
+  if (answer === 'busy') return undefined;
+  throw new Error(`the run lock's holder in ${netns} failed (exit ${done.exitCode ?? done.signal}): ${String(done.stderr).trim() || answer || 'no answer'}`);
+}
+
+/**
+ * The namespace's run lock (commands.ts LOCK_NAME) under Node: a listening abstract unix socket
+ * in the target namespace, bound here for our own, by a holder process for another.
+ */
+async function nodeLock(ns: string | undefined, waitMs: number): Promise<(() => void) | undefined> {
+  const netns = lockNamespace(ns);
+  const key = netns ?? '';
+  // Taken again inside a run that holds it (one process): already ours.
+  if (heldLocks.has(key)) return () => {};
+  const deadline = Date.now() + waitMs;
+  const release = netns === undefined ? await bindLock(deadline) : await lockElsewhere(netns, waitMs);
+  if (release === undefined) return undefined;
+  heldLocks.add(key);
+  return () => {
+    heldLocks.delete(key);
+    release();
+  };
 }
 
 /**

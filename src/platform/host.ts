@@ -78,7 +78,7 @@ export interface Host {
    * Bind the abstract unix socket `name` (per network namespace; freed when this process ends),
    * retrying while another process holds it: true once held, false when waitMs passed.
    */
-  lock(name: string, waitMs: number): boolean;
+  lock(name: string, waitMs: number, netns?: string): boolean;
 }
 
 /** A netlink change that failed: the kernel's answer (errno, extended ack) or what failed before it. */
