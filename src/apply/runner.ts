@@ -113,7 +113,9 @@ async function lockElsewhere(netns: string, waitMs: number): Promise<(() => void
   }
   const done = await holder;
   if (answer === 'busy') return undefined;
-  throw new Error(`the run lock's holder in ${netns} failed (exit ${done.exitCode ?? done.signal}): ${String(done.stderr).trim() || answer || 'no answer'}`);
+  const code = (done as { code?: string }).code;
+  const how = done.exitCode !== undefined ? `exit ${done.exitCode}` : done.signal !== undefined ? `signal ${done.signal}` : code === 'ENOENT' ? 'nsenter not found' : `not started: ${code ?? 'unknown error'}`;
+  throw new Error(`the run lock's holder in ${netns} failed (${how}): ${String(done.stderr).trim() || answer || 'no answer'}`);
 }
 
 /**
