@@ -1,4 +1,5 @@
 import { execa } from 'execa';
+import { inject } from 'vitest';
 import type { ConformanceCase } from '../support/cli.js';
 
 let counter = 0;
@@ -11,7 +12,8 @@ export interface Netns {
 }
 
 export async function createNetns(tag: string): Promise<Netns> {
-  const name = `iit-${process.pid}-${tag}-${counter++}`.slice(0, 60);
+  // iit-<run>-<worker>-...: the run's mark lets its global teardown (setup.ts) tell its own from another suite's.
+  const name = `iit-${inject('netnsRun')}-${process.pid}-${tag}-${counter++}`.slice(0, 60);
   await execa('ip', ['netns', 'add', name]);
   const ns: Netns = {
     name,

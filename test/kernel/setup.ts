@@ -1,10 +1,18 @@
 import { execa } from 'execa';
+import type { TestProject } from 'vitest/node';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** This run's mark in the names of the namespaces its tests make (test/kernel/netns.ts). */
+    netnsRun: string;
+  }
+}
 
 /**
  * Kernel tests need root, network namespaces, iptables (both backends) and iproute2. When any is
  * missing they fail here, loudly, instead of skipping: CI installs them (.ci/run).
  */
-export default async function setup(): Promise<() => Promise<void>> {
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const problems: string[] = [];
   if (process.getuid?.() !== 0) problems.push('kernel tests must run as root (they create network namespaces)');
   for (const bin of ['ip', 'iptables-nft-restore', 'ip6tables-nft-restore', 'iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-restore', 'ip6tables-legacy-restore', 'iptables-legacy-save', 'ip6tables-legacy-save', 'nft', 'flock', 'setpriv', 'setcap', 'python3']) {
@@ -18,11 +26,14 @@ export default async function setup(): Promise<() => Promise<void>> {
     if (known.exitCode !== 0) await execa('groupadd', ['--force', group]);
   }
   // Every test removes its namespaces in a finally; one that outlived its timeout (a hang case
-  // past vitest's limit) may not have yet. Those this run made (iit-<pid>-..., test/kernel/netns.ts)
-  // and left, with no process in them, are removed at the end and named.
-  const before = new Set(await ourNamespaces());
+  // past vitest's limit) may not have yet. Those this run made and left, with no process in them,
+  // are removed at the end and named. This run's are told by the mark in their names
+  // (iit-<run>-..., test/kernel/netns.ts), not by when they appeared: a suite running beside this
+  // one (another checkout) makes namespaces too, and they are not ours to remove.
+  const run = String(process.pid);
+  project.provide('netnsRun', run);
   return async () => {
-    const left = (await ourNamespaces()).filter((n) => !before.has(n));
+    const left = (await ourNamespaces()).filter((n) => n.startsWith(`iit-${run}-`));
     const removed: string[] = [];
     for (const name of left) {
       const pids = await execa('ip', ['netns', 'pids', name], { reject: false });
