@@ -11,7 +11,7 @@
 //
 // dist/entrypoint-trace/istio-iptables is the same program with the runtime's step timing
 // compiled in (stderr), for tests and measurements; the entrypoint has none, and no environment
-// variable turns it on.
+// variable turns it on. --sanitize and --runtime-test build other test-only variants (below).
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -136,11 +136,21 @@ async function engineObjects(engine, flags = qjsFlags(engine)) {
   return objects;
 }
 
-/** The runtime's C (native/), the bytecode (bytecode.S in the cache) and the engine's objects linked into out. */
-function linkRuntime(engine, objects, flags, out) {
+/** The runtime's C (native/), the bytecode (bytecode.S in the cache, or asm) and the engine's objects linked into out. */
+function linkRuntime(engine, objects, flags, out, asm = join(cache, 'app', 'bytecode.S')) {
   const native = ['host.c', 'probe.c', 'netlink.c'].map((f) => join(root, 'native', f));
   const warnings = ['-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-cast-function-type'];
-  return run('gcc', [...flags, ...warnings, `-I${engine}`, ...native, join(cache, 'app', 'bytecode.S'), ...objects, '-lm', '-lpthread', '-o', out]);
+  return run('gcc', [...flags, ...warnings, `-I${engine}`, ...native, asm, ...objects, '-lm', '-lpthread', '-o', out]);
+}
+
+/** The scripts' bytecode (name -> .bin file) as read-only data of the executable, in an assembler file. */
+function writeBytecodeAsm(file, bins) {
+  const lines = ['  .section .rodata'];
+  for (const [name, bin] of Object.entries(bins)) {
+    lines.push(`  .global ${name}_bytecode`, `  .global ${name}_bytecode_end`, '  .balign 16', `${name}_bytecode:`, `  .incbin "${bin}"`, `${name}_bytecode_end:`);
+  }
+  lines.push('  .section .note.GNU-stack,"",@progbits', '');
+  writeFileSync(file, lines.join('\n'));
 }
 
 async function buildEntrypoint() {
@@ -152,12 +162,7 @@ async function buildEntrypoint() {
   await run('gcc', [...qjsFlags(engine), join(root, 'native', 'compile.c'), ...objects, '-lm', '-lpthread', '-o', compiler]);
   await Promise.all(scripts.map((name) => run(compiler, [join(work, `${name}.js`), join(work, `${name}.bin`)])));
   // The bytecode goes into the executable as read-only data.
-  const lines = ['  .section .rodata'];
-  for (const name of scripts) {
-    lines.push(`  .global ${name}_bytecode`, `  .global ${name}_bytecode_end`, '  .balign 16', `${name}_bytecode:`, `  .incbin "${join(work, `${name}.bin`)}"`, `${name}_bytecode_end:`);
-  }
-  lines.push('  .section .note.GNU-stack,"",@progbits', '');
-  writeFileSync(join(work, 'bytecode.S'), lines.join('\n'));
+  writeBytecodeAsm(join(work, 'bytecode.S'), Object.fromEntries(scripts.map((name) => [name, join(work, `${name}.bin`)])));
   const link = (trace, out) => linkRuntime(engine, objects, ['-O3', ...(trace ? ['-DTRACE_RUNTIME'] : []), '-static', '-s'], out);
   // The entrypoint, and for tests and measurements the same with the runtime's step timing
   // compiled in (stderr), in a folder of its own: never shipped.
@@ -177,7 +182,30 @@ async function buildSanitized() {
   console.log(`built ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB)`);
 }
 
-if (SANITIZE) {
+/**
+ * --runtime-test PROGRAM.js OUT: the runtime running PROGRAM (a plain script using __host) in
+ * place of the CLI, with an empty prelude, for the runtime's own tests (test/runtime.test.ts) of
+ * what no CLI input reaches: an unhandled rejection, a failing poll. Never shipped.
+ */
+async function buildRuntimeTest(program, out) {
+  const work = join(cache, 'app');
+  if (!existsSync(join(work, 'bytecode.S'))) await buildEntrypoint();
+  const engine = await engineSources();
+  const objects = await engineObjects(engine);
+  const compiler = join(work, 'compile');
+  writeFileSync(`${out}.prelude.js`, '');
+  await Promise.all([run(compiler, [`${out}.prelude.js`, `${out}.prelude.bin`]), run(compiler, [program, `${out}.app.bin`])]);
+  const scripts = { prelude: `${out}.prelude.bin`, app: `${out}.app.bin`, extra: join(work, 'extra.bin'), parser: join(work, 'parser.bin'), trace: join(work, 'trace.bin') };
+  writeBytecodeAsm(`${out}.S`, scripts);
+  await linkRuntime(engine, objects, ['-O1'], out, `${out}.S`);
+}
+
+const RUNTIME_TEST = process.argv.indexOf('--runtime-test');
+if (RUNTIME_TEST > 0) {
+  const [program, out] = process.argv.slice(RUNTIME_TEST + 1);
+  if (program === undefined || out === undefined) throw new Error('usage: build-entrypoint.mjs --runtime-test PROGRAM.js OUT');
+  await buildRuntimeTest(program, out);
+} else if (SANITIZE) {
   if (!existsSync(join(cache, 'app', 'bytecode.S'))) await buildEntrypoint();
   await buildSanitized();
 } else {
