@@ -114,7 +114,6 @@ static void raise_net_admin(void) {
   (void)syscall(SYS_capset, &h, d);
 }
 
-/* A routing socket in this thread's namespace, with extended acks (ip's "Error: ..." messages). */
 /*
  * A socket made in the network namespace at path ns (NULL: this thread's own), which it keeps for
  * life: enter the namespace, make the socket, come straight back. Should coming back fail, this
@@ -149,7 +148,10 @@ int netns_socket(const char *ns, int domain, int type, int protocol, int *err) {
   return fd;
 }
 
-/* The rtnetlink socket for namespace ns (NULL: ours), made once and used for every later call with the same ns. */
+/*
+ * The routing socket for namespace ns (NULL: ours), with extended acks (ip's "Error: ..."
+ * messages): made once and used for every later call with the same ns.
+ */
 static int nl_socket(const char *ns, Outcome *o) {
   const char *want = ns ? ns : "";
   if (nl_fd >= 0 && strcmp(nl_ns, want) == 0) return 0;
