@@ -9,6 +9,7 @@ import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND
 import { existsSync } from 'node:fs';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
 import { quickBackend, readProcNet } from './apply/detect.js';
+import { namespaceFile } from './apply/commands.js';
 import { PROBE_COMMAND, parseProbeArgs, probeArgs, type ProbeOptions, type ProbeResult } from './apply/probe.js';
 
 // What only some runs need is loaded when needed: the dry-run renderers, trace, validation, and
@@ -168,7 +169,7 @@ Changes nothing.
 
 /** Fail with a clear error when --network-namespace names a namespace that does not exist. */
 function checkNamespace(ns: string | undefined): void {
-  if (ns !== undefined && !existsSync(ns.startsWith('/') ? ns : `/var/run/netns/${ns}`)) {
+  if (ns !== undefined && !existsSync(namespaceFile(ns) ?? '')) {
     throw new ConfigError({ kind: 'flag', long: 'network-namespace' }, ns, 'an existing network namespace (a name under /var/run/netns or a path)');
   }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ipResult, namespaceFile } from '../src/platform/quickjs/netlink.js';
+import { ipResult } from '../src/platform/quickjs/netlink.js';
+import { namespaceFile } from '../src/apply/commands.js';
 import type { NetlinkFailure } from '../src/platform/host.js';
 
 /**
@@ -25,6 +26,6 @@ describe('netlink results as ip reports them', () => {
   it('--network-namespace: a name under /var/run/netns, or a path as given; none is ours', () => {
     expect(namespaceFile('pod1')).toBe('/var/run/netns/pod1');
     expect(namespaceFile('/proc/42/ns/net')).toBe('/proc/42/ns/net');
-    expect(namespaceFile(undefined)).toBeNull();
+    expect(namespaceFile(undefined)).toBeUndefined();
   });
 });

@@ -5,7 +5,7 @@ import type { Family, Plan, RouteStep } from '../model/rule.js';
 import type { IptablesBackend } from '../config/values.js';
 import type { RunConfig } from '../config/config.js';
 import { ownerResolver } from '../config/host.js';
-import { NOT_FOUND, prefixFor, type Runner } from '../apply/commands.js';
+import { namespaceFile, NOT_FOUND, prefixFor, type Runner } from '../apply/commands.js';
 import type { DiffReport } from '../apply/diff.js';
 
 /*
@@ -140,7 +140,7 @@ async function target(o: NamespaceOptions): Promise<Target> {
     return { runner, fastRunner: runner, log, local: false };
   }
   const ns = o.namespace;
-  if (ns !== undefined && !existsSync(ns.startsWith('/') ? ns : `/var/run/netns/${ns}`)) {
+  if (ns !== undefined && !existsSync(namespaceFile(ns) ?? '')) {
     throw new ConfigError({ kind: 'option', name: 'namespace' }, ns, 'an existing network namespace (a name under /var/run/netns or a path)');
   }
   const { processRunner, spawnRunner } = await import('../apply/runner.js');

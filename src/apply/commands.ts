@@ -100,8 +100,11 @@ export function prefixFor(ns: string | undefined): string[] {
  */
 export const LOCK_NAME = 'istio-iptables/run';
 
-/** Where a run lock is bound: the namespace's path, or undefined for the runner's own namespace. */
-export function lockNamespace(ns: string | undefined): string | undefined {
+/**
+ * The file of a namespace given to --network-namespace, as `ip netns exec` and nsenter open it: a
+ * name under /var/run/netns, or a path as given; undefined for the runner's own namespace.
+ */
+export function namespaceFile(ns: string | undefined): string | undefined {
   return ns === undefined ? undefined : ns.startsWith('/') ? ns : `/var/run/netns/${ns}`;
 }
 

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, LOCK_NAME, lockNamespace, PIPE_GRACE_MS, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
+import { commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, LOCK_NAME, namespaceFile, PIPE_GRACE_MS, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
 import type { RouteBackend } from './routes.js';
 
 export { DEFAULT_TIMEOUT_MS, type ProcessRunnerOptions, type Runner, type RunResult } from './commands.js';
@@ -123,7 +123,7 @@ async function lockElsewhere(netns: string, waitMs: number): Promise<(() => void
  * in the target namespace, bound here for our own, by a holder process for another.
  */
 async function nodeLock(ns: string | undefined, waitMs: number): Promise<(() => void) | undefined> {
-  const netns = lockNamespace(ns);
+  const netns = namespaceFile(ns);
   const key = netns ?? '';
   // Taken again inside a run that holds it (one process): already ours.
   if (heldLocks.has(key)) return () => {};

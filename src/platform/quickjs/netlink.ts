@@ -6,7 +6,7 @@
  * status 2 and `RTNETLINK answers: File exists`, or ip's `Error: <the kernel's message>.`.
  */
 import type { Family, RouteStep } from '../../model/rule.js';
-import type { RunResult } from '../../apply/commands.js';
+import { namespaceFile, type RunResult } from '../../apply/commands.js';
 import type { RouteBackend, RouteState } from '../../apply/routes.js';
 import { ApplyError } from '../../errors.js';
 import type { Host, NetlinkAddress, NetlinkDump, NetlinkFailure, NetlinkRoute, NetlinkRule } from '../host.js';
@@ -14,11 +14,6 @@ import type { Host, NetlinkAddress, NetlinkDump, NetlinkFailure, NetlinkRoute, N
 const RTN_LOCAL = 2;
 const KIND = { fwmarkRule: 0, localRoute: 1, loopbackAddress: 2 } as const;
 const fam = (f: Family): 4 | 6 => (f === 'ipv4' ? 4 : 6);
-
-/** The namespace file of --network-namespace, as `ip netns exec` and nsenter open it (runner.ts). */
-export function namespaceFile(ns: string | undefined): string | null {
-  return ns === undefined ? null : ns.startsWith('/') ? ns : `/var/run/netns/${ns}`;
-}
 
 /** A change's outcome as `ip` reports it. */
 export function ipResult(f: NetlinkFailure | null, ns: string | null): RunResult {
@@ -35,7 +30,7 @@ export function ipResult(f: NetlinkFailure | null, ns: string | null): RunResult
 }
 
 export function netlinkRoutes(h: Host, namespace: string | undefined): RouteBackend {
-  const ns = namespaceFile(namespace);
+  const ns = namespaceFile(namespace) ?? null;
   const change = (step: RouteStep, op: 'add' | 'del'): RunResult => {
     const address = step.kind === 'loopbackAddress' ? step.cidr.address : '';
     const prefix = step.kind === 'loopbackAddress' ? step.cidr.prefixLength : 0;

@@ -1,5 +1,5 @@
 import { host, type Host } from '../host.js';
-import { commandResult, DEFAULT_TIMEOUT_MS, LOCK_NAME, lockNamespace, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
+import { commandResult, DEFAULT_TIMEOUT_MS, LOCK_NAME, namespaceFile, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
 import { claim, spawnCommand, type Finished } from './early.js';
 import type { RouteBackend } from '../../apply/routes.js';
 import { netlinkRoutes } from './netlink.js';
@@ -42,7 +42,7 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
   return {
     // Held until the process ends (the runtime does not close it early); taken once per process.
     lock(waitMs) {
-      const netns = lockNamespace(options.namespace);
+      const netns = namespaceFile(options.namespace);
       const key = netns ?? '';
       if (!held.has(key)) {
         if (!h.lock(LOCK_NAME, waitMs, netns)) return Promise.resolve(undefined);
