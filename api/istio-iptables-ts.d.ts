@@ -13,10 +13,10 @@ export declare class ApplyError extends Error {
 }
 
 export interface ApplyOptions extends NamespaceOptions {
-    readonly nftables?: boolean | undefined;
+    readonly nativeNftables?: boolean | undefined;
     readonly nftSets?: boolean | undefined;
     readonly reconcile?: boolean | undefined;
-    readonly force?: boolean | undefined;
+    readonly forceApply?: boolean | undefined;
 }
 
 export type ApplyReport = IptablesReport | NftablesReport;
@@ -25,6 +25,7 @@ export type BuiltinChain = 'INPUT' | 'OUTPUT' | 'FORWARD' | 'PREROUTING' | 'POST
 
 export interface CaptureConfig extends OptionSection<'capture'> {
     readonly ownerGroups: OwnerGroupFilter;
+    readonly loopbackIpv6?: boolean;
 }
 
 export type Chain = OwnChain | BuiltinChain;
@@ -53,7 +54,7 @@ export interface CidrSet {
 }
 
 export interface CleanupOptions extends NamespaceOptions {
-    readonly nftables?: boolean | undefined;
+    readonly nativeNftables?: boolean | undefined;
 }
 
 export interface CommandResult {
@@ -85,7 +86,7 @@ export interface DiffReport {
     readonly backend: IptablesBackend | 'default';
     readonly evidence: string;
     readonly families: readonly FamilyDiff[];
-    readonly missingRoutes: readonly RouteStep[];
+    readonly routes: readonly RouteDifference[];
 }
 
 export interface DnsServers {
@@ -106,12 +107,18 @@ export interface DryRunOptions {
     readonly sets?: boolean;
 }
 
+export interface Fact<T> {
+    readonly value: T;
+    readonly source: string;
+}
+
 export type Family = 'ipv4' | 'ipv6';
 
 export interface FamilyDiff {
     readonly family: Family;
-    readonly status: 'exact' | 'absent' | 'drift';
+    readonly status: 'exact' | 'absent' | 'drift' | 'not compared';
     readonly rules: readonly RuleDifference[];
+    readonly note?: string;
 }
 
 export type FamilyOutcome = 'applied' | 'unchanged' | 'reconciled' | 'cleaned' | 'nothing to clean';
@@ -150,6 +157,15 @@ export interface HostFacts {
     proxyUid(): number;
     dnsServers(): DnsServers;
     ipv6Enabled(dualStack: boolean): boolean;
+    loopbackIpv6?(): boolean;
+}
+
+export interface HostFactsOptions {
+    readonly env?: Readonly<Record<string, string | undefined>> | undefined;
+    readonly read?: {
+        readonly addresses?: boolean;
+        readonly loopback?: boolean;
+    } | undefined;
 }
 
 export type InboundPorts = {
@@ -238,11 +254,24 @@ export type Match = {
 };
 
 export interface NamespaceOptions {
-    readonly namespace?: string | undefined;
+    readonly networkNamespace?: string | undefined;
     readonly runner?: CommandRunner | undefined;
     readonly logger?: Logger | undefined;
-    readonly backend?: IptablesBackend | undefined;
+    readonly forceIptablesBinary?: IptablesBackend | undefined;
     readonly timeoutMs?: number | undefined;
+    readonly env?: Readonly<Record<string, string | undefined>> | undefined;
+}
+
+export interface NamespaceTarget {
+    readonly where: string;
+    hostFacts(options?: HostFactsOptions): Promise<HostFacts>;
+    ipv6(dualStack: boolean): Promise<Fact<boolean>>;
+    loopbackIpv6(): Promise<Fact<boolean>>;
+    apply(plan: Plan, options?: Omit<ApplyOptions, keyof NamespaceOptions | 'forceIptablesBinary'> & Pick<NamespaceOptions, 'forceIptablesBinary'>): Promise<ApplyReport>;
+    cleanup(plan: Plan, options?: Pick<CleanupOptions, 'nativeNftables' | 'forceIptablesBinary'>): Promise<ApplyReport>;
+    diff(plan: Plan, options?: Pick<DiffOptions, 'forceIptablesBinary'>): Promise<DiffReport>;
+    probe(options: ProbeOptions): Promise<ProbeResult>;
+    close(): void;
 }
 
 export interface NftRenderOptions {
@@ -329,6 +358,7 @@ export interface Plan {
     readonly ipv6: FamilyRules | null;
     readonly routes: readonly RouteStep[];
     readonly notes: readonly string[];
+    readonly capture: CaptureConfig;
 }
 
 export type PortOrRange = number | {
@@ -336,11 +366,30 @@ export type PortOrRange = number | {
     readonly last: number;
 };
 
+export interface ProbeOptions {
+    readonly family: 'ipv4' | 'ipv6';
+    readonly listenPorts: readonly number[];
+    readonly probePort: number;
+    readonly timeoutMs: number;
+    readonly uid: number;
+    readonly gid: number;
+}
+
+export interface ProbeResult {
+    readonly ok: boolean;
+    readonly detail: string;
+}
+
 export type Protocol = 'tcp' | 'udp';
 
 export type RawOptions = {
     [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : (typeof OPTIONS)[K]['kind'] extends 'strings' ? string | readonly string[] : string;
 };
+
+export interface RouteDifference {
+    readonly kind: 'missing' | 'unexpected';
+    readonly step: RouteStep;
+}
 
 export type RouteStep = {
     readonly kind: 'loopbackAddress';
@@ -505,6 +554,8 @@ export declare function fixedHost(facts?: {
     ipv6?: boolean;
 }): HostFacts;
 
+export declare function openNamespace(options?: NamespaceOptions): Promise<NamespaceTarget>;
+
 export declare function parseFlowLines(text: string): FlowInput[];
 
 export declare function parseFlowWords(words: readonly string[], extra?: {
@@ -513,6 +564,8 @@ export declare function parseFlowWords(words: readonly string[], extra?: {
 }): FlowInput;
 
 export declare function renderDiff(report: DiffReport): string;
+
+export declare function renderDiffJson(report: DiffReport): string;
 
 export declare function renderIpCommands(steps: readonly RouteStep[]): string[][];
 

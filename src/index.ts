@@ -42,13 +42,14 @@ export { renderRestore } from './render/restore.js';
 export { renderNft, type NftRenderOptions } from './render/nft/index.js';
 export { renderIpCommands } from './render/ip.js';
 export { renderJson, renderText, toDryRunJson, type DryRunJson, type DryRunOptions } from './render/dryrun.js';
-export { renderDiff } from './render/diff.js';
+export { renderDiff, renderDiffJson } from './render/diff.js';
 
 // Acting on a network namespace.
 export {
   apply,
   cleanup,
   diff,
+  openNamespace,
   applyOptionsFrom,
   type ApplyOptions,
   type ApplyReport,
@@ -57,11 +58,15 @@ export {
   type CommandRunner,
   type DiffOptions,
   type FamilyOutcome,
+  type HostFactsOptions,
   type IptablesReport,
   type NamespaceOptions,
+  type NamespaceTarget,
   type NftablesReport,
 } from './api/namespace.js';
-export type { DiffReport, FamilyDiff, RuleDifference } from './apply/diff.js';
+export type { DiffReport, FamilyDiff, RouteDifference, RuleDifference } from './apply/diff.js';
+export type { Fact } from './platform/platform.js';
+export type { ProbeOptions, ProbeResult } from './apply/probe.js';
 export type { Logger } from './log.js';
 
 // trace: a flow walked offline through a plan.

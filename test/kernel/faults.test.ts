@@ -460,7 +460,7 @@ describe('closed stdio, a full disk, a pipe whose reader is gone, a file-descrip
     // The interface listing fails under the tightest limit: an error, never an IPv4-only plan.
     const tight = await execa('prlimit', ['--nofile=3', ...ENTRYPOINT.argv, ...dry], { reject: false, timeout: 30_000 });
     expect(tight.exitCode).toBe(1);
-    expect(tight.stderr).toMatch(/cannot list the host's interface addresses to decide IPv6 \(set --enable-ipv6 to avoid it\)/);
+    expect(tight.stderr).toMatch(/cannot list the interface addresses \(this namespace\) to decide IPv6 \(set --enable-ipv6 to avoid it\)/);
     expect(refused).toBeGreaterThan(0);
     // Applying under a limit: all or nothing. (The entrypoint refuses to change anything unless
     // enough descriptors are free for a rollback to start its commands.)

@@ -1,0 +1,43 @@
+import { BUILTIN_CHAINS, type FamilyRules, type Plan, type RouteStep, type Rule } from '../model/rule.js';
+import { buildPlan } from './plan.js';
+import { PASSTHROUGH } from './inbound.js';
+
+/**
+ * What a run with a plan's settings owns in a namespace, whichever mode it ran in: beside our own
+ * chains (every ISTIO_* chain, and every jump to one), the rules either mode writes in built-in
+ * chains (TPROXY's marks in mangle, excluded interfaces, ...), and the routing either mode adds (::6
+ * on lo, the fwmark rule and the local route of the mark's table, in both families). Reconcile,
+ * cleanup and diff judge a namespace against it, so that what an earlier run of another mode left
+ * is found and removed (a TPROXY to REDIRECT switch ends as a fresh REDIRECT run), while foreign
+ * rules, routes and addresses stay. Built on first use, once per plan (a fresh apply never needs it).
+ */
+export interface Owned {
+  /** Per family, our rules in built-in chains under either mode, with IPv6 on. */
+  readonly builtin: { readonly ipv4: FamilyRules; readonly ipv6: FamilyRules };
+  /** The routing steps any run with these settings adds. */
+  readonly routes: readonly RouteStep[];
+}
+
+const built = new WeakMap<Plan, Owned>();
+
+export function ownedBy(plan: Plan): Owned {
+  let owned = built.get(plan);
+  if (owned !== undefined) return owned;
+  const rules: Rule[] = [];
+  for (const mode of ['REDIRECT', 'TPROXY'] as const) {
+    const other = buildPlan({ ...plan.capture, mode, enableIpv6: true, loopbackIpv6: true });
+    for (const r of other.rules) if (BUILTIN_CHAINS.has(r.chain)) rules.push(r);
+  }
+  const family = (f: 'ipv4' | 'ipv6'): FamilyRules => ({ family: f, rules: rules.filter((r) => r.family === f || r.family === 'both'), chains: new Map() });
+  const { tproxyMark: mark, tproxyRouteTable: table } = plan.capture;
+  owned = {
+    builtin: { ipv4: family('ipv4'), ipv6: family('ipv6') },
+    routes: [
+      { kind: 'loopbackAddress', family: 'ipv6', cidr: PASSTHROUGH.ipv6 },
+      ...(['ipv4', 'ipv6'] as const).map((f): RouteStep => ({ kind: 'fwmarkRule', family: f, mark, table })),
+      ...(['ipv4', 'ipv6'] as const).map((f): RouteStep => ({ kind: 'localRoute', family: f, table })),
+    ],
+  };
+  built.set(plan, owned);
+  return owned;
+}
