@@ -3,6 +3,7 @@ import { conformanceCases, runCli } from './support/cli.js';
 import { MODES } from './support/modes.js';
 import { OPTIONS, type OptionKey } from '../src/config/options.js';
 import type { DryRunJson } from '../src/render/dryrun.js';
+import { explainComment } from '../src/render/explain.js';
 
 /**
  * Provenance (issue 20): every rule and routing step of every golden mode and conformance case
@@ -137,6 +138,20 @@ describe('--dry-run --explain', () => {
     expect(r.stdout).toContain('# localhost is never captured (127.0.0.1/32 from --ipv4-loopback-cidr or $ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR, the default)\n-A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN\n');
     const tproxy = await runCli([...(MODES['sidecar-tproxy'] ?? []), '--dry-run', '--explain']);
     expect(tproxy.stdout).toContain('# packets with the TPROXY mark look up the TPROXY routing table (TPROXY from -m/--istio-inbound-interception-mode or $ISTIO_INBOUND_INTERCEPTION_MODE; 1337 from -t/--istio-inbound-tproxy-mark or $ISTIO_INBOUND_TPROXY_MARK, the default; 133 from -r/--istio-inbound-tproxy-route-table or $ISTIO_INBOUND_TPROXY_ROUTE_TABLE, the default)\nip -4 rule add fwmark 1337 lookup 133\n');
+  });
+
+  it('a comment is one line of printable ASCII or nothing: no value can end it and start a rule', () => {
+    expect(explainComment({ purpose: 'inbound port excluded from capture', options: [{ key: 'inboundPortsExclude', value: '15090' }] })).toBe(
+      '# inbound port excluded from capture (15090 from -d/--istio-local-exclude-ports or $ISTIO_LOCAL_EXCLUDE_PORTS)',
+    );
+    // A value with a line break is quoted, escaped: still one line.
+    expect(explainComment({ purpose: 'x', options: [{ key: 'inboundPortsExclude', value: '80\n-A OUTPUT -j ACCEPT' }] })).toBe(
+      '# x ("80\\n-A OUTPUT -j ACCEPT" from -d/--istio-local-exclude-ports or $ISTIO_LOCAL_EXCLUDE_PORTS)',
+    );
+    // Anything else that is not printable ASCII is refused.
+    expect(() => explainComment({ purpose: 'x', options: [{ key: 'excludeInterfaces', value: 'eth\u00e9' }] })).toThrow(/refusing to render unsafe comment/);
+    expect(() => explainComment({ purpose: 'x\nCOMMIT', options: [] })).toThrow(/refusing to render unsafe comment/);
+    expect(() => explainComment({ purpose: 'x\r', options: [] })).toThrow(/refusing to render unsafe comment/);
   });
 
   it('nft sets: one line for several rules names all their values', async () => {

@@ -84,6 +84,7 @@ export interface ExplainedProvenance {
   readonly options: readonly ExplainedOption[];
 }
 
+/** A provenance for the JSON: each option with its flag and variables from the option table. */
 export function explainedProvenance(why: Provenance): ExplainedProvenance {
   return {
     purpose: why.purpose,

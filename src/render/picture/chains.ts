@@ -1,5 +1,4 @@
-import { BUILTIN_CHAINS, type Family, type Plan, type Rule, type Table, type Target } from '../../model/rule.js';
-import { unhandled } from '../../model/rule.js';
+import { BUILTIN_CHAINS, unhandled, type Family, type Plan, type Rule, type Table, type Target } from '../../model/rule.js';
 import { routeArgs } from '../ip.js';
 import { renderMermaid, renderSvg, type Diagram, type DiagramEdge, type DiagramLane, type DiagramNode, type NodeKind } from './diagram.js';
 
