@@ -10,7 +10,7 @@ import type { RouteStep } from '../src/model/rule.js';
  * in one place (kernel tests compare whole runs: test/kernel/netlink.test.ts).
  */
 const netlink = (f: Partial<NetlinkFailure>): RouteFailure => ({ kind: 'netlink', errno: 17, code: 'EEXIST', text: 'File exists', extack: null, where: 'kernel', ...f });
-const STEP: RouteStep = { kind: 'localRoute', family: 'ipv6', table: 133 };
+const STEP: RouteStep = { kind: 'localRoute', family: 'ipv6', table: 133, why: { purpose: 'test', options: [] } };
 
 describe('routing failures, worded in one place', () => {
   it.each([

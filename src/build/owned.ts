@@ -1,6 +1,5 @@
 import { BUILTIN_CHAINS, type FamilyRules, type Plan, type RouteStep, type Rule } from '../model/rule.js';
-import { buildPlan } from './plan.js';
-import { PASSTHROUGH } from './inbound.js';
+import { buildPlan, buildRoutes } from './plan.js';
 
 /**
  * What a run with a plan's settings owns in a namespace, whichever mode it ran in: beside our own
@@ -29,14 +28,10 @@ export function ownedBy(plan: Plan): Owned {
     for (const r of other.rules) if (BUILTIN_CHAINS.has(r.chain)) rules.push(r);
   }
   const family = (f: 'ipv4' | 'ipv6'): FamilyRules => ({ family: f, rules: rules.filter((r) => r.family === f || r.family === 'both'), chains: new Map() });
-  const { tproxyMark: mark, tproxyRouteTable: table } = plan.capture;
   owned = {
     builtin: { ipv4: family('ipv4'), ipv6: family('ipv6') },
-    routes: [
-      { kind: 'loopbackAddress', family: 'ipv6', cidr: PASSTHROUGH.ipv6 },
-      ...(['ipv4', 'ipv6'] as const).map((f): RouteStep => ({ kind: 'fwmarkRule', family: f, mark, table })),
-      ...(['ipv4', 'ipv6'] as const).map((f): RouteStep => ({ kind: 'localRoute', family: f, table })),
-    ],
+    // Every routing step a run with these settings can add: TPROXY with inbound capture, IPv6 on.
+    routes: buildRoutes({ ...plan.capture, mode: 'TPROXY', inboundPorts: { kind: 'all' }, enableIpv6: true, loopbackIpv6: true }),
   };
   built.set(plan, owned);
   return owned;
