@@ -131,29 +131,38 @@ static unsigned long long ns_identity(int ns) {
 }
 
 /*
- * The routing socket for namespace ns (an fd from openNamespace; -1: ours), with extended acks:
- * made once and used for every later call in the same namespace.
+ * A netlink socket of `protocol` for namespace ns (an fd from openNamespace; -1: ours), with
+ * extended acks: made once and kept in *fd for every later call in the same namespace (*made says
+ * which). 0, or -1 with o set.
  */
-static int nl_socket(int ns, Outcome *o) {
+static int nl_open(int ns, int protocol, int *fd, unsigned long long *made, Outcome *o) {
   unsigned long long want = ns_identity(ns);
-  if (nl_fd >= 0 && nl_ns == want) return 0;
-  if (nl_fd >= 0) close(nl_fd);
-  nl_fd = -1;
-  nl_lo = 0;
+  if (*fd >= 0 && *made == want) return 0;
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
   raise_net_admin();
   int err = 0;
-  int fd = netns_socket(ns, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE, &err);
-  if (fd < 0) return o->where = fd == -1 ? AT_NAMESPACE : AT_SOCKET, o->err = err, -1;
+  int s = netns_socket(ns, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol, &err);
+  if (s < 0) return o->where = s == -1 ? AT_NAMESPACE : AT_SOCKET, o->err = err, -1;
   struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+  if (bind(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
     o->where = AT_SOCKET, o->err = errno;
-    close(fd);
+    close(s);
     return -1;
   }
-  set_opt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1);
-  set_opt(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1); /* errors without a copy of our request */
-  nl_fd = fd;
-  nl_ns = want;
+  set_opt(s, SOL_NETLINK, NETLINK_EXT_ACK, 1);
+  set_opt(s, SOL_NETLINK, NETLINK_CAP_ACK, 1); /* errors without a copy of our request */
+  *fd = s;
+  *made = want;
+  return 0;
+}
+
+/* The routing socket (lo's index is looked up again in a new namespace). */
+static int nl_socket(int ns, Outcome *o) {
+  unsigned long long was = nl_ns;
+  int fd = nl_fd;
+  if (nl_open(ns, NETLINK_ROUTE, &nl_fd, &nl_ns, o) != 0) return -1;
+  if (nl_fd != fd || nl_ns != was) nl_lo = 0;
   return 0;
 }
 
@@ -412,35 +421,39 @@ static int on_item(const struct nlmsghdr *h, void *arg) {
   return JS_SetPropertyUint32(ctx, d->items, d->count++, o) < 0 ? ENOMEM : 0;
 }
 
-static int dump(Dump *d, Outcome *o) {
+/*
+ * Read a dump into d->items (a new array), once more if a concurrent change interrupted it (a few
+ * times at most). o says how it ended.
+ */
+static void read_dump(Dump *d, int fd, Request *r, OnMessage on, Outcome *o) {
+  for (int attempt = 0; attempt < 3; attempt++) {
+    JS_FreeValue(d->ctx, d->items);
+    d->items = JS_NewArray(d->ctx);
+    d->count = 0;
+    *o = (Outcome){0};
+    if (JS_IsException(d->items)) {
+      o->err = ENOMEM;
+      return;
+    }
+    Request copy = *r; /* nl_talk_on sets its sequence number and flags */
+    if (nl_talk_on(fd, &copy, on, d, o) != EAGAIN) return;
+  }
+}
+
+static void dump(Dump *d, Outcome *o) {
   static const int types[] = {RTM_GETRULE, RTM_GETROUTE, RTM_GETADDR};
   static const size_t sizes[] = {sizeof(struct fib_rule_hdr), sizeof(struct rtmsg), sizeof(struct ifaddrmsg)};
   Request r = {.n = {.nlmsg_len = NLMSG_LENGTH(sizes[d->kind]), .nlmsg_type = (uint16_t)types[d->kind], .nlmsg_flags = NLM_F_DUMP}};
   /* The family is the first byte of each of the three headers. */
   r.m.rule.family = (unsigned char)d->af;
-  return nl_talk(&r, on_item, d, o);
-}
-
-/* A failure as an Error: message "<what>: <strerror>[: <extack>]", .code, .errno, .extack, .where. */
-static JSValue failure_error(JSContext *ctx, const Outcome *o, const char *what) {
-  static const char *const where[] = {"kernel", "namespace", "socket", "device"};
-  JSValue e = JS_NewError(ctx);
-  char msg[400];
-  snprintf(msg, sizeof msg, "%s: %s%s%s", what, strerror(o->err), o->extack[0] ? ": " : "", o->extack);
-  JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
-  const char *code = strerrorname_np(o->err);
-  JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, code ? code : "EUNKNOWN"));
-  JS_SetPropertyStr(ctx, e, "errno", JS_NewInt32(ctx, o->err));
-  JS_SetPropertyStr(ctx, e, "extack", o->extack[0] ? JS_NewString(ctx, o->extack) : JS_NULL);
-  JS_SetPropertyStr(ctx, e, "where", JS_NewString(ctx, where[o->where]));
-  return e;
+  read_dump(d, nl_fd, &r, on_item, o);
 }
 
 /* ---------- the host functions ---------- */
 
-static JSValue outcome_value(JSContext *ctx, const Outcome *o) {
+/* A failure's fields on v (an object or an Error): errno, code, text, extack, where. */
+static JSValue with_outcome(JSContext *ctx, JSValue v, const Outcome *o) {
   static const char *const where[] = {"kernel", "namespace", "socket", "device"};
-  JSValue v = JS_NewObject(ctx);
   const char *code = strerrorname_np(o->err);
   JS_SetPropertyStr(ctx, v, "errno", JS_NewInt32(ctx, o->err));
   JS_SetPropertyStr(ctx, v, "code", JS_NewString(ctx, code ? code : "EUNKNOWN"));
@@ -459,6 +472,15 @@ static int ns_arg(JSContext *ctx, JSValueConst v, int *bad) {
   return fd;
 }
 
+/* A failure as an Error: message "<what>: <strerror>[: <extack>]", and its fields (with_outcome). */
+static JSValue failure_error(JSContext *ctx, const Outcome *o, const char *what) {
+  JSValue e = JS_NewError(ctx);
+  char msg[400];
+  snprintf(msg, sizeof msg, "%s: %s%s%s", what, strerror(o->err), o->extack[0] ? ": " : "", o->extack);
+  JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
+  return with_outcome(ctx, e, o);
+}
+
 JSValue h_netlink_change(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
   if (argc < 8) return JS_ThrowTypeError(ctx, "netlinkChange: 8 arguments expected");
   int op, kind, family, prefix, bad;
@@ -474,7 +496,7 @@ JSValue h_netlink_change(JSContext *ctx, JSValueConst this, int argc, JSValueCon
   Outcome o = {0};
   if (nl_socket(ns, &o) == 0) change(op, kind, family, mark, table, address, prefix, &o);
   if (address) JS_FreeCString(ctx, address);
-  return o.err ? outcome_value(ctx, &o) : JS_NULL;
+  return o.err ? with_outcome(ctx, JS_NewObject(ctx), &o) : JS_NULL;
 }
 
 JSValue h_netlink_dump(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
@@ -487,20 +509,7 @@ JSValue h_netlink_dump(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   Outcome o = {0};
   Dump d = {ctx, JS_UNDEFINED, 0, kind, family == 6 ? AF_INET6 : AF_INET};
   /* Without a device named lo nothing can be on it (lo 0); adding to it then fails as ip does. */
-  if (nl_socket(ns, &o) == 0 && (loopback(&o) == 0 || o.where == AT_DEVICE)) {
-    /* A dump interrupted by a concurrent change is read again (a few times at most). */
-    for (int attempt = 0; attempt < 3; attempt++) {
-      JS_FreeValue(ctx, d.items);
-      d.items = JS_NewArray(ctx);
-      d.count = 0;
-      o = (Outcome){0};
-      if (JS_IsException(d.items)) {
-        o.err = ENOMEM;
-        break;
-      }
-      if (dump(&d, &o) != EAGAIN) break;
-    }
-  }
+  if (nl_socket(ns, &o) == 0 && (loopback(&o) == 0 || o.where == AT_DEVICE)) dump(&d, &o);
   if (o.err) {
     JS_FreeValue(ctx, d.items);
     return JS_Throw(ctx, failure_error(ctx, &o, "reading the routing state over netlink"));
@@ -518,24 +527,7 @@ static unsigned long long nf_ns;
 
 /* The netfilter socket for namespace ns, as nl_socket's. */
 static int nf_socket(int ns, Outcome *o) {
-  unsigned long long want = ns_identity(ns);
-  if (nf_fd >= 0 && nf_ns == want) return 0;
-  if (nf_fd >= 0) close(nf_fd);
-  nf_fd = -1;
-  raise_net_admin();
-  int err = 0;
-  int fd = netns_socket(ns, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER, &err);
-  if (fd < 0) return o->where = fd == -1 ? AT_NAMESPACE : AT_SOCKET, o->err = err, -1;
-  struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-    o->where = AT_SOCKET, o->err = errno;
-    close(fd);
-    return -1;
-  }
-  set_opt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1);
-  nf_fd = fd;
-  nf_ns = want;
-  return 0;
+  return nl_open(ns, NETLINK_NETFILTER, &nf_fd, &nf_ns, o);
 }
 
 static int on_table(const struct nlmsghdr *h, void *arg) {
@@ -565,20 +557,10 @@ JSValue h_netlink_tables(JSContext *ctx, JSValueConst this, int argc, JSValueCon
   Outcome o = {0};
   Dump d = {ctx, JS_UNDEFINED, 0, 0, 0};
   if (nf_socket(ns, &o) == 0) {
-    for (int attempt = 0; attempt < 3; attempt++) {
-      JS_FreeValue(ctx, d.items);
-      d.items = JS_NewArray(ctx);
-      d.count = 0;
-      o = (Outcome){0};
-      if (JS_IsException(d.items)) {
-        o.err = ENOMEM;
-        break;
-      }
-      Request r = {.n = {.nlmsg_len = NLMSG_LENGTH(sizeof(struct nfgenmsg)), .nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, .nlmsg_flags = NLM_F_DUMP}};
-      r.m.nf.nfgen_family = family == 6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
-      r.m.nf.version = NFNETLINK_V0;
-      if (nl_talk_on(nf_fd, &r, on_table, &d, &o) != EAGAIN) break;
-    }
+    Request r = {.n = {.nlmsg_len = NLMSG_LENGTH(sizeof(struct nfgenmsg)), .nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, .nlmsg_flags = NLM_F_DUMP}};
+    r.m.nf.nfgen_family = family == 6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+    r.m.nf.version = NFNETLINK_V0;
+    read_dump(&d, nf_fd, &r, on_table, &o);
   }
   if (o.err) {
     JS_FreeValue(ctx, d.items);

@@ -1,13 +1,13 @@
 import { ApplyError } from '../errors.js';
-import type { Family, FamilyRules, Plan, RouteStep } from '../model/rule.js';
+import type { Family, FamilyRules, Plan } from '../model/rule.js';
 import { renderRestore } from '../render/restore.js';
 import { ownedBy } from '../build/owned.js';
 import { commandError } from './commands.js';
 import { detectBackend } from './detect.js';
 import { restoreCommand } from './early.js';
 import { Transaction } from './engine.js';
-import { dropTables, putBack, readTables, undoRoute, type FamilyOutcome, type IptablesContext, type IptablesOutcome } from './iptables.js';
-import { changeArgs, routeChanges, routeFailureLine } from './routes.js';
+import { dropTables, putBack, readTables, type FamilyOutcome, type IptablesContext, type IptablesOutcome } from './iptables.js';
+import { changeArgs, changeRoutes, routeChanges } from './routes.js';
 import { assess, cleanupPayload, isEmptyTable, parseSave, reconcilePayload, tablesOf, type Assessment, type SavedState } from './state.js';
 
 /*
@@ -73,11 +73,8 @@ export async function applyCareful(plan: Plan, ctx: IptablesContext): Promise<Ip
     );
   }
 
-  const tx = new Transaction();
   const outcomes: Partial<Record<Family, FamilyOutcome>> = {};
-  const added: RouteStep[] = [];
-  const removed: RouteStep[] = [];
-  try {
+  const { added, removed } = await Transaction.run(log, async (tx) => {
     for (const [family, { payload, outcome }] of payloads) {
       outcomes[family] = outcome;
       if (payload === '') {
@@ -100,18 +97,7 @@ export async function applyCareful(plan: Plan, ctx: IptablesContext): Promise<Ip
         if (problems.length > 0) log.warn(`left empty: ${problems.join('; ')}`);
       }
     }
-    for (const { step, op } of changes) {
-      const f = await routes.change(step, op);
-      if (f !== null) throw new ApplyError(routeFailureLine(step, op, f), changeArgs(step, op), f.kind === 'command' ? f.stderr : '');
-      tx.did(undoRoute(routes, step, op));
-      (op === 'add' ? added : removed).push(step);
-      log.info(`${op === 'add' ? 'added' : 'removed'}: ${changeArgs(step, op).join(' ')}`);
-    }
-  } catch (err) {
-    const problems = await tx.rollback();
-    if (problems.length > 0) log.error(`rollback incomplete: ${problems.join('; ')}`);
-    else log.info('rolled back: the namespace is as it was before this run');
-    throw err;
-  }
+    return changeRoutes(routes, changes, tx, log);
+  });
   return { backend, evidence: detection.evidence, families: outcomes, routesAdded: added, routesRemoved: removed };
 }

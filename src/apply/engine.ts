@@ -4,6 +4,7 @@
  * first, in one loop. Every way of applying (the fresh path, apply/fresh.ts; the careful path,
  * apply/careful.ts; native nftables, apply/nft.ts) runs its steps in a Transaction.
  */
+import type { Logger } from '../log.js';
 
 /** How to undo one step that was done. */
 export interface Undo {
@@ -15,6 +16,24 @@ export interface Undo {
 
 export class Transaction {
   readonly #undos: Undo[] = [];
+
+  /**
+   * Run `body` as one transaction: if it throws, every step it recorded is undone, the log says
+   * whether the namespace is as it was (or what could not be put back), and the error is thrown on.
+   */
+  static async run<T>(log: Logger, body: (tx: Transaction) => Promise<T>): Promise<T> {
+    const tx = new Transaction();
+    try {
+      return await body(tx);
+    } catch (err) {
+      if (tx.changed) {
+        const problems = await tx.rollback();
+        if (problems.length > 0) log.error(`rollback incomplete: ${problems.join('; ')}`);
+        else log.info('rolled back: the namespace is as it was before this run');
+      }
+      throw err;
+    }
+  }
 
   /** Record a step done (or that may have done something: its undo finds out what). */
   did(undo: Undo): void {

@@ -8,8 +8,8 @@ import { quickBackend } from './detect.js';
 import { restoreCommand } from './early.js';
 import { Transaction } from './engine.js';
 import { legacyTablesFact } from './facts.js';
-import { removeFresh, undoRoute, type FamilyOutcome, type IptablesContext, type IptablesOutcome } from './iptables.js';
-import { addOrder, routeFailureLine, type RouteFailure } from './routes.js';
+import { removeFresh, type FamilyOutcome, type IptablesContext, type IptablesOutcome } from './iptables.js';
+import { addOrder, routeFailureLine, undoRoute, type RouteFailure } from './routes.js';
 import { committedBefore, failedLine, tablesOf } from './state.js';
 
 /**

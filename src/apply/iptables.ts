@@ -6,7 +6,6 @@ import { commandError, describeCommandFailure, type Runner } from './commands.js
 import type { Backend } from './detect.js';
 import { restoreCommand } from './early.js';
 import type { Undo } from './engine.js';
-import { changeArgs, routeFailureLine, type RouteBackend } from './routes.js';
 import type { OwnerResolver } from './saveform.js';
 import { isEmptyTable, parseSave, removalPayload, rollbackPayload, type SavedState, type SavedTable } from './state.js';
 
@@ -124,18 +123,6 @@ export function removeFresh(ctx: IptablesContext, backend: Backend, rules: Famil
       const now = await readTables(runner, backend, rules.family);
       const dropped = await dropTables(runner, rules.family, created.filter((t) => now.has(t) && isEmptyTable(now.get(t))));
       return dropped.length === 0 ? undefined : dropped.join('; ');
-    },
-  };
-}
-
-/** The undo of a routing change: the opposite change. */
-export function undoRoute(routes: RouteBackend, step: RouteStep, op: 'add' | 'del'): Undo {
-  const back = op === 'add' ? 'del' : 'add';
-  return {
-    what: changeArgs(step, back).join(' '),
-    async run() {
-      const f = await routes.change(step, back);
-      return f === null ? undefined : routeFailureLine(step, back, f);
     },
   };
 }

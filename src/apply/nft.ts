@@ -6,8 +6,8 @@ import { ownedBy } from '../build/owned.js';
 import type { Kernel } from '../platform/platform.js';
 import { commandError, type Runner } from './commands.js';
 import { Transaction } from './engine.js';
-import { undoRoute, type FamilyOutcome } from './iptables.js';
-import { changeArgs, routeChanges, routeFailureLine } from './routes.js';
+import type { FamilyOutcome } from './iptables.js';
+import { changeRoutes, routeChanges } from './routes.js';
 
 /**
  * Native nftables mode: the plan's nft script (Istio's layout) loaded with `nft -f -`. The script
@@ -90,13 +90,9 @@ export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftRepor
   const state = await routes.read([...plan.routes, ...owned.routes]);
   const changes = o.cleanupOnly ? routeChanges([], [...plan.routes, ...owned.routes], state) : routeChanges(plan.routes, owned.routes, state);
 
-  const tx = new Transaction();
-  const added: RouteStep[] = [];
-  const removed: RouteStep[] = [];
-  let outcome: FamilyOutcome;
-  try {
-    if (o.cleanupOnly && before.size === 0) outcome = 'nothing to clean';
-    else {
+  let outcome: FamilyOutcome = 'nothing to clean';
+  const { added, removed } = await Transaction.run(log, async (tx) => {
+    if (!o.cleanupOnly || before.size > 0) {
       // From the first load on, our tables are put back as they were if anything fails (a load or
       // listing that fails or is killed part-way, a route): one transaction.
       tx.did({
@@ -127,20 +123,7 @@ export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftRepor
       }
     }
     log.info(`nftables: ${outcome}`);
-    for (const { step, op } of changes) {
-      const f = await routes.change(step, op);
-      if (f !== null) throw new ApplyError(routeFailureLine(step, op, f), changeArgs(step, op), f.kind === 'command' ? f.stderr : '');
-      tx.did(undoRoute(routes, step, op));
-      (op === 'add' ? added : removed).push(step);
-      log.info(`${op === 'add' ? 'added' : 'removed'}: ${changeArgs(step, op).join(' ')}`);
-    }
-  } catch (err) {
-    if (tx.changed) {
-      const problems = await tx.rollback();
-      if (problems.length > 0) log.error(`rollback incomplete: ${problems.join('; ')}`);
-      else log.info('rolled back: the namespace is as it was before this run');
-    }
-    throw err;
-  }
+    return changeRoutes(routes, changes, tx, log);
+  });
   return { outcome, routesAdded: added, routesRemoved: removed };
 }

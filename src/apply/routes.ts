@@ -1,6 +1,9 @@
 import type { RouteStep } from '../model/rule.js';
 import { routeArgs, routeDelArgs } from '../render/ip.js';
+import { ApplyError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { describeCommandFailure } from './commands.js';
+import type { Transaction, Undo } from './engine.js';
 import type { NetlinkFailure } from '../platform/host.js';
 
 export { routeDelArgs };
@@ -95,4 +98,39 @@ export function routeChanges(
   }
   const add = addOrder(wanted).filter((s) => !state.has(s));
   return [...addOrder(del).reverse().map((step) => ({ step, op: 'del' as const })), ...add.map((step) => ({ step, op: 'add' as const }))];
+}
+
+/** The undo of a routing change: the opposite change. */
+export function undoRoute(routes: RouteBackend, step: RouteStep, op: 'add' | 'del'): Undo {
+  const back = op === 'add' ? 'del' : 'add';
+  return {
+    what: changeArgs(step, back).join(' '),
+    async run() {
+      const f = await routes.change(step, back);
+      return f === null ? undefined : routeFailureLine(step, back, f);
+    },
+  };
+}
+
+/**
+ * Make the routing changes (routeChanges), in order, each a step of the transaction, each logged
+ * (`added: ip ...`, `removed: ip ...`); the first that fails throws an ApplyError naming it.
+ * Resolves to the steps added and removed.
+ */
+export async function changeRoutes(
+  routes: RouteBackend,
+  changes: readonly { step: RouteStep; op: 'add' | 'del' }[],
+  tx: Transaction,
+  log: Logger,
+): Promise<{ added: RouteStep[]; removed: RouteStep[] }> {
+  const added: RouteStep[] = [];
+  const removed: RouteStep[] = [];
+  for (const { step, op } of changes) {
+    const f = await routes.change(step, op);
+    if (f !== null) throw new ApplyError(routeFailureLine(step, op, f), changeArgs(step, op), f.kind === 'command' ? f.stderr : '');
+    tx.did(undoRoute(routes, step, op));
+    (op === 'add' ? added : removed).push(step);
+    log.info(`${op === 'add' ? 'added' : 'removed'}: ${changeArgs(step, op).join(' ')}`);
+  }
+  return { added, removed };
 }
