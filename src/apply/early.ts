@@ -13,7 +13,7 @@ export function restoreCommand(binary: string, lockWaitSeconds = LOCK_WAIT_SECON
 }
 
 /**
- * The restore commands a run will start on its fast path, from the command line
+ * The restore commands a run will start on its fresh path (apply/fresh.ts), from the command line
  * and environment as args.ts quickRaw reads them, with none of the program loaded beyond the
  * flag table, so that the entrypoint can
  * start them while the rest loads (they wait for their payload on stdin). Empty whenever the run

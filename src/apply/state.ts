@@ -205,7 +205,7 @@ export function isEmptyTable(t: SavedTable | undefined): boolean {
   return true;
 }
 
-/* Restore payloads and restore output, as the fast path needs them. */
+/* Restore payloads and restore output, as the fresh path needs them. */
 
 /** Tables a payload touches. */
 export function tablesOf(payload: string): string[] {
