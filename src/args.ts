@@ -174,7 +174,7 @@ function walkArgs(args: readonly string[], v: Visitor, own?: OwnArgs): void {
     if (arg.length > 2) {
       const eq = arg.indexOf('=');
       const long = eq > 0 ? arg.slice(1, eq) : arg.slice(1);
-      if (BY_LONG.has(long) || META_LONG.has(long) || own?.names.includes(`-${long}`)) {
+      if (BY_LONG.has(long) || META_LONG.has(long) || own?.names.includes(`--${long}`)) {
         v.problem({ kind: 'one-dash', arg, long });
         continue;
       }

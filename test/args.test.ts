@@ -143,6 +143,7 @@ describe('command-line errors, with their hints', () => {
   it("a subcommand's own flags are among the suggestions, and a boolean word after a switch is never a flow word", async () => {
     const own: OwnArgs = { names: ['--flows'], flag: () => {}, word: () => {} };
     expect(await error(['--flow', 'x'], own)).toBe('unknown flag --flow (did you mean --flows?)');
+    expect(await error(['-flows', 'x'], own)).toBe('unknown flag -flows: a long flag takes two dashes (did you mean --flows?)');
     expect(await error(['--redirect-dns', 'true', 'inbound'], own)).toMatch(/^unexpected argument "true" after --redirect-dns/);
   });
 });
