@@ -377,10 +377,19 @@ export async function rawFromArgs(
   if (read.problem?.kind === 'bad') throw read.problem.error;
   if (read.problem !== undefined || read.help || read.version) {
     // The error's hints, help and the version come from the parser module, loaded only for them.
-    const parser = await import('./parser.js');
-    if (read.problem !== undefined) throw parser.argsError(read.problem, own?.names ?? []);
-    onHelp(read.help ? await parser.helpText(command) : parser.versionText());
+    const { answerArgs } = await import('./parser.js');
+    onHelp(await answerArgs(read, command, own?.names ?? []));
     return 'help';
   }
   return collectRaw(read.flags, env);
+}
+
+/**
+ * The `completion` subcommand and what its script asks for (`--get-yargs-completions WORDS`):
+ * yargs's bash completion script, or the completions of the last word, as the parser module
+ * answers them.
+ */
+export async function completions(args: readonly string[]): Promise<string> {
+  const { completion } = await import('./parser.js');
+  return completion(args);
 }

@@ -5,7 +5,7 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
-import { COMPLETION_COMMAND, COMPLETIONS_FLAG, DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
+import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
 import { existsSync } from 'node:fs';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
 import { quickBackend, readProcNet } from './apply/detect.js';
@@ -114,8 +114,7 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     if (rest[0] === DIFF_COMMAND) return await runDiff(rest.slice(1), options, io, env, reading);
     if (rest[0] === COMPLETION_COMMAND || rest[0] === COMPLETIONS_FLAG) {
       // yargs's: the bash completion script, or what it asks for (the words so far, as typed).
-      const { completion } = await import('./parser.js');
-      io.stdout(await completion(rest));
+      io.stdout(await completions(rest));
       return 0;
     }
     const built = await planFromArgs(args, options, io, env, reading, { name: 'apply' }, options.rawInput, sink);

@@ -3,7 +3,7 @@ import { ConfigError, quoteValue } from './errors.js';
 import { OPTIONS, OPTION_KEYS, type OptionCommand, type OptionKey, type OptionSpec } from './config/options.js';
 import { VALUES } from './config/values.js';
 import { goBoolMeant } from './config/gobool.js';
-import { COMPLETION_COMMAND, DIFF_COMMAND, PROGRAM, TRACE_COMMAND, type ArgProblem, type HelpCommand } from './args.js';
+import { COMPLETION_COMMAND, DIFF_COMMAND, PROGRAM, TRACE_COMMAND, type ArgProblem, type ArgsRead, type HelpCommand } from './args.js';
 import { BUILD_INFO } from './build-info.js';
 import { closest } from './suggest.js';
 
@@ -12,7 +12,8 @@ import { closest } from './suggest.js';
  * from the option table), --version, shell completion (yargs's), and the wording of a command
  * line's errors with their hints. args.ts reads the command line itself, in every runtime, and
  * loads this module only for these; in the entrypoint it is a script of its own, read when first
- * needed (scripts/bundle-quickjs.mjs).
+ * needed (scripts/bundle-quickjs.mjs). Its two exports are all args.ts asks of it: each export
+ * of a lazily loaded module costs every run of the entrypoint a little at start-up.
  */
 
 const GROUP_TITLES: Record<string, string> = {
@@ -61,7 +62,7 @@ function yargsOption(key: OptionKey): Options {
  * completion. A subcommand's has its own usage text and only the options that have an effect
  * there; the main command's lists the subcommands and --version.
  */
-export function createParser(command: HelpCommand = { name: 'apply' }): Argv {
+function createParser(command: HelpCommand = { name: 'apply' }): Argv {
   let parser = yargs([])
     .scriptName(PROGRAM)
     .parserConfiguration({
@@ -110,7 +111,7 @@ async function printed(parser: Argv, args: readonly string[]): Promise<string> {
  * A command's --help. A subcommand's usage text is printed as it is written (yargs would take the
  * indentation off its lines), then its flags.
  */
-export async function helpText(command: HelpCommand): Promise<string> {
+async function helpText(command: HelpCommand): Promise<string> {
   const flags = await printed(createParser(command), ['--help']);
   if (command.name === 'apply') return flags;
   const others = `The main command's other flags (a pod's init arguments as they are) are accepted and have no\neffect here.\n`;
@@ -126,7 +127,7 @@ export function completion(args: readonly string[]): Promise<string> {
 }
 
 /** --version: the package's version, the JavaScript engine that runs it, and the build. */
-export function versionText(): string {
+function versionText(): string {
   const info = BUILD_INFO ?? { version: 'unknown', build: 'unknown (run from source, not built)' };
   return `istio-iptables-ts ${info.version}\nengine: ${info.engine ?? `Node.js ${process.version}`}\nbuild: ${info.build}\n`;
 }
@@ -141,7 +142,7 @@ function shown(text: string): string {
  * fits: the flag meant by a misspelt one, `--flag=value` for a switch given a separate value, the
  * subcommand meant by a misspelt first word. `own`: the subcommand's own flags (`--flows`).
  */
-export function argsError(problem: ArgProblem, own: readonly string[]): ConfigError {
+function argsError(problem: ArgProblem, own: readonly string[]): ConfigError {
   const longs = [...OPTION_KEYS.map((k) => `--${OPTIONS[k].long}`), '--help', '--version', ...own];
   const message = (text: string): ConfigError => new ConfigError(undefined, undefined, text);
   switch (problem.kind) {
@@ -175,4 +176,14 @@ export function argsError(problem: ArgProblem, own: readonly string[]): ConfigEr
       return message(`unexpected argument ${quoteValue(problem.word)}: only flags are taken here (see --help)`);
     }
   }
+}
+
+/**
+ * What a reading of the command line (args.ts readArgs) that is not an ordinary run gets: the
+ * error for its first problem (thrown, with its hint), else its command's --help, else --version.
+ * `own`: the subcommand's own flags.
+ */
+export async function answerArgs(read: ArgsRead, command: HelpCommand, own: readonly string[]): Promise<string> {
+  if (read.problem !== undefined) throw argsError(read.problem, own);
+  return read.help ? await helpText(command) : versionText();
 }
