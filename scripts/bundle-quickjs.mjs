@@ -26,6 +26,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import * as esbuild from 'esbuild';
+import { buildInfoModule } from './build-info.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src');
@@ -108,10 +109,11 @@ function resolveOurs(args) {
   return IMPLEMENTATIONS[resolved] ?? resolved;
 }
 
-/** Built-ins, the runtime's platform, yargs's platform. */
-const hostModules = {
+/** Built-ins, the runtime's platform, yargs's platform; the build's facts (buildInfo: a module's text) for --version. */
+const hostModules = (buildInfo) => ({
   name: 'quickjs-host',
   setup(build) {
+    build.onLoad({ filter: /[\\/]build-info\.ts$/ }, (args) => (args.path === join(src, 'build-info.ts') ? { contents: buildInfo, loader: 'js' } : undefined));
     build.onResolve({ filter: /.*/ }, (args) => {
       if (MODULES[args.path] !== undefined) return { path: MODULES[args.path] };
       const resolved = SIDE_EFFECTS.has(args.path) ? args.path : resolveOurs(args);
@@ -120,7 +122,7 @@ const hostModules = {
       return resolved === tsPath(args.importer, args.path) ? undefined : { path: resolved };
     });
   },
-};
+});
 
 /**
  * In a script, a module of another script is a stub whose exports are that module's, taken from
@@ -211,13 +213,17 @@ async function checkImplementations() {
   }
 }
 
-/** Writes each script to outDir/<name>.js; returns the names, in the runtime's order. */
-export async function bundle(outDir) {
+/**
+ * Writes each script to outDir/<name>.js; returns the names, in the runtime's order. `facts`:
+ * what --version says besides the checkout's facts (the engine).
+ */
+export async function bundle(outDir, facts = {}) {
   await checkImplementations();
+  const host = hostModules(buildInfoModule(facts));
   await Promise.all([
-    bundleOne(outDir, 'prelude', 'script-entry', 'iife', [scriptEntry('prelude', q('prelude.ts')), otherScripts('prelude'), hostModules]),
-    bundleOne(outDir, 'app', join(src, 'entrypoint-quickjs.ts'), 'esm', [otherScripts('app'), hostModules]),
-    ...LAZY_SCRIPTS.map((s) => bundleOne(outDir, s, 'script-entry', 'iife', [scriptEntry(s), otherScripts(s), hostModules])),
+    bundleOne(outDir, 'prelude', 'script-entry', 'iife', [scriptEntry('prelude', q('prelude.ts')), otherScripts('prelude'), host]),
+    bundleOne(outDir, 'app', join(src, 'entrypoint-quickjs.ts'), 'esm', [otherScripts('app'), host]),
+    ...LAZY_SCRIPTS.map((s) => bundleOne(outDir, s, 'script-entry', 'iife', [scriptEntry(s), otherScripts(s), host])),
   ]);
   return ['prelude', 'app', ...LAZY_SCRIPTS];
 }

@@ -5,7 +5,7 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
-import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading } from './args.js';
+import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
 import { PROBE_COMMAND, PROBE_FAILED, parseProbeArgs, type ProbeOptions } from './apply/probe.js';
 import { openNamespace, type NamespaceTarget } from './api/namespace.js';
 // The runtime's platform: the bundler puts platform/quickjs/platform.ts in its place in the entrypoint.
@@ -95,19 +95,28 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
       return result.ok ? 0 : VALIDATION_FAILED;
     }
     if (rest[0] === TRACE_COMMAND) return await runTrace(rest.slice(1), options, io, env, reading);
+    if (rest[0] === COMPLETION_COMMAND || rest[0] === COMPLETIONS_FLAG) {
+      // yargs's: the bash completion script, or what it asks for (the words so far, as typed).
+      io.stdout(await completions(rest));
+      return 0;
+    }
     const diffing = rest[0] === DIFF_COMMAND;
-    const onHelp = (text: string) => io.stdout(diffing ? `${DIFF_USAGE}\n${text}` : text);
-    const read = await readArgs(diffing ? rest.slice(1) : args, io, env, onHelp, reading, diffing ? undefined : options.rawInput, sink);
+    const command: HelpCommand = diffing ? { name: 'diff', usage: DIFF_USAGE } : { name: 'apply' };
+    const read = await readArgs(diffing ? rest.slice(1) : args, io, env, reading, command, diffing ? undefined : options.rawInput, sink);
     if (read === 'help') return 0;
     log = read.log;
-    target = await openTarget(read.parsed, env, log);
-    const { config, plan } = await configure(read, options.host ?? (await hostOf(target, read.parsed, env)), log);
-    if (diffing) return await runDiff(config, plan, target, io);
+    // A dry run reads the namespace only for the facts no flag gives (IPv6 from its addresses, lo's IPv6).
+    const dryRun = !diffing && read.parsed.dryRun;
+    if (!dryRun || read.parsed.enableIpv6 !== false) target = await openTarget(read.parsed, env, log);
+    const host = options.host ?? (target === undefined ? detectHost(env, (m) => log.info(m)) : await hostOf(target, read.parsed, env));
+    const { config, plan } = configure(read, host, log);
     options.beforeEffects?.(config);
-    if (config.run.dryRun) {
+    if (dryRun) {
       io.stdout(await renderDryRun(plan, config.run));
       return 0;
     }
+    if (target === undefined) throw new Error('internal error: no namespace opened for a run that changes or reads one');
+    if (diffing) return await runDiff(config, plan, target, io);
     return await runForReal(config, plan, target, log);
   } catch (err) {
     // With --log_as_json the error is a JSON log line too (as the reading found it, even when a flag was bad).
@@ -131,7 +140,7 @@ async function renderDryRun(plan: Plan, run: Config['run']): Promise<string> {
   return run.output === 'json' ? renderJson(plan, mode) : renderText(plan, mode);
 }
 
-/** The command line read and validated, logging set up as it says; 'help' when --help was answered. */
+/** The command line read and validated, logging set up as it says; 'help' when --help (`command`'s) or --version was answered. */
 interface Read {
   readonly raw: RawInput;
   readonly parsed: ParsedOptions;
@@ -142,16 +151,25 @@ async function readArgs(
   args: readonly string[],
   io: Io,
   env: NodeJS.ProcessEnv,
-  onHelp: (text: string) => void,
   reading: ArgsReading,
+  command: HelpCommand,
   given?: RawInput,
   sink: LogSink = { write: io.stderr },
 ): Promise<Read | 'help'> {
   // Given: the command line was already read (by the entrypoint's prelude, or with a subcommand's own flags).
   if (given !== undefined) reading.logAsJson = given.values.logAsJson === true;
-  const raw = given ?? (await rawFromArgs(args, env, onHelp, reading));
+  const raw = given ?? (await rawFromArgs(args, env, io.stdout, reading, undefined, command));
   if (raw === 'help') return 'help';
   const parsed = parseOptions(raw);
+  if (command.name === 'apply' && !parsed.dryRun && raw.values.output !== undefined) {
+    // Fail closed: --output asks for a printout, and without a dry run there is none (the rules
+    // would be applied, and stdout stay empty).
+    throw new ConfigError(undefined, undefined, `--output ${parsed.output} needs --dry-run (-n): without it the rules are applied and nothing is printed`);
+  }
+  if (command.name === 'apply' && !parsed.dryRun && parsed.explain === true) {
+    // Likewise --explain: it annotates a printout, and an apply prints none.
+    throw new ConfigError(undefined, undefined, '--explain needs --dry-run (-n): without it the rules are applied and nothing is printed');
+  }
   const targets = [...new Set(parsed.logTargets ?? ['stderr'])];
   sink.write = targets.length === 1 && targets[0] === 'stderr' ? io.stderr : (text) => targets.forEach((t) => (t === 'stdout' ? io.stdout : io.stderr)(text));
   const log = createLogger(parsed.logLevel, sink.write, { json: parsed.logAsJson });
@@ -222,10 +240,10 @@ async function runTrace(args: readonly string[], options: MainOptions, io: Io, e
   const { readFile } = await import('node:fs/promises');
   // One walk: the configuration flags, and trace's own flags and flow words beside them.
   const reader = traceArgsReader();
-  const raw = await rawFromArgs(args, env, (text) => io.stdout(`${TRACE_USAGE}\n${text}`), reading, reader.own);
+  const raw = await rawFromArgs(args, env, io.stdout, reading, reader.own, { name: 'trace', usage: TRACE_USAGE });
   if (raw === 'help') return 0;
   const trace = reader.args();
-  const read = await readArgs(args, io, env, () => {}, reading, raw);
+  const read = await readArgs(args, io, env, reading, { name: 'trace', usage: TRACE_USAGE }, raw);
   if (read === 'help') return 0;
   // Offline: the host's facts, never a namespace's.
   const { config, plan } = configure(read, options.host ?? detectHost(env, (m) => read.log.info(m)), read.log);
