@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Transaction, type Undo } from '../src/apply/engine.js';
 import { withRunLock } from '../src/apply/lock.js';
 import { changeArgs, routeChanges } from '../src/apply/routes.js';
-import { ownedBy } from '../src/build/owned.js';
+import { ownedBy, TABLES_WE_WRITE } from '../src/build/owned.js';
 import { buildPlan } from '../src/build/plan.js';
 import { configFromObject } from '../src/config/from.js';
 import { fixedHost } from '../src/config/host.js';
@@ -139,6 +139,12 @@ describe('what a run owns, and the routing changes that reach it', () => {
       'ip -6 route add local ::/0 dev lo table 133',
     ]);
     expect(owned.routes.every((s) => s.why.purpose !== '')).toBe(true);
+  });
+
+  it('the tables a run of ours writes are TABLES_WE_WRITE, whatever the settings (DNS capture, excluded interfaces, kubevirt, drop-invalid)', () => {
+    const everything = plan({ mode: 'TPROXY', inboundPorts: '*', outboundCidrs: '*', enableIpv6: true, redirectDns: true, captureAllDns: true, excludeInterfaces: 'eth1', kubeVirtInterfaces: 'eth2', dropInvalid: true });
+    const tables = new Set([...everything.rules, ...ownedBy(everything).builtin.ipv4.rules, ...ownedBy(everything).builtin.ipv6.rules].map((r) => r.table));
+    expect([...tables].sort()).toEqual([...TABLES_WE_WRITE].sort());
   });
 
   it('TPROXY dual stack to REDIRECT IPv4: every step of ours goes, rules before routes before the address; foreign ones are never touched', () => {

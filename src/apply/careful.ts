@@ -1,7 +1,7 @@
 import { ApplyError } from '../errors.js';
 import type { Family, FamilyRules, Plan } from '../model/rule.js';
 import { renderRestore } from '../render/restore.js';
-import { ownedBy } from '../build/owned.js';
+import { ownedBy, TABLES_WE_WRITE } from '../build/owned.js';
 import { commandError } from './commands.js';
 import { detectBackend } from './detect.js';
 import { restoreCommand } from './early.js';
@@ -75,27 +75,32 @@ export async function applyCareful(plan: Plan, ctx: IptablesContext): Promise<Ip
 
   const outcomes: Partial<Record<Family, FamilyOutcome>> = {};
   const { added, removed } = await Transaction.run(log, async (tx) => {
-    for (const [family, { payload, outcome }] of payloads) {
-      outcomes[family] = outcome;
-      if (payload === '') {
-        log.info(`${family}: ${outcome}`);
-        continue;
-      }
-      const bin = backend.restore[family];
-      log.debug(`${bin} --noflush input:\n${payload.trimEnd()}`);
-      const tables = tablesOf(payload);
+    for (const [family, { rules, planned }] of assessments) {
+      const { payload, outcome } = payloads.get(family) ?? { payload: '', outcome: undefined };
+      if (outcome !== undefined) outcomes[family] = outcome;
       const was = before.get(family) ?? new Map();
-      tx.did(putBack(ctx, backend, family, was, tables));
-      const r = await runner.run(restoreCommand(bin, ctx.lockWaitSeconds), payload);
-      if (r.exitCode !== 0) throw commandError(`${bin} --noflush failed`, [bin, '--noflush'], r);
-      log.info(`${family}: ${outcome} (${tables.join(', ')})`);
-      if (outcome !== 'applied' && backend.name === 'nft') {
-        // A table that held only ours is gone, as in a namespace a fresh run of this plan would leave.
-        const now = await readTables(runner, backend, family);
-        const emptied = tables.filter((t) => !isEmptyTable(was.get(t)) && now.has(t) && isEmptyTable(now.get(t)));
-        const problems = await dropTables(runner, family, emptied);
-        if (problems.length > 0) log.warn(`left empty: ${problems.join('; ')}`);
-      }
+      let now = was;
+      if (payload !== '') {
+        const bin = backend.restore[family];
+        log.debug(`${bin} --noflush input:\n${payload.trimEnd()}`);
+        const tables = tablesOf(payload);
+        tx.did(putBack(ctx, backend, family, was, tables));
+        const r = await runner.run(restoreCommand(bin, ctx.lockWaitSeconds), payload);
+        if (r.exitCode !== 0) throw commandError(`${bin} --noflush failed`, [bin, '--noflush'], r);
+        log.info(`${family}: ${outcome} (${tables.join(', ')})`);
+        now = backend.name === 'nft' ? await readTables(runner, backend, family) : now;
+      } else if (outcome !== undefined) log.info(`${family}: ${outcome}`);
+      // A table of ours the plan does not write, left holding nothing (emptied by this run, or by
+      // an earlier one killed before it deleted it) is deleted, as a fresh run of this plan leaves
+      // none (nft backend: a legacy table cannot be deleted).
+      if (backend.name !== 'nft' || (!ctx.cleanupOnly && !ctx.reconcile)) continue;
+      const writes = new Set(ctx.cleanupOnly || !planned ? [] : rules.rules.map((r) => r.table));
+      const empty = [...now.keys()].filter((t) => (TABLES_WE_WRITE as readonly string[]).includes(t) && !writes.has(t) && isEmptyTable(now.get(t)));
+      if (empty.length === 0) continue;
+      if (payload === '') tx.did(putBack(ctx, backend, family, was, empty));
+      const problems = await dropTables(runner, family, empty);
+      if (problems.length > 0) log.warn(`left empty: ${problems.join('; ')}`);
+      else log.info(`${family}: deleted the empty table${empty.length === 1 ? '' : 's'} ${empty.join(', ')}`);
     }
     return changeRoutes(routes, changes, tx, log);
   });

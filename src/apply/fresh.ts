@@ -5,6 +5,7 @@ import { renderRestore, writeRestore } from '../render/restore.js';
 import { routeArgs } from '../render/ip.js';
 import type { Runner, RunResult } from './commands.js';
 import { quickBackend } from './detect.js';
+import { TABLES_WE_WRITE } from '../build/owned.js';
 import { restoreCommand } from './early.js';
 import { Transaction } from './engine.js';
 import { legacyTablesFact } from './facts.js';
@@ -30,6 +31,13 @@ export async function applyFresh(plan: Plan, ctx: IptablesContext): Promise<Ipta
   const families: FamilyRules[] = plan.ipv6 === null ? [plan.ipv4] : [plan.ipv4, plan.ipv6];
   // The tables there before: read before any restore is fed a COMMIT (the ones started early wait for their input).
   const existed = backend.name === 'nft' ? await Promise.all(families.map(async (f) => new Set(await kernel.tables?.(f.family)))) : families.map(() => undefined);
+  // A table of ours this plan does not write (an empty one an earlier run left, our rules of the
+  // other mode, or of a family the plan no longer has) is the careful path's to judge.
+  const ours = (t: string) => (TABLES_WE_WRITE as readonly string[]).includes(t);
+  const unplanned = families.flatMap((f, i) => [...(existed[i] ?? [])].filter((t) => ours(t) && !f.rules.some((r) => r.table === t)));
+  // (A namespace without IPv6 cannot list its ip6 tables: the careful path reads what there is.)
+  const otherFamily = plan.ipv6 === null && backend.name === 'nft' ? await kernel.tables('ipv6').catch(() => undefined) : [];
+  if (unplanned.length > 0 || otherFamily === undefined || otherFamily.some(ours)) return undefined;
   const tx = new Transaction();
   const restores = families.map(async (f, i) => {
     const bin = backend.restore[f.family];

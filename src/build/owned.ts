@@ -1,4 +1,4 @@
-import { BUILTIN_CHAINS, type FamilyRules, type Plan, type RouteStep, type Rule } from '../model/rule.js';
+import { BUILTIN_CHAINS, type FamilyRules, type Plan, type RouteStep, type Rule, type Table } from '../model/rule.js';
 import { buildPlan, buildRoutes } from './plan.js';
 
 /**
@@ -16,6 +16,9 @@ export interface Owned {
   /** The routing steps any run with these settings adds. */
   readonly routes: readonly RouteStep[];
 }
+
+/** Every table a plan of ours writes rules in (filter never: Istio's rules are all in these). */
+export const TABLES_WE_WRITE: readonly Table[] = ['mangle', 'nat', 'raw'];
 
 const built = new WeakMap<Plan, Owned>();
 

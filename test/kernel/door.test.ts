@@ -177,6 +177,22 @@ describe('reconcile reaches all a run owns: a mode switch ends as a fresh run of
     });
   });
 
+  it.each(PROGRAMS)('$name: an empty table of ours the plan does not write (left by a run killed before deleting it) is deleted', async (program) => {
+    await withNetns('leftover', async (ns) => {
+      await withNetns('leftref', async (ref) => {
+        // What a run killed between emptying mangle and deleting it leaves: an empty mangle table.
+        expect((await ns.run('iptables-nft', ['-t', 'mangle', '-A', 'OUTPUT', '-j', 'RETURN'])).exitCode).toBe(0);
+        expect((await ns.run('iptables-nft', ['-t', 'mangle', '-D', 'OUTPUT', '-j', 'RETURN'])).exitCode).toBe(0);
+        expect((await ns.run('iptables-nft-save', [])).stdout).toContain('*mangle');
+        const r = await runProgram(program.argv, [...REDIRECT, '--enable-ipv6=false'], ns);
+        expect(r.exitCode, r.stderr).toBe(0);
+        expect(r.stderr).toMatch(/ipv4: deleted the empty table mangle/);
+        expect((await runProgram(program.argv, [...REDIRECT, '--enable-ipv6=false'], ref)).exitCode).toBe(0);
+        expect(await snapshot(ns)).toBe(await snapshot(ref));
+      });
+    });
+  });
+
   it('dual stack then IPv4 only: our IPv6 rules and ::6 go, foreign ones stay', async () => {
     await withNetns('v6gone', async (ns) => {
       await withNetns('v4fresh', async (ref) => {
