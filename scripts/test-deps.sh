@@ -18,8 +18,10 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # The entrypoint's runtime (native/) is compiled and linked statically: gcc and glibc's libc.a.
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
-# The engine's sources come as Debian's .orig.tar.xz (scripts/build-entrypoint.mjs).
+# The engine's sources come as Debian's .orig.tar.xz, and our patches to them are applied with
+# patch(1) (scripts/build-entrypoint.mjs).
 command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
+command -v patch >/dev/null 2>&1 || missing+=(patch)
 if [ ${#missing[@]} -gt 0 ]; then
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "the kernel tests need: ${missing[*]} (as root: apt-get install -y ${missing[*]})" >&2
