@@ -222,3 +222,23 @@ describe('what the bundled scripts call', () => {
     expect(methods).toEqual([expect.stringMatching(/^toString\(\)\{let [\w$]+=\[\];return this\.rows\.forEach/)]);
   });
 });
+
+describe('docs/security.md and these tests agree', () => {
+  const doc = readFileSync(join(ROOT, 'docs/security.md'), 'utf8');
+  const rows = doc.split('\n').filter((l) => /^\| (\*\*)?CVE-|^\| quickjs-ng|^\| bellard/.test(l));
+
+  it('every CVE a test here names is a row of the table, and every row names a test', () => {
+    const named = new Set(readFileSync(join(ROOT, 'test/engine.test.ts'), 'utf8').match(/CVE-\d{4}-\d+/g));
+    expect(named.size).toBeGreaterThan(3);
+    for (const cve of named) expect(rows.some((r) => r.includes(cve)), cve).toBe(true);
+    for (const row of rows) expect(row.split('|').at(-2)?.trim(), row).toMatch(/test\/|as CVE-|as above/);
+  });
+
+  it('the test files and patches it cites exist', () => {
+    const cited = new Set(doc.match(/(test|native\/engine-patches)\/[\w./-]+\.(ts|patch)/g));
+    expect(cited.size).toBeGreaterThan(2);
+    for (const path of cited) expect(existsSync(join(ROOT, path)), path).toBe(true);
+    const patches = readdirSync(join(ROOT, 'native/engine-patches')).filter((f) => f.endsWith('.patch'));
+    for (const patch of patches) expect(doc, patch).toContain(patch);
+  });
+});
