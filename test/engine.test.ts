@@ -213,7 +213,7 @@ describe('what the bundled scripts call', () => {
       expect(c.file).toBe('src/render/nft/sets.ts');
       expect(c.type, c.arg).toBe('number');
     }
-  });
+  }, 60_000);
 
   it('define no conversion callbacks but cliui\'s toString (CVE-2025-62494 needs one that changes the left operand of +)', () => {
     expect(all).not.toMatch(/valueOf|toPrimitive/);
