@@ -71,7 +71,7 @@ const bin = join(dir, 'engine');
 /** The same program on the engine as the entrypoint compiles it (-O3, no sanitizer). */
 const optimized = join(dir, 'engine-optimized');
 type Section = 'bigint' | 'normalize' | 'context';
-const results = new Map<Section, { exitCode: number | undefined; stdout: string; stderr: string }>();
+const results = new Map<Section, { exitCode?: number | undefined; stdout: string; stderr: string }>();
 
 beforeAll(async () => {
   writeFileSync(join(dir, 'engine.js'), PROGRAM);
