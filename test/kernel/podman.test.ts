@@ -268,6 +268,13 @@ describe('npm run image:files (scripts/image-files.mjs): what is in an image, ch
     expect(Object.fromEntries(files)).toEqual(Object.fromEntries(mounted));
   });
 
+  it('the image\'s entrypoint is the executable npm run build:entrypoint made here, byte for byte (a reproducible build)', async () => {
+    const { files } = await listing(IMAGE.root);
+    const local = createHash('sha256').update(readFileSync(ENTRYPOINT)).digest('hex');
+    // If not: the image's build stage compiled with another gcc or glibc than this machine's (compare dpkg -l gcc-12 libc6-dev).
+    expect(files.get('/usr/local/bin/istio-iptables')?.content).toBe(local);
+  });
+
   it('the two variants differ only in the file capabilities of the four programs, and the same image lists the same twice', async () => {
     const [root, nonroot, again] = await Promise.all([listing(IMAGE.root), listing(IMAGE.nonroot), listing(IMAGE.root)]);
     expect(again.text).toBe(root.text);
