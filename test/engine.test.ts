@@ -1,173 +1,244 @@
-import { describe, expect, it } from 'vitest';
-import { Transaction, type Undo } from '../src/apply/engine.js';
-import { withRunLock } from '../src/apply/lock.js';
-import { changeArgs, routeChanges } from '../src/apply/routes.js';
-import { ownedBy, TABLES_WE_WRITE } from '../src/build/owned.js';
-import { buildPlan } from '../src/build/plan.js';
-import { configFromObject } from '../src/config/from.js';
-import { fixedHost } from '../src/config/host.js';
-import { routeArgs } from '../src/render/ip.js';
-import type { LockAttempt, LockPrimitive } from '../src/platform/platform.js';
-import type { RouteStep } from '../src/model/rule.js';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import ts from 'typescript';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT } from './support/cli.js';
 
-/** An undo that records its call and fails `fails` times (resolving to a problem, or throwing) before it succeeds. */
-function undo(what: string, calls: string[], fails = 0, how: 'resolve' | 'throw' = 'resolve'): Undo {
-  let left = fails;
-  return {
-    what,
-    run() {
-      calls.push(what);
-      if (left-- <= 0) return Promise.resolve(undefined);
-      if (how === 'throw') return Promise.reject(new Error(`${what} crashed`));
-      return Promise.resolve(`${what} refused`);
-    },
-  };
-}
+/**
+ * The engine as the entrypoint runs it, held to what docs/security.md says of each QuickJS CVE:
+ *  - our patches (native/engine-patches/) do what they say, run through the runtime built with
+ *    AddressSanitizer and UBSan (scripts/build-entrypoint.mjs --sanitize --runtime-test), their
+ *    results compared with Node's;
+ *  - the context the program runs in has exactly the globals it has (no eval, no Proxy, no typed
+ *    arrays, ...), and the executable links no quickjs-libc;
+ *  - what the bundled scripts call that a CVE needs: which regular expressions they compile at
+ *    run time, what BigInt values are made from, which conversion callbacks they define.
+ * A change to any of these fails here first, and the table is to be checked again.
+ */
 
-describe('one transaction, one rollback loop', () => {
-  it('undoes every step, newest first, and is empty afterwards', async () => {
-    const calls: string[] = [];
-    const tx = new Transaction();
-    expect(tx.changed).toBe(false);
-    for (const w of ['ipv4 restore', 'ipv6 restore', 'route']) tx.did(undo(w, calls));
-    expect(tx.changed).toBe(true);
-    expect(await tx.rollback()).toEqual([]);
-    expect(calls).toEqual(['route', 'ipv6 restore', 'ipv4 restore']);
-    expect(tx.changed).toBe(false);
-    expect(await tx.rollback()).toEqual([]);
-  });
+const ASAN = join(ROOT, 'dist/entrypoint-asan/istio-iptables');
+/** The bundled scripts the entrypoint compiles to bytecode (scripts/bundle-quickjs.mjs writes them there). */
+const SCRIPTS_DIR = join(ROOT, 'node_modules/.cache/istio-iptables-quickjs/app');
+const SANITIZER_ENV = { ASAN_OPTIONS: 'halt_on_error=1:exitcode=99:detect_leaks=0', UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1:exitcode=98' };
+const REPORT = /AddressSanitizer|UndefinedBehaviorSanitizer|runtime error:/;
 
-  it('tries a failing undo once more (a command killed once must not leave its step behind), then reports it and goes on', async () => {
-    const calls: string[] = [];
-    const tx = new Transaction();
-    tx.did(undo('a', calls));
-    tx.did(undo('flaky', calls, 1));
-    tx.did(undo('broken', calls, 2, 'throw'));
-    expect(await tx.rollback()).toEqual(['broken: broken crashed']);
-    expect(calls).toEqual(['broken', 'broken', 'flaky', 'flaky', 'a']);
-  });
-});
+// BigInt values whose string forms CVE-2025-62493's function got wrong: every power of two to
+// 2^130 and its neighbours (a zero top limb from 2^63 on, digits across limbs for radix 8 and
+// 32), their negatives, and the nft set keys of IPv6 networks with the top bit set.
+const powers = Array.from({ length: 131 }, (_, k) => 1n << BigInt(k));
+const BIGINTS = [
+  ...powers.flatMap((p) => [p - 1n, p, p + 1n]),
+  ...powers.flatMap((p) => [-p + 1n, -p, -p - 1n]),
+  0xfd000001n << 32n, // fd00:1::/64 >> 64
+  0xfe80n >> 6n, // fe80::/10 >> 118
+  0xffn, // ff00::/8 >> 120
+  0x7en, // fc00::/7 >> 121
+  (1n << 128n) - 1n,
+];
+const RADICES = Array.from({ length: 35 }, (_, i) => i + 2);
+const STRINGS = ['', 'a', 'A\u030a', '\u00c5', '\ufb01', '\u1100\u1161\u11a8', '\u00e9t\u00e9', 'x'.repeat(300), '\ud800'];
+const FORMS = ['NFC', 'NFD', 'NFKC', 'NFKD'] as const;
 
-/** A lock that answers attempts from a script, and a clock that moves only when slept. */
-function scripted(answers: LockAttempt[]): { lock: LockPrimitive; clock: { now(): number; sleep(ms: number): Promise<void> }; events: string[] } {
-  const events: string[] = [];
-  let t = 0;
-  let i = 0;
-  return {
-    events,
-    lock: {
-      attempt: () => Promise.resolve(answers[Math.min(i++, answers.length - 1)] as LockAttempt),
-      keep: () => void events.push('keep'),
-      release: () => void events.push('release'),
-    },
-    clock: { now: () => t, sleep: (ms) => Promise.resolve(void (t += ms)) },
-  };
-}
-
-const log = () => {
-  const lines: string[] = [];
-  return { lines, logger: { error: (m: string) => void lines.push(`error ${m}`), warn: (m: string) => void lines.push(`warn ${m}`), info: (m: string) => void lines.push(`info ${m}`), debug() {} } };
+const PROGRAM = `
+const bigints = [${BIGINTS.map((v) => `${v < 0n ? '-' : ''}0x${(v < 0n ? -v : v).toString(16)}n`).join(',')}];
+const radices = ${JSON.stringify(RADICES)};
+const strings = ${JSON.stringify(STRINGS)};
+const forms = ${JSON.stringify(FORMS)};
+const attempt = (f) => { try { return 'returned ' + String(f()); } catch (e) { return 'threw ' + e.name + ': ' + e.message; } };
+const sections = {
+  bigint: () => ({
+    bigint: bigints.map((v) => radices.map((r) => v.toString(r))),
+    template: bigints.map((v) => \`\${v}\`),
+  }),
+  normalize: () => ({
+    normalize: strings.map((s) => [s.normalize(), ...forms.map((f) => s.normalize(f))]),
+    localeCompare: strings.map((s) => strings.map((t) => s.localeCompare(t))),
+  }),
+  context: () => ({
+    globals: Object.getOwnPropertyNames(globalThis).sort(),
+    eval: attempt(() => eval('1 + 1')),
+    functionConstructor: attempt(() => new Function('return 1')()),
+    asyncFunctionConstructor: attempt(() => Object.getPrototypeOf(async function () {}).constructor('return 1')),
+  }),
 };
-const ours = { form: 'padded', listening: true, pid: 42, uid: 0, netAdmin: true } as const;
-const nobody = { form: 'exact', listening: true, pid: 77, uid: 65534, netAdmin: false } as const;
-const bound = { form: 'padded', listening: false, pid: 0, uid: null, netAdmin: null } as const;
-const invisible = { form: 'padded', listening: true, pid: 0, uid: null, netAdmin: null } as const;
+__host.write(1, JSON.stringify(sections[__host.argv[0]]()));
+`;
 
-describe('waiting for the run lock', () => {
-  it('held at once: runs, releases', async () => {
-    const s = scripted([{ held: true }]);
-    const l = log();
-    expect(await withRunLock(s.lock, 30, l.logger, s.clock, () => Promise.resolve('done'))).toBe('done');
-    expect(s.events).toEqual(['release']);
-    expect(l.lines).toEqual([]);
+const dir = mkdtempSync(join(tmpdir(), 'iit-engine-'));
+const bin = join(dir, 'engine');
+/** The same program on the engine as the entrypoint compiles it (-O3, no sanitizer). */
+const optimized = join(dir, 'engine-optimized');
+type Section = 'bigint' | 'normalize' | 'context';
+const results = new Map<Section, { exitCode?: number | undefined; stdout: string; stderr: string }>();
+
+beforeAll(async () => {
+  writeFileSync(join(dir, 'engine.js'), PROGRAM);
+  await Promise.all([
+    execa('node', [join(ROOT, 'scripts/build-entrypoint.mjs'), '--sanitize', '--runtime-test', join(dir, 'engine.js'), bin], { timeout: 300_000 }),
+    execa('node', [join(ROOT, 'scripts/build-entrypoint.mjs'), '--runtime-test', join(dir, 'engine.js'), optimized], { timeout: 300_000 }),
+  ]);
+  for (const section of ['bigint', 'normalize', 'context'] as const) {
+    results.set(section, await execa(bin, [section], { reject: false, env: { PATH: process.env['PATH'] ?? '', ...SANITIZER_ENV }, extendEnv: false, timeout: 120_000 }));
+  }
+}, 420_000);
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Out {
+  bigint: { bigint: string[][]; template: string[] };
+  normalize: { normalize: string[][]; localeCompare: number[][] };
+  context: { globals: string[]; eval: string; functionConstructor: string; asyncFunctionConstructor: string };
+}
+/** A section's output, once its run is known clean: no sanitizer report, exit 0. */
+function out<S extends Section>(section: S): Out[S] {
+  const r = results.get(section);
+  if (r === undefined) throw new Error(`${section} did not run`);
+  expect(r.stderr).not.toMatch(REPORT);
+  expect(r.exitCode, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as Out[S];
+}
+
+describe('the engine under ASan and UBSan (the runtime with a program of its own)', () => {
+  it('is a sanitizer build (a report would fail the runs below)', async () => {
+    const nm = await execa('nm', [bin]);
+    expect(nm.stdout).toMatch(/__asan_report_load8/);
+    expect(nm.stdout).toMatch(/__ubsan_handle_/);
   });
 
-  it('waits for a run of ours (listening, CAP_NET_ADMIN), logging its pid and how long', async () => {
-    const s = scripted([{ held: false, holders: [ours] }, { held: false, holders: [ours] }, { held: true }]);
-    const l = log();
-    await withRunLock(s.lock, 30, l.logger, s.clock, () => Promise.resolve());
-    expect(l.lines).toEqual(['info waiting for the run lock, held by pid 42 (uid 0), with CAP_NET_ADMIN (up to 30 s)', 'info took the run lock after 20 ms (held by pid 42 (uid 0), with CAP_NET_ADMIN)']);
+  /** The strings Node writes for BIGINTS. */
+  const asNode = (got: Out['bigint']): void => {
+    expect(got.bigint).toHaveLength(BIGINTS.length);
+    BIGINTS.forEach((v, i) => {
+      expect(got.bigint[i], `${v}`).toEqual(RADICES.map((r) => v.toString(r)));
+      expect(got.template[i]).toBe(`${v}`);
+    });
+  };
+
+  it('BigInt to string, every radix 2..36, as Node writes it (CVE-2025-62493, native/engine-patches/0001)', () => {
+    asNode(out('bigint'));
   });
 
-  it.each([
-    ['without CAP_NET_ADMIN', [nobody], 'pid 77 (uid 65534), without CAP_NET_ADMIN'],
-    ['bound without listening', [bound], 'a process, bound without listening'],
-    ['both forms, the same holder', [nobody, { ...nobody, form: 'padded' as const }], 'pid 77 (uid 65534), without CAP_NET_ADMIN'],
-  ])('a name held %s: no wait, what was bound is kept, and said', async (_n, holders, who) => {
-    const s = scripted([{ held: false, holders }]);
-    const l = log();
-    let ran = false;
-    await withRunLock(s.lock, 30, l.logger, s.clock, () => Promise.resolve(void (ran = true)));
-    expect(ran).toBe(true);
-    expect(s.events).toEqual(['keep', 'release']);
-    expect(l.lines).toEqual([`warn the run lock's name is held by ${who}: no run of ours; going on without waiting`]);
+  it('BigInt to string on the optimized engine, as shipped: as Node too (unpatched, it wrote a leading 0 from 2^63 on)', async () => {
+    const r = await execa(optimized, ['bigint'], { reject: false, timeout: 60_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    asNode(JSON.parse(r.stdout) as Out['bigint']);
   });
 
-  it('a holder not visible from here (capabilities unknown) is taken for a run of ours; past the wait, a clear error and nothing run', async () => {
-    const s = scripted([{ held: false, holders: [invisible] }]);
-    const l = log();
-    let ran = false;
-    await expect(withRunLock(s.lock, 1, l.logger, s.clock, () => Promise.resolve(void (ran = true)))).rejects.toThrow(
-      'another istio-iptables run (a process not visible from here, capabilities unknown) held the network namespace\'s run lock for 1 s; nothing was changed',
-    );
-    expect(ran).toBe(false);
-    expect(s.events).toEqual(['release']);
-  });
-
-  it('a failing attempt (the namespace cannot be entered) is an error naming the lock', async () => {
-    const s = scripted([]);
-    s.lock.attempt = () => Promise.reject(new Error('EPERM'));
-    await expect(withRunLock(s.lock, 30, log().logger, s.clock, () => Promise.resolve())).rejects.toThrow('cannot take the run lock of the network namespace: EPERM');
+  it('String.prototype.normalize and localeCompare, the empty string included, as Node (native/engine-patches/0002)', () => {
+    const got = out('normalize');
+    expect(got.normalize).toEqual(STRINGS.map((s) => [s.normalize(), ...FORMS.map((f) => s.normalize(f))]));
+    // QuickJS compares code points after NFC (no locale); Node's ICU collates. Signs agree on these.
+    expect(got.localeCompare.map((row) => row.map(Math.sign))).toEqual(STRINGS.map((s) => STRINGS.map((t) => Math.sign(s.normalize() < t.normalize() ? -1 : s.normalize() > t.normalize() ? 1 : 0))));
   });
 });
 
-describe('what a run owns, and the routing changes that reach it', () => {
-  const plan = (values: Record<string, string | boolean>) => buildPlan(configFromObject(values, fixedHost({ proxyUid: 1337 })).capture);
-  const names = (steps: readonly { step: RouteStep; op: 'add' | 'del' }[]) => steps.map(({ step, op }) => changeArgs(step, op).slice(1).join(' '));
-  const has = (steps: readonly RouteStep[]) => ({ has: (s: RouteStep) => steps.some((x) => routeArgs(x).join(' ') === routeArgs(s).join(' ')) });
-
-  it('owns the built-in rules of both modes in both families, and every routing step either mode adds', () => {
-    const owned = ownedBy(plan({ mode: 'REDIRECT', inboundPorts: '*', enableIpv6: false }));
-    const chains = (f: 'ipv4' | 'ipv6') => [...new Set(owned.builtin[f].rules.map((r) => `${r.table} ${r.chain}`))].sort();
-    expect(chains('ipv4')).toEqual(['mangle OUTPUT', 'mangle PREROUTING', 'nat OUTPUT', 'nat PREROUTING']);
-    expect(chains('ipv6')).toEqual(chains('ipv4'));
-    expect(owned.routes.map((s) => routeArgs(s).join(' '))).toEqual([
-      'ip -6 addr add ::6/128 dev lo',
-      'ip -4 rule add fwmark 1337 lookup 133',
-      'ip -6 rule add fwmark 1337 lookup 133',
-      'ip -4 route add local 0.0.0.0/0 dev lo table 133',
-      'ip -6 route add local ::/0 dev lo table 133',
-    ]);
-    expect(owned.routes.every((s) => s.why.purpose !== '')).toBe(true);
-  });
-
-  it('the tables a run of ours writes are TABLES_WE_WRITE, whatever the settings (DNS capture, excluded interfaces, kubevirt, drop-invalid)', () => {
-    const everything = plan({ mode: 'TPROXY', inboundPorts: '*', outboundCidrs: '*', enableIpv6: true, redirectDns: true, captureAllDns: true, excludeInterfaces: 'eth1', kubeVirtInterfaces: 'eth2', dropInvalid: true });
-    const tables = new Set([...everything.rules, ...ownedBy(everything).builtin.ipv4.rules, ...ownedBy(everything).builtin.ipv6.rules].map((r) => r.table));
-    expect([...tables].sort()).toEqual([...TABLES_WE_WRITE].sort());
-  });
-
-  it('TPROXY dual stack to REDIRECT IPv4: every step of ours goes, rules before routes before the address; foreign ones are never touched', () => {
-    const tproxy = plan({ mode: 'TPROXY', inboundPorts: '*', enableIpv6: true });
-    const redirect = plan({ mode: 'REDIRECT', inboundPorts: '*', enableIpv6: false });
-    expect(names(routeChanges(redirect.routes, ownedBy(redirect).routes, has(tproxy.routes)))).toEqual([
-      '-6 rule del fwmark 1337 lookup 133',
-      '-4 rule del fwmark 1337 lookup 133',
-      '-6 route del local ::/0 dev lo table 133',
-      '-4 route del local 0.0.0.0/0 dev lo table 133',
-      '-6 addr del ::6/128 dev lo',
+describe('the context the program runs in (native/host.c)', () => {
+  it('has exactly these globals: no Proxy, typed arrays, ArrayBuffer, Atomics, DataView, Date, WeakRef, FinalizationRegistry', () => {
+    expect(out('context').globals).toEqual([
+      'AggregateError', 'Array', 'BigInt', 'Boolean', 'Error', 'EvalError', 'Function', 'Infinity', 'InternalError', 'JSON', 'Map', 'Math', 'NaN', 'Number',
+      'Object', 'Promise', 'RangeError', 'ReferenceError', 'Reflect', 'RegExp', 'Set', 'String', 'Symbol', 'SyntaxError', 'TypeError', 'URIError',
+      'WeakMap', 'WeakSet', '__host', 'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent', 'escape', 'eval', 'globalThis', 'isFinite',
+      'isNaN', 'parseFloat', 'parseInt', 'undefined', 'unescape',
     ]);
   });
 
-  it('REDIRECT IPv4 to TPROXY dual stack: the missing steps are added, the address first, the rules last; in place, nothing', () => {
-    const tproxy = plan({ mode: 'TPROXY', inboundPorts: '*', enableIpv6: true });
-    expect(names(routeChanges(tproxy.routes, ownedBy(tproxy).routes, has([])))).toEqual([
-      '-6 addr add ::6/128 dev lo',
-      '-4 route add local 0.0.0.0/0 dev lo table 133',
-      '-6 route add local ::/0 dev lo table 133',
-      '-4 rule add fwmark 1337 lookup 133',
-      '-6 rule add fwmark 1337 lookup 133',
-    ]);
-    expect(routeChanges(tproxy.routes, ownedBy(tproxy).routes, has(tproxy.routes))).toEqual([]);
+  it('compiles no JavaScript at run time: eval, the Function and AsyncFunction constructors throw', () => {
+    const got = out('context');
+    expect(got.eval).toBe('threw TypeError: eval is not supported');
+    expect(got.functionConstructor).toBe('threw TypeError: eval is not supported');
+    expect(got.asyncFunctionConstructor).toBe('threw TypeError: eval is not supported');
+  });
+
+  it('links the engine without quickjs-libc (std, os, their promise rejection check) and has no value printer', async () => {
+    const symbols = (await execa('nm', [ASAN])).stdout.split('\n').map((l) => l.split(' ').pop() ?? '');
+    // The check can see the engine's own functions, static ones too (the build keeps symbols).
+    expect(symbols).toContain('js_bigint_to_string1');
+    expect(symbols).toContain('unicode_normalize');
+    // quickjs-libc.c's functions (its header's, and CVE-2025-62491's), none linked:
+    const libc = ['js_init_module_std', 'js_init_module_os', 'js_std_add_helpers', 'js_std_loop', 'js_std_await', 'js_std_eval_binary', 'js_std_dump_error', 'js_std_promise_rejection_tracker', 'js_std_promise_rejection_check', 'js_load_file', 'js_module_loader'];
+    expect(symbols.filter((s) => libc.includes(s))).toEqual([]);
+    // CVE-2025-62490's printer arrived upstream after this release.
+    expect(symbols).not.toContain('js_print_object');
+  });
+});
+
+describe('what the bundled scripts call', () => {
+  const scripts = Object.fromEntries(
+    (existsSync(SCRIPTS_DIR) ? readdirSync(SCRIPTS_DIR) : []).filter((f) => f.endsWith('.js')).map((f) => [f, readFileSync(join(SCRIPTS_DIR, f), 'utf8')]),
+  );
+  const all = Object.values(scripts).join('\n');
+
+  it('are the five scripts of the entrypoint', () => {
+    expect(Object.keys(scripts).sort()).toEqual(['app.js', 'extra.js', 'parser.js', 'prelude.js', 'trace.js']);
+  });
+
+  it('compile regular expressions at run time only from fixed patterns (CVE-2025-62495 needs a huge one)', () => {
+    // Literals are compiled when the bytecode is built. These three build a pattern when called:
+    const allowed = [
+      // yargs-parser: "--no-" flags, the prefix from our parser configuration
+      /^RegExp\("\^--"\+[\w$]+\["negation-prefix"\]\+"\(\.\+\)"\)/,
+      // ansi-regex: its pattern, a constant of the module, global or not
+      /^RegExp\([\w$]+,[\w$]+\?void 0:"g"\)/,
+      // wrap-ansi: its escape codes, constants of the module
+      /^RegExp\(`\(\?:\\\\\$\{[\w$]+\}\(\?<code>\\\\d\+\)m\|\\\\\$\{[\w$]+\}\(\?<uri>\.\*\)\$\{[\w$]+\}\)`\)/,
+    ];
+    const calls = [...all.matchAll(/\bRegExp\(/g)].map((m) => all.slice(m.index, m.index + 200));
+    expect(calls).toHaveLength(3);
+    for (const call of calls) expect(allowed.some((re) => re.test(call)), call).toBe(true);
+  });
+
+  it('make BigInts only from numbers, in src/render/nft/sets.ts (CVE-2025-62496 parses a string)', () => {
+    // No dependency calls BigInt: the bundle has the calls the source has.
+    const bundled = [...all.matchAll(/\bBigInt\(/g)].length;
+    const config = ts.getParsedCommandLineOfConfigFile(join(ROOT, 'tsconfig.build.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
+    if (config === undefined) throw new Error('cannot read tsconfig.build.json');
+    const program = ts.createProgram(config.fileNames, config.options);
+    const checker = program.getTypeChecker();
+    const calls: { file: string; arg: string; type: string }[] = [];
+    for (const file of program.getSourceFiles().filter((f) => f.fileName.startsWith(join(ROOT, 'src')))) {
+      const visit = (node: ts.Node): void => {
+        if (ts.isCallExpression(node) && ts.isIdentifier(node.expression) && node.expression.text === 'BigInt') {
+          const arg = node.arguments[0];
+          calls.push({ file: file.fileName.slice(ROOT.length), arg: arg?.getText(file) ?? '', type: arg === undefined ? 'none' : checker.typeToString(checker.getBaseTypeOfLiteralType(checker.getTypeAtLocation(arg))) });
+        }
+        ts.forEachChild(node, visit);
+      };
+      visit(file);
+    }
+    expect(calls.length).toBeGreaterThan(0);
+    expect(bundled).toBe(calls.length);
+    for (const c of calls) {
+      expect(c.file).toBe('src/render/nft/sets.ts');
+      expect(c.type, c.arg).toBe('number');
+    }
+  }, 60_000);
+
+  it('define no conversion callbacks but cliui\'s toString (CVE-2025-62494 needs one that changes the left operand of +)', () => {
+    expect(all).not.toMatch(/valueOf|toPrimitive/);
+    expect(all).not.toMatch(/\btoString\s*[:=]/);
+    const methods = [...all.matchAll(/\btoString\(\)\{/g)].map((m) => all.slice(m.index, m.index + 60));
+    expect(methods).toEqual([expect.stringMatching(/^toString\(\)\{let [\w$]+=\[\];return this\.rows\.forEach/)]);
+  });
+});
+
+describe('docs/security.md and these tests agree', () => {
+  const doc = readFileSync(join(ROOT, 'docs/security.md'), 'utf8');
+  const rows = doc.split('\n').filter((l) => /^\| (\*\*)?CVE-|^\| quickjs-ng|^\| bellard/.test(l));
+
+  it('every CVE a test here names is a row of the table, and every row names a test', () => {
+    const named = new Set(readFileSync(join(ROOT, 'test/engine.test.ts'), 'utf8').match(/CVE-\d{4}-\d+/g));
+    expect(named.size).toBeGreaterThan(3);
+    for (const cve of named) expect(rows.some((r) => r.includes(cve)), cve).toBe(true);
+    for (const row of rows) expect(row.split('|').at(-2)?.trim(), row).toMatch(/test\/|as CVE-|as above/);
+  });
+
+  it('the test files and patches it cites exist', () => {
+    const cited = new Set(doc.match(/(test|native\/engine-patches)\/[\w./-]+\.(ts|patch)/g));
+    expect(cited.size).toBeGreaterThan(2);
+    for (const path of cited) expect(existsSync(join(ROOT, path)), path).toBe(true);
+    const patches = readdirSync(join(ROOT, 'native/engine-patches')).filter((f) => f.endsWith('.patch'));
+    for (const patch of patches) expect(doc, patch).toContain(patch);
   });
 });
