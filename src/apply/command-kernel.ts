@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { ApplyError } from '../errors.js';
 import type { Family, RouteStep } from '../model/rule.js';
 import type { InterfaceAddress } from '../config/host.js';
+import { formatIpv6 } from '../config/net.js';
 import type { Fact, Kernel } from '../platform/platform.js';
 import { commandError, type Runner, type RunResult } from './commands.js';
 import { changeArgs, type RouteBackend, type RouteFailure, type RouteState } from './routes.js';
@@ -9,7 +11,7 @@ import { changeArgs, type RouteBackend, type RouteFailure, type RouteState } fro
 /*
  * A namespace's kernel through commands: routing with `ip` (iproute2), addresses with `ip -j`,
  * /proc files with `cat`, all through a runner in the namespace (in this process's own namespace,
- * files are read directly). The Node platform's (Node cannot speak netlink), and a
+ * addresses and files are read directly). The Node platform's (Node cannot speak netlink), and a
  * library caller's own runner's. The entrypoint does the same over netlink
  * (platform/quickjs/netlink.ts).
  */
@@ -96,6 +98,43 @@ export function addressesOfLinks(links: readonly IpLink[]): InterfaceAddress[] {
 }
 
 /**
+ * This process's own addresses, read without a process (a dry run must not start one, nor load
+ * execa): interface by interface in the kernel's order (/proc/net/dev), each one's IPv4 addresses
+ * first, as a netlink dump gives them. IPv6 from /proc/net/if_inet6 (every interface's, up or
+ * down); IPv4 from Node's list, which libuv keeps to interfaces that are up and running, so an IPv4
+ * address on an interface that is down is the one thing this misses against the kernel's own list
+ * (`ip -j`, used through --network-namespace, and the entrypoint's netlink dump see it).
+ */
+export function localAddresses(): InterfaceAddress[] {
+  const order = readFileSync('/proc/net/dev', 'utf8')
+    .split('\n')
+    .slice(2)
+    .map((l) => l.split(':')[0]?.trim() ?? '')
+    .filter((n) => n !== '');
+  const byName = new Map<string, InterfaceAddress[]>(order.map((n) => [n, []]));
+  const add = (name: string, a: InterfaceAddress) => {
+    if (!byName.has(name)) byName.set(name, []);
+    byName.get(name)?.push(a);
+  };
+  const listed = networkInterfaces();
+  for (const [name, addrs] of Object.entries(listed)) for (const a of addrs ?? []) if (a.family === 'IPv4') add(name, { address: a.address, family: 'IPv4', loopback: a.internal });
+  let inet6 = '';
+  try {
+    inet6 = readFileSync('/proc/net/if_inet6', 'utf8');
+  } catch (err) {
+    // No IPv6 in this kernel: no file, no IPv6 address.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  for (const line of inet6.split('\n')) {
+    const [hex = '', , , , , name = ''] = line.trim().split(/\s+/);
+    if (!/^[0-9a-f]{32}$/.test(hex)) continue;
+    const loopback = (listed[name] ?? []).some((a) => a.internal) || name === 'lo';
+    add(name, { address: formatIpv6((hex.match(/.{4}/g) ?? []).map((g) => parseInt(g, 16))), family: 'IPv6', loopback });
+  }
+  return [...byName.values()].flat();
+}
+
+/**
  * The kernel of the runner's namespace through commands. `local`: the runner runs in this
  * process's own namespace, so /proc files are read directly; `where` names the namespace in the log.
  */
@@ -103,8 +142,7 @@ export function commandKernel(runner: Runner, local: boolean, where: string): Ke
   return {
     routes: ipRoutes(runner),
     async addresses() {
-      // `ip` even in this process's own namespace: Node's own list (libuv) leaves out the addresses
-      // of interfaces that are down or have no carrier, which Istio counts.
+      if (local) return { value: localAddresses(), source: where };
       const argv = ['ip', '-j', 'address', 'show'];
       return { value: addressesOfLinks(await json<IpLink>(runner, argv)), source: where };
     },
