@@ -1,8 +1,12 @@
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { apply, ApplyError, applyOptionsFrom, buildPlan, cleanup, ConfigError, configFromArgs, diff, type CommandRunner, configFromObject, fixedHost, OPTIONS, renderIpCommands, renderRestore, toDryRunJson, type ConfigInput, type FamilyRules, type Match, type OptionInput, type OptionKey, type Rule } from '../src/index.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { safeParse } from 'zod/v4/core';
 import { rawFromArgs } from '../src/args.js';
-import { parseOptions } from '../src/config/parse.js';
+import { parseOptions, schemaOf } from '../src/config/parse.js';
+import { VALUES, type ValueName } from '../src/config/values.js';
 import { ROOT } from './support/cli.js';
 
 describe('library', () => {
@@ -201,6 +205,31 @@ describe('typed input (configFromObject)', () => {
     expect(() => configFromObject({ proxyPrt: 15001 }, fixedHost())).toThrow(/did you mean proxyPort\?/);
     expect(() => configFromObject({ frobnicate: true } as ConfigInput, fixedHost())).toThrow(/^unknown option "frobnicate": the options are the option table's keys \(proxyPort, inboundCapturePort, .*, vklog\)$/);
     for (const bad of [null, [], 'inboundPorts=*', 1]) expect(() => configFromObject(bad as unknown as ConfigInput, fixedHost())).toThrow(/^configFromObject takes an object keyed like the option table/);
+  });
+});
+
+describe("docs/library.md's table of value kinds", () => {
+  const docs = readFileSync(join(ROOT, 'docs', 'library.md'), 'utf8');
+  const table = /<!-- value kinds: [^\n]*-->\n\| value[^\n]*\n\|---[^\n]*\n([\s\S]*?)\n<!-- value kinds: end -->/.exec(docs)?.[1] ?? '';
+  const rows = table.split('\n').map((line) => {
+    const cells = line.slice(2, -2).split(/ (?<!\\)\| /).map((c) => c.replaceAll('\\|', '|').replace(/^`(.*)`$/, '$1'));
+    return { name: cells[0] as ValueName, typed: cells[1] ?? '', example: cells[2] ?? '', text: cells[3] ?? '' };
+  });
+  // ValueInputs as the API report declares it (the published types).
+  const report = readFileSync(join(ROOT, 'api', 'istio-iptables-ts.d.ts'), 'utf8');
+  const declared = new Map([.../export interface ValueInputs \{\n([\s\S]*?)\n\}/.exec(report)?.[1]?.matchAll(/^ {4}(\w+): (.*);$/gm) ?? []].map((m) => [m[1], m[2]]));
+
+  it('has one row per kind of value, in the order of ValueInputs, each giving its declared type', () => {
+    expect(rows.map((r) => r.name)).toEqual([...declared.keys()]);
+    expect([...declared.keys()].sort()).toEqual(Object.keys(VALUES).sort());
+    for (const row of rows) expect(row.typed, row.name).toBe(declared.get(row.name));
+  });
+
+  it.each(rows)('$name: the example reads as its text does', (row) => {
+    const typed = safeParse(schemaOf(row.name), JSON.parse(row.example));
+    const text = safeParse(schemaOf(row.name), row.text);
+    expect(typed.success && text.success, `${row.example} / ${row.text}`).toBe(true);
+    expect(typed.data).toEqual(text.data);
   });
 });
 
