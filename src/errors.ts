@@ -23,7 +23,8 @@ export function quoteValue(value: string): string {
 
 /**
  * A value of the library's typed input as an error shows it: as JSON writes it (a list, a CIDR
- * object, a string quoted), but numbers as JavaScript prints them (NaN, Infinity, -0 included).
+ * object, a string quoted), but numbers as JavaScript prints them (NaN and Infinity, which JSON
+ * would print as null). Nesting deeper than a CIDR in a list is cut short.
  */
 export function valueText(value: unknown, depth = 0): string {
   if (typeof value === 'string') return quoteValue(value);
