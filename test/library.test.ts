@@ -204,7 +204,9 @@ describe('typed input (configFromObject)', () => {
     // @ts-expect-error excess property check: TypeScript itself suggests the nearest key
     expect(() => configFromObject({ proxyPrt: 15001 }, fixedHost())).toThrow(/did you mean proxyPort\?/);
     expect(() => configFromObject({ frobnicate: true } as ConfigInput, fixedHost())).toThrow(/^unknown option "frobnicate": the options are the option table's keys \(proxyPort, inboundCapturePort, .*, vklog\)$/);
-    for (const bad of [null, [], 'inboundPorts=*', 1]) expect(() => configFromObject(bad as unknown as ConfigInput, fixedHost())).toThrow(/^configFromObject takes an object keyed like the option table/);
+    for (const [bad, what] of [[null, 'null'], [[], 'an array'], ['inboundPorts=*', 'a string'], [() => 1, 'a function']] as const) {
+      expect(() => configFromObject(bad as unknown as ConfigInput, fixedHost())).toThrow(`configFromObject takes an object keyed like the option table (OPTIONS), not ${what}`);
+    }
   });
 });
 

@@ -25,7 +25,8 @@ export async function configFromArgs(
  */
 export function configFromObject(values: ConfigInput, host: HostFacts = detectHost({})): Config {
   if (typeof values !== 'object' || values === null || Array.isArray(values)) {
-    throw new ConfigError(undefined, undefined, `configFromObject takes an object keyed like the option table (OPTIONS), not ${Array.isArray(values) ? 'an array' : String(values)}`);
+    const given = values === null ? 'null' : Array.isArray(values) ? 'an array' : `a ${typeof values}`;
+    throw new ConfigError(undefined, undefined, `configFromObject takes an object keyed like the option table (OPTIONS), not ${given}`);
   }
   for (const key of Object.keys(values)) {
     if (!Object.hasOwn(OPTIONS, key)) throw new ConfigError(undefined, key, unknownOption(key));
