@@ -490,7 +490,12 @@ export const forceIptablesBinary = stringValue(BACKENDS, (raw, ctx): IptablesBac
   }
 });
 
-export const outputFormat = stringValue('text or json', (raw, ctx): 'text' | 'json' => (raw === 'text' || raw === 'json' ? raw : fail(ctx, 'text or json')));
+const OUTPUTS = 'text, json, svg or mermaid';
+
+export const outputFormat = stringValue(OUTPUTS, (raw, ctx): OutputFormat => (raw === 'text' || raw === 'json' || raw === 'svg' || raw === 'mermaid' ? raw : fail(ctx, OUTPUTS)));
+
+/** What a dry run or trace prints: text, JSON, an SVG picture or a Mermaid flowchart. */
+export type OutputFormat = 'text' | 'json' | 'svg' | 'mermaid';
 
 /** A boolean, or its text as Go's strconv.ParseBool reads it (flags and env vars alike). */
 export const boolean = kind((raw, ctx): boolean => {
@@ -528,7 +533,7 @@ export interface ValueTypes {
   duration: number;
   networkNamespace: string | undefined;
   forceIptablesBinary: IptablesBackend | undefined;
-  outputFormat: 'text' | 'json';
+  outputFormat: OutputFormat;
   boolean: boolean;
 }
 
@@ -568,7 +573,7 @@ export interface ValueInputs {
   /** A name under /var/run/netns, or an absolute path such as /proc/1/ns/net. */
   networkNamespace: string;
   forceIptablesBinary: IptablesBackend;
-  outputFormat: 'text' | 'json';
+  outputFormat: OutputFormat;
   boolean: boolean;
 }
 
