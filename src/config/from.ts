@@ -1,10 +1,10 @@
 import { rawFromArgs } from '../args.js';
 import type { Config } from './config.js';
 import { detectHost, type HostFacts } from './host.js';
-import { nearest } from './nearest.js';
 import { OPTIONS, OPTION_KEYS, type ConfigInput, type OptionKey } from './options.js';
 import { parseOptions, resolveConfig, type RawInput } from './parse.js';
 import { ConfigError } from '../errors.js';
+import { closest } from '../suggest.js';
 
 /** Configuration from istio-iptables arguments and environment, exactly as the CLI reads them. */
 export async function configFromArgs(
@@ -40,9 +40,11 @@ export function configFromObject(values: ConfigInput, host: HostFacts = detectHo
  * environment variable's name suggests its option's key), or, with none near, every key.
  */
 function unknownOption(key: string): string {
-  const candidates = OPTION_KEYS.flatMap((k: OptionKey) => [k, OPTIONS[k].long, ...OPTIONS[k].env].map((name) => [name, k] as const));
-  const near = nearest(key, candidates);
-  if (near === undefined) return `unknown option ${JSON.stringify(key)}: the options are the option table's keys (${OPTION_KEYS.join(', ')})`;
-  const via = near.name === near.value ? '' : near.name === OPTIONS[near.value].long ? ` (the option of --${near.name})` : ` (the option of environment variable ${near.name})`;
-  return `unknown option ${JSON.stringify(key)}: did you mean ${near.value}${via}?`;
+  const names = new Map<string, OptionKey>(OPTION_KEYS.flatMap((k) => [k, OPTIONS[k].long, ...OPTIONS[k].env].map((name) => [name, k] as const)));
+  // A name as written first (an environment variable's name is also its flag's, case and "_" aside).
+  const name = names.has(key) ? key : closest(key, [...names.keys()]);
+  const near = name === undefined ? undefined : names.get(name);
+  if (name === undefined || near === undefined) return `unknown option ${JSON.stringify(key)}: the options are the option table's keys (${OPTION_KEYS.join(', ')})`;
+  const via = name === near ? '' : name === OPTIONS[near].long ? ` (the option of --${name})` : ` (the option of environment variable ${name})`;
+  return `unknown option ${JSON.stringify(key)}: did you mean ${near}${via}?`;
 }

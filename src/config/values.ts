@@ -1,8 +1,9 @@
 import { NEVER } from 'zod/v4/core';
-import { GO_FALSE, GO_TRUE } from './gobool.js';
+import { GO_FALSE, GO_TRUE, goBoolExpected } from './gobool.js';
 import type { Cidr, OwnerId, PortOrRange } from '../model/rule.js';
 import { parseAddress, parseCidr, type ParsedAddress, type ParsedCidr } from './net.js';
 import { valueText } from '../errors.js';
+import { closest, didYouMean } from '../suggest.js';
 
 /**
  * Value schemas, one per kind of option value. Each takes a value in either of its two forms,
@@ -99,6 +100,8 @@ function failed(ctx: Ctx, message: string): null {
  */
 export interface ValueKind<T> {
   readonly check: (raw: unknown, ctx: Ctx) => T;
+  /** The values it takes when they are a fixed list: --help lists them, shell completion offers them. */
+  readonly choices?: readonly string[];
 }
 
 /** A kind whose check reads either form itself. */
@@ -106,9 +109,27 @@ function kind<T>(check: (raw: unknown, ctx: Ctx) => T): ValueKind<T> {
   return { check };
 }
 
-/** A kind whose typed form is a string too (a mode, a level): anything else fails with `expected`. */
+/** A kind whose typed form is a string too (a level, a path): anything else fails with `expected`. */
 function stringValue<T>(expected: string, fn: (raw: string, ctx: Ctx) => T): ValueKind<T> {
   return { check: (raw, ctx) => (typeof raw === 'string' ? fn(raw, ctx) : fail(ctx, expected)) };
+}
+
+/** What a choice kind's reading gives for a word that is none of its choices. */
+const NOT_ONE: unique symbol = Symbol('not one of the choices');
+
+/**
+ * A kind taking one of a fixed list of words (`read` gives the typed value of a good one, else
+ * NOT_ONE); a bad word gets the nearest choice as a hint, anything but a word what is expected.
+ */
+function choiceValue<T>(choices: readonly string[], expected: string, read: (raw: string) => T | typeof NOT_ONE): ValueKind<T> {
+  return {
+    choices,
+    check: (raw, ctx) => {
+      if (typeof raw !== 'string') return fail(ctx, expected);
+      const value = read(raw);
+      return value !== NOT_ONE ? value : fail(ctx, `${expected}${didYouMean(trimSpaces(raw), choices)}`);
+    },
+  };
 }
 
 const PORT_EXPECTED = 'a port 1-65535';
@@ -228,7 +249,7 @@ function readCidr(item: unknown): ParsedCidr | null {
 /** CIDRs by family; `wildcard` is what is expected when an item is "*". */
 function cidrSet(raw: unknown, ctx: Ctx, wildcard: (list: string) => string): CidrSet | null {
   const cidrs = readList(raw, ctx, readCidr, (list, bad) =>
-    bad?.item === '*' ? wildcard(list) : `${list} of CIDRs such as 10.0.0.0/8 or fd00::/8${because(bad, 'is not a CIDR')}`,
+    bad?.item === '*' ? wildcard(list) : `${list} of CIDRs such as 10.0.0.0/8 or fd00::/8${bad === undefined ? '' : ` (${notCidr(bad)})`}`,
   );
   if (cidrs === null) return null;
   const ipv4: Cidr[] = [];
@@ -239,6 +260,13 @@ function cidrSet(raw: unknown, ctx: Ctx, wildcard: (list: string) => string): Ci
     (plain.family === 'ipv4' ? ipv4 : ipv6).push(plain);
   }
   return { ipv4, ipv6, hasLoopback };
+}
+
+/** Why an item is not a CIDR, with the fix when it is a bare address (`10.0.0.1` for `10.0.0.1/32`). */
+function notCidr(bad: Bad): string {
+  const address = typeof bad.item === 'string' ? parseAddress(bad.item) : null;
+  if (address === null) return `${bad.shown} is not a CIDR`;
+  return `${bad.shown} is an address, not a CIDR: for that address alone write ${String(bad.item)}/${address.family === 'ipv4' ? 32 : 128}`;
 }
 
 /** Outbound include CIDRs: "*" or a list of IPv4/IPv6 CIDRs. */
@@ -319,14 +347,14 @@ function ownerGroups(max: number | undefined) {
 export const ownerGroupsInclude = ownerGroups(MAX_OWNER_GROUPS);
 export const ownerGroupsExclude = ownerGroups(undefined);
 
-const MODES = 'REDIRECT or TPROXY';
-
-export const interceptionMode = stringValue(MODES, (raw, ctx): 'REDIRECT' | 'TPROXY' => {
+/**
+ * REDIRECT or TPROXY, upper case: Istio compares the mode with "TPROXY" exactly and takes any
+ * other word (`tproxy`) as REDIRECT; here it is an error, with the upper-case word as the hint.
+ */
+export const interceptionMode = choiceValue(['REDIRECT', 'TPROXY'], 'REDIRECT or TPROXY, upper case as Istio reads it', (raw): 'REDIRECT' | 'TPROXY' | typeof NOT_ONE =>
   // Istio's own default for this flag is the empty string, which means REDIRECT.
-  if (raw === '' || raw === 'REDIRECT') return 'REDIRECT';
-  if (raw === 'TPROXY') return 'TPROXY';
-  return fail(ctx, MODES);
-});
+  raw === '' || raw === 'REDIRECT' ? 'REDIRECT' : raw === 'TPROXY' ? 'TPROXY' : NOT_ONE,
+);
 
 /** A 32-bit unsigned number other than 0: its text (decimal or 0x-hex) or a number. */
 function uint32(what: string, reserved: ReadonlyMap<number, string> = new Map()) {
@@ -372,7 +400,10 @@ export const dnsServers = kind((raw, ctx): DnsServers => {
     raw,
     ctx,
     (item) => (typeof item === 'string' ? parseAddress(item) : null),
-    (list, bad) => `${list} of IPv4 or IPv6 addresses${because(bad, 'is not an address')}`,
+    (list, bad) => {
+      const cidr = typeof bad?.item === 'string' && parseCidr(bad.item) !== null ? `: a nameserver is an address alone, such as ${bad.item.slice(0, bad.item.indexOf('/'))}` : '';
+      return `${list} of IPv4 or IPv6 addresses${because(bad, `is not an address${cidr}`)}`;
+    },
   );
   return parsed === null ? NEVER : splitDnsServers(parsed);
 });
@@ -382,8 +413,12 @@ export const dnsServers = kind((raw, ctx): DnsServers => {
  * in 127.0.0.0/8 and whose length is at least /8, so it never reaches beyond loopback.
  */
 export const ipv4LoopbackCidr = kind((raw, ctx): Cidr => {
-  const c = readCidr(typeof raw === 'string' ? trimSpaces(raw) : raw);
-  if (c === null || c.family !== 'ipv4') return fail(ctx, 'an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32');
+  const t = typeof raw === 'string' ? trimSpaces(raw) : raw;
+  const c = readCidr(t);
+  if (c === null || c.family !== 'ipv4') {
+    const address = typeof t === 'string' && parseAddress(t)?.family === 'ipv4' ? ` (for that address alone write ${t}/32)` : '';
+    return fail(ctx, `an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32${address}`);
+  }
   if (!c.loopback || c.prefixLength < 8) return fail(ctx, 'an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32 (prefix /8 or longer)');
   return { family: c.family, address: c.address, prefixLength: c.prefixLength };
 });
@@ -402,7 +437,9 @@ export const logOutputLevel = stringValue(`a level (${LEVELS.join(', ')}) or com
     const [scope, lvl, extra] = item.includes(':') ? item.split(':') : ['default', item];
     const known = (LEVELS as readonly string[]).includes(lvl ?? '');
     if (extra !== undefined || !scope || !/^[A-Za-z0-9_.-]+$/.test(scope) || !known) {
-      return fail(ctx, `a level or comma-separated scope:level pairs, levels ${LEVELS.join(', ')} (${q(item)} is not one)`);
+      const near = extra === undefined && lvl !== undefined ? closest(lvl, LEVELS) : undefined;
+      const hint = near === undefined ? '' : ` (did you mean ${item.includes(':') ? `${scope}:` : ''}${near}?)`;
+      return fail(ctx, `a level or comma-separated scope:level pairs, levels ${LEVELS.join(', ')} (${q(item)} is not one)${hint}`);
     }
     if (scope === 'default' || scope === 'all') level = lvl as LogLevel;
   }
@@ -423,12 +460,9 @@ export const logCallers = kind((raw, ctx): readonly string[] =>
 export type LogTarget = 'stdout' | 'stderr';
 
 /** One --log_target: where log lines go. Istio also takes file paths; this program writes no files. */
-const TARGETS = 'stdout or stderr (log files are not written here)';
-
-export const logTarget = stringValue(TARGETS, (raw, ctx): LogTarget => {
+export const logTarget = choiceValue(['stdout', 'stderr'], 'stdout or stderr (log files are not written here)', (raw): LogTarget | typeof NOT_ONE => {
   const t = trimSpaces(raw);
-  if (t === 'stdout' || t === 'stderr') return t;
-  return fail(ctx, TARGETS);
+  return t === 'stdout' || t === 'stderr' ? t : NOT_ONE;
 });
 
 /** --vklog: the Kubernetes client's log verbosity, an integer as klog parses it (no client here: no effect). */
@@ -473,26 +507,20 @@ export const networkNamespace = stringValue(NETNS_EXPECTED, (raw, ctx) => {
 /** An iptables backend: the `-legacy` or the `-nft` binaries. */
 export type IptablesBackend = 'legacy' | 'nft';
 
-const BACKENDS = 'legacy or nft (or iptables-legacy, iptables-nft)';
+/** An iptables backend to force, or none ("": detect it). */
+export const forceIptablesBinary = choiceValue(
+  ['legacy', 'nft', 'iptables-legacy', 'iptables-nft'],
+  'legacy or nft (or iptables-legacy, iptables-nft)',
+  (raw): IptablesBackend | undefined | typeof NOT_ONE => {
+    const t = trimSpaces(raw);
+    return t === '' ? undefined : t === 'legacy' || t === 'iptables-legacy' ? 'legacy' : t === 'nft' || t === 'iptables-nft' ? 'nft' : NOT_ONE;
+  },
+);
 
-export const forceIptablesBinary = stringValue(BACKENDS, (raw, ctx): IptablesBackend | undefined => {
-  switch (trimSpaces(raw)) {
-    case '':
-      return undefined;
-    case 'legacy':
-    case 'iptables-legacy':
-      return 'legacy';
-    case 'nft':
-    case 'iptables-nft':
-      return 'nft';
-    default:
-      return fail(ctx, BACKENDS);
-  }
-});
-
-const OUTPUTS = 'text, json, svg or mermaid';
-
-export const outputFormat = stringValue(OUTPUTS, (raw, ctx): OutputFormat => (raw === 'text' || raw === 'json' || raw === 'svg' || raw === 'mermaid' ? raw : fail(ctx, OUTPUTS)));
+/** The format of a dry run's or trace's output. */
+export const outputFormat = choiceValue(['text', 'json', 'svg', 'mermaid'], 'text, json, svg or mermaid', (raw): OutputFormat | typeof NOT_ONE =>
+  raw === 'text' || raw === 'json' || raw === 'svg' || raw === 'mermaid' ? raw : NOT_ONE,
+);
 
 /** What a dry run or trace prints: text, JSON, an SVG picture or a Mermaid flowchart. */
 export type OutputFormat = 'text' | 'json' | 'svg' | 'mermaid';
@@ -500,9 +528,10 @@ export type OutputFormat = 'text' | 'json' | 'svg' | 'mermaid';
 /** A boolean, or its text as Go's strconv.ParseBool reads it (flags and env vars alike). */
 export const boolean = kind((raw, ctx): boolean => {
   if (typeof raw === 'boolean') return raw;
-  if (typeof raw === 'string' && GO_TRUE.has(raw)) return true;
-  if (typeof raw === 'string' && GO_FALSE.has(raw)) return false;
-  return fail(ctx, 'true or false');
+  if (typeof raw !== 'string') return fail(ctx, 'true or false');
+  if (GO_TRUE.has(raw)) return true;
+  if (GO_FALSE.has(raw)) return false;
+  return fail(ctx, goBoolExpected(raw));
 });
 
 /** Owner groups as --outbound-owner-groups(-exclude) give them: all, or a list. */
