@@ -80,6 +80,8 @@ const SCRIPT_OF = {
   'render/dryrun.ts': 'extra',
   'apply/nft.ts': 'extra',
   'apply/diff.ts': 'extra',
+  // The kernel through commands: a library caller's runner (the entrypoint's own is netlink).
+  'apply/command-kernel.ts': 'extra',
   'render/diff.ts': 'extra',
   'platform/quickjs/validate.ts': 'extra',
   'parser.ts': 'parser',

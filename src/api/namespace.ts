@@ -5,7 +5,6 @@ import type { IptablesBackend } from '../config/values.js';
 import type { RunConfig } from '../config/config.js';
 import { detectHost, ownerResolver, type HostFacts } from '../config/host.js';
 import { namespaceFile, NOT_FOUND, prefixFor, type Runner } from '../apply/commands.js';
-import { commandKernel } from '../apply/command-kernel.js';
 import { LOCK_WAIT_SECONDS } from '../apply/early.js';
 import { withRunLock } from '../apply/lock.js';
 import { ipv6Fact, loopbackIpv6Fact } from '../apply/facts.js';
@@ -208,7 +207,8 @@ export async function openNamespace(options: NamespaceOptions = {}): Promise<Nam
   if (options.runner !== undefined) {
     runner = adapt(options.runner, given);
     where = given === undefined ? "(the runner's namespace)" : `(in ${given}, through the runner)`;
-    kernel = commandKernel(runner, false, where);
+    // (Loaded here: the entrypoint reads it only for a caller's runner, from its extra script.)
+    kernel = (await import('../apply/command-kernel.js')).commandKernel(runner, false, where);
   } else {
     if (given !== undefined) {
       try {
