@@ -29,9 +29,6 @@ export const TRACE_COMMAND = 'trace';
 /** The diff subcommand: `istio-iptables diff [flags]` compares a namespace with the plan. */
 export const DIFF_COMMAND = 'diff';
 
-/** The hidden command the validation probe's client runs as when it must change uid. */
-export const PROBE_CLIENT_COMMAND = '__probe-client';
-
 
 /** Our flags by the names they are given as (`--long`, `-s`). */
 const BY_NAME = new Map<string, OptionKey>();

@@ -5,7 +5,7 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
-import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading } from './args.js';
+import { DIFF_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading } from './args.js';
 import { existsSync } from 'node:fs';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
 import { quickBackend, readProcNet } from './apply/detect.js';
@@ -95,13 +95,6 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   const reading: ArgsReading = { logAsJson: false };
   try {
     const rest = withoutProgram(args);
-    if (rest[0] === PROBE_CLIENT_COMMAND) {
-      const [host = '', port = '0', token = '', timeoutMs = '0'] = rest.slice(1);
-      const { probeClient } = await import('./apply/validate.js');
-      const ok = await probeClient(host, Number(port), token, Number(timeoutMs));
-      if (ok) io.stdout('ok');
-      return ok ? 0 : 1;
-    }
     if (rest[0] === PROBE_COMMAND) {
       // Only the probe, with the parameters given: the parent's parsed configuration.
       const probe = parseProbeArgs(rest.slice(1));

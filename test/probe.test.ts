@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseProbeArgs, probeArgs, probeResult, type ProbeOptions } from '../src/apply/probe.js';
+import { parseProbeArgs, probeArgs, ProbeJudge, type ProbeOptions } from '../src/apply/probe.js';
 
 /**
  * The probe subcommand's parameters (src/apply/probe.ts): what a run with --network-namespace
@@ -30,9 +30,79 @@ describe('the probe subcommand', () => {
     expect(() => parseProbeArgs(args)).toThrow(message);
   });
 
-  it('words its result the same for both runtimes', () => {
-    expect(probeResult(OPTIONS, [15001, 15006], true).detail).toBe('::6:15002 reached our listener on ::1 (15001, 15006)');
-    expect(probeResult(OPTIONS, [15006], false)).toEqual({ ok: false, detail: '::6:15002 did not reach ::1 ports 15006 within 5000 ms' });
-    expect(probeResult(OPTIONS, [], true)).toEqual({ ok: false, detail: 'could not listen on ::1 ports 15001, 15006' });
+});
+
+/**
+ * The verdict (ProbeJudge), kept the same way by both runtimes: our listener must have received
+ * the token on the client's own connection. What answers the client elsewhere (an echo server at
+ * 127.0.0.6:15002) or relays its token to our listener from another socket counts for nothing.
+ */
+describe('the probe verdict', () => {
+  const V4: ProbeOptions = { ...OPTIONS, family: 'ipv4', uid: 1337, gid: 1337, timeoutMs: 1000 };
+  const judge = (o: ProbeOptions = V4) => new ProbeJudge(o, 'token');
+
+  it('passes when the token reaches our listener on the client\'s own connection, whichever is heard first', () => {
+    const first = judge();
+    let called = 0;
+    first.onPassed = () => called++;
+    first.clientConnected(40000);
+    first.tokenReceived('127.0.0.1', 40000, 15006);
+    expect(first.passed).toBe(true);
+    expect(called).toBe(1);
+    expect(first.result([15001, 15006])).toEqual({
+      ok: true,
+      detail: "127.0.0.6:15002 reached our listener on 127.0.0.1 (15001, 15006): port 15006 received the token from the client's socket 127.0.0.1:40000",
+    });
+    // The listener may hear the token before the client reports its port (Node: another process).
+    const later = judge(OPTIONS);
+    later.tokenReceived('::1', 40001, 15006);
+    expect(later.passed).toBe(false);
+    later.clientConnected(40001);
+    expect(later.result([15001, 15006])).toEqual({
+      ok: true,
+      detail: "::6:15002 reached our listener on ::1 (15001, 15006): port 15006 received the token from the client's socket [::1]:40001",
+    });
+    // Passing once is enough; more connections change nothing.
+    first.clientConnected(40002);
+    first.tokenReceived('127.0.0.1', 40002, 15001);
+    expect(called).toBe(1);
+  });
+
+  it('fails when something else answers the client: an echo server at 127.0.0.6:15002', () => {
+    const j = judge();
+    j.clientConnected(40000);
+    j.clientConnected(40001);
+    expect(j.passed).toBe(false);
+    expect(j.result([15001, 15006])).toEqual({
+      ok: false,
+      detail: '127.0.0.6:15002 did not reach 127.0.0.1 ports 15001, 15006 within 1000 ms: the client connected 2 times, never to our listener: something else accepts connections at 127.0.0.6:15002',
+    });
+  });
+
+  it.each([
+    ['from another port (a relay\'s own socket)', '127.0.0.1', 41000],
+    ['from another address with the client\'s port', '127.0.0.6', 40000],
+  ])('fails when the token comes %s', (_what, address, port) => {
+    const j = judge();
+    j.clientConnected(40000);
+    j.tokenReceived(address, port, 15006);
+    expect(j.passed).toBe(false);
+    const { ok, detail } = j.result([15001, 15006]);
+    expect(ok).toBe(false);
+    expect(detail).toBe(
+      `127.0.0.6:15002 did not reach 127.0.0.1 ports 15001, 15006 within 1000 ms: the token came to port 15006 from ${address}:${port}, not from the client's own socket (relayed?), which does not count; the client connected once, never to our listener: something else accepts connections at 127.0.0.6:15002`,
+    );
+  });
+
+  it('says why the client got nowhere, could not run, or nothing could listen', () => {
+    const refused = judge();
+    refused.clientFailed('ECONNREFUSED');
+    expect(refused.result([15001, 15006]).detail).toBe('127.0.0.6:15002 did not reach 127.0.0.1 ports 15001, 15006 within 1000 ms: the client\'s connections failed (ECONNREFUSED)');
+    expect(judge().result([15006]).detail).toBe('127.0.0.6:15002 did not reach 127.0.0.1 ports 15006 within 1000 ms');
+    expect(judge().result([15001], 'cannot make a socket as uid 1337 gid 1337')).toEqual({
+      ok: false,
+      detail: 'the probe client (uid 1337, gid 1337) failed: cannot make a socket as uid 1337 gid 1337',
+    });
+    expect(judge(OPTIONS).result([])).toEqual({ ok: false, detail: 'could not listen on ::1 ports 15001, 15006' });
   });
 });
