@@ -1,7 +1,7 @@
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { ProbeJudge, probeAddresses, probeSource, type ProbeOptions, type ProbeResult } from './probe.js';
+import { ProbeJudge, probeAddresses, probeSource, socketTable, type ProbeOptions, type ProbeResult } from './probe.js';
 
 /**
  * The validation probe on Node (apply/probe.ts says what it does and who decides; the
@@ -64,6 +64,15 @@ process.stdin.on('end', () => process.exit(0));
 process.stdin.on('error', () => process.exit(0));
 `;
 
+/** The kernel's socket table as it is now (read before the connection is closed), or why it could not be read. */
+function kernelTable(family: ProbeOptions['family']): string | Error {
+  try {
+    return readFileSync(socketTable(family), 'latin1');
+  } catch (err) {
+    return err instanceof Error ? err : new Error(String(err));
+  }
+}
+
 /** Our listeners: each connection's data read until it holds the token, then the connection closed. */
 async function listen(o: ProbeOptions, judge: ProbeJudge): Promise<{ servers: Server[]; listening: number[] }> {
   const { listenHost } = probeAddresses(o.family);
@@ -76,7 +85,7 @@ async function listen(o: ProbeOptions, judge: ProbeJudge): Promise<{ servers: Se
       sock.on('data', (d) => {
         got += d.toString('latin1');
         if (got.includes(judge.token)) {
-          judge.tokenReceived(sock.remoteAddress ?? '', sock.remotePort ?? 0, port);
+          judge.tokenReceived(sock.remoteAddress ?? '', sock.remotePort ?? 0, port, kernelTable(o.family));
           sock.destroy();
         } else if (got.length > 4096) {
           sock.destroy();

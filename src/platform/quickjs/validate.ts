@@ -7,7 +7,7 @@
  * started and no file is read to run the client, wherever this executable is installed.
  */
 import { host } from '../host.js';
-import { ProbeJudge, probeAddresses, probeSource, type ProbeOptions, type ProbeResult } from '../../apply/probe.js';
+import { ProbeJudge, probeAddresses, probeSource, socketTable, type ProbeOptions, type ProbeResult } from '../../apply/probe.js';
 
 export type { ProbeOptions } from '../../apply/probe.js';
 
@@ -68,6 +68,15 @@ async function client(o: ProbeOptions, target: string, judge: ProbeJudge, deadli
   return undefined;
 }
 
+/** The kernel's socket table as it is now (read before the connection is closed), or why it could not be read. */
+function kernelTable(family: ProbeOptions['family']): string | Error {
+  try {
+    return h.readFile(socketTable(family));
+  } catch (err) {
+    return err instanceof Error ? err : new Error(String(err));
+  }
+}
+
 /** A listener: each connection's data read until it holds the token (then told to the judge), then closed. */
 function serve(listener: number, port: number, judge: ProbeJudge, open: Set<number>): void {
   const drop = (c: number): void => {
@@ -83,7 +92,7 @@ function serve(listener: number, port: number, judge: ProbeJudge, open: Set<numb
         const all = got + (d ?? '');
         if (!all.includes(judge.token)) return all.length > 4096 ? drop(c) : read(c, all);
         const peer = h.address(c, true);
-        judge.tokenReceived(peer.address, peer.port, port);
+        judge.tokenReceived(peer.address, peer.port, port, kernelTable(judge.options.family));
       } catch {
         // reset by the far end: nothing to hear
       }
