@@ -9,7 +9,7 @@ import { DIFF_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type
 import { existsSync } from 'node:fs';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
 import { quickBackend, readProcNet } from './apply/detect.js';
-import { namespaceFile } from './apply/commands.js';
+import { namespaceFile, runDeadline } from './apply/commands.js';
 import { PROBE_COMMAND, parseProbeArgs, probeArgs, type ProbeOptions, type ProbeResult } from './apply/probe.js';
 
 // What only some runs need is loaded when needed: the dry-run renderers, trace, validation, and
@@ -228,27 +228,37 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   const ns = run.networkNamespace;
   checkNamespace(ns);
   if (log.enabled?.('info') !== false) log.info(`configuration: ${describeConfig(capture)}`);
+  // One deadline for the run's changes: every command, lock wait and retry within it; past it,
+  // what the run changed is undone and it exits 1 (the validation after has its own bound).
+  const deadline = runDeadline(run.runTimeoutMs);
   const [{ applyPlan }, { processRunner, spawnRunner, runtimeRoutes }] = await Promise.all([import('./apply/apply.js'), import('./apply/runner.js')]);
-  const runner = processRunner({ namespace: ns, env });
+  const runner = processRunner({ namespace: ns, env, deadline });
   const routes = runtimeRoutes({ namespace: ns });
   const owners = ownerResolver();
-  if (!run.skipRuleApply && run.nativeNftables) {
-    const { applyNft } = await import('./apply/nft.js');
-    await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly, sets: run.nftSets, routes });
-  } else if (!run.skipRuleApply) {
-    await applyPlan(plan, {
-      runner,
-      log,
-      owners,
-      forceBackend: run.forceIptablesBinary,
-      reconcile: run.reconcile,
-      forceApply: run.forceApply,
-      cleanupOnly: run.cleanupOnly,
-      lockWaitSeconds: LOCK_WAIT_SECONDS,
-      quickBackend: quickBackend(run.forceIptablesBinary, ns === undefined, readProcNet),
-      fastRunner: spawnRunner({ namespace: ns, env }),
-      routes,
-    });
+  try {
+    if (!run.skipRuleApply && run.nativeNftables) {
+      const { applyNft } = await import('./apply/nft.js');
+      await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly, sets: run.nftSets, routes, deadline });
+    } else if (!run.skipRuleApply) {
+      await applyPlan(plan, {
+        runner,
+        log,
+        owners,
+        forceBackend: run.forceIptablesBinary,
+        reconcile: run.reconcile,
+        forceApply: run.forceApply,
+        cleanupOnly: run.cleanupOnly,
+        lockWaitSeconds: LOCK_WAIT_SECONDS,
+        quickBackend: quickBackend(run.forceIptablesBinary, ns === undefined, readProcNet),
+        fastRunner: spawnRunner({ namespace: ns, env, deadline }),
+        routes,
+        deadline,
+      });
+    }
+  } catch (err) {
+    if (!deadline.passed()) throw err;
+    // What was rolled back, or could not be, the rollback has logged already.
+    throw new ApplyError(`the run did not finish within its deadline (--run-timeout ${run.runTimeoutMs / 1000}s) and stopped: ${errorMessage(err)}`, [], '', { cause: err });
   }
   if (!run.runValidation || run.cleanupOnly) return 0;
   const resolve = (id: OwnerId, kind: 'uid' | 'gid'): number | undefined => (typeof id === 'number' ? id : kind === 'uid' ? owners.uid(id) : owners.gid(id));

@@ -102,6 +102,9 @@ describe('commands started before the program loads', () => {
     ['--force-apply'],
     ['--network-namespace', 'pod1'],
     ['--force-iptables-binary', 'legacy'],
+    // Started with the default bound, which a deadline of the run's own may end before.
+    ['--run-timeout', '90s'],
+    ['--run-timeout=2s'],
     ['--help'],
     ['--no-such-flag'],
     ['stray'],
@@ -113,6 +116,7 @@ describe('commands started before the program loads', () => {
   it('starts nothing when an environment variable asks for a dry run or cleanup, or says something unclear', () => {
     expect(early(REDIRECT_V4, { DRY_RUN: 'true' })).toEqual([]);
     expect(early(REDIRECT_V4, { CLEANUP_ONLY: '1' })).toEqual([]);
+    expect(early(REDIRECT_V4, { RUN_TIMEOUT: '5s' })).toEqual([]);
     // A value Istio cannot parse is ignored (by Istio and by the run): the run applies.
     expect(early(REDIRECT_V4, { DRY_RUN: 'maybe' })).toEqual([restore('iptables-nft-restore')]);
     expect(early([...REDIRECT_V4, '--dry-run=maybe'], {})).toEqual([]);
