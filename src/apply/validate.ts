@@ -163,7 +163,7 @@ async function withClient(o: ProbeOptions, target: string, judge: ProbeJudge): P
   // it failed; its own words say why.
   const ended = new Promise<void>((resolve) => {
     child.once('error', (err: NodeJS.ErrnoException) => {
-      verdict(`${process.execPath} could not start as the client: ${err.code ?? ''} ${err.message}`.replace(/ +/, ' '));
+      verdict(`could not start ${process.execPath} as the client: ${err.code ?? err.message}`);
       resolve();
     });
     child.once('close', (code, signal) => {
