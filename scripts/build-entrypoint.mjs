@@ -157,7 +157,7 @@ async function buildEntrypoint() {
   const work = join(cache, 'app');
   mkdirSync(work, { recursive: true });
   const engine = await engineSources();
-  const [objects, scripts] = await Promise.all([engineObjects(engine), bundle(work)]);
+  const [objects, scripts] = await Promise.all([engineObjects(engine), bundle(work, { engine: `QuickJS ${ENGINE.version} (compiled into the entrypoint)` })]);
   const compiler = join(work, 'compile');
   await run('gcc', [...qjsFlags(engine), join(root, 'native', 'compile.c'), ...objects, '-lm', '-lpthread', '-o', compiler]);
   await Promise.all(scripts.map((name) => run(compiler, [join(work, `${name}.js`), join(work, `${name}.bin`)])));

@@ -5,7 +5,7 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
-import { DIFF_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading } from './args.js';
+import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
 import { existsSync } from 'node:fs';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
 import { quickBackend, readProcNet } from './apply/detect.js';
@@ -105,15 +105,18 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     }
     if (rest[0] === TRACE_COMMAND) return await runTrace(rest.slice(1), options, io, env, reading);
     if (rest[0] === DIFF_COMMAND) return await runDiff(rest.slice(1), options, io, env, reading);
-    const built = await planFromArgs(args, options, io, env, (text) => io.stdout(text), reading, options.rawInput, sink);
+    if (rest[0] === COMPLETION_COMMAND || rest[0] === COMPLETIONS_FLAG) {
+      // yargs's: the bash completion script, or what it asks for (the words so far, as typed).
+      io.stdout(await completions(rest));
+      return 0;
+    }
+    const built = await planFromArgs(args, options, io, env, reading, { name: 'apply' }, options.rawInput, sink);
     if (built === 'help') return 0;
     const { config, plan } = built;
     log = built.log;
     options.beforeEffects?.(config);
     if (config.run.dryRun) {
-      const { renderJson, renderText } = await import('./render/dryrun.js');
-      const mode = { nft: config.run.nativeNftables, sets: config.run.nftSets };
-      io.stdout(config.run.output === 'json' ? renderJson(plan, mode) : renderText(plan, mode));
+      io.stdout(await renderDryRun(plan, config.run));
       return 0;
     }
     return await runForReal(config, plan, env, log);
@@ -125,22 +128,45 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   }
 }
 
-/** Flags and environment to configuration and plan, logging as configured; 'help' when --help was answered. */
+/** The dry run as --output asks: text or JSON (--explain: with provenance), or the chain graph as a picture. */
+async function renderDryRun(plan: Plan, run: Config['run']): Promise<string> {
+  if (run.output === 'svg' || run.output === 'mermaid') {
+    const { renderPlanMermaid, renderPlanSvg } = await import('./render/picture/index.js');
+    return run.output === 'svg' ? renderPlanSvg(plan) : renderPlanMermaid(plan);
+  }
+  const { renderJson, renderText } = await import('./render/dryrun.js');
+  const mode = { nft: run.nativeNftables, sets: run.nftSets, explain: run.explain };
+  return run.output === 'json' ? renderJson(plan, mode) : renderText(plan, mode);
+}
+
+/**
+ * Flags and environment to configuration and plan, logging as configured; 'help' when --help
+ * (`command`'s) or --version was answered.
+ */
 async function planFromArgs(
   args: readonly string[],
   options: MainOptions,
   io: Io,
   env: NodeJS.ProcessEnv,
-  onHelp: (text: string) => void,
   reading: ArgsReading,
+  command: HelpCommand,
   given?: RawInput,
   sink: LogSink = { write: io.stderr },
 ): Promise<{ config: Config; plan: Plan; log: Logger } | 'help'> {
   // Given: the command line was already read (by the entrypoint's prelude, or with a subcommand's own flags).
   if (given !== undefined) reading.logAsJson = given.values.logAsJson === true;
-  const raw = given ?? (await rawFromArgs(args, env, onHelp, reading));
+  const raw = given ?? (await rawFromArgs(args, env, io.stdout, reading, undefined, command));
   if (raw === 'help') return 'help';
   const parsed = parseOptions(raw);
+  if (command.name === 'apply' && !parsed.dryRun && raw.values.output !== undefined) {
+    // Fail closed: --output asks for a printout, and without a dry run there is none (the rules
+    // would be applied, and stdout stay empty).
+    throw new ConfigError(undefined, undefined, `--output ${parsed.output} needs --dry-run (-n): without it the rules are applied and nothing is printed`);
+  }
+  if (command.name === 'apply' && !parsed.dryRun && parsed.explain === true) {
+    // Likewise --explain: it annotates a printout, and an apply prints none.
+    throw new ConfigError(undefined, undefined, '--explain needs --dry-run (-n): without it the rules are applied and nothing is printed');
+  }
   const targets = [...new Set(parsed.logTargets ?? ['stderr'])];
   sink.write = targets.length === 1 && targets[0] === 'stderr' ? io.stderr : (text) => targets.forEach((t) => (t === 'stdout' ? io.stdout : io.stderr)(text));
   const log = createLogger(parsed.logLevel, sink.write, { json: parsed.logAsJson });
@@ -169,7 +195,7 @@ function checkNamespace(ns: string | undefined): void {
 
 /** `diff [config flags]`: the live iptables rules and routes against the plan. */
 async function runDiff(args: readonly string[], options: MainOptions, io: Io, env: NodeJS.ProcessEnv, reading: ArgsReading): Promise<number> {
-  const built = await planFromArgs(args, options, io, env, (text) => io.stdout(`${DIFF_USAGE}\n${text}`), reading);
+  const built = await planFromArgs(args, options, io, env, reading, { name: 'diff', usage: DIFF_USAGE });
   if (built === 'help') return 0;
   const { config, plan } = built;
   if (config.run.nativeNftables) {
@@ -196,10 +222,10 @@ async function runTrace(args: readonly string[], options: MainOptions, io: Io, e
   const { readFile } = await import('node:fs/promises');
   // One walk: the configuration flags, and trace's own flags and flow words beside them.
   const reader = traceArgsReader();
-  const raw = await rawFromArgs(args, env, (text) => io.stdout(`${TRACE_USAGE}\n${text}`), reading, reader.own);
+  const raw = await rawFromArgs(args, env, io.stdout, reading, reader.own, { name: 'trace', usage: TRACE_USAGE });
   if (raw === 'help') return 0;
   const trace = reader.args();
-  const built = await planFromArgs(args, options, io, env, () => {}, reading, raw);
+  const built = await planFromArgs(args, options, io, env, reading, { name: 'trace', usage: TRACE_USAGE }, raw);
   if (built === 'help') return 0;
   const { config, plan } = built;
   const file = trace.flowsFile;
@@ -209,8 +235,11 @@ async function runTrace(args: readonly string[], options: MainOptions, io: Io, e
   } catch (err) {
     throw new Error(`cannot read --flows ${file}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  io.stdout(runTraceCommand(plan, trace, flows, config.run.output));
-  return 0;
+  const out = runTraceCommand(plan, trace, flows, config.run.output);
+  io.stdout(out.stdout);
+  // A bad --flows line or an unmet --expect: each on its own line, as any error; exit 1.
+  for (const e of out.errors) io.stderr(reading.logAsJson ? formatLogLine('error', e, true) : `${PROGRAM}: ${e}\n`);
+  return out.errors.length > 0 ? 1 : 0;
 }
 
 async function readStdin(): Promise<string> {

@@ -102,6 +102,7 @@ describe('commands started before the program loads', () => {
     ['--force-apply'],
     ['--network-namespace', 'pod1'],
     ['--force-iptables-binary', 'legacy'],
+    ['--output', 'json'],
     // Started with the default bound, which a deadline of the run's own may end before.
     ['--run-timeout', '90s'],
     ['--run-timeout=2s'],
@@ -117,8 +118,10 @@ describe('commands started before the program loads', () => {
     expect(early(REDIRECT_V4, { DRY_RUN: 'true' })).toEqual([]);
     expect(early(REDIRECT_V4, { CLEANUP_ONLY: '1' })).toEqual([]);
     expect(early(REDIRECT_V4, { RUN_TIMEOUT: '5s' })).toEqual([]);
-    // A value Istio cannot parse is ignored (by Istio and by the run): the run applies.
-    expect(early(REDIRECT_V4, { DRY_RUN: 'maybe' })).toEqual([restore('iptables-nft-restore')]);
+    // DRY_RUN that is not a boolean fails the run (fails closed).
+    expect(early(REDIRECT_V4, { DRY_RUN: 'maybe' })).toEqual([]);
+    // Another variable Istio cannot parse is ignored (by Istio and by the run): the run applies.
+    expect(early(REDIRECT_V4, { FORCE_APPLY: 'maybe' })).toEqual([restore('iptables-nft-restore')]);
     expect(early([...REDIRECT_V4, '--dry-run=maybe'], {})).toEqual([]);
     expect(early(REDIRECT_V4, { DRY_RUN: 'false' })).toEqual([restore('iptables-nft-restore')]);
   });
