@@ -53,7 +53,8 @@ describe('the examples, run by the entrypoint in a namespace', () => {
 
   it('pod-validation.yaml: exit 126 before the rules exist, 0 after, running as uid 1337', async () => {
     const args = examples.find(([f]) => f === 'pod-validation.yaml')?.[1] ?? [];
-    // As the image has it: an executable anyone may run (the checkout may sit in a 0700 directory).
+    // As the image has it: an executable anyone may run. (setpriv still holds root's capabilities
+    // when it execs, so it could run one from the 0700 checkout too; a program it starts could not.)
     const installed = installed755();
     const asProxy = (ns: string) => ['netns', 'exec', ns, 'setpriv', '--reuid', '1337', '--regid', '1337', '--clear-groups', installed, ...args, '--probe-timeout', '1s'];
     await withNetns('val', async (ns) => {

@@ -8,7 +8,8 @@ import { withNetns, type Netns } from './netns.js';
 
 /**
  * The validation probe decided by our own listener (src/apply/probe.ts), through both runtimes
- * (the Node CLI and the entrypoint), inside the namespace and with --network-namespace, IPv4 and
+ * (the Node CLI and the entrypoint, and the entrypoint's ASan/UBSan build for the probe's native
+ * sockets), inside the namespace and with --network-namespace, IPv4 and
  * IPv6: an unprivileged process in the pod listening where the probe connects (127.0.0.6:15002,
  * [::6]:15002) that echoes what it hears, or relays it to our listener, must not make a namespace
  * without rules pass (126); with the rules the probe passes (0) while it still listens. And the
@@ -22,11 +23,20 @@ const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '
 interface Program {
   readonly name: string;
   readonly argv: readonly string[];
+  /** Environment beside PATH (the sanitizers' options). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 const programs = (root: string): Program[] => [
   { name: 'node bin', argv: [process.execPath, join(root, 'bin/istio-iptables.js')] },
   { name: 'entrypoint', argv: [join(root, 'dist/entrypoint/istio-iptables')] },
 ];
+/** The entrypoint built with ASan and UBSan: the probe's native sockets (native/probe.c) under the sanitizers; any finding fails the run. */
+const SANITIZED: Program = {
+  name: 'entrypoint under ASan and UBSan',
+  argv: [join(ROOT, 'dist/entrypoint-asan/istio-iptables')],
+  env: { ASAN_OPTIONS: 'halt_on_error=1:exitcode=99:detect_leaks=0', UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1:exitcode=98' },
+};
+const SANITIZER_REPORT = /AddressSanitizer|UndefinedBehaviorSanitizer|runtime error:/;
 
 const SIDECAR = ['istio-iptables', '-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT'];
 const CONFIGS = {
@@ -104,8 +114,8 @@ async function startHostile(ns: Netns, kind: Hostile, family: Family): Promise<{
 type Way = 'inside' | '--network-namespace';
 const run = (program: Program, way: Way, ns: Netns, args: readonly string[]) =>
   way === 'inside'
-    ? execa('ip', ['netns', 'exec', ns.name, ...program.argv, ...args], { reject: false, env: { PATH }, extendEnv: false, timeout: 60_000 })
-    : execa(program.argv[0] ?? '', [...program.argv.slice(1), ...args, '--network-namespace', ns.name], { reject: false, env: { PATH }, extendEnv: false, timeout: 60_000 });
+    ? execa('ip', ['netns', 'exec', ns.name, ...program.argv, ...args], { reject: false, env: { PATH, ...program.env }, extendEnv: false, timeout: 60_000 })
+    : execa(program.argv[0] ?? '', [...program.argv.slice(1), ...args, '--network-namespace', ns.name], { reject: false, env: { PATH, ...program.env }, extendEnv: false, timeout: 60_000 });
 
 /** ::6 on lo, as a namespace holds it after a dual-stack run: the address a hostile listener binds to. */
 async function prepare(ns: Netns, family: Family): Promise<void> {
@@ -114,13 +124,14 @@ async function prepare(ns: Netns, family: Family): Promise<void> {
 
 const CASES = (['ipv4', 'ipv6'] as const).flatMap((family) => (['echo', 'relay'] as const).flatMap((hostile) => (['inside', '--network-namespace'] as const).map((way) => [family, hostile, way] as const)));
 
-describe.each(programs(ROOT))('validation with a hostile listener at the probe address ($name)', (program) => {
+describe.each([...programs(ROOT), SANITIZED])('validation with a hostile listener at the probe address ($name)', (program) => {
   it.each(CASES)('%s, %s as uid 65534, %s: 126 without the rules, 0 with them', async (family, hostile, way) => {
     await withNetns('vhostile', async (ns) => {
       await prepare(ns, family);
       const h = await startHostile(ns, hostile, family);
       try {
         const before = await run(program, way, ns, [...CONFIGS[family], '--run-validation', '--skip-rule-apply', '--probe-timeout', '1s']);
+        expect(before.stderr).not.toMatch(SANITIZER_REPORT);
         expect(before.exitCode, before.stderr).toBe(126);
         // The hostile listener took the client's connections; our listener's verdict says so.
         expect(h.connections()).toBeGreaterThan(0);
@@ -128,6 +139,7 @@ describe.each(programs(ROOT))('validation with a hostile listener at the probe a
         expect(before.stderr).toMatch(new RegExp(`validation failed.*${t} did not reach .*: .*the client connected (once|\\d+ times), never to our listener: something else accepts connections at ${t}`));
         if (hostile === 'relay') expect(before.stderr).toMatch(/the token came to port 15006 from \S+ (on a connection made to it directly, not through the redirect|not from the client's own socket) \(relayed\?\), which does not count/);
         const applied = await run(program, way, ns, [...CONFIGS[family], '--run-validation', '--probe-timeout', '3s']);
+        expect(applied.stderr).not.toMatch(SANITIZER_REPORT);
         expect(applied.exitCode, applied.stderr).toBe(0);
         expect(applied.stderr).toMatch(new RegExp(`validation passed: ${t} reached our listener on \\S+ \\(15001, 15006\\): port 15006 received the token from the client's socket \\S+`));
       } finally {
@@ -196,15 +208,22 @@ describe('a probe client that cannot start says why', () => {
     });
   });
 
-  it('entrypoint: run as uid 65534 without CAP_SETUID, asked to probe as uid 1337: EPERM, said so', async () => {
+  it.each([
+    ['the entrypoint', 'dist/entrypoint/istio-iptables', {}],
+    ['the entrypoint under ASan and UBSan', 'dist/entrypoint-asan/istio-iptables', SANITIZED.env ?? {}],
+  ] as const)('%s: run as uid 65534 without CAP_SETUID, asked to probe as uid 1337: EPERM, said so', async (_name, built, env) => {
     const dir = installCopy(0o755);
+    const program = join(dir, 'istio-iptables');
+    copyFileSync(join(ROOT, built), program);
+    chmodSync(program, 0o755);
     await withNetns('vnoperm', async (ns) => {
-      const r = await execa('ip', ['netns', 'exec', ns.name, ...NOBODY, join(dir, 'dist/entrypoint/istio-iptables'), ...CONFIGS.ipv4, '--run-validation', '--skip-rule-apply', '--probe-timeout', '1s'], {
+      const r = await execa('ip', ['netns', 'exec', ns.name, ...NOBODY, program, ...CONFIGS.ipv4, '--run-validation', '--skip-rule-apply', '--probe-timeout', '1s'], {
         reject: false,
-        env: { PATH },
+        env: { PATH, ...env },
         extendEnv: false,
         timeout: 60_000,
       });
+      expect(r.stderr).not.toMatch(SANITIZER_REPORT);
       expect(r.exitCode, r.stderr).toBe(126);
       expect(r.stderr).toMatch(/validation failed.*the probe client \(uid 1337, gid 1337\) failed: cannot make a socket as uid 1337 gid 1337: this process runs as neither, and without CAP_SETUID and CAP_SETGID/);
     });
