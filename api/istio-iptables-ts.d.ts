@@ -17,6 +17,7 @@ export interface ApplyOptions extends NamespaceOptions {
     readonly nftSets?: boolean | undefined;
     readonly reconcile?: boolean | undefined;
     readonly forceApply?: boolean | undefined;
+    readonly runTimeoutMs?: number | undefined;
 }
 
 export type ApplyReport = IptablesReport | NftablesReport;
@@ -57,6 +58,7 @@ export interface CidrSet {
 
 export interface CleanupOptions extends NamespaceOptions {
     readonly nativeNftables?: boolean | undefined;
+    readonly runTimeoutMs?: number | undefined;
 }
 
 export interface CommandResult {
@@ -330,7 +332,7 @@ export interface NamespaceTarget {
     ipv6(dualStack: boolean): Promise<Fact<boolean>>;
     loopbackIpv6(): Promise<Fact<boolean>>;
     apply(plan: Plan, options?: Omit<ApplyOptions, keyof NamespaceOptions | 'forceIptablesBinary'> & Pick<NamespaceOptions, 'forceIptablesBinary'>): Promise<ApplyReport>;
-    cleanup(plan: Plan, options?: Pick<CleanupOptions, 'nativeNftables' | 'forceIptablesBinary'>): Promise<ApplyReport>;
+    cleanup(plan: Plan, options?: Pick<CleanupOptions, 'nativeNftables' | 'forceIptablesBinary' | 'runTimeoutMs'>): Promise<ApplyReport>;
     diff(plan: Plan, options?: Pick<DiffOptions, 'forceIptablesBinary'>): Promise<DiffReport>;
     probe(options: ProbeOptions): Promise<ProbeResult>;
     close(): void;

@@ -30,10 +30,8 @@
  *                                for ours); done(exitCode, signal, stdout, stderr, spawnError,
  *                                timedOut) is called from the event loop once it exited. Many
  *                                may run at once. One still running after timeoutMs gets SIGTERM.
- *   spawn(..., done, uid, gid, ns)
- *                                the same, the child running as uid/gid (no supplementary
- *                                groups; undefined: ours) and inside network namespace ns (a
- *                                namespace's fd from openNamespace; undefined: ours), both set in
+ *   spawn(..., done, ns)         the same, the child inside network namespace ns (a
+ *                                namespace's fd from openNamespace; undefined: ours), entered in
  *                                the forked child before exec
  *   feed(pid, input, more)       stdin for a waiting command, written as soon as the pipe takes
  *                                it; with more, the command keeps waiting for the rest (further
@@ -55,7 +53,6 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <ifaddrs.h>
 #include <limits.h>
 #include <net/if.h>
@@ -508,17 +505,9 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   char **envp = has_env ? to_strv(ctx, argv[2]) : NULL;
   double timeout_ms = 0;
   int waiting = JS_IsUndefined(argv[1]);
-  /* As uid/gid (the validation probe's client): both given, or neither. */
-  int64_t uid = -1, gid = -1;
-  int as_user = argc > 6 && !JS_IsUndefined(argv[5]);
-  if (as_user && (JS_ToInt64(ctx, &uid, argv[5]) || JS_ToInt64(ctx, &gid, argv[6]) || uid < 0 || gid < 0 || uid >= UINT32_MAX || gid >= UINT32_MAX)) {
-    free_strv(args);
-    free_strv(envp);
-    return JS_ThrowRangeError(ctx, "spawn: uid and gid must be numbers 0-4294967294");
-  }
   /* Inside another network namespace: its fd (close-on-exec), entered by the child before exec. */
   int netns = -1;
-  if (argc > 7 && !JS_IsUndefined(argv[7]) && !JS_IsNull(argv[7]) && (JS_ToInt32(ctx, &netns, argv[7]) || netns < 0)) {
+  if (argc > 5 && !JS_IsUndefined(argv[5]) && !JS_IsNull(argv[5]) && (JS_ToInt32(ctx, &netns, argv[5]) || netns < 0)) {
     free_strv(args);
     free_strv(envp);
     return JS_ThrowRangeError(ctx, "spawn: the namespace must be an open descriptor");
@@ -551,14 +540,6 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
     dup2(err[1], 2);
     signal(SIGPIPE, SIG_DFL);
     if (netns >= 0 && setns(netns, CLONE_NEWNET) < 0) {
-      int e = errno;
-      if (write(st[1], &e, sizeof e) < 0) _exit(127);
-      _exit(127);
-    }
-    /* Already that uid/gid (the validation container runs as the proxy): nothing to change, and
-       without CAP_SETGID setgroups would fail. */
-    int same = getuid() == (uid_t)uid && geteuid() == (uid_t)uid && getgid() == (gid_t)gid && getegid() == (gid_t)gid;
-    if (as_user && !same && (setgroups(0, NULL) < 0 || setgid((gid_t)gid) < 0 || setuid((uid_t)uid) < 0)) {
       int e = errno;
       if (write(st[1], &e, sizeof e) < 0) _exit(127);
       _exit(127);
@@ -932,7 +913,7 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("readFile", 2, h_read_file),
     JS_CFUNC_DEF("exists", 1, h_exists),
     JS_CFUNC_DEF("interfaces", 0, h_interfaces),
-    JS_CFUNC_DEF("spawn", 8, h_spawn),
+    JS_CFUNC_DEF("spawn", 6, h_spawn),
     JS_CFUNC_DEF("feed", 3, h_feed),
     JS_CFUNC_DEF("setExitCode", 1, h_set_exit_code),
     JS_CFUNC_DEF("selfPath", 0, h_self_path),

@@ -5,8 +5,9 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
-import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
+import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
 import { PROBE_COMMAND, PROBE_FAILED, parseProbeArgs, type ProbeOptions } from './apply/probe.js';
+import { monotonicMs } from './apply/commands.js';
 import { openNamespace, type NamespaceTarget } from './api/namespace.js';
 // The runtime's platform: the bundler puts platform/quickjs/platform.ts in its place in the entrypoint.
 import { platform } from './platform/node.js';
@@ -82,12 +83,6 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   // The namespace a run reads or changes, opened once; closed whatever happens.
   let target: NamespaceTarget | undefined;
   try {
-    if (rest[0] === PROBE_CLIENT_COMMAND) {
-      const [host = '', port = '0', token = '', timeoutMs = '0'] = rest.slice(1);
-      const ok = await platform.probeClient(host, Number(port), token, Number(timeoutMs));
-      if (ok) io.stdout('ok');
-      return ok ? 0 : 1;
-    }
     if (rest[0] === PROBE_COMMAND) {
       // Only the probe, with the parameters given: the parent's parsed configuration.
       const result = await platform.runProbe(parseProbeArgs(rest.slice(1)));
@@ -275,9 +270,19 @@ async function runForReal(config: Config, plan: Plan, target: NamespaceTarget, l
   const { run, capture } = config;
   if (log.enabled?.('info') !== false) log.info(`configuration: ${describeConfig(capture)}`);
   if (!run.skipRuleApply) {
-    const settings = { forceIptablesBinary: run.forceIptablesBinary, nativeNftables: run.nativeNftables };
-    if (run.cleanupOnly) await target.cleanup(plan, settings);
-    else await target.apply(plan, { ...settings, nftSets: run.nftSets, reconcile: run.reconcile, forceApply: run.forceApply });
+    // One deadline for the run's changes (--run-timeout): every command, lock wait and retry
+    // within it; past it, what the run changed is undone and it exits 1 (the validation after has
+    // its own bound). The door measures it from the call; so does this, from just before.
+    const since = monotonicMs();
+    const settings = { forceIptablesBinary: run.forceIptablesBinary, nativeNftables: run.nativeNftables, runTimeoutMs: run.runTimeoutMs };
+    try {
+      if (run.cleanupOnly) await target.cleanup(plan, settings);
+      else await target.apply(plan, { ...settings, nftSets: run.nftSets, reconcile: run.reconcile, forceApply: run.forceApply });
+    } catch (err) {
+      if (monotonicMs() - since < run.runTimeoutMs) throw err;
+      // What was rolled back, or could not be, the rollback has logged already.
+      throw new ApplyError(`the run did not finish within its deadline (--run-timeout ${run.runTimeoutMs / 1000}s) and stopped: ${errorMessage(err)}`, [], '', { cause: err });
+    }
   }
   if (!run.runValidation || run.cleanupOnly) return 0;
   const owners = ownerResolver();

@@ -84,6 +84,7 @@ const TYPED: { readonly [K in OptionKey]: readonly [typed: OptionInput<K>, text:
   runValidation: [true, true],
   iptablesProbePort: [15102, '15102'],
   probeTimeoutMs: [1500, '1.5s'],
+  runTimeoutMs: [90000, '1m30s'],
   logLevel: ['debug', 'default:debug'],
   logAsJson: [true, true],
   logTargets: [['stdout', 'stderr'], ['stdout', 'stderr']],
@@ -308,7 +309,7 @@ describe('apply, cleanup and diff with a caller-provided runner', () => {
 
   it('takes the CLI options from a configuration, under the option table\'s names', async () => {
     const config = await configFromArgs(['--network-namespace', 'pod-b', '--reconcile=false', '--force-apply', '--native-nftables', '--nft-sets', '--force-iptables-binary', 'legacy'], {}, fixedHost());
-    expect(applyOptionsFrom(config.run)).toEqual({ networkNamespace: 'pod-b', forceIptablesBinary: 'legacy', nativeNftables: true, nftSets: true, reconcile: false, forceApply: true });
+    expect(applyOptionsFrom(config.run)).toEqual({ networkNamespace: 'pod-b', forceIptablesBinary: 'legacy', nativeNftables: true, nftSets: true, reconcile: false, forceApply: true, runTimeoutMs: 60000 });
   });
 });
 
@@ -319,7 +320,7 @@ describe('the door refuses options it does not know', () => {
     ['backend', 'forceIptablesBinary (this option\'s name now)'],
     ['nftables', 'nativeNftables (this option\'s name now)'],
     ['force', 'forceApply (this option\'s name now)'],
-    ['netns', 'one of the options networkNamespace, runner, logger, forceIptablesBinary, timeoutMs, env, nativeNftables, nftSets, reconcile, forceApply'],
+    ['netns', 'one of the options networkNamespace, runner, logger, forceIptablesBinary, timeoutMs, env, nativeNftables, nftSets, reconcile, forceApply, runTimeoutMs'],
   ])('%s: a ConfigError before anything runs (never this process\'s own namespace)', async (key, expected) => {
     const runner: CommandRunner = () => Promise.reject(new Error('nothing may run'));
     const err: unknown = await apply(plan, { [key]: 'pod-a', runner } as never).catch((e: unknown) => e);

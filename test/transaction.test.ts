@@ -46,6 +46,17 @@ describe('one transaction, one rollback loop', () => {
     expect(await tx.rollback()).toEqual(['broken: broken crashed']);
     expect(calls).toEqual(['broken', 'broken', 'flaky', 'flaky', 'a']);
   });
+
+  it('under a run\'s deadline, the undos run in its undo window (runDeadline: past the deadline, only they start)', async () => {
+    const calls: string[] = [];
+    let undoing = 0;
+    const deadline = { ms: 10, left: () => (undoing > 0 ? 30_000 : 0), passed: () => true, undoing: async <T>(fn: () => Promise<T>) => { undoing++; try { return await fn(); } finally { undoing--; } } };
+    const tx = new Transaction(deadline);
+    tx.did({ what: 'restore', run: () => Promise.resolve(void calls.push(`restore with ${deadline.left()} ms left`)) });
+    await expect(Transaction.run(log().logger, (t) => { t.did({ what: 'route', run: () => Promise.resolve(void calls.push(`route with ${deadline.left()} ms left`)) }); return Promise.reject(new Error('past it')); }, deadline)).rejects.toThrow('past it');
+    expect(await tx.rollback()).toEqual([]);
+    expect(calls).toEqual(['route with 30000 ms left', 'restore with 30000 ms left']);
+  });
 });
 
 /** A lock that answers attempts from a script, and a clock that moves only when slept. */
@@ -108,10 +119,22 @@ describe('waiting for the run lock', () => {
     const l = log();
     let ran = false;
     await expect(withRunLock(s.lock, 1, l.logger, s.clock, () => Promise.resolve(void (ran = true)))).rejects.toThrow(
-      'another istio-iptables run (a process not visible from here, capabilities unknown) held the network namespace\'s run lock for 1 s; nothing was changed',
+      'another istio-iptables run (a process not visible from here, capabilities unknown) held the network namespace\'s run lock for the 1 s this run waited; nothing was changed',
     );
     expect(ran).toBe(false);
     expect(s.events).toEqual(['release']);
+  });
+
+  it('waits no longer than what is left of the run\'s deadline, when that is less than its own bound', async () => {
+    const s = scripted([{ held: false, holders: [ours] }]);
+    const left = 250;
+    const deadline = { ms: 2000, left: () => left, passed: () => false, undoing: <T>(fn: () => Promise<T>) => fn() };
+    let ran = false;
+    await expect(withRunLock(s.lock, 30, log().logger, s.clock, () => Promise.resolve(void (ran = true)), deadline)).rejects.toThrow(
+      /^another istio-iptables run \(pid 42 \(uid 0\), with CAP_NET_ADMIN\) held the network namespace's run lock for the 0\.[23] s this run waited; nothing was changed$/,
+    );
+    expect(ran).toBe(false);
+    expect(s.clock.now()).toBeLessThan(1000);
   });
 
   it('a failing attempt (the namespace cannot be entered) is an error naming the lock', async () => {

@@ -4,7 +4,7 @@ import type { Family, Plan, RouteStep } from '../model/rule.js';
 import type { IptablesBackend } from '../config/values.js';
 import type { RunConfig } from '../config/config.js';
 import { detectHost, ownerResolver, type HostFacts } from '../config/host.js';
-import { namespaceFile, NOT_FOUND, prefixFor, type Runner } from '../apply/commands.js';
+import { namespaceFile, NOT_FOUND, notStarted, prefixFor, runDeadline, type RunDeadline, type Runner } from '../apply/commands.js';
 import { LOCK_WAIT_SECONDS } from '../apply/early.js';
 import { withRunLock } from '../apply/lock.js';
 import { ipv6Fact, loopbackIpv6Fact } from '../apply/facts.js';
@@ -78,12 +78,20 @@ export interface ApplyOptions extends NamespaceOptions {
   readonly reconcile?: boolean | undefined;
   /** Re-apply even when the namespace already holds exactly the plan, as `--force-apply`. */
   readonly forceApply?: boolean | undefined;
+  /**
+   * The run's deadline in ms, as `--run-timeout`: every command and the wait for the run lock get
+   * at most what is left of it; past it no command starts but those undoing the run's changes,
+   * which are undone, and the call throws. Default: none (the CLI's is 60 s).
+   */
+  readonly runTimeoutMs?: number | undefined;
 }
 
 /** Options of {@link cleanup}. */
 export interface CleanupOptions extends NamespaceOptions {
   /** Remove our native nftables tables (and routing steps) instead of our iptables rules, as `--native-nftables`. */
   readonly nativeNftables?: boolean | undefined;
+  /** The run's deadline in ms, as `--run-timeout` (see {@link ApplyOptions.runTimeoutMs}). */
+  readonly runTimeoutMs?: number | undefined;
 }
 
 /** What happened to one address family's rules (or, with nftables, to our tables). */
@@ -147,7 +155,7 @@ export interface NamespaceTarget {
   /** Whether the namespace's lo has IPv6, and where that was read. */
   loopbackIpv6(): Promise<Fact<boolean>>;
   apply(plan: Plan, options?: Omit<ApplyOptions, keyof NamespaceOptions | 'forceIptablesBinary'> & Pick<NamespaceOptions, 'forceIptablesBinary'>): Promise<ApplyReport>;
-  cleanup(plan: Plan, options?: Pick<CleanupOptions, 'nativeNftables' | 'forceIptablesBinary'>): Promise<ApplyReport>;
+  cleanup(plan: Plan, options?: Pick<CleanupOptions, 'nativeNftables' | 'forceIptablesBinary' | 'runTimeoutMs'>): Promise<ApplyReport>;
   diff(plan: Plan, options?: Pick<DiffOptions, 'forceIptablesBinary'>): Promise<DiffReport>;
   /** The validation probe, in the namespace (there by this program run again, when it is not this one). */
   probe(options: ProbeOptions): Promise<ProbeResult>;
@@ -157,7 +165,7 @@ export interface NamespaceTarget {
 const SILENT: Logger = { error() {}, warn() {}, info() {}, debug() {}, enabled: () => false };
 
 /** Every option the door takes, and what the names of an earlier release are now. */
-const KNOWN = ['networkNamespace', 'runner', 'logger', 'forceIptablesBinary', 'timeoutMs', 'env', 'nativeNftables', 'nftSets', 'reconcile', 'forceApply'];
+const KNOWN = ['networkNamespace', 'runner', 'logger', 'forceIptablesBinary', 'timeoutMs', 'env', 'nativeNftables', 'nftSets', 'reconcile', 'forceApply', 'runTimeoutMs'];
 const RENAMED: Readonly<Record<string, string>> = { namespace: 'networkNamespace', backend: 'forceIptablesBinary', nftables: 'nativeNftables', force: 'forceApply' };
 
 /**
@@ -172,11 +180,15 @@ function checkOptions(options: object): void {
   }
 }
 
-/** The caller's runner in the apply code's contract: namespace prefix added, rejections made failures. */
-function adapt(run: CommandRunner, namespace: string | undefined): Runner {
+/**
+ * The caller's runner in the apply code's contract: namespace prefix added, rejections made
+ * failures; past the run's deadline, nothing started but what undoes the run's changes.
+ */
+function adapt(run: CommandRunner, namespace: string | undefined, deadline?: RunDeadline): Runner {
   const prefix = prefixFor(namespace);
   return {
     async run(argv, input) {
+      if (deadline !== undefined && deadline.left() <= 0) return notStarted(deadline);
       let r: CommandResult;
       try {
         r = await run([...prefix, ...argv], input);
@@ -204,11 +216,16 @@ export async function openNamespace(options: NamespaceOptions = {}): Promise<Nam
   let kernel: Kernel;
   let lock: LockPrimitive | undefined;
   let where: string;
+  /** A kernel through a caller's runner's commands. */
+  let viaCommands: ((r: Runner) => Kernel) | undefined;
   if (options.runner !== undefined) {
     runner = adapt(options.runner, given);
-    where = given === undefined ? "(the runner's namespace)" : `(in ${given}, through the runner)`;
+    const place = given === undefined ? "(the runner's namespace)" : `(in ${given}, through the runner)`;
+    where = place;
     // (Loaded here: the entrypoint reads it only for a caller's runner, from its extra script.)
-    kernel = (await import('../apply/command-kernel.js')).commandKernel(runner, false, where);
+    const { commandKernel } = await import('../apply/command-kernel.js');
+    viaCommands = (r) => commandKernel(r, false, place);
+    kernel = viaCommands(runner);
   } else {
     if (given !== undefined) {
       try {
@@ -223,10 +240,27 @@ export async function openNamespace(options: NamespaceOptions = {}): Promise<Nam
     lock = platform.lock(ns);
     where = ns === undefined ? '(this namespace)' : `(in ${ns.file}, ${ns.id})`;
   }
-  const locked = <T>(fn: () => Promise<T>): Promise<T> => (lock === undefined ? fn() : withRunLock(lock, LOCK_WAIT_SECONDS, log, platform, fn));
-  const context = (o: { forceIptablesBinary?: IptablesBackend | undefined }, cleanupOnly: boolean, reconcile = true, forceApply = false): IptablesContext => ({
-    runner,
-    kernel,
+  /** What one call changes the namespace with: under the call's deadline, when it has one. */
+  interface Call {
+    readonly runner: Runner;
+    readonly kernel: Kernel;
+    readonly deadline?: RunDeadline | undefined;
+  }
+  const call = (runTimeoutMs: number | undefined): Call => {
+    if (runTimeoutMs === undefined) return { runner, kernel };
+    const deadline = runDeadline(runTimeoutMs);
+    if (options.runner !== undefined && viaCommands !== undefined) {
+      const r = adapt(options.runner, given, deadline);
+      return { runner: r, kernel: viaCommands(r), deadline };
+    }
+    const r = platform.runner(ns, { timeoutMs: options.timeoutMs, env: options.env, deadline });
+    return { runner: r, kernel: platform.kernel(ns, r), deadline };
+  };
+  const locked = <T>(c: Call, fn: () => Promise<T>): Promise<T> => (lock === undefined ? fn() : withRunLock(lock, LOCK_WAIT_SECONDS, log, platform, fn, c.deadline));
+  const context = (c: Call, o: { forceIptablesBinary?: IptablesBackend | undefined }, cleanupOnly: boolean, reconcile = true, forceApply = false): IptablesContext => ({
+    runner: c.runner,
+    kernel: c.kernel,
+    deadline: c.deadline,
     log,
     owners: ownerResolver(),
     forceIptablesBinary: o.forceIptablesBinary ?? options.forceIptablesBinary,
@@ -240,8 +274,8 @@ export async function openNamespace(options: NamespaceOptions = {}): Promise<Nam
     if (r === undefined) r = await (await import('../apply/careful.js')).applyCareful(plan, ctx);
     return { kind: 'iptables', backend: r.backend.name, evidence: r.evidence, families: r.families, routesAdded: r.routesAdded, routesRemoved: r.routesRemoved };
   };
-  const nftables = async (plan: Plan, cleanupOnly: boolean, reconcile: boolean, nftSets: boolean): Promise<ApplyReport> => {
-    const r = await (await import('../apply/nft.js')).applyNft(plan, { runner, kernel, log, reconcile, cleanupOnly, nftSets });
+  const nftables = async (c: Call, plan: Plan, cleanupOnly: boolean, reconcile: boolean, nftSets: boolean): Promise<ApplyReport> => {
+    const r = await (await import('../apply/nft.js')).applyNft(plan, { runner: c.runner, kernel: c.kernel, deadline: c.deadline, log, reconcile, cleanupOnly, nftSets });
     return { kind: 'nftables', ...r };
   };
   let addresses: ReturnType<Kernel['addresses']> | undefined;
@@ -278,9 +312,14 @@ export async function openNamespace(options: NamespaceOptions = {}): Promise<Nam
         },
       };
     },
-    apply: (plan, o = {}) =>
-      locked(() => (o.nativeNftables === true ? nftables(plan, false, o.reconcile ?? true, o.nftSets === true) : iptables(plan, context(o, false, o.reconcile ?? true, o.forceApply === true)))),
-    cleanup: (plan, o = {}) => locked(() => (o.nativeNftables === true ? nftables(plan, true, true, false) : iptables(plan, context(o, true)))),
+    apply(plan, o = {}) {
+      const c = call(o.runTimeoutMs);
+      return locked(c, () => (o.nativeNftables === true ? nftables(c, plan, false, o.reconcile ?? true, o.nftSets === true) : iptables(plan, context(c, o, false, o.reconcile ?? true, o.forceApply === true))));
+    },
+    cleanup(plan, o = {}) {
+      const c = call(o.runTimeoutMs);
+      return locked(c, () => (o.nativeNftables === true ? nftables(c, plan, true, true, false) : iptables(plan, context(c, o, true))));
+    },
     async diff(plan, o = {}) {
       const { diffPlan } = await import('../apply/diff.js');
       return diffPlan(plan, runner, kernel, o.forceIptablesBinary ?? options.forceIptablesBinary, ownerResolver());
@@ -356,5 +395,6 @@ export function applyOptionsFrom(run: RunConfig): ApplyOptions {
     nftSets: run.nftSets,
     reconcile: run.reconcile,
     forceApply: run.forceApply,
+    runTimeoutMs: run.runTimeoutMs,
   };
 }

@@ -103,6 +103,6 @@ export async function applyCareful(plan: Plan, ctx: IptablesContext): Promise<Ip
       else log.info(`${family}: deleted the empty table${empty.length === 1 ? '' : 's'} ${empty.join(', ')}`);
     }
     return changeRoutes(routes, changes, tx, log);
-  });
+  }, ctx.deadline);
   return { backend, evidence: detection.evidence, families: outcomes, routesAdded: added, routesRemoved: removed };
 }

@@ -2,9 +2,11 @@
  * The one transaction engine of applying: iptables-restore, nft and routing are steps, each of
  * which, once done, records how to undo itself; a failure anywhere undoes every step done, newest
  * first, in one loop. Every way of applying (the fresh path, apply/fresh.ts; the careful path,
- * apply/careful.ts; native nftables, apply/nft.ts) runs its steps in a Transaction.
+ * apply/careful.ts; native nftables, apply/nft.ts) runs its steps in a Transaction. Under a run's
+ * deadline (--run-timeout), the rollback runs in the deadline's undo window (commands.ts).
  */
 import type { Logger } from '../log.js';
+import { undoing, type RunDeadline } from './commands.js';
 
 /** How to undo one step that was done. */
 export interface Undo {
@@ -17,12 +19,14 @@ export interface Undo {
 export class Transaction {
   readonly #undos: Undo[] = [];
 
+  constructor(readonly deadline?: RunDeadline) {}
+
   /**
    * Run `body` as one transaction: if it throws, every step it recorded is undone, the log says
    * whether the namespace is as it was (or what could not be put back), and the error is thrown on.
    */
-  static async run<T>(log: Logger, body: (tx: Transaction) => Promise<T>): Promise<T> {
-    const tx = new Transaction();
+  static async run<T>(log: Logger, body: (tx: Transaction) => Promise<T>, deadline?: RunDeadline): Promise<T> {
+    const tx = new Transaction(deadline);
     try {
       return await body(tx);
     } catch (err) {
@@ -50,14 +54,16 @@ export class Transaction {
    * killed once (out of memory, a signal) must not leave its step behind. Resolves to what could
    * not be put back, one line per step; the record is empty afterwards.
    */
-  async rollback(): Promise<string[]> {
-    const problems: string[] = [];
-    while (this.#undos.length > 0) {
-      const undo = this.#undos.pop() as Undo;
-      const problem = (await settle(undo)) === undefined ? undefined : await settle(undo);
-      if (problem !== undefined) problems.push(`${undo.what}: ${problem}`);
-    }
-    return problems;
+  rollback(): Promise<string[]> {
+    return undoing(this.deadline, async () => {
+      const problems: string[] = [];
+      while (this.#undos.length > 0) {
+        const undo = this.#undos.pop() as Undo;
+        const problem = (await settle(undo)) === undefined ? undefined : await settle(undo);
+        if (problem !== undefined) problems.push(`${undo.what}: ${problem}`);
+      }
+      return problems;
+    });
   }
 }
 

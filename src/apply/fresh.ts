@@ -38,7 +38,7 @@ export async function applyFresh(plan: Plan, ctx: IptablesContext): Promise<Ipta
   // (A namespace without IPv6 cannot list its ip6 tables: the careful path reads what there is.)
   const otherFamily = plan.ipv6 === null && backend.name === 'nft' ? await kernel.tables('ipv6').catch(() => undefined) : [];
   if (unplanned.length > 0 || otherFamily === undefined || otherFamily.some(ours)) return undefined;
-  const tx = new Transaction();
+  const tx = new Transaction(ctx.deadline);
   const restores = families.map(async (f, i) => {
     const bin = backend.restore[f.family];
     const { payload, r } = await restoreFamily(runner, restoreCommand(bin, ctx.lockWaitSeconds), f, log);
@@ -83,6 +83,11 @@ export async function applyFresh(plan: Plan, ctx: IptablesContext): Promise<Ipta
   // Not undone: the careful path would take what is left for the namespace's own state, and its
   // rollback would call that "as it was". Stop here and say what is left.
   if (problems.length > 0) throw new ApplyError(`the first attempt failed (${why.join('; ')}), and undoing it was incomplete: ${problems.join('; ')}`, [], '');
+  if (ctx.deadline?.passed() === true) {
+    // Past the run's deadline no second attempt starts: the first one's changes were undone.
+    log.info('rolled back: the namespace is as it was before this run');
+    throw new ApplyError(why.join('; '), [], '');
+  }
   return undefined;
 }
 

@@ -2,7 +2,7 @@ import type { Logger } from '../log.js';
 import type { Family, FamilyRules, RouteStep } from '../model/rule.js';
 import type { IptablesBackend } from '../config/values.js';
 import type { Kernel } from '../platform/platform.js';
-import { commandError, describeCommandFailure, type Runner } from './commands.js';
+import { commandError, describeCommandFailure, type RunDeadline, type Runner } from './commands.js';
 import type { Backend } from './detect.js';
 import { restoreCommand } from './early.js';
 import type { Undo } from './engine.js';
@@ -29,6 +29,8 @@ export interface IptablesContext {
   readonly cleanupOnly: boolean;
   /** Seconds to wait for the xtables lock (legacy backend). */
   readonly lockWaitSeconds: number;
+  /** The run's deadline (--run-timeout): the rollback runs in its undo window, and past it no second attempt starts. */
+  readonly deadline?: RunDeadline | undefined;
 }
 
 /** What happened to one address family's rules (or, with nftables, to our tables). */

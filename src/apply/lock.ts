@@ -1,6 +1,7 @@
 import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { LockAttempt, LockPrimitive } from '../platform/platform.js';
+import type { RunDeadline } from './commands.js';
 
 /*
  * Waiting for a namespace's run lock (apply/commands.ts LOCK_NAME), the same on every platform:
@@ -33,12 +34,14 @@ export interface LockClock {
 }
 
 /**
- * Run `fn` holding the namespace's run lock, waiting up to `waitSeconds` for a run of ours that
- * holds it. Two runs on one namespace take turns: the second reads the state the first left, so it
- * never applies over it nor rolls back over it.
+ * Run `fn` holding the namespace's run lock, waiting up to `waitSeconds` (or what is left of the
+ * run's deadline, when that is less) for a run of ours that holds it. Two runs on one namespace
+ * take turns: the second reads the state the first left, so it never applies over it nor rolls
+ * back over it.
  */
-export async function withRunLock<T>(lock: LockPrimitive, waitSeconds: number, log: Logger, clock: LockClock, fn: () => Promise<T>): Promise<T> {
+export async function withRunLock<T>(lock: LockPrimitive, waitSeconds: number, log: Logger, clock: LockClock, fn: () => Promise<T>, deadline?: RunDeadline): Promise<T> {
   const start = clock.now();
+  const waitMs = Math.max(0, Math.min(waitSeconds * 1000, deadline === undefined ? Infinity : deadline.left()));
   let waitingFor: Holder | undefined;
   for (;;) {
     let a: LockAttempt;
@@ -61,9 +64,11 @@ export async function withRunLock<T>(lock: LockPrimitive, waitSeconds: number, l
     const holder = runs[0] as Holder;
     if (waitingFor === undefined || waitingFor.pid !== holder.pid) log.info(`waiting for the run lock, held by ${describe(holder)} (up to ${waitSeconds} s)`);
     waitingFor = holder;
-    if (clock.now() - start >= waitSeconds * 1000) {
+    const waited = clock.now() - start;
+    if (waited >= waitMs) {
       lock.release();
-      throw new ApplyError(`another istio-iptables run (${describe(holder)}) held the network namespace's run lock for ${waitSeconds} s; nothing was changed`, [], '');
+      // The wait is waitSeconds, or less when the run's deadline came first.
+      throw new ApplyError(`another istio-iptables run (${describe(holder)}) held the network namespace's run lock for the ${Math.round(waited / 100) / 10} s this run waited; nothing was changed`, [], '');
     }
     await clock.sleep(10);
   }

@@ -4,7 +4,7 @@ import type { Plan, RouteStep } from '../model/rule.js';
 import { NFT_TABLES, renderNft } from '../render/nft/index.js';
 import { ownedBy } from '../build/owned.js';
 import type { Kernel } from '../platform/platform.js';
-import { commandError, type Runner } from './commands.js';
+import { commandError, type RunDeadline, type Runner } from './commands.js';
 import { Transaction } from './engine.js';
 import type { FamilyOutcome } from './iptables.js';
 import { changeRoutes, routeChanges } from './routes.js';
@@ -24,6 +24,8 @@ export interface NftApplyOptions {
   readonly cleanupOnly: boolean;
   /** `--nft-sets`: load the script with long lists written as anonymous sets. */
   readonly nftSets?: boolean;
+  /** The run's deadline (--run-timeout): the rollback runs in its undo window. */
+  readonly deadline?: RunDeadline | undefined;
 }
 
 export interface NftReport {
@@ -124,6 +126,6 @@ export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftRepor
     }
     log.info(`nftables: ${outcome}`);
     return changeRoutes(routes, changes, tx, log);
-  });
+  }, o.deadline);
   return { outcome, routesAdded: added, routesRemoved: removed };
 }

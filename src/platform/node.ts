@@ -69,9 +69,6 @@ export const platform = {
   async runProbe(o) {
     return (await import('../apply/validate.js')).runProbe(o);
   },
-  async probeClient(address, port, token, timeoutMs) {
-    return (await import('../apply/validate.js')).probeClient(address, port, token, timeoutMs);
-  },
   now: () => performance.now(),
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 } satisfies Platform;

@@ -1,5 +1,5 @@
 import type { Family } from '../model/rule.js';
-import type { Runner } from '../apply/commands.js';
+import type { RunDeadline, Runner } from '../apply/commands.js';
 import type { RouteBackend } from '../apply/routes.js';
 import type { ProbeOptions, ProbeResult } from '../apply/probe.js';
 import type { InterfaceAddress } from '../config/host.js';
@@ -75,6 +75,8 @@ export interface RunnerOptions {
   readonly env?: Readonly<Record<string, string | undefined>> | undefined;
   /** Bound for every command (ms). */
   readonly timeoutMs?: number | undefined;
+  /** The run's deadline: every command is bounded by what is left of it too, and none starts past it but an undo. */
+  readonly deadline?: RunDeadline | undefined;
 }
 
 export interface Platform {
@@ -92,8 +94,6 @@ export interface Platform {
   selfCommand(): string[];
   /** The validation probe here: listeners, then the client as the proxy's uid/gid. */
   runProbe(o: ProbeOptions): Promise<ProbeResult>;
-  /** The probe's client: connect until the token comes back or timeoutMs passed. */
-  probeClient(address: string, port: number, token: string, timeoutMs: number): Promise<boolean>;
   /** A monotonic clock (ms). */
   now(): number;
   sleep(ms: number): Promise<void>;

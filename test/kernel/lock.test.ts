@@ -179,3 +179,25 @@ describe('a lock no unprivileged process can hold hostage', () => {
     });
   }, 60_000);
 });
+
+describe('the run lock within the run\'s deadline', () => {
+  it.each([
+    ['the entrypoint', [ENTRYPOINT]],
+    ['the Node CLI', NODE_BIN],
+  ])('held longer than a run\'s deadline: %s stops waiting at its deadline (not the lock\'s 30 s), changes nothing, exits 1 saying so', async (_how, program) => {
+    await withNetns('lockdeadline', async (ns) => {
+      const holder = await holdInside(ns);
+      try {
+        const before = await snapshot(ns);
+        const t0 = Date.now();
+        const r = await execa('ip', ['netns', 'exec', ns.name, ...program, ...CONFIG, '--run-timeout', '2s'], { reject: false, timeout: 60_000, env: { PATH }, extendEnv: false });
+        expect(r.exitCode, r.stderr).toBe(1);
+        expect(r.stderr).toMatch(/the run did not finish within its deadline \(--run-timeout 2s\) and stopped: another istio-iptables run \(pid \d+ \(uid 0\), with CAP_NET_ADMIN\) held the network namespace's run lock for the [12](\.\d)? s this run waited; nothing was changed/);
+        expect(Date.now() - t0).toBeLessThan(20_000);
+        expect(await snapshot(ns)).toBe(before);
+      } finally {
+        await holder.release();
+      }
+    });
+  }, 60_000);
+});

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, PIPE_GRACE_MS, type Runner } from '../../apply/commands.js';
+import { commandBound, commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, notStarted, PIPE_GRACE_MS, type Runner } from '../../apply/commands.js';
 import type { Namespace, RunnerOptions } from '../platform.js';
 
 /**
@@ -46,14 +46,18 @@ export const passFd = (fd: number): 3 => fd as 3;
 
 /**
  * Commands run with execa (loaded on first use), the payload fed on stdin, inside the namespace
- * when one is given (nsenter, with the namespace's descriptor as the child's fd 3). What is not the
- * spawn (the result's shape, the bounds) is shared with the entrypoint's runner (apply/commands.ts).
+ * when one is given (nsenter, with the namespace's descriptor as the child's fd 3), each bounded
+ * by its timeout and what is left of the run's deadline. What is not the spawn (the result's
+ * shape, the bounds) is shared with the entrypoint's runner (apply/commands.ts).
  */
 export function processRunner(ns: Namespace | undefined, options: RunnerOptions = {}): Runner {
   const prefix = ns === undefined ? [] : NSENTER;
-  const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const own = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const { deadline } = options;
   return {
     async run(argv, input) {
+      const timeout = commandBound(own, deadline);
+      if (deadline !== undefined && timeout <= 0) return notStarted(deadline);
       const { execa } = await import('execa');
       const full = [...prefix, ...argv];
       let timedOut = false;
@@ -80,6 +84,7 @@ export function processRunner(ns: Namespace | undefined, options: RunnerOptions 
         },
         prefix,
         timeout,
+        own,
       );
     },
   };

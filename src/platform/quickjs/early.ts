@@ -32,7 +32,7 @@ export function spawnCommand(h: Host, argv: readonly string[], input: null | und
   const finished = new Promise<Finished>((r) => (resolve = r));
   const done = (exitCode: number, _signal: string | null, stdout: string, stderr: string, spawnError: string | null, timedOut: boolean) =>
     resolve({ exitCode, stdout, stderr, spawnError, timedOut });
-  const pid = ns === undefined ? h.spawn(argv, input, env, timeoutMs, done) : h.spawn(argv, input, env, timeoutMs, done, undefined, undefined, ns);
+  const pid = ns === undefined ? h.spawn(argv, input, env, timeoutMs, done) : h.spawn(argv, input, env, timeoutMs, done, ns);
   return { pid, finished };
 }
 

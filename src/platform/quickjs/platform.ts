@@ -57,9 +57,6 @@ export const platform = {
   async runProbe(o) {
     return (await import('./validate.js')).runProbe(o);
   },
-  async probeClient(address, port, token, timeoutMs) {
-    return (await import('./validate.js')).probeClient(address, port, token, timeoutMs);
-  },
   now: () => h.now(),
   sleep: (ms) => new Promise<void>((resolve) => h.wait(-1, 'r', ms, () => resolve())),
 } satisfies Platform;

@@ -1,5 +1,5 @@
 import type { Host } from '../host.js';
-import { commandResult, DEFAULT_TIMEOUT_MS, type Runner, type RunResult } from '../../apply/commands.js';
+import { commandBound, commandResult, DEFAULT_TIMEOUT_MS, notStarted, type Runner, type RunResult } from '../../apply/commands.js';
 import type { Namespace, RunnerOptions } from '../platform.js';
 import { claim, spawnCommand, type Finished } from './early.js';
 
@@ -10,33 +10,48 @@ import { claim, spawnCommand, type Finished } from './early.js';
  * command line.
  */
 
-/** Commands on the host's spawn; input on stdin, inside the namespace when one is given. */
+/**
+ * Commands on the host's spawn; input on stdin, inside the namespace when one is given; each
+ * bounded by its timeout and what is left of the run's deadline.
+ */
 export function hostRunner(h: Host, ns: Namespace | undefined, options: RunnerOptions = {}): Runner {
-  const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const own = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const { deadline } = options;
   const ours = options.env === undefined || options.env === process.env;
   const env = ours ? null : Object.entries({ ...process.env, ...options.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
-  const result = (f: Finished, early: boolean): RunResult => (early ? { ...commandResult(f, [], timeout), startedEarly: true } : commandResult(f, [], timeout));
-  /** The command with its stdin waiting: the prelude's (same command line, our namespace, environment and default bound), or a new one. */
-  const waiting = (argv: readonly string[]): { pid: number; finished: Promise<Finished>; early: boolean } => {
+  const result = (f: Finished, early: boolean, timeout: number): RunResult => {
+    const r = commandResult(f, [], early ? own : timeout, own);
+    return early ? { ...r, startedEarly: true } : r;
+  };
+  /**
+   * The command with its stdin waiting: the prelude's (same command line, our namespace,
+   * environment and default bound, which ends before a default deadline does: apply/early.ts), or
+   * a new one.
+   */
+  const waiting = (argv: readonly string[], timeout: number): { pid: number; finished: Promise<Finished>; early: boolean } => {
     const early = ours && ns === undefined && options.timeoutMs === undefined ? claim(argv) : undefined;
     return early !== undefined ? { ...early, early: true } : { ...spawnCommand(h, argv, undefined, env, timeout, ns?.fd), early: false };
   };
   return {
     async run(argv, input) {
+      const timeout = commandBound(own, deadline);
+      if (deadline !== undefined && timeout <= 0) return notStarted(deadline);
       if (input !== undefined) {
-        const w = waiting(argv);
+        const w = waiting(argv, timeout);
         h.feed(w.pid, input);
-        return result(await w.finished, w.early);
+        return result(await w.finished, w.early, timeout);
       }
-      return result(await spawnCommand(h, argv, null, env, timeout, ns?.fd).finished, false);
+      return result(await spawnCommand(h, argv, null, env, timeout, ns?.fd).finished, false, timeout);
     },
     start(argv) {
-      const w = waiting(argv);
+      const timeout = commandBound(own, deadline);
+      if (deadline !== undefined && timeout <= 0) return { write: () => {}, end: () => Promise.resolve(notStarted(deadline)) };
+      const w = waiting(argv, timeout);
       return {
         write: (text) => void h.feed(w.pid, text, true),
         end: async () => {
           h.feed(w.pid, '');
-          return result(await w.finished, w.early);
+          return result(await w.finished, w.early, timeout);
         },
       };
     },
