@@ -47,8 +47,7 @@ export async function applyFresh(plan: Plan, ctx: IptablesContext): Promise<Ipta
     // failing line. One that died or was killed without naming a line may have committed any of its tables.
     const line = failedLine(r.stderr);
     const committed = r.exitCode === 0 ? tablesOf(payload) : r.notFound ? [] : committedBefore(payload, line);
-    if (committed.length > 0) tx.did(removeFresh(ctx, backend, f, committed, r.exitCode === 0 || line !== undefined, existed[i]));
-    return { family: f, bin, r, committed };
+    return { family: f, bin, r, committed, certain: r.exitCode === 0 || line !== undefined, existed: existed[i] };
   });
   // Each family's steps in order, the fwmark rule last (routes.ts addOrder), stopping at a failure:
   // in a namespace that holds the routing already this attempt adds no rule, and one killed part-way
@@ -64,6 +63,12 @@ export async function applyFresh(plan: Plan, ctx: IptablesContext): Promise<Ipta
     return done;
   });
   const [rs, bs] = await Promise.all([Promise.all(restores), Promise.all(routing).then((xs) => xs.flat())]);
+  // The restores' undos, recorded so that those certain of what they undo run first (newest
+  // first): one that may not have committed anything (a restore killed part-way) must not spend
+  // the undo's time, under a run's deadline, before them.
+  for (const x of [...rs].sort((a, b) => Number(a.certain) - Number(b.certain))) {
+    if (x.committed.length > 0) tx.did(removeFresh(ctx, backend, x.family, x.committed, x.certain, x.existed));
+  }
   if (rs.every((x) => x.r.exitCode === 0) && bs.every((x) => x.failure === null)) {
     log.info(`iptables backend: ${backend.name} (${quick.evidence})`);
     const outcomes: Partial<Record<'ipv4' | 'ipv6', FamilyOutcome>> = {};

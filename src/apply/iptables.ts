@@ -115,12 +115,15 @@ export function removeFresh(ctx: IptablesContext, backend: Backend, rules: Famil
     what: `${rules.family} tables ${committed.join(', ')}`,
     async run() {
       const problems: string[] = [];
+      const undone: string[] = [];
       for (const tables of certain ? [committed] : committed.map((t) => [t])) {
         const r = await runner.run(restoreCommand(bin, ctx.lockWaitSeconds), removalPayload(rules, new Set(tables)));
-        if (r.exitCode !== 0 && certain) problems.push(`${bin} ${describeCommandFailure([bin], r)}`);
+        if (r.exitCode === 0) undone.push(...tables);
+        else if (certain) problems.push(`${bin} ${describeCommandFailure([bin], r)}`);
       }
       if (problems.length > 0) return problems.join('; ');
-      const created = committed.filter((t) => existed !== undefined && !existed.has(t));
+      // Only a table whose undo went through can have been committed: one that refused it was not.
+      const created = undone.filter((t) => existed !== undefined && !existed.has(t));
       if (backend.name !== 'nft' || created.length === 0) return undefined;
       const now = await readTables(runner, backend, rules.family);
       const dropped = await dropTables(runner, rules.family, created.filter((t) => now.has(t) && isEmptyTable(now.get(t))));
