@@ -195,6 +195,20 @@ async function bundleOne(outDir, name, entry, format, plugins) {
   if (format === 'esm' && /^(?:import|export)\b|\bexport\s*\{/m.test(code)) throw new Error(`${name}: the bundle still imports or exports; it cannot run as a script`);
 }
 
+/**
+ * The istio-cni plugin's own two scripts (src/entrypoint-cni.ts), for its executable: a prelude
+ * that only publishes the prelude's modules (it reads no flags and starts nothing), and its
+ * program. It shares the lazy scripts (extra, parser, trace) with the entrypoint: they find the
+ * same modules published under the same names.
+ */
+export async function bundleCni(outDir) {
+  await Promise.all([
+    bundleOne(outDir, 'cni-prelude', 'script-entry', 'iife', [scriptEntry('prelude'), otherScripts('prelude'), hostModules]),
+    bundleOne(outDir, 'cni-app', join(src, 'entrypoint-cni.ts'), 'esm', [otherScripts('app'), hostModules]),
+  ]);
+  return ['cni-prelude', 'cni-app'];
+}
+
 /** Writes each script to outDir/<name>.js; returns the names, in the runtime's order. */
 export async function bundle(outDir) {
   await Promise.all([
