@@ -70,7 +70,7 @@ export function tempDir(tag: string): { path: string; remove(): void } {
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-/** Start istio-cni-agent (node bin/istio-cni-agent.js ...args); resolves once its socket exists (10 s at most). */
+/** Start istio-cni-agent (node bin/istio-cni-agent.js ...args); resolves once it says it answers on its socket (10 s at most). */
 export async function startAgent(runDir: string, args: readonly string[]): Promise<Agent> {
   const child = spawn(process.execPath, [AGENT_BIN, '--run-dir', runDir, '--ready-address', 'none', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
@@ -79,7 +79,7 @@ export async function startAgent(runDir: string, args: readonly string[]): Promi
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const socket = join(runDir, AGENT_SOCKET);
   const until = Date.now() + 10_000;
-  while (!existsSync(socket)) {
+  while (!log.includes('answering the plugin on') || !existsSync(socket)) {
     if (child.exitCode !== null || Date.now() > until) {
       child.kill('SIGKILL');
       throw new Error(`istio-cni-agent did not start (exit ${child.exitCode}):\n${log}`);
