@@ -1,6 +1,7 @@
 import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import { factsFromPod } from '../cni/pod.js';
 import { PROTOCOL_VERSION, type AgentReply } from '../cni/protocol.js';
+import type { Logger } from '../log.js';
 import { known, type PodSource, type PodStore } from './pods.js';
 
 /*
@@ -56,7 +57,9 @@ export function describeError(err: unknown): string {
   } catch {
     // not a Status object
   }
-  const text = message ?? (err instanceof Error ? err.message.split('\n')[0] : String(err));
+  // ApiException's own text: "HTTP-Code: 401\nMessage: Unauthorized\nBody: ..." (no body kept for a 401).
+  const raw = err instanceof Error ? err.message : String(err);
+  const text = message ?? raw.match(/^Message: (.*)$/m)?.[1] ?? raw.split('\n')[0];
   return status === undefined ? String(text) : `HTTP ${status}: ${text}`;
 }
 
@@ -147,7 +150,8 @@ async function reflect<T>(o: {
 type Obj = { metadata?: { name?: string; namespace?: string; labels?: Record<string, string> | null } };
 
 /** This node's pods from the API; `onPod` sees every pod object as it arrives (repair). */
-export function kubePods(client: KubeClient, o: KubeOptions, store: PodStore, log: (msg: string) => void, onPod: (pod: unknown) => void = () => {}): PodSource {
+export function kubePods(client: KubeClient, o: KubeOptions, store: PodStore, logger: Logger, onPod: (pod: unknown) => void = () => {}): PodSource {
+  const log = (msg: string) => logger.warn(msg);
   let stopped = false;
   let podsSynced = false;
   const aborts = new Map<string, () => void>();
@@ -175,6 +179,7 @@ export function kubePods(client: KubeClient, o: KubeOptions, store: PodStore, lo
       items.forEach(onPod);
     },
     event: (type, pod) => {
+      logger.debug(`watch: ${type} pod ${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`);
       if (type === 'DELETED') {
         store.delete(pod.metadata?.namespace ?? '', pod.metadata?.name ?? '');
         return;
@@ -184,7 +189,7 @@ export function kubePods(client: KubeClient, o: KubeOptions, store: PodStore, lo
       onPod(pod);
     },
     synced: () => {
-      if (!podsSynced) log(`knows the ${store.size} pod(s) of node ${o.nodeName}`);
+      if (!podsSynced) logger.info(`knows the ${store.size} pod(s) of node ${o.nodeName}`);
       podsSynced = true;
     },
     stopped: () => stopped,

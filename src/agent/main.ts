@@ -276,7 +276,7 @@ export async function startAgent(a: AgentArgs, log: Logger): Promise<RunningAgen
       client,
       { kubeconfig: a.kubeconfig, nodeName: a.nodeName, getAttempts: a.apiAttempts, getRetryMs: a.apiRetryMs, requestTimeoutMs: a.apiTimeoutMs, maxBackoffMs: 30_000 },
       store,
-      (m) => log.warn(m),
+      log,
       (pod) => repair?.onPod(pod),
     );
   }
