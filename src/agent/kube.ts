@@ -1,5 +1,5 @@
 import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
-import { factsFromPod } from '../cni/pod.js';
+import { factsFromPod, type PodFacts } from '../cni/pod.js';
 import { PROTOCOL_VERSION, type AgentReply } from '../cni/protocol.js';
 import type { Logger } from '../log.js';
 import { known, type PodSource, type PodStore } from './pods.js';
@@ -83,13 +83,14 @@ interface Listed<T> {
  * last version seen; one the API refuses as too old (410) starts over with a list; any other
  * failure waits (doubling, up to maxBackoffMs) and starts over.
  */
-async function reflect<T>(o: {
+async function reflect<L, T>(o: {
   readonly name: string;
-  readonly list: () => Promise<Listed<T>>;
+  /** The list, each item already reduced to what is kept. */
+  readonly list: () => Promise<Listed<L>>;
   readonly watch: Watch;
   readonly path: string;
   readonly query: Record<string, string>;
-  readonly reset: (items: readonly T[]) => void;
+  readonly reset: (items: readonly L[]) => void;
   readonly event: (type: string, obj: T) => void;
   readonly synced: () => void;
   readonly stopped: () => boolean;
@@ -147,6 +148,9 @@ async function reflect<T>(o: {
   }
 }
 
+/** Pods per page of the list. */
+const LIST_PAGE = 100;
+
 type Obj = { metadata?: { name?: string; namespace?: string; labels?: Record<string, string> | null } };
 
 /** This node's pods from the API; `onPod` sees every pod object as it arrives (repair). */
@@ -165,19 +169,30 @@ export function kubePods(client: KubeClient, o: KubeOptions, store: PodStore, lo
       return undefined;
     }
   };
-  void reflect<Obj>({
+  void reflect<PodFacts, Obj>({
     name: `the pods of node ${o.nodeName}`,
     list: async () => {
-      const l = await client.api.listPodForAllNamespaces({ fieldSelector });
-      return { items: l.items as Obj[], resourceVersion: l.metadata?.resourceVersion ?? '' };
+      // In pages, as client-go's pager does, each reduced to its facts as it arrives: a node's
+      // pods parsed whole are tens of MB.
+      const items: PodFacts[] = [];
+      let next: string | undefined;
+      let resourceVersion = '';
+      do {
+        const l = await client.api.listPodForAllNamespaces({ fieldSelector, limit: LIST_PAGE, ...(next === undefined ? {} : { _continue: next }) });
+        for (const pod of l.items) {
+          const f = toFacts(pod);
+          if (f !== undefined) items.push(f);
+          onPod(pod);
+        }
+        resourceVersion = l.metadata?.resourceVersion ?? resourceVersion;
+        next = l.metadata?._continue || undefined;
+      } while (next !== undefined);
+      return { items, resourceVersion };
     },
     watch,
     path: '/api/v1/pods',
     query: { fieldSelector },
-    reset: (items) => {
-      store.reset(items.map(toFacts).filter((f) => f !== undefined));
-      items.forEach(onPod);
-    },
+    reset: (items) => store.reset(items),
     event: (type, pod) => {
       logger.debug(`watch: ${type} pod ${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`);
       if (type === 'DELETED') {
@@ -197,7 +212,7 @@ export function kubePods(client: KubeClient, o: KubeOptions, store: PodStore, lo
     maxBackoffMs: o.maxBackoffMs,
     log,
   });
-  void reflect<Obj>({
+  void reflect<Obj, Obj>({
     name: 'namespaces',
     list: async () => {
       const l = await client.api.listNamespace();

@@ -68,13 +68,28 @@ export function known(store: PodStore, r: PodRequest): AgentReply | undefined {
   return f !== undefined && (r.uid === '' || f.uid === '' || f.uid === r.uid) ? { v: PROTOCOL_VERSION, pod: f } : undefined;
 }
 
+/**
+ * A file's documents: JSON as one document (JSON.parse: a YAML parser keeps a syntax tree of the
+ * whole text, ~70 times its size for a List of a thousand pods), YAML as one or more.
+ */
+function documents(text: string, file: string): unknown[] {
+  if (/^\s*[[{]/.test(text)) {
+    try {
+      return [JSON.parse(text)];
+    } catch {
+      // Not JSON after all (a YAML flow mapping): read as YAML.
+    }
+  }
+  return parseAllDocuments(text).map((doc, i) => {
+    if (doc.errors.length > 0) throw new Error(`${file}: document ${i + 1} is not valid YAML or JSON: ${doc.errors[0]?.message ?? ''}`);
+    return doc.toJS() as unknown;
+  });
+}
+
 /** Objects of a file: JSON or YAML, one or more documents, each a Pod, a Namespace, or a List of them. */
 export function objectsOf(text: string, file: string): unknown[] {
-  const docs = parseAllDocuments(text);
   const out: unknown[] = [];
-  for (const [i, doc] of docs.entries()) {
-    if (doc.errors.length > 0) throw new Error(`${file}: document ${i + 1} is not valid YAML or JSON: ${doc.errors[0]?.message ?? ''}`);
-    const value: unknown = doc.toJS();
+  for (const [i, value] of documents(text, file).entries()) {
     if (value === null || value === undefined) continue;
     const kind = (value as { kind?: unknown }).kind;
     if (typeof kind === 'string' && kind.endsWith('List')) {

@@ -59,6 +59,17 @@ describe('the agent against a stand-in API server', () => {
     expect(gets('web')).toBe(0);
   });
 
+  it('lists a node with many pods in pages (limit and continue), as client-go does', { timeout: 20_000 }, async () => {
+    for (let i = 0; i < 230; i++) api.put(apiPod('shop', `p${i}`, 'node-a'));
+    const a = await start();
+    await until('the watches', watching);
+    const pages = api.requests.filter((r) => r.path === '/api/v1/pods' && r.query['watch'] === undefined);
+    expect(pages.map((r) => [r.query['limit'], r.query['continue'] === undefined])).toEqual([['100', true], ['100', false], ['100', false]]);
+    expect(await askAgent(a.socket, podRequest('shop', 'p229'))).toMatchObject({ pod: { name: 'p229' } });
+    expect(await askAgent(a.socket, podRequest('shop', 'p0'))).toMatchObject({ pod: { name: 'p0' } });
+    expect(gets('p229') + gets('p0')).toBe(0);
+  });
+
   it('a pod created after the watch began: from the watch, or, when the watch lags, by a GET', { timeout: 20_000 }, async () => {
     const a = await start();
     await until('the watches', watching);

@@ -198,8 +198,14 @@ export class KubeStandIn {
       const [, ns, kind, name, sub] = m as unknown as [string, string | undefined, Kind, string | undefined, string | undefined];
       if (name === undefined && req.method === 'GET' && query['watch'] === 'true') return this.watch(kind, nodeName, query['resourceVersion'], res);
       if (name === undefined && req.method === 'GET') {
-        const items = this.list(kind, nodeName).map(({ kind: _k, apiVersion: _a, ...rest }) => rest);
-        this.send(res, 200, { kind: kind === 'pods' ? 'PodList' : 'NamespaceList', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items });
+        // Pages (limit, continue), as the API serves a chunked list: every page of one list has that list's version.
+        const all = this.list(kind, nodeName).map(({ kind: _k, apiVersion: _a, ...rest }) => rest);
+        const token = query['continue'] ? (JSON.parse(Buffer.from(query['continue'], 'base64').toString()) as { rv: string; at: number }) : { rv: String(this.rv), at: 0 };
+        const limit = query['limit'] ? Number(query['limit']) : all.length;
+        const items = all.slice(token.at, token.at + limit);
+        const more = token.at + limit < all.length;
+        const metadata = { resourceVersion: token.rv, ...(more ? { continue: Buffer.from(JSON.stringify({ rv: token.rv, at: token.at + limit })).toString('base64'), remainingItemCount: all.length - token.at - limit } : {}) };
+        this.send(res, 200, { kind: kind === 'pods' ? 'PodList' : 'NamespaceList', apiVersion: 'v1', metadata, items });
         return;
       }
       const key = this.key(kind, ns, name ?? '');
