@@ -451,6 +451,9 @@ export type ValueSource = {
 } | {
     readonly kind: 'option';
     readonly name: string;
+} | {
+    readonly kind: 'annotation';
+    readonly name: string;
 };
 
 export interface ValueTypes {

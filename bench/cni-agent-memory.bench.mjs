@@ -17,7 +17,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const count = Number(process.argv[2] ?? 1000);
-const agentBin = join(root, 'bin/istio-cni-agent.js');
+// BENCH_AGENT: another build of the agent (the image's bundle, scripts/bundle-agent.mjs) in its place.
+const agentBin = process.env.BENCH_AGENT ?? join(root, 'bin/istio-cni-agent.js');
 const dir = mkdtempSync(join(tmpdir(), 'iit-h6-bench-mem-'));
 
 function pod(i) {

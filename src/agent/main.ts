@@ -259,10 +259,17 @@ export async function startAgent(a: AgentArgs, log: Logger): Promise<RunningAgen
   if (a.pods !== undefined) {
     source = filePods(a.pods, store, (m) => log.info(m));
   } else {
-    // Loaded only when the API is used: the client is most of the agent's start-up and memory.
-    const { kubeClient, kubePods } = await import('./kube.js');
+    // Loaded only when the API is used: the client is most of the agent's start-up and memory,
+    // and an optional peer of this package (the image bundles it).
+    let k8s: [typeof import('./kube.js'), typeof import('@kubernetes/client-node')];
+    try {
+      k8s = await Promise.all([import('./kube.js'), import('@kubernetes/client-node')]);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+      throw new Error('reading pods from the Kubernetes API needs @kubernetes/client-node 1.4.0, which is not installed (npm install @kubernetes/client-node@1.4.0; the image has it; --pods FILE needs nothing)');
+    }
+    const [{ kubeClient, kubePods }, { PatchStrategy, setHeaderOptions }] = k8s;
     const client = kubeClient(a.kubeconfig);
-    const { PatchStrategy, setHeaderOptions } = await import('@kubernetes/client-node');
     kubeActions = {
       deletePod: async (namespace, name, uid, resourceVersion) => {
         await client.api.deleteNamespacedPod({ name, namespace, body: { preconditions: { uid, resourceVersion } } });

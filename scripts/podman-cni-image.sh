@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the istio-cni node agent's image (container/cni/Dockerfile: the agent with the plugin
+# inside) with podman, as scripts/podman-images.sh builds the init images, and prints its size:
+#   localhost/istio-cni-ts:latest
+# --network=host keeps podman's bridge (and its NAT rules on the host) out of the build; its RUN
+# steps fetch from apt and npm only. Runs scripts/podman-setup.sh first (base images, config).
+# Other suites share podman's store: run it under `flock /tmp/podman.lock`.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/podman-setup.sh
+tag=localhost/istio-cni-ts:latest
+start=$(date +%s)
+if ! out=$(podman build --network=host --pull=never -f container/cni/Dockerfile -t "$tag" . 2>&1); then
+  printf '%s\n' "$out" >&2
+  echo "podman-cni-image: building $tag failed" >&2
+  exit 1
+fi
+echo "$tag $(podman image inspect --format '{{.Size}}' "$tag") bytes, built in $(($(date +%s) - start)) s"
