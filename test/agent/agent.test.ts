@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { askAgent, PLUGIN, podRequest, podsFile, startAgent, tempDir } from '../support/cni.js';
+import { askAgent, nodeDirs, PLUGIN, podRequest, podsFile, startAgent, tempDir, until } from '../support/cni.js';
 
 /**
  * The node agent as its package bin runs (bin/istio-cni-agent.js): with --pods it answers the
@@ -19,13 +19,6 @@ const pod = (name: string, extra: Record<string, unknown> = {}) => ({
   spec: { containers: [{ name: 'app' }, { name: 'istio-proxy', args: ['proxy', 'sidecar'] }] },
 });
 
-async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('istio-cni-agent --pods', () => {
   it('answers for a pod in the file, with its facts; a missing pod as missing', async () => {
@@ -96,12 +89,9 @@ describe('istio-cni-agent --pods', () => {
 
 describe('istio-cni-agent --install', () => {
   it('installs, restores the entry after a rewrite, and uninstalls on SIGTERM', { timeout: 30_000 }, async () => {
-    const d = tempDir('agent-install');
+    const d = nodeDirs('agent-install');
     dirs.push(d);
-    const net = join(d.path, 'net.d');
-    const bin = join(d.path, 'bin');
-    mkdirSync(net);
-    mkdirSync(bin);
+    const { net, bin } = d;
     const conflist = join(net, '10-calico.conflist');
     const original = { cniVersion: '0.3.1', name: 'k8s-pod-network', plugins: [{ type: 'calico', ipam: { type: 'calico-ipam' } }, { type: 'portmap', capabilities: { portMappings: true } }] };
     writeFileSync(conflist, JSON.stringify(original));

@@ -1,8 +1,8 @@
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hasPlugin, install, primaryConfig, uninstall, withoutPlugin, withPlugin, type PluginEntry } from '../../src/agent/install.js';
-import { tempDir } from '../support/cni.js';
+import { nodeDirs } from '../support/cni.js';
 
 /**
  * Installing the plugin into a node's CNI configuration (src/agent/install.ts) on the shapes the
@@ -94,12 +94,9 @@ describe('install and uninstall on a directory', () => {
   afterEach(() => dirs.splice(0).forEach((d) => d.remove()));
 
   function node(files: Record<string, unknown>) {
-    const d = tempDir('install');
+    const d = nodeDirs('install');
     dirs.push(d);
-    const conf = join(d.path, 'net.d');
-    const bin = join(d.path, 'bin');
-    mkdirSync(conf);
-    mkdirSync(bin);
+    const { net: conf, bin } = d;
     const plugin = join(d.path, 'istio-cni.src');
     writeFileSync(plugin, '#!/bin/false\nplugin v1\n');
     for (const [name, content] of Object.entries(files)) writeFileSync(join(conf, name), typeof content === 'string' ? content : text(content), { mode: 0o644 });

@@ -1,6 +1,6 @@
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { askAgent, podRequest, startAgent, tempDir, type Agent } from '../support/cni.js';
-import { apiPod, KubeStandIn } from '../support/kube-standin.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { askAgent, podRequest, startAgent, tempDir, until, type Agent } from '../support/cni.js';
+import { apiPod, standInPerTest } from '../support/kube-standin.js';
 
 /**
  * The node agent against a STAND-IN Kubernetes API server (test/support/kube-standin.ts: no
@@ -13,46 +13,29 @@ import { apiPod, KubeStandIn } from '../support/kube-standin.js';
 const dirs: { remove(): void }[] = [];
 afterAll(() => dirs.forEach((d) => d.remove()));
 
-let api: KubeStandIn;
-let agent: Agent | undefined;
-beforeEach(async () => {
-  api = new KubeStandIn();
-  await api.start();
-});
-afterEach(async () => {
-  await agent?.stop();
-  agent = undefined;
-  await api.stop();
-});
+const ctx = standInPerTest();
 
-async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function start(extra: readonly string[] = [], token?: string): Promise<Agent> {
   const d = tempDir('kube');
   dirs.push(d);
-  agent = await startAgent(`${d.path}/run`, ['--kubeconfig', api.kubeconfig(d.path, token), '--node-name', 'node-a', '--api-attempts', '3', '--api-retry-ms', '100', '--api-timeout-ms', '1000', '--log-level', 'debug', ...extra]);
-  return agent;
+  ctx.agent = await startAgent(`${d.path}/run`, ['--kubeconfig', ctx.api.kubeconfig(d.path, token), '--node-name', 'node-a', '--api-attempts', '3', '--api-retry-ms', '100', '--api-timeout-ms', '1000', '--log-level', 'debug', ...extra]);
+  return ctx.agent;
 }
 
-const gets = (name: string) => api.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/pods/${name}`)).length;
-const watching = () => api.watchCount >= 2;
+const gets = (name: string) => ctx.api.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/pods/${name}`)).length;
+const watching = () => ctx.api.watchCount >= 2;
 
 describe('the agent against a stand-in API server', () => {
   it("lists and watches this node's pods only, and answers from what it knows without asking the API", { timeout: 20_000 }, async () => {
-    api.put(apiPod('shop', 'web', 'node-a'));
-    api.put(apiPod('shop', 'other', 'node-b'));
-    api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'istio.io/dataplane-mode': 'none' } } });
+    ctx.api.put(apiPod('shop', 'web', 'node-a'));
+    ctx.api.put(apiPod('shop', 'other', 'node-b'));
+    ctx.api.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'istio.io/dataplane-mode': 'none' } } });
     const a = await start();
     await until('the watches', watching);
-    const list = api.requests.find((r) => r.path === '/api/v1/pods' && r.query['watch'] === undefined);
+    const list = ctx.api.requests.find((r) => r.path === '/api/v1/pods' && r.query['watch'] === undefined);
     expect(list?.query['fieldSelector']).toBe('spec.nodeName=node-a');
-    const watch = api.requests.find((r) => r.path === '/api/v1/pods' && r.query['watch'] === 'true');
+    const watch = ctx.api.requests.find((r) => r.path === '/api/v1/pods' && r.query['watch'] === 'true');
     expect(watch?.query).toMatchObject({ fieldSelector: 'spec.nodeName=node-a', resourceVersion: '103', allowWatchBookmarks: 'true' });
     const r = await askAgent(a.socket, podRequest('shop', 'web', 'uid-web'));
     expect(r).toMatchObject({ pod: { name: 'web', containers: ['istio-validation', 'app', 'istio-proxy'], proxy: { env: { ISTIO_META_DNS_CAPTURE: 'false' }, type: 'sidecar' }, namespaceDataplaneMode: 'none' } });
@@ -60,10 +43,10 @@ describe('the agent against a stand-in API server', () => {
   });
 
   it('lists a node with many pods in pages (limit and continue), as client-go does', { timeout: 20_000 }, async () => {
-    for (let i = 0; i < 230; i++) api.put(apiPod('shop', `p${i}`, 'node-a'));
+    for (let i = 0; i < 230; i++) ctx.api.put(apiPod('shop', `p${i}`, 'node-a'));
     const a = await start();
     await until('the watches', watching);
-    const pages = api.requests.filter((r) => r.path === '/api/v1/pods' && r.query['watch'] === undefined);
+    const pages = ctx.api.requests.filter((r) => r.path === '/api/v1/pods' && r.query['watch'] === undefined);
     expect(pages.map((r) => [r.query['limit'], r.query['continue'] === undefined])).toEqual([['100', true], ['100', false], ['100', false]]);
     expect(await askAgent(a.socket, podRequest('shop', 'p229'))).toMatchObject({ pod: { name: 'p229' } });
     expect(await askAgent(a.socket, podRequest('shop', 'p0'))).toMatchObject({ pod: { name: 'p0' } });
@@ -73,17 +56,17 @@ describe('the agent against a stand-in API server', () => {
   it('a pod created after the watch began: from the watch, or, when the watch lags, by a GET', { timeout: 20_000 }, async () => {
     const a = await start();
     await until('the watches', watching);
-    api.put(apiPod('shop', 'new', 'node-a'));
+    ctx.api.put(apiPod('shop', 'new', 'node-a'));
     // The watch delivers it; the agent answers without a GET.
     await until('the watch event', () => a.log().includes('watch: ADDED pod shop/new'));
     expect(await askAgent(a.socket, podRequest('shop', 'new'))).toMatchObject({ pod: { name: 'new' } });
     expect(gets('new')).toBe(0);
     // A watch that lags: the kubelet runs ADD before the agent sees the pod; the GET finds it.
-    api.hold();
-    api.put(apiPod('shop', 'fresh', 'node-a'));
+    ctx.api.hold();
+    ctx.api.put(apiPod('shop', 'fresh', 'node-a'));
     expect(await askAgent(a.socket, podRequest('shop', 'fresh', 'uid-fresh'))).toMatchObject({ pod: { name: 'fresh', uid: 'uid-fresh' } });
     expect(gets('fresh')).toBe(1);
-    api.release();
+    ctx.api.release();
   });
 
   it('a pod the API does not have: missing (404 Status), after one GET', { timeout: 20_000 }, async () => {
@@ -94,32 +77,32 @@ describe('the agent against a stand-in API server', () => {
   });
 
   it('forgets deleted pods, and a recreated pod (another uid) is fetched again', { timeout: 20_000 }, async () => {
-    api.put(apiPod('shop', 'web', 'node-a'));
+    ctx.api.put(apiPod('shop', 'web', 'node-a'));
     const a = await start();
     await until('the watches', watching);
-    api.remove('pods', 'shop', 'web');
-    api.put({ ...apiPod('shop', 'web', 'node-a'), metadata: { ...(apiPod('shop', 'web', 'node-a')['metadata'] as object), uid: 'uid-web-2' } });
+    ctx.api.remove('pods', 'shop', 'web');
+    ctx.api.put({ ...apiPod('shop', 'web', 'node-a'), metadata: { ...(apiPod('shop', 'web', 'node-a')['metadata'] as object), uid: 'uid-web-2' } });
     const r = await askAgent(a.socket, podRequest('shop', 'web', 'uid-web-2'));
     expect(r).toMatchObject({ pod: { uid: 'uid-web-2' } });
   });
 
   it('resumes a watch the API ends, and lists again when its version is too old (410 Gone)', { timeout: 30_000 }, async () => {
-    api.put(apiPod('shop', 'a', 'node-a'));
+    ctx.api.put(apiPod('shop', 'a', 'node-a'));
     const a = await start();
     await until('the watches', watching);
-    const lists = () => api.requests.filter((r) => r.path === '/api/v1/pods' && r.query['watch'] === undefined).length;
+    const lists = () => ctx.api.requests.filter((r) => r.path === '/api/v1/pods' && r.query['watch'] === undefined).length;
     expect(lists()).toBe(1);
     // The API ends the watch (its timeout): resumed from the last version, no new list.
-    api.closeWatches();
+    ctx.api.closeWatches();
     await until('watching again', watching);
     expect(lists()).toBe(1);
     // Changes while it was not watching, then the history compacted: 410, a fresh list.
-    api.hold();
-    api.closeWatches();
-    api.remove('pods', 'shop', 'a');
-    api.put(apiPod('shop', 'b', 'node-a'));
-    api.compact();
-    api.release();
+    ctx.api.hold();
+    ctx.api.closeWatches();
+    ctx.api.remove('pods', 'shop', 'a');
+    ctx.api.put(apiPod('shop', 'b', 'node-a'));
+    ctx.api.compact();
+    ctx.api.release();
     await until('listed again', () => lists() === 2, 15_000);
     await until('watching again', watching);
     expect(await askAgent(a.socket, podRequest('shop', 'b'))).toMatchObject({ pod: { name: 'b' } });
@@ -127,7 +110,7 @@ describe('the agent against a stand-in API server', () => {
   });
 
   it('401 (an expired token): keeps running and serving, answers an error after bounded attempts', { timeout: 20_000 }, async () => {
-    api.put(apiPod('shop', 'web', 'node-a'));
+    ctx.api.put(apiPod('shop', 'web', 'node-a'));
     const a = await start([], 'expired-token');
     const started = Date.now();
     const r = await askAgent(a.socket, podRequest('shop', 'web'));
@@ -141,7 +124,7 @@ describe('the agent against a stand-in API server', () => {
   it('the API down: an error after bounded attempts, and the agent keeps serving', { timeout: 20_000 }, async () => {
     const a = await start();
     await until('the watches', watching);
-    await api.stop();
+    await ctx.api.stop();
     const started = Date.now();
     const r = await askAgent(a.socket, podRequest('shop', 'web'));
     expect(r).toMatchObject({ error: expect.stringMatching(/after 3 attempt\(s\)/) });

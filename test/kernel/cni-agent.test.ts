@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PLUGIN, podInterface, runPlugin, startAgent, tempDir, type Agent } from '../support/cni.js';
-import { apiPod, KubeStandIn } from '../support/kube-standin.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PLUGIN, podInterface, runPlugin, startAgent, tempDir, until, type Agent } from '../support/cni.js';
+import { apiPod, standInPerTest } from '../support/kube-standin.js';
 import { createNetns, withNetns, type Netns } from './netns.js';
 
 /**
@@ -16,35 +16,18 @@ import { createNetns, withNetns, type Netns } from './netns.js';
 const dirs: { remove(): void }[] = [];
 afterAll(() => dirs.forEach((d) => d.remove()));
 
-let api: KubeStandIn;
-let agent: Agent | undefined;
-beforeEach(async () => {
-  api = new KubeStandIn();
-  await api.start();
-});
-afterEach(async () => {
-  await agent?.stop();
-  agent = undefined;
-  await api.stop();
-});
+const ctx = standInPerTest();
 
 async function start(extra: readonly string[] = [], token?: string): Promise<Agent> {
   const d = tempDir('kagent');
   dirs.push(d);
-  agent = await startAgent(`${d.path}/run`, ['--kubeconfig', api.kubeconfig(d.path, token), '--node-name', 'node-a', '--pod-namespace', 'istio-system', '--api-attempts', '3', '--api-retry-ms', '200', '--api-timeout-ms', '1000', '--plugin', PLUGIN, ...extra]);
-  return agent;
+  ctx.agent = await startAgent(`${d.path}/run`, ['--kubeconfig', ctx.api.kubeconfig(d.path, token), '--node-name', 'node-a', '--pod-namespace', 'istio-system', '--api-attempts', '3', '--api-retry-ms', '200', '--api-timeout-ms', '1000', '--plugin', PLUGIN, ...extra]);
+  return ctx.agent;
 }
 
 const conf = (a: Agent) => ({ cniVersion: '1.0.0', name: 'k8s-pod-network', type: 'istio-cni', cni_agent_run_dir: a.runDir, pod_namespace: 'istio-system', exclude_namespaces: ['kube-system'] });
 const rules = async (ns: Netns) => (await ns.run('iptables-nft-save', [])).stdout + (await ns.run('iptables-legacy-save', [])).stdout;
 
-async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('with an expired token (401 from the API)', () => {
   it("the agent's own pod starts (no rules, no question asked); any other pod's ADD fails with error 11", async () => {
@@ -67,7 +50,7 @@ describe('with an expired token (401 from the API)', () => {
 describe('with the API down', () => {
   it('ADD fails with a CNI error after bounded retries, and nothing is applied', async () => {
     const a = await start();
-    await api.stop();
+    await ctx.api.stop();
     await withNetns('cni-apidown', async (ns) => {
       await podInterface((cmd, args) => ns.run(cmd, args));
       const started = Date.now();
@@ -84,8 +67,8 @@ describe('with the API down', () => {
 describe('a pod created a moment ago', () => {
   it('gets its rules (found by the watch or a GET)', async () => {
     const a = await start();
-    await until('watching', () => api.watchCount >= 2);
-    api.put(apiPod('shop', 'fresh', 'node-a'));
+    await until('watching', () => ctx.api.watchCount >= 2);
+    ctx.api.put(apiPod('shop', 'fresh', 'node-a'));
     await withNetns('cni-fresh', async (ns) => {
       await podInterface((cmd, args) => ns.run(cmd, args));
       const r = await runPlugin({ command: 'ADD', netns: `/var/run/netns/${ns.name}`, pod: { namespace: 'shop', name: 'fresh', uid: 'uid-fresh' }, conf: conf(a) });
@@ -123,7 +106,7 @@ describe('repair of a pod whose validation exited 126', () => {
   it('repair: the rules are applied in its namespace from outside (the plugin run for it)', async () => {
     const box = await sandbox(address);
     try {
-      api.put(broken('crashing', address));
+      ctx.api.put(broken('crashing', address));
       const a = await start(['--host-proc', '/proc']);
       await until('the rules in the pod\'s namespace', async () => /-A ISTIO_OUTPUT -j ISTIO_REDIRECT/.test(await rules(box.ns)), 20_000);
       await until('the repair logged', () => /pod shop\/crashing detected as broken \(validation exited 126\): rules applied in \/proc\/\d+\/ns\/net/.test(a.log()));
@@ -135,24 +118,24 @@ describe('repair of a pod whose validation exited 126', () => {
   it('a pod whose validation now exits 0 is left alone', async () => {
     const pod = broken('fine', address);
     (pod['status'] as { initContainerStatuses: { state: unknown }[] }).initContainerStatuses[0]!.state = { terminated: { exitCode: 0, reason: 'Completed' } };
-    api.put(pod);
+    ctx.api.put(pod);
     const a = await start(['--repair-mode', 'label']);
-    await until('watching', () => api.watchCount >= 2);
-    expect(api.requests.filter((r) => r.method !== 'GET')).toEqual([]);
+    await until('watching', () => ctx.api.watchCount >= 2);
+    expect(ctx.api.requests.filter((r) => r.method !== 'GET')).toEqual([]);
     expect(a.log()).not.toMatch(/detected as broken/);
   });
 
   it('label: the pod gets cni.istio.io/uninitialized=true through pods/status', async () => {
-    api.put(broken('crashing', address));
+    ctx.api.put(broken('crashing', address));
     await start(['--repair-mode', 'label']);
-    await until('labelled', () => api.get('shop', 'crashing')?.metadata.labels?.['cni.istio.io/uninitialized'] === 'true');
-    expect(api.requests.filter((r) => r.method === 'PATCH').map((r) => r.path)).toEqual(['/api/v1/namespaces/shop/pods/crashing/status']);
+    await until('labelled', () => ctx.api.get('shop', 'crashing')?.metadata.labels?.['cni.istio.io/uninitialized'] === 'true');
+    expect(ctx.api.requests.filter((r) => r.method === 'PATCH').map((r) => r.path)).toEqual(['/api/v1/namespaces/shop/pods/crashing/status']);
   });
 
   it('delete: the pod is deleted, with its uid and version as preconditions', async () => {
-    api.put(broken('crashing', address));
+    ctx.api.put(broken('crashing', address));
     await start(['--repair-mode', 'delete']);
-    await until('deleted', () => api.get('shop', 'crashing') === undefined);
-    expect(api.requests.filter((r) => r.method === 'DELETE').map((r) => r.path)).toEqual(['/api/v1/namespaces/shop/pods/crashing']);
+    await until('deleted', () => ctx.api.get('shop', 'crashing') === undefined);
+    expect(ctx.api.requests.filter((r) => r.method === 'DELETE').map((r) => r.path)).toEqual(['/api/v1/namespaces/shop/pods/crashing']);
   });
 });

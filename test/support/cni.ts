@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +62,25 @@ export interface Agent {
   log(): string;
   /** SIGTERM, then SIGKILL if it has not ended within 5 s; resolves with its exit code. */
   stop(): Promise<number | null>;
+}
+
+/** Wait for `ok` (polled every 25 ms), at most `ms`; throws naming `what`. */
+export async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A node's CNI directories in a temporary directory: net.d (configurations) and bin (plugins). */
+export function nodeDirs(tag: string): { path: string; net: string; bin: string; remove(): void } {
+  const d = tempDir(tag);
+  const net = join(d.path, 'net.d');
+  const bin = join(d.path, 'bin');
+  mkdirSync(net);
+  mkdirSync(bin);
+  return { ...d, net, bin };
 }
 
 /** A temporary directory removed by `remove()`. */

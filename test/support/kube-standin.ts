@@ -5,6 +5,8 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach, beforeEach } from 'vitest';
+import type { Agent } from './cni.js';
 
 /** A self-signed certificate for 127.0.0.1 (openssl), the stand-in's and the kubeconfig's CA. */
 function certificate(): { key: string; cert: string } {
@@ -264,4 +266,19 @@ export function apiPod(namespace: string, name: string, nodeName: string, extra:
     },
     status: { phase: 'Pending', ...extra.status },
   };
+}
+
+/** For each test of the file: a fresh stand-in API started, and after it the agent the test set stopped, then the API. */
+export function standInPerTest(): { api: KubeStandIn; agent: Agent | undefined } {
+  const ctx: { api: KubeStandIn; agent: Agent | undefined } = { api: new KubeStandIn(), agent: undefined };
+  beforeEach(async () => {
+    ctx.api = new KubeStandIn();
+    await ctx.api.start();
+  });
+  afterEach(async () => {
+    await ctx.agent?.stop();
+    ctx.agent = undefined;
+    await ctx.api.stop();
+  });
+  return ctx;
 }
