@@ -78,6 +78,8 @@ export declare class ConfigError extends Error {
     constructor(source: ValueSource | undefined, value: string | undefined, expected: string);
 }
 
+export declare const DEFAULT_SPORT = 40000;
+
 export type DiffOptions = NamespaceOptions;
 
 export interface DiffReport {
@@ -93,17 +95,54 @@ export interface DnsServers {
     readonly ipv6: readonly string[];
 }
 
+export interface DryRunExplanation {
+    readonly rules: readonly (ExplainedProvenance & {
+        readonly family: Family | 'both';
+        readonly table: Table;
+        readonly chain: string;
+        readonly rule: string;
+    })[];
+    readonly routes: readonly (ExplainedProvenance & {
+        readonly argv: readonly string[];
+    })[];
+}
+
 export interface DryRunJson {
     readonly iptablesRestore: string | null;
     readonly ip6tablesRestore: string | null;
     readonly ipCommands: string[][];
     readonly notes: readonly string[];
     readonly nftScript: string | null;
+    readonly explain?: DryRunExplanation;
 }
 
 export interface DryRunOptions {
     readonly nft: boolean;
     readonly sets?: boolean;
+    readonly explain?: boolean;
+}
+
+export interface Endpoint {
+    readonly address: string;
+    readonly port: number;
+}
+
+export interface Expectation {
+    readonly verdict: Verdict;
+    readonly toPort?: number;
+}
+
+export interface ExplainedOption {
+    readonly key: OptionKey;
+    readonly flag: string;
+    readonly env: readonly string[];
+    readonly value: string;
+    readonly default: boolean;
+}
+
+export interface ExplainedProvenance {
+    readonly purpose: string;
+    readonly options: readonly ExplainedOption[];
 }
 
 export type Family = 'ipv4' | 'ipv6';
@@ -137,10 +176,25 @@ export interface Flow {
     readonly state?: FlowState;
 }
 
+export interface FlowDefaults {
+    readonly inInterface?: string;
+    readonly outInterface?: string;
+    readonly expect?: Expectation;
+}
+
 export interface FlowInput {
     readonly flow: Flow;
     readonly groups?: readonly number[];
+    readonly expect?: Expectation;
 }
+
+export type FlowLine = {
+    readonly line: number;
+    readonly input: FlowInput;
+} | {
+    readonly line: number;
+    readonly error: string;
+};
 
 export type FlowState = 'NEW' | 'ESTABLISHED' | 'INVALID';
 
@@ -247,6 +301,7 @@ export interface NamespaceOptions {
 
 export interface NftRenderOptions {
     readonly sets?: boolean;
+    readonly comment?: (rules: readonly Rule[]) => string;
 }
 
 export interface NftablesReport {
@@ -296,6 +351,11 @@ export interface OptionSpec {
     readonly help: string;
 }
 
+export interface OptionUse {
+    readonly key: OptionKey;
+    readonly value: string;
+}
+
 export type OptionValue<K extends OptionKey> = (typeof OPTIONS)[K]['kind'] extends 'strings' ? readonly ValueOf<(typeof OPTIONS)[K]['value']>[] : ValueOf<(typeof OPTIONS)[K]['value']>;
 
 export type OutboundCidrs = ({
@@ -303,6 +363,8 @@ export type OutboundCidrs = ({
 } | ({
     readonly kind: 'list';
 } & CidrSet));
+
+export type OutputFormat = 'text' | 'json' | 'svg' | 'mermaid';
 
 export type OwnChain = (typeof Chains)[keyof typeof Chains];
 
@@ -338,11 +400,16 @@ export type PortOrRange = number | {
 
 export type Protocol = 'tcp' | 'udp';
 
+export interface Provenance {
+    readonly purpose: string;
+    readonly options: readonly OptionUse[];
+}
+
 export type RawOptions = {
     [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : (typeof OPTIONS)[K]['kind'] extends 'strings' ? string | readonly string[] : string;
 };
 
-export type RouteStep = {
+export type RouteStep = ({
     readonly kind: 'loopbackAddress';
     readonly family: 'ipv6';
     readonly cidr: Cidr;
@@ -355,6 +422,8 @@ export type RouteStep = {
     readonly kind: 'localRoute';
     readonly family: Family;
     readonly table: number;
+}) & {
+    readonly why: Provenance;
 };
 
 export interface Rule {
@@ -364,6 +433,7 @@ export interface Rule {
     readonly op: Operation;
     readonly matches: readonly Match[];
     readonly target: Target;
+    readonly why: Provenance;
 }
 
 export interface RuleDifference {
@@ -410,21 +480,36 @@ export type Target = {
     readonly zone: number;
 };
 
-export type TraceAction = 'jump' | 'return' | 'accept' | 'drop' | 'redirect' | 'tproxy' | 'mark' | 'connmark' | 'ct' | 'continue';
+export type TraceAction = 'jump' | 'return' | 'accept' | 'drop' | 'redirect' | 'tproxy' | 'mark' | 'connmark' | 'ct' | 'continue' | 'nomatch';
 
 export declare class TraceError extends Error {
     readonly name = "TraceError";
+}
+
+export interface TraceLanding {
+    readonly local: Endpoint;
+    readonly peer: Endpoint;
 }
 
 export interface TraceOptions {
     readonly localAddresses?: readonly string[];
     readonly groups?: readonly number[];
     readonly resolveOwner?: (name: string, kind: 'uid' | 'gid') => number | undefined;
+    readonly verbose?: boolean;
+}
+
+export interface TraceReason {
+    readonly rules: readonly string[];
+    readonly because: readonly Provenance[];
+    readonly text: string;
 }
 
 export interface TraceResult {
     readonly verdict: Verdict;
     readonly toPort: number | null;
+    readonly reason: TraceReason;
+    readonly landing: TraceLanding | null;
+    readonly hooks: readonly Hook[];
     readonly path: readonly TraceStep[];
 }
 
@@ -435,6 +520,8 @@ export interface TraceStep {
     readonly position: number;
     readonly rule: string;
     readonly action: TraceAction;
+    readonly failed?: string;
+    readonly why: Provenance;
 }
 
 export type ValueName = keyof ValueTypes;
@@ -480,7 +567,7 @@ export interface ValueTypes {
     duration: number;
     networkNamespace: string | undefined;
     forceIptablesBinary: IptablesBackend | undefined;
-    outputFormat: 'text' | 'json';
+    outputFormat: OutputFormat;
     boolean: boolean;
 }
 
@@ -498,6 +585,8 @@ export declare function configFromArgs(args: readonly string[], env?: Readonly<R
 
 export declare function configFromObject(values: RawOptions, host?: HostFacts): Config;
 
+export declare function describeProvenance(why: Provenance): string;
+
 export declare function detectHost(env?: Readonly<Record<string, string | undefined>>, log?: (msg: string) => void): HostFacts;
 
 export declare function diff(plan: Plan, options?: DiffOptions): Promise<DiffReport>;
@@ -508,12 +597,11 @@ export declare function fixedHost(facts?: {
     ipv6?: boolean;
 }): HostFacts;
 
-export declare function parseFlowLines(text: string): FlowInput[];
+export declare function parseExpectation(text: string, what: string): Expectation;
 
-export declare function parseFlowWords(words: readonly string[], extra?: {
-    readonly inInterface?: string;
-    readonly outInterface?: string;
-}): FlowInput;
+export declare function parseFlowLines(text: string, defaults?: FlowDefaults): FlowLine[];
+
+export declare function parseFlowWords(words: readonly string[], defaults?: FlowDefaults): FlowInput;
 
 export declare function renderDiff(report: DiffReport): string;
 
@@ -523,12 +611,20 @@ export declare function renderJson(plan: Plan, options?: DryRunOptions): string;
 
 export declare function renderNft(plan: Plan, options?: NftRenderOptions): string;
 
-export declare function renderRestore(family: FamilyRules): string;
+export declare function renderPlanMermaid(plan: Plan): string;
+
+export declare function renderPlanSvg(plan: Plan): string;
+
+export declare function renderRestore(family: FamilyRules, comment?: (rule: Rule) => string): string;
 
 export declare function renderText(plan: Plan, options?: DryRunOptions): string;
+
+export declare function renderTraceMermaid(flow: Flow, result: TraceResult): string;
+
+export declare function renderTraceSvg(flow: Flow, result: TraceResult): string;
 
 export declare function toDryRunJson(plan: Plan, options?: DryRunOptions): DryRunJson;
 
 export declare function traceFlow(plan: Plan, flow: Flow, opts?: TraceOptions): TraceResult;
 
-export declare function validateFlow(value: unknown): FlowInput;
+export declare function validateFlow(value: unknown, defaults?: FlowDefaults): FlowInput;

@@ -78,6 +78,8 @@ const SCRIPT_OF = {
   'platform/quickjs/validate.ts': 'extra',
   'parser.ts': 'parser',
   'trace/index.ts': 'trace',
+  // Pictures (--output svg|mermaid) ride with trace: read only when asked for, never on a dry run.
+  'render/picture/index.ts': 'trace',
 };
 export const LAZY_SCRIPTS = ['extra', 'parser', 'trace'];
 /** The script a module (by absolute path) belongs to; undefined: the app's. */

@@ -2,7 +2,8 @@
 # The kernel tests need iptables (nft and legacy backends), iproute2, nft (nftables: cleanup
 # deletes tables it emptied), flock and setpriv (util-linux), setcap (libcap2-bin: the non-root
 # image test), python3 (traffic agents), and gcc with libc6-dev (the entrypoint's runtime,
-# built by npm run build:entrypoint), and podman for the image tests (scripts/podman-setup.sh).
+# built by npm run build:entrypoint), chromium (test/pictures.test.ts renders the SVG pictures), and
+# podman for the image tests (scripts/podman-setup.sh).
 # Install what is missing when running as root on Debian (CI, a fresh machine); otherwise say what
 # is needed and fail.
 set -euo pipefail
@@ -20,6 +21,8 @@ command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
 # The engine's sources come as Debian's .orig.tar.xz (scripts/build-entrypoint.mjs).
 command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
+# The pictures (--output svg) are rendered in headless Chromium by test/pictures.test.ts.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "the kernel tests need: ${missing[*]} (as root: apt-get install -y ${missing[*]})" >&2

@@ -85,6 +85,7 @@ function walkArgs(
     if (key === undefined) {
       if (own === undefined) other([arg]);
       else if (own.names.includes(name)) own.flag(name, eq > 0 ? arg.slice(eq + 1) : i + 1 < args.length ? args[++i] : undefined);
+      else if (own.switches?.includes(name) === true) own.flag(name, eq > 0 ? arg.slice(eq + 1) : 'true');
       else if (arg.startsWith('-') && arg !== '->') other([arg]);
       else own.word(arg);
       continue;
@@ -121,6 +122,8 @@ export interface ArgsReading {
 export interface OwnArgs {
   /** The subcommand's flags (`--name`), each taking a value (`--name=value` or the next argument). */
   readonly names: readonly string[];
+  /** Its switches (`--name`, `--name=false`): never take the next argument; `flag` gets "true" or the value. */
+  readonly switches?: readonly string[];
   /** One of them with its value; undefined when it is the last argument, without a value. */
   readonly flag: (name: string, value: string | undefined) => void;
   /** An argument that is none of our flags and does not start with "-" (but "->"). */

@@ -118,9 +118,7 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     log = built.log;
     options.beforeEffects?.(config);
     if (config.run.dryRun) {
-      const { renderJson, renderText } = await import('./render/dryrun.js');
-      const mode = { nft: config.run.nativeNftables, sets: config.run.nftSets };
-      io.stdout(config.run.output === 'json' ? renderJson(plan, mode) : renderText(plan, mode));
+      io.stdout(await renderDryRun(plan, config.run));
       return 0;
     }
     return await runForReal(config, plan, env, log);
@@ -130,6 +128,17 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     if (!(err instanceof ConfigError) && !(err instanceof ApplyError)) log.debug(err instanceof Error ? (err.stack ?? '') : '');
     return 1;
   }
+}
+
+/** The dry run as --output asks: text or JSON (--explain: with provenance), or the chain graph as a picture. */
+async function renderDryRun(plan: Plan, run: Config['run']): Promise<string> {
+  if (run.output === 'svg' || run.output === 'mermaid') {
+    const { renderPlanMermaid, renderPlanSvg } = await import('./render/picture/index.js');
+    return run.output === 'svg' ? renderPlanSvg(plan) : renderPlanMermaid(plan);
+  }
+  const { renderJson, renderText } = await import('./render/dryrun.js');
+  const mode = { nft: run.nativeNftables, sets: run.nftSets, explain: run.explain };
+  return run.output === 'json' ? renderJson(plan, mode) : renderText(plan, mode);
 }
 
 /** Flags and environment to configuration and plan, logging as configured; 'help' when --help was answered. */
@@ -216,8 +225,11 @@ async function runTrace(args: readonly string[], options: MainOptions, io: Io, e
   } catch (err) {
     throw new Error(`cannot read --flows ${file}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  io.stdout(runTraceCommand(plan, trace, flows, config.run.output));
-  return 0;
+  const out = runTraceCommand(plan, trace, flows, config.run.output);
+  io.stdout(out.stdout);
+  // A bad --flows line or an unmet --expect: each on its own line, as any error; exit 1.
+  for (const e of out.errors) io.stderr(reading.logAsJson ? formatLogLine('error', e, true) : `${PROGRAM}: ${e}\n`);
+  return out.errors.length > 0 ? 1 : 0;
 }
 
 async function readStdin(): Promise<string> {

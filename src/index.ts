@@ -12,7 +12,7 @@ export { configFromArgs, configFromObject } from './config/from.js';
 export { detectHost, fixedHost, type HostFacts } from './config/host.js';
 export { OPTIONS, type OptionGroup, type OptionKey, type OptionKind, type OptionSection, type OptionSpec, type OptionValue, type RawOptions } from './config/options.js';
 export type { Config, CaptureConfig, RunConfig, OwnerGroupFilter } from './config/config.js';
-export type { CidrSet, DnsServers, InboundPorts, IptablesBackend, LogLevel, LogTarget, OutboundCidrs, OwnerGroups, ValueName, ValueOf, ValueTypes } from './config/values.js';
+export type { CidrSet, DnsServers, InboundPorts, IptablesBackend, LogLevel, LogTarget, OutboundCidrs, OutputFormat, OwnerGroups, ValueName, ValueOf, ValueTypes } from './config/values.js';
 
 // The plan: rules and routing steps as data.
 export { buildPlan } from './build/plan.js';
@@ -25,11 +25,13 @@ export {
   type FamilyRules,
   type Match,
   type Operation,
+  type OptionUse,
   type OwnChain,
   type OwnerId,
   type Plan,
   type PortOrRange,
   type Protocol,
+  type Provenance,
   type RouteStep,
   type Rule,
   type RuleFamily,
@@ -41,7 +43,11 @@ export {
 export { renderRestore } from './render/restore.js';
 export { renderNft, type NftRenderOptions } from './render/nft/index.js';
 export { renderIpCommands } from './render/ip.js';
-export { renderJson, renderText, toDryRunJson, type DryRunJson, type DryRunOptions } from './render/dryrun.js';
+export { renderJson, renderText, toDryRunJson, type DryRunExplanation, type DryRunJson, type DryRunOptions } from './render/dryrun.js';
+export { describeProvenance, type ExplainedOption, type ExplainedProvenance } from './render/explain.js';
+// Pictures: the plan's chain graph and a traced packet's path, as SVG or Mermaid.
+export { renderPlanMermaid, renderPlanSvg } from './render/picture/chains.js';
+export { renderTraceMermaid, renderTraceSvg } from './trace/picture.js';
 export { renderDiff } from './render/diff.js';
 
 // Acting on a network namespace.
@@ -66,5 +72,5 @@ export type { Logger } from './log.js';
 
 // trace: a flow walked offline through a plan.
 export { traceFlow } from './trace/trace.js';
-export { parseFlowLines, parseFlowWords, validateFlow, type FlowInput } from './trace/flow.js';
-export type { Flow, FlowState, Hook, TraceAction, TraceOptions, TraceResult, TraceStep, Verdict } from './trace/types.js';
+export { DEFAULT_SPORT, parseExpectation, parseFlowLines, parseFlowWords, validateFlow, type FlowDefaults, type FlowInput, type FlowLine } from './trace/flow.js';
+export type { Endpoint, Expectation, Flow, FlowState, Hook, TraceAction, TraceLanding, TraceOptions, TraceReason, TraceResult, TraceStep, Verdict } from './trace/types.js';

@@ -53,6 +53,7 @@ describe('environment variable names in the option table', () => {
   const EXCEPTIONS: Record<string, readonly string[]> = {
     proxyPort: [], // #2: ENVOY_PORT is not read
     output: [], // ours, not Istio's: no variable
+    explain: [], // ours: output only, no variable (a pod's environment has no say in what a dry run prints)
     outboundOwnerGroups: ['ISTIO_OUTBOUND_OWNER_GROUPS'],
     outboundOwnerGroupsExclude: ['ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE'],
     ipv4LoopbackCidr: ['ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR'],

@@ -165,6 +165,46 @@ describe('help, errors and trace from the entrypoint equal the Node CLI\'s', () 
   });
 });
 
+describe('trace for people and CI, --explain and the pictures: both programs give the same stdout and exit code', () => {
+  const SIDECAR = ['-p', '15001', '-z', '15006', '-u', '1337', '-i', '*', '-b', '*', '-d', '15090', '--enable-ipv6=false'];
+  const APP = ['uid=1000', 'gid=1000'];
+  const flows = [
+    { direction: 'outbound', protocol: 'TCP', src: '10.0.0.5', dst: '93.184.216.34', dport: 443, uid: 1000, expect: 'redirect:15001' },
+    { direction: 'outbound', protocol: 'tcp', src: '10.0.0.5', dst: 'example.com', dport: 443 },
+    { direction: 'inbound', protocol: 'tcp', src: '10.1.1.1', dst: '10.0.0.5', dport: 15090 },
+    { direction: 'outbound', protocol: 'tcp', src: '10.0.0.5', dst: '93.184.216.34', dport: 443, uid: 1000 },
+  ]
+    .map((f) => JSON.stringify(f))
+    .join('\n');
+  const cases: [string, readonly string[], string?][] = [
+    ['protocol in any case, "to"', ['trace', ...SIDECAR, 'outbound', 'TCP', '10.0.0.5', 'to', '93.184.216.34:443', ...APP]],
+    ['no arrow', ['trace', ...SIDECAR, 'inbound', 'tcp', '10.1.1.1', '10.0.0.5:8080']],
+    ['an excluded port names -d', ['trace', ...SIDECAR, 'inbound', 'tcp', '10.1.1.1', '10.0.0.5:15090']],
+    ['--expect met', ['trace', ...SIDECAR, '--expect', 'redirect:15001', 'outbound', 'tcp', '10.0.0.5', '93.184.216.34:443', ...APP]],
+    ['--expect unmet', ['trace', ...SIDECAR, '--expect', 'pass', 'outbound', 'tcp', '10.0.0.5', '93.184.216.34:443', ...APP]],
+    ['--expect not a verdict', ['trace', ...SIDECAR, '--expect', 'maybe', 'outbound', 'tcp', '10.0.0.5', '93.184.216.34:443']],
+    ['--verbose', ['trace', ...SIDECAR, '--verbose', 'outbound', 'tcp', '10.0.0.5', '93.184.216.34:443', ...APP]],
+    ['--flows: defaults, a bad line, an unmet expect', ['trace', ...SIDECAR, '--in', 'eth1', '--expect', 'pass', '--flows', '-'], flows],
+    ['--output json', ['trace', ...SIDECAR, '-m', 'TPROXY', '--output', 'json', 'inbound', 'tcp', '10.1.1.1', '10.0.0.5:8080']],
+    ['--output svg', ['trace', ...SIDECAR, '-m', 'TPROXY', '--output', 'svg', '--local', '10.0.0.5', 'inbound', 'tcp', '10.1.1.1', '10.0.0.5:8080']],
+    ['--output mermaid', ['trace', ...SIDECAR, '--output', 'mermaid', 'outbound', 'tcp', '10.0.0.5', '93.184.216.34:443', ...APP]],
+    ['--output svg with --flows', ['trace', ...SIDECAR, '--output', 'svg', '--flows', '-'], flows],
+    ['--dry-run --explain', [...SIDECAR, '-m', 'TPROXY', '--dry-run', '--explain']],
+    ['--dry-run --explain --output json', [...SIDECAR, '--dry-run', '--explain', '--output', 'json']],
+    ['--dry-run --explain, nft sets', [...SIDECAR, '-x', '10.96.0.0/12,192.168.0.0/16', '--native-nftables', '--nft-sets', '--dry-run', '--explain']],
+    ['--dry-run --output svg', [...SIDECAR, '-m', 'TPROXY', '--dry-run', '--output', 'svg']],
+    ['--dry-run --output mermaid', [...SIDECAR, '--dry-run', '--output', 'mermaid']],
+  ];
+  it.each(cases)('%s', async (_name, args, input) => {
+    const opts = { reject: false, env: { PATH: process.env.PATH ?? '' }, extendEnv: false, timeout: 30_000, ...(input === undefined ? {} : { input }) } as const;
+    const [node, entry] = await Promise.all([execa(process.execPath, [NODE_CLI, ...args], opts), execa(ENTRYPOINT, [...args], opts)]);
+    expect(node.stdout.length + node.stderr.length).toBeGreaterThan(0);
+    expect(entry.exitCode).toBe(node.exitCode);
+    expect(entry.stdout).toBe(node.stdout);
+    expect(entry.stderr).toBe(node.stderr);
+  });
+});
+
 describe('no environment variable changes what code runs', () => {
   const dir = mkdtempSync(join(tmpdir(), 'iit-env-'));
   const marker = join(dir, 'ran');

@@ -89,6 +89,7 @@ describe('replayChains: -A and -I in issue order, as the kernel holds them', () 
     op: position === undefined ? { kind: 'append' } : { kind: 'insert', position },
     matches: [{ kind: 'dport', port: n, negate: false }],
     target: { kind: 'return' },
+    why: { purpose: 'a test rule', options: [] },
   });
   const ports = (rules: readonly Rule[] | undefined): number[] => (rules ?? []).map((x) => (x.matches[0]?.kind === 'dport' ? x.matches[0].port : 0));
 

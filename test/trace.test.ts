@@ -84,16 +84,21 @@ describe('REDIRECT sidecar', async () => {
 
   it('an IPv6 flow with IPv6 disabled meets no rule', async () => {
     const v4only = await plan('REDIRECT', [], false);
-    expect(traceFlow(v4only, inbound('v6', 8080), LOCAL)).toEqual({ verdict: 'pass', toPort: null, path: [] });
-    expect(traceFlow(v4only, outbound(PEER.v6, 80, app), LOCAL)).toEqual({ verdict: 'pass', toPort: null, path: [] });
+    expect(traceFlow(v4only, inbound('v6', 8080), LOCAL)).toMatchObject({ verdict: 'pass', toPort: null, path: [] });
+    const r = traceFlow(v4only, outbound(PEER.v6, 80, app), LOCAL);
+    expect(r).toMatchObject({ verdict: 'pass', toPort: null, path: [], reason: { rules: [] } });
+    expect(r.reason.text).toBe('IPv6 is not enabled in this plan: no rule applies (false from --enable-ipv6 or $ENABLE_IPV6)');
     expect(traceFlow(v4only, inbound('v4', 8080), LOCAL).verdict).toBe('redirect');
   });
 
   it('an ESTABLISHED packet meets no nat rule but keeps the NAT its connection got', () => {
     const r = traceFlow(p, inbound('v4', 8080, { state: 'ESTABLISHED' }), LOCAL);
-    expect(r).toEqual({ verdict: 'redirect', toPort: 15006, path: [] });
-    expect(traceFlow(p, outbound(PEER.v4, 80, { ...app, state: 'ESTABLISHED' }), LOCAL)).toEqual({ verdict: 'redirect', toPort: 15001, path: [] });
-    expect(traceFlow(p, inbound('v4', 15090, { state: 'ESTABLISHED' }), LOCAL)).toEqual({ verdict: 'pass', toPort: null, path: [] });
+    expect(r).toMatchObject({ verdict: 'redirect', toPort: 15006, path: [] });
+    // What decided is what decided for the connection's first packet.
+    expect(r.reason).toEqual(traceFlow(p, inbound('v4', 8080), LOCAL).reason);
+    expect(r.landing).toEqual({ local: { address: POD.v4, port: 15006 }, peer: { address: PEER.v4, port: 40000 } });
+    expect(traceFlow(p, outbound(PEER.v4, 80, { ...app, state: 'ESTABLISHED' }), LOCAL)).toMatchObject({ verdict: 'redirect', toPort: 15001, path: [] });
+    expect(traceFlow(p, inbound('v4', 15090, { state: 'ESTABLISHED' }), LOCAL)).toMatchObject({ verdict: 'pass', toPort: null, path: [] });
   });
 });
 
@@ -218,14 +223,18 @@ describe('exclusions and options', () => {
       expect(r.verdict).toBe(mode === 'REDIRECT' ? 'redirect' : 'tproxy');
       expect(r.path.some((s) => s.chain === 'ISTIO_DROP' || s.rule.includes('INVALID'))).toBe(false);
       const bad = traceFlow(p, inbound('v4', 8080, { state: 'INVALID' }), LOCAL);
-      expect(bad).toEqual({
+      expect(bad).toMatchObject({
         verdict: 'drop',
         toPort: null,
+        landing: null,
         path: [
           { hook: 'PREROUTING', table: 'mangle', chain: 'PREROUTING', position: 1, rule: '-A PREROUTING -m conntrack --ctstate INVALID -j ISTIO_DROP', action: 'jump' },
           { hook: 'PREROUTING', table: 'mangle', chain: 'ISTIO_DROP', position: 1, rule: '-A ISTIO_DROP -j DROP', action: 'drop' },
         ],
       });
+      expect(bad.path).toHaveLength(2);
+      expect(bad.reason.rules).toEqual(['-A PREROUTING -m conntrack --ctstate INVALID -j ISTIO_DROP', '-A ISTIO_DROP -j DROP']);
+      expect(bad.reason.text).toContain('(true from --drop-invalid or $INVALID_DROP or $DROP_INVALID)');
       expect(traceFlow(p, inbound('v4', 8080, { state: 'ESTABLISHED' }), LOCAL).verdict).not.toBe('drop');
     }
   });
@@ -250,7 +259,7 @@ describe('exclusions and options', () => {
   });
 
   it('chain order replays appends and inserts in issue order, as the kernel does', () => {
-    const r = (n: number): Rule => ({ family: 'both', table: 'nat', chain: 'PREROUTING', op: { kind: 'append' }, matches: [{ kind: 'dport', port: n, negate: false }], target: { kind: 'return' } });
+    const r = (n: number): Rule => ({ family: 'both', table: 'nat', chain: 'PREROUTING', op: { kind: 'append' }, matches: [{ kind: 'dport', port: n, negate: false }], target: { kind: 'return' }, why: { purpose: 'a test rule', options: [] } });
     const ins = (n: number, at: number): Rule => ({ ...r(n), op: { kind: 'insert', position: at } });
     const order = finalChains([r(1), r(2), ins(3, 1), ins(4, 1), ins(5, 3), r(6)]).get('nat/PREROUTING') ?? [];
     expect(order.map((x) => (x.matches[0]?.kind === 'dport' ? x.matches[0].port : 0))).toEqual([4, 3, 5, 1, 2, 6]);
@@ -291,7 +300,9 @@ describe('trace CLI', () => {
         '  OUTPUT  nat  OUTPUT          #1  jump      -A OUTPUT -j ISTIO_OUTPUT',
         '  OUTPUT  nat  ISTIO_OUTPUT    #9  jump      -A ISTIO_OUTPUT -j ISTIO_REDIRECT',
         '  OUTPUT  nat  ISTIO_REDIRECT  #1  redirect  -A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001',
-        'verdict: redirect to port 15001 (NAT; the original destination is kept in conntrack)',
+        "verdict: redirect to port 15001: outbound traffic to any destination is captured (* from -i/--istio-service-cidr or $ISTIO_SERVICE_CIDR); captured outbound TCP goes to the proxy's outbound listener (15001 from -p/--envoy-port, the default)",
+        'lands on: 127.0.0.1:15001 from 10.10.0.2:40000 (REDIRECT rewrote the destination; the proxy reads the original, 93.184.216.34:443, with SO_ORIGINAL_DST)',
+        'the app sees: its peer 93.184.216.34:443 (replies are rewritten back)',
         '',
       ].join('\n'),
     );
@@ -310,7 +321,7 @@ describe('trace CLI', () => {
 
   it('IPv6 disabled: the human form says so', async () => {
     const r = await cli(['trace', ...cfg, 'inbound', 'tcp', 'fd10::1', '->', '[fd10::2]:8080']);
-    expect(r.stdout).toContain('(IPv6 is disabled in this plan: no rule applies)');
+    expect(r.stdout).toContain('  (no rule matched)\nverdict: pass (not captured): IPv6 is not enabled in this plan: no rule applies (false from --enable-ipv6 or $ENABLE_IPV6)\n');
     expect(r.stdout).toContain('verdict: pass');
   });
 
@@ -342,10 +353,21 @@ describe('trace CLI', () => {
     const r = await cli(['trace', ...cfg, '--flows', file]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const out = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { verdict: string; toPort: number | null; path: { rule: string }[] });
+    const out = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { line: number; flow: unknown; verdict: string; toPort: number | null; path: { rule: string }[] });
     expect(out.map((o) => [o.verdict, o.toPort])).toEqual(expected);
-    expect(Object.keys(out[0] ?? {})).toEqual(['verdict', 'toPort', 'path']);
-    expect(out[0]?.path.at(-1)).toEqual({ hook: 'PREROUTING', table: 'nat', chain: 'ISTIO_IN_REDIRECT', position: 1, rule: '-A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006', action: 'redirect' });
+    expect(Object.keys(out[0] ?? {})).toEqual(['line', 'flow', 'verdict', 'toPort', 'reason', 'landing', 'hooks', 'path']);
+    // Each result echoes its flow (with the defaults filled in) and its line.
+    expect(out.map((o) => o.line)).toEqual([1, 2, 3, 4, 5]);
+    expect(out.map((o) => o.flow)).toEqual(flows);
+    expect(out[0]?.path.at(-1)).toEqual({
+      hook: 'PREROUTING',
+      table: 'nat',
+      chain: 'ISTIO_IN_REDIRECT',
+      position: 1,
+      rule: '-A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006',
+      action: 'redirect',
+      why: { purpose: "captured inbound TCP goes to the proxy's inbound listener", options: [{ key: 'inboundCapturePort', value: '15006' }] },
+    });
   });
 
   it('--flows - reads stdin', async () => {
@@ -360,7 +382,9 @@ describe('trace CLI', () => {
     [['inbound', 'tcp', '10.0.0.1', '->', '10.0.0.2:70000'], 'has no valid port'],
     [['inbound', 'sctp', '10.0.0.1', '->', '10.0.0.2:80'], 'protocol "sctp" is not tcp or udp'],
     [['sideways', 'tcp', '10.0.0.1', '->', '10.0.0.2:80'], 'direction "sideways"'],
-    [['inbound', 'tcp', '10.0.0.1', '10.0.0.2:80'], 'a flow is DIRECTION PROTOCOL'],
+    [['inbound', 'tcp', '10.0.0.1'], 'a flow is DIRECTION PROTOCOL'],
+    [['inbound', 'tcp', '10.0.0.1', '->', 'in=eth0'], 'a flow is DIRECTION PROTOCOL'],
+    [['inbound', 'tcp', '10.0.0.1', '10.0.0.2:80', '--expect', 'captured'], '--expect "captured" is not a verdict'],
     [['inbound', 'tcp', '10.0.0.1', '->', '10.0.0.2:80', 'uid=1000'], 'uid applies to outbound flows only'],
     [['outbound', 'tcp', '10.0.0.1', '->', '10.0.0.2:80', 'uid=x'], 'uid="x" is not a number'],
     [['outbound', 'tcp', '10.0.0.1', '->', '10.0.0.2:80', 'colour=red'], 'unknown flow key "colour"'],
@@ -377,18 +401,22 @@ describe('trace CLI', () => {
     expect(r.stderr).toContain(message);
   });
 
-  it('a bad JSON line names its line number; nothing is printed for the good ones', async () => {
-    const text = [JSON.stringify(flows[0]), JSON.stringify({ ...flows[1], dst: 'example.com' }), JSON.stringify(flows[2])].join('\n');
+  it('a bad line names its number, on stderr and in its place on stdout; the other lines still run; exit 1', async () => {
+    const text = [JSON.stringify(flows[0]), JSON.stringify({ ...flows[1], dst: 'example.com' }), '', JSON.stringify(flows[2]), '{not json'].join('\n');
     let r = await cli(['trace', ...cfg, '--flows', '-'], text);
-    expect(r).toEqual({ code: 1, stdout: '', stderr: 'istio-iptables: --flows line 2: dst "example.com" is not an IPv4 or IPv6 address\n' });
-    r = await cli(['trace', ...cfg, '--flows', '-'], `${JSON.stringify(flows[0])}\n{not json\n`);
-    expect(r.stderr).toBe('istio-iptables: --flows line 2: not JSON\n');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('istio-iptables: --flows line 2: dst "example.com" is not an IPv4 or IPv6 address\nistio-iptables: --flows line 5: not JSON\n');
+    const out = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { line: number; verdict?: string; error?: string });
+    expect(out.map((o) => [o.line, o.verdict ?? o.error])).toEqual([
+      [1, 'redirect'],
+      [2, 'dst "example.com" is not an IPv4 or IPv6 address'],
+      [4, 'pass'],
+      [5, 'not JSON'],
+    ]);
     r = await cli(['trace', ...cfg, '--flows', '-'], JSON.stringify({ ...flows[0], extra: 1 }));
     expect(r.stderr).toContain('--flows line 1: unknown flow field "extra"');
     r = await cli(['trace', ...cfg, '--flows', '-'], JSON.stringify({ direction: 'inbound' }));
     expect(r.stderr).toBe('istio-iptables: --flows line 1: protocol is missing (tcp or udp)\n');
-    r = await cli(['trace', ...cfg, '--flows', '-'], JSON.stringify({ ...flows[0], sport: undefined }));
-    expect(r.stderr).toContain('--flows line 1: sport is missing');
     r = await cli(['trace', ...cfg, '--flows', join(tmp, 'missing.jsonl')]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^istio-iptables: cannot read --flows .*missing\.jsonl/);

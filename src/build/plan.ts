@@ -4,7 +4,7 @@ import { buildDns } from './dns.js';
 import { buildCommonChains, buildInbound, buildTproxyMarks, PASSTHROUGH } from './inbound.js';
 import { buildDropInvalid, buildExcludeInterfaces, buildKubeVirtShortCircuit } from './interfaces.js';
 import { buildOutboundDestinations, buildOutboundEntry, buildOwnerGroups, buildProxyOwnerRules } from './outbound.js';
-import { RuleSet } from './rules.js';
+import { because, RuleSet, use } from './rules.js';
 
 const IPV6_LOOPBACK = { family: 'ipv6', address: '::1', prefixLength: 128 } as const;
 
@@ -80,10 +80,17 @@ export function chainsOf(rules: readonly Rule[]): ReadonlyMap<Table, readonly Ow
 export function buildRoutes(c: CaptureConfig): RouteStep[] {
   const steps: RouteStep[] = [];
   const families: Family[] = c.enableIpv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
-  if (c.enableIpv6) steps.push({ kind: 'loopbackAddress', family: 'ipv6', cidr: PASSTHROUGH.ipv6 });
+  if (c.enableIpv6) {
+    const why = because("the source address of the proxy's IPv6 passthrough connections (::6) is on lo", use('enableIpv6', true));
+    steps.push({ kind: 'loopbackAddress', family: 'ipv6', cidr: PASSTHROUGH.ipv6, why });
+  }
   if (c.mode === 'TPROXY' && c.inboundPorts.kind !== 'none') {
-    for (const family of families) steps.push({ kind: 'fwmarkRule', family, mark: c.tproxyMark, table: c.tproxyRouteTable });
-    for (const family of families) steps.push({ kind: 'localRoute', family, table: c.tproxyRouteTable });
+    const mode = use('mode', c.mode);
+    const table = use('tproxyRouteTable', c.tproxyRouteTable);
+    const marked = because('packets with the TPROXY mark look up the TPROXY routing table', mode, use('tproxyMark', c.tproxyMark), table);
+    const local = because("the TPROXY routing table delivers everything locally, to the proxy's transparent listener", mode, table);
+    for (const family of families) steps.push({ kind: 'fwmarkRule', family, mark: c.tproxyMark, table: c.tproxyRouteTable, why: marked });
+    for (const family of families) steps.push({ kind: 'localRoute', family, table: c.tproxyRouteTable, why: local });
   }
   return steps;
 }

@@ -1,4 +1,5 @@
-import type { Chain, Cidr, Family, Match, Operation, OwnChain, OwnerId, PortOrRange, Protocol, Rule, RuleFamily, Table, Target } from '../model/rule.js';
+import type { OptionKey } from '../config/options.js';
+import type { Chain, Cidr, Family, Match, Operation, OptionUse, OwnChain, OwnerId, PortOrRange, Protocol, Provenance, Rule, RuleFamily, Table, Target } from '../model/rule.js';
 
 /** Small constructors so that each rule in the builders reads like the iptables line it becomes. */
 export const m = {
@@ -37,6 +38,20 @@ export const t = {
   ct: (zone: number): Target => ({ kind: 'ct', zone }),
 } as const;
 
+/**
+ * Why a rule exists: its purpose, and the option values that made it (`use`). Each builder call
+ * passes one, so every rule of a plan says where it comes from.
+ */
+export const because = (purpose: string, ...options: OptionUse[]): Provenance => ({ purpose, options });
+
+/** An option value behind a rule: the option's key and the value as the flag takes it. */
+export function use(key: OptionKey, value: string | number | boolean | PortOrRange | Cidr): OptionUse {
+  let text: string;
+  if (typeof value === 'object') text = 'address' in value ? `${value.address}/${value.prefixLength}` : `${value.first}:${value.last}`;
+  else text = String(value);
+  return { key, value: text };
+}
+
 /** Per-family values that appear inside otherwise shared rules. */
 export interface FamilyValues {
   readonly family: Family;
@@ -62,36 +77,40 @@ export class RuleSet {
     private readonly values: Readonly<Record<Family, FamilyValues>>,
   ) {}
 
-  private add(family: RuleFamily, table: Table, chain: Chain, op: Operation, matches: readonly Match[], target: Target): void {
+  private add(family: RuleFamily, table: Table, chain: Chain, op: Operation, matches: readonly Match[], target: Target, why: Provenance): void {
     if (family === 'ipv6' && !this.enableIpv6) return;
-    this.rules.push({ family, table, chain, op, matches, target });
+    this.rules.push({ family, table, chain, op, matches, target, why });
   }
 
-  appendTo(family: RuleFamily, table: Table, chain: Chain, matches: readonly Match[], target: Target): void {
-    this.add(family, table, chain, APPEND, matches, target);
+  appendTo(family: RuleFamily, table: Table, chain: Chain, matches: readonly Match[], target: Target, why: Provenance): void {
+    this.add(family, table, chain, APPEND, matches, target, why);
   }
 
-  insertTo(family: RuleFamily, table: Table, chain: Chain, position: number, matches: readonly Match[], target: Target): void {
-    this.add(family, table, chain, { kind: 'insert', position }, matches, target);
+  insertTo(family: RuleFamily, table: Table, chain: Chain, position: number, matches: readonly Match[], target: Target, why: Provenance): void {
+    this.add(family, table, chain, { kind: 'insert', position }, matches, target, why);
   }
 
-  append(table: Table, chain: Chain, matches: readonly Match[], target: Target): void {
-    this.add('both', table, chain, APPEND, matches, target);
+  append(table: Table, chain: Chain, matches: readonly Match[], target: Target, why: Provenance): void {
+    this.add('both', table, chain, APPEND, matches, target, why);
   }
 
-  insert(table: Table, chain: Chain, position: number, matches: readonly Match[], target: Target): void {
-    this.insertTo('both', table, chain, position, matches, target);
+  insert(table: Table, chain: Chain, position: number, matches: readonly Match[], target: Target, why: Provenance): void {
+    this.insertTo('both', table, chain, position, matches, target, why);
   }
 
   /** Append one rule for the families that need it: shared when both do, else that family's, else none. */
-  appendFor(needs: Readonly<Record<Family, boolean>>, table: Table, chain: Chain, matches: readonly Match[], target: Target): void {
+  appendFor(needs: Readonly<Record<Family, boolean>>, table: Table, chain: Chain, matches: readonly Match[], target: Target, why: Provenance): void {
     const family: RuleFamily | undefined = needs.ipv4 ? (needs.ipv6 ? 'both' : 'ipv4') : needs.ipv6 ? 'ipv6' : undefined;
-    if (family !== undefined) this.appendTo(family, table, chain, matches, target);
+    if (family !== undefined) this.appendTo(family, table, chain, matches, target, why);
   }
 
-  /** Append a rule whose matches depend on the family (Istio's "versioned" rules): IPv4's, then IPv6's. */
-  each(table: Table, chain: Chain, matches: (v: FamilyValues) => readonly Match[], target: Target): void {
-    this.appendTo('ipv4', table, chain, matches(this.values.ipv4), target);
-    if (this.enableIpv6) this.appendTo('ipv6', table, chain, matches(this.values.ipv6), target);
+  /**
+   * Append a rule whose matches depend on the family (Istio's "versioned" rules): IPv4's, then
+   * IPv6's; `why` may depend on the family too (IPv4's loopback range is an option, IPv6's is not).
+   */
+  each(table: Table, chain: Chain, matches: (v: FamilyValues) => readonly Match[], target: Target, why: Provenance | ((v: FamilyValues) => Provenance)): void {
+    const whyOf = (v: FamilyValues): Provenance => (typeof why === 'function' ? why(v) : why);
+    this.appendTo('ipv4', table, chain, matches(this.values.ipv4), target, whyOf(this.values.ipv4));
+    if (this.enableIpv6) this.appendTo('ipv6', table, chain, matches(this.values.ipv6), target, whyOf(this.values.ipv6));
   }
 }

@@ -168,7 +168,11 @@ export const OPTIONS = {
   },
   output: {
     long: 'output', kind: 'string', default: 'text', env: [], value: 'outputFormat', parsed: 'text', config: 'run',
-    group: 'Output', help: 'Dry-run output format',
+    group: 'Output', help: 'Dry-run and trace output format: text, json, svg (a picture: the chain graph, or the packet\'s path) or mermaid (the same for GitHub)',
+  },
+  explain: {
+    long: 'explain', kind: 'boolean', default: false, env: [], value: 'boolean', parsed: false, config: 'run',
+    group: 'Output', help: 'With --dry-run: a # line above each rule naming the flag, environment variable and value that made it, and why (in JSON: explain)',
   },
   networkNamespace: {
     long: 'network-namespace', kind: 'string', default: '', env: ['NETWORK_NAMESPACE'], value: 'networkNamespace', parsed: undefined, config: 'run',

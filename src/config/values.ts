@@ -430,10 +430,13 @@ export const forceIptablesBinary = stringValue((raw, ctx): IptablesBackend | und
   }
 });
 
-export const outputFormat = stringValue((raw, ctx): 'text' | 'json' => {
-  if (raw === 'text' || raw === 'json') return raw;
-  return fail(ctx, 'text or json');
+export const outputFormat = stringValue((raw, ctx): OutputFormat => {
+  if (raw === 'text' || raw === 'json' || raw === 'svg' || raw === 'mermaid') return raw;
+  return fail(ctx, 'text, json, svg or mermaid');
 });
+
+/** What a dry run or trace prints: text, JSON, an SVG picture or a Mermaid flowchart. */
+export type OutputFormat = 'text' | 'json' | 'svg' | 'mermaid';
 
 /** Booleans as Go's strconv.ParseBool reads them (flags and env vars alike). */
 export const boolean: ValueKind<boolean> = {
@@ -474,7 +477,7 @@ export interface ValueTypes {
   duration: number;
   networkNamespace: string | undefined;
   forceIptablesBinary: IptablesBackend | undefined;
-  outputFormat: 'text' | 'json';
+  outputFormat: OutputFormat;
   boolean: boolean;
 }
 

@@ -5,6 +5,8 @@
  * never produce more than one rule.
  */
 
+import type { OptionKey } from '../config/options.js';
+
 /** An address family: IPv4 rules go to iptables, IPv6 rules to ip6tables. */
 export type Family = 'ipv4' | 'ipv6';
 /**
@@ -98,7 +100,27 @@ export type Target =
 /** How a rule is added: `-A` (append) or `-I CHAIN N` (insert at a 1-based position). */
 export type Operation = { readonly kind: 'append' } | { readonly kind: 'insert'; readonly position: number };
 
-/** One rule: a table, a chain, how it is added, its matches in order and its target. */
+/**
+ * One option value behind a rule or routing step: the option's key in the option table (OPTIONS:
+ * its flag, short and long, and its environment variables are there) and the value as the flag
+ * takes it, one element of a list (`15090`, `10.96.0.0/12`, `*`, `TPROXY`).
+ */
+export interface OptionUse {
+  readonly key: OptionKey;
+  readonly value: string;
+}
+
+/**
+ * Why a rule or routing step exists: the option values that made it, and what it is for in a few
+ * words ("inbound port excluded from capture"). No options: a rule every plan has (the mode and
+ * defaults of the other options aside), such as "localhost is never captured".
+ */
+export interface Provenance {
+  readonly purpose: string;
+  readonly options: readonly OptionUse[];
+}
+
+/** One rule: a table, a chain, how it is added, its matches in order, its target, and why it exists. */
 export interface Rule {
   readonly family: RuleFamily;
   readonly table: Table;
@@ -106,6 +128,7 @@ export interface Rule {
   readonly op: Operation;
   readonly matches: readonly Match[];
   readonly target: Target;
+  readonly why: Provenance;
 }
 
 /** The rules for one address family, in the order they are issued (the plan's view of one family). */
@@ -116,14 +139,18 @@ export interface FamilyRules {
   readonly chains: ReadonlyMap<Table, readonly OwnChain[]>;
 }
 
-/** A routing step, applied after the rules (with `ip` by the Node CLI, over rtnetlink by the entrypoint). */
-export type RouteStep =
+/**
+ * A routing step, applied after the rules (with `ip` by the Node CLI, over rtnetlink by the
+ * entrypoint), with why it exists.
+ */
+export type RouteStep = (
   /** `ip -6 addr add ::6/128 dev lo`: the source address the proxy binds for inbound passthrough. */
   | { readonly kind: 'loopbackAddress'; readonly family: 'ipv6'; readonly cidr: Cidr }
   /** `ip rule add fwmark <mark> lookup <table>`: packets marked by TPROXY use the local table. */
   | { readonly kind: 'fwmarkRule'; readonly family: Family; readonly mark: number; readonly table: number }
   /** `ip route add local default dev lo table <table>`: deliver them locally. */
-  | { readonly kind: 'localRoute'; readonly family: Family; readonly table: number };
+  | { readonly kind: 'localRoute'; readonly family: Family; readonly table: number }
+) & { readonly why: Provenance };
 
 /** Everything istio-iptables would program, as data. Dry run, apply and cleanup all derive from it. */
 export interface Plan {

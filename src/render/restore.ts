@@ -78,6 +78,11 @@ function matchText(x: Match): string {
   }
 }
 
+/** One match as written in a rule (`--dport 15090`, `! -d 127.0.0.1/32`). */
+export function renderMatch(x: Match): string {
+  return matchText(x);
+}
+
 const ownerToken = (id: OwnerId): string => (typeof id === 'number' ? String(id) : tok(id));
 
 function targetText(x: Target): string {
@@ -157,9 +162,9 @@ export function joinSections(sections: ReadonlyMap<string, readonly string[]>): 
  * The iptables-restore payload for one family: per table (in name order), `-N` for each of our
  * chains, then the rules in issue order, then COMMIT. Meant for `iptables-restore --noflush`.
  */
-export function renderRestore(family: FamilyRules): string {
+export function renderRestore(family: FamilyRules, comment?: (rule: Rule) => string): string {
   const parts: string[] = [];
-  writeRestore(family, (text) => parts.push(text));
+  writeRestore(family, (text) => parts.push(text), comment);
   return parts.join('');
 }
 
@@ -169,15 +174,17 @@ const RULES_PER_PIECE = 4;
 /**
  * The same payload, handed to `write` in pieces as it is rendered (a table's header and chains
  * with its first rules, then every few rules, then COMMIT): a restore fed this way parses the
- * first rules, loading the extensions they use, while the rest is still being rendered.
+ * first rules, loading the extensions they use, while the rest is still being rendered. With
+ * `comment`, each rule is preceded by the line it returns (a `#` comment: `--explain`).
  */
-export function writeRestore(family: FamilyRules, write: (text: string) => void): void {
+export function writeRestore(family: FamilyRules, write: (text: string) => void, comment?: (rule: Rule) => string): void {
   for (const table of TABLE_ORDER) {
     const rules = family.rules.filter((r) => r.table === table);
     if (rules.length === 0) continue;
     let piece = `*${table}\n`;
     for (const c of family.chains.get(table) ?? []) piece += `-N ${tok(c)}\n`;
     rules.forEach((rule, i) => {
+      if (comment !== undefined) piece += `${comment(rule)}\n`;
       piece += `${renderRule(rule)}\n`;
       if ((i + 1) % RULES_PER_PIECE === 0) {
         write(piece);

@@ -1,17 +1,47 @@
 import { parseAddress, type ParsedAddress } from '../config/net.js';
 import { isInterfaceName } from '../config/values.js';
-import { TraceError, type Flow, type FlowState } from './types.js';
+import { TraceError, type Expectation, type Flow, type FlowState } from './types.js';
 
-/** A validated flow and the sending process's supplementary groups, if given. */
+/** A validated flow, the sending process's supplementary groups and the verdict expected, if given. */
 export interface FlowInput {
   readonly flow: Flow;
   readonly groups?: readonly number[];
+  readonly expect?: Expectation;
 }
 
-/** The source port the human form uses when none is written: an ephemeral one. */
-const DEFAULT_SPORT = 40000;
+/**
+ * Defaults for what a flow does not say, the same for a flow on the command line, a line of
+ * --flows and the library's parsers: the interface of its direction (`--in`, `--out`) and the
+ * verdict expected (`--expect`). The source port, when absent, is an ephemeral one (40000).
+ */
+export interface FlowDefaults {
+  readonly inInterface?: string;
+  readonly outInterface?: string;
+  readonly expect?: Expectation;
+}
 
-const FIELDS = ['direction', 'protocol', 'src', 'sport', 'dst', 'dport', 'uid', 'gid', 'inInterface', 'outInterface', 'mark', 'state', 'groups'] as const;
+/** The source port of a flow that gives none: an ephemeral one. */
+export const DEFAULT_SPORT = 40000;
+
+const FIELDS = ['direction', 'protocol', 'src', 'sport', 'dst', 'dport', 'uid', 'gid', 'inInterface', 'outInterface', 'mark', 'state', 'groups', 'expect'] as const;
+const VERDICTS = ['redirect', 'tproxy', 'pass', 'drop'] as const;
+
+/** `redirect`, `tproxy:15006`, `PASS`: a verdict, and for redirect or tproxy optionally the port. */
+export function parseExpectation(text: string, what: string): Expectation {
+  const m = /^([A-Za-z]+)(?::([1-9][0-9]{0,4}))?$/.exec(text);
+  const verdict = m?.[1]?.toLowerCase();
+  const port = m?.[2] === undefined ? undefined : Number(m[2]);
+  const known = (VERDICTS as readonly string[]).includes(verdict ?? '');
+  if (m === null || !known || (port !== undefined && (port > 65535 || verdict === 'pass' || verdict === 'drop'))) {
+    throw new TraceError(`${what} ${q(text)} is not a verdict: redirect, tproxy (each optionally :PORT), pass or drop`);
+  }
+  return port === undefined ? { verdict: verdict as Expectation['verdict'] } : { verdict: verdict as Expectation['verdict'], toPort: port };
+}
+
+/** An expectation as written: `tproxy:15006`. */
+export function expectationText(e: Expectation): string {
+  return e.toPort === undefined ? e.verdict : `${e.verdict}:${e.toPort}`;
+}
 const MAX_ID = 4294967294;
 const MAX_MARK = 0xffffffff;
 
@@ -51,29 +81,43 @@ function iface(obj: Record<string, unknown>, key: 'inInterface' | 'outInterface'
   return v;
 }
 
-/** Check a flow given as an object (a JSON line, or the human form's fields) and normalize it. */
-export function validateFlow(value: unknown): FlowInput {
+/** A word of a closed set, in any case (`TCP`, `Inbound`); undefined when it is none of them. */
+function oneOf<T extends string>(v: unknown, words: readonly T[]): T | undefined {
+  const low = typeof v === 'string' ? v.toLowerCase() : undefined;
+  return words.find((w) => w === low);
+}
+
+/**
+ * Check a flow given as an object (a JSON line, or the human form's fields) and normalize it:
+ * words in any case, what it does not say from `defaults` (the source port: 40000).
+ */
+export function validateFlow(value: unknown, defaults: FlowDefaults = {}): FlowInput {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TraceError('a flow must be a JSON object');
   const obj = value as Record<string, unknown>;
   for (const key of Object.keys(obj)) {
     if (!(FIELDS as readonly string[]).includes(key)) throw new TraceError(`unknown flow field ${q(key)} (known: ${FIELDS.join(', ')})`);
   }
-  const direction = required(obj, 'direction', 'inbound or outbound');
-  if (direction !== 'inbound' && direction !== 'outbound') throw new TraceError(`direction ${q(direction)} is not inbound or outbound`);
-  const protocol = required(obj, 'protocol', 'tcp or udp');
-  if (protocol !== 'tcp' && protocol !== 'udp') throw new TraceError(`protocol ${q(protocol)} is not tcp or udp`);
+  const rawDirection = required(obj, 'direction', 'inbound or outbound');
+  const direction = oneOf(rawDirection, ['inbound', 'outbound'] as const);
+  if (direction === undefined) throw new TraceError(`direction ${q(rawDirection)} is not inbound or outbound`);
+  const rawProtocol = required(obj, 'protocol', 'tcp or udp');
+  const protocol = oneOf(rawProtocol, ['tcp', 'udp'] as const);
+  if (protocol === undefined) throw new TraceError(`protocol ${q(rawProtocol)} is not tcp or udp`);
   const src = address(obj, 'src');
   const dst = address(obj, 'dst');
   if (src.family !== dst.family) throw new TraceError(`src ${src.text} and dst ${dst.text} are not of the same family`);
-  const sport = integer(obj, 'sport', 1, 65535, 'a port (1-65535)');
+  const sport = integer(obj, 'sport', 1, 65535, 'a port (1-65535)') ?? DEFAULT_SPORT;
   const dport = integer(obj, 'dport', 1, 65535, 'a port (1-65535)');
-  if (sport === undefined) throw new TraceError('sport is missing (a port, 1-65535)');
   if (dport === undefined) throw new TraceError('dport is missing (a port, 1-65535)');
   const uid = integer(obj, 'uid', 0, MAX_ID, 'a uid (0-4294967294)');
   const gid = integer(obj, 'gid', 0, MAX_ID, 'a gid (0-4294967294)');
   const mark = integer(obj, 'mark', 0, MAX_MARK, 'a mark (0-0xffffffff)');
-  const inInterface = iface(obj, 'inInterface');
-  const outInterface = iface(obj, 'outInterface');
+  const given = (key: 'inInterface' | 'outInterface', dir: 'inbound' | 'outbound'): string | undefined => iface(obj, key) ?? (direction === dir ? iface({ [key]: defaults[key] }, key) : undefined);
+  const inInterface = given('inInterface', 'inbound');
+  const outInterface = given('outInterface', 'outbound');
+  const rawExpect = obj['expect'];
+  if (rawExpect !== undefined && typeof rawExpect !== 'string') throw new TraceError(`expect ${q(rawExpect)} is not a verdict: redirect, tproxy (each optionally :PORT), pass or drop`);
+  const expect = rawExpect === undefined ? defaults.expect : parseExpectation(rawExpect, 'expect');
   const rawState = obj['state'];
   let state: FlowState | undefined;
   if (rawState !== undefined) {
@@ -110,7 +154,7 @@ export function validateFlow(value: unknown): FlowInput {
     ...(mark === undefined ? {} : { mark }),
     ...(state === undefined ? {} : { state }),
   };
-  return groups === undefined ? { flow } : { flow, groups };
+  return { flow, ...(groups === undefined ? {} : { groups }), ...(expect === undefined ? {} : { expect }) };
 }
 
 /** `10.0.0.1:80`, `[fd00::1]:80`, or a bare address (port null). */
@@ -136,20 +180,22 @@ function numberWord(key: string, value: string): number {
 }
 
 /**
- * The human form: `DIRECTION PROTOCOL SRC[:PORT] -> DST:PORT [uid=N] [gid=N] [groups=N,N]
- * [mark=N] [in=IFACE] [out=IFACE] [state=new|established|invalid]`.
+ * The human form: `DIRECTION PROTOCOL SRC[:PORT] [-> | to] DST:PORT [uid=N] [gid=N] [groups=N,N]
+ * [mark=N] [in=IFACE] [out=IFACE] [state=new|established|invalid]` (words in any case; the arrow
+ * is optional, as an unquoted `->` is a shell redirection).
  */
-export function parseFlowWords(words: readonly string[], extra: { readonly inInterface?: string; readonly outInterface?: string } = {}): FlowInput {
-  const [direction, protocol, src, arrow, dst, ...rest] = words;
-  if (dst === undefined || arrow !== '->') {
-    throw new TraceError(`a flow is DIRECTION PROTOCOL SRC[:PORT] -> DST:PORT [key=value...], got ${q(words.join(' '))}`);
+export function parseFlowWords(words: readonly string[], defaults: FlowDefaults = {}): FlowInput {
+  const [direction, protocol, src, ...after] = words;
+  const arrow = after[0] === '->' || after[0]?.toLowerCase() === 'to';
+  const [dst, ...rest] = arrow ? after.slice(1) : after;
+  if (dst === undefined || dst.includes('=')) {
+    throw new TraceError(`a flow is DIRECTION PROTOCOL SRC[:PORT] [->] DST:PORT [key=value...], got ${q(words.join(' '))}`);
   }
   const s = splitHostPort(src ?? '', 'source');
   const d = splitHostPort(dst, 'destination');
   if (d.port === null) throw new TraceError(`destination ${q(dst)} needs a port (ADDRESS:PORT, [IPv6]:PORT)`);
-  const obj: Record<string, unknown> = { direction, protocol, src: s.host, sport: s.port ?? DEFAULT_SPORT, dst: d.host, dport: d.port };
-  if (extra.inInterface !== undefined) obj['inInterface'] = extra.inInterface;
-  if (extra.outInterface !== undefined) obj['outInterface'] = extra.outInterface;
+  const obj: Record<string, unknown> = { direction, protocol, src: s.host, dst: d.host, dport: d.port };
+  if (s.port !== null) obj['sport'] = s.port;
   for (const word of rest) {
     const eq = word.indexOf('=');
     const key = eq > 0 ? word.slice(0, eq) : word;
@@ -177,25 +223,32 @@ export function parseFlowWords(words: readonly string[], extra: { readonly inInt
         throw new TraceError(`unknown flow key ${q(key)} (uid, gid, groups, mark, in, out, state)`);
     }
   }
-  return validateFlow(obj);
+  return validateFlow(obj, defaults);
 }
 
-/** JSON lines: one flow per non-blank line, each checked; the first bad one names its line. */
-export function parseFlowLines(text: string): FlowInput[] {
-  const out: FlowInput[] = [];
-  const lines = text.split('\n');
-  for (const [i, line] of lines.entries()) {
+/** One non-blank line of --flows: its flow, or what is wrong with it. */
+export type FlowLine = { readonly line: number; readonly input: FlowInput } | { readonly line: number; readonly error: string };
+
+/**
+ * JSON lines: one flow per non-blank line, each checked on its own (a bad line does not stop the
+ * others), with its line number.
+ */
+export function parseFlowLines(text: string, defaults: FlowDefaults = {}): FlowLine[] {
+  const out: FlowLine[] = [];
+  for (const [i, line] of text.split('\n').entries()) {
     if (line.trim() === '') continue;
     let value: unknown;
     try {
       value = JSON.parse(line);
     } catch {
-      throw new TraceError(`--flows line ${i + 1}: not JSON`);
+      out.push({ line: i + 1, error: 'not JSON' });
+      continue;
     }
     try {
-      out.push(validateFlow(value));
+      out.push({ line: i + 1, input: validateFlow(value, defaults) });
     } catch (e) {
-      throw new TraceError(`--flows line ${i + 1}: ${e instanceof Error ? e.message : String(e)}`);
+      if (!(e instanceof TraceError)) throw e;
+      out.push({ line: i + 1, error: e.message });
     }
   }
   return out;

@@ -1,9 +1,10 @@
 import { parseAddress, samePrefix, type ParsedAddress } from '../config/net.js';
 import { unhandled, type Cidr, type Family, type FamilyRules, type Match, type OwnerId, type Plan, type Rule, type Table } from '../model/rule.js';
 import { chainKey, replayChains } from '../model/replay.js';
-import { renderRule } from '../render/restore.js';
+import { renderMatch, renderRule } from '../render/restore.js';
 import { parseFlowAddress } from './flow.js';
-import { TraceError, type Flow, type FlowState, type Hook, type TraceAction, type TraceOptions, type TraceResult, type TraceStep, type Verdict } from './types.js';
+import { traceReason } from './reason.js';
+import { TraceError, type Flow, type FlowState, type Hook, type TraceAction, type TraceLanding, type TraceOptions, type TraceResult, type TraceStep, type Verdict } from './types.js';
 
 /**
  * Walk a flow through a plan the way netfilter walks a packet through a freshly programmed
@@ -101,6 +102,8 @@ interface Connection {
   readonly ctmark: number;
   readonly verdict: Verdict;
   readonly toPort: number | null;
+  readonly reason: TraceResult['reason'];
+  readonly landing: TraceLanding | null;
 }
 
 interface Walk {
@@ -110,6 +113,12 @@ interface Walk {
   /** The output route of a locally generated packet: its interface. */
   readonly route: (p: Packet) => string;
   readonly path: TraceStep[];
+  /** Per step of `path`: the index of the jump that entered its chain (-1 in a built-in chain). */
+  readonly parents: number[];
+  /** The hooks passed, in order. */
+  readonly hooks: Hook[];
+  /** The step that dropped the packet, redirected or TPROXYed it (-1: none yet). */
+  decider: number;
   /** NAT is consulted: true only for a NEW packet; each manipulation once. */
   readonly natOpen: { dst: boolean; src: boolean };
   /** The established connection's NAT, re-applied where its first packet got it. */
@@ -172,19 +181,28 @@ function localAddress(w: Walk, family: Family, inIf: string): ParsedAddress | nu
   return w.local.find((a) => a.family === family) ?? null;
 }
 
-function walkChain(w: Walk, p: Packet, hook: Hook, table: Table, chain: string, depth: number): ChainEnd {
+function walkChain(w: Walk, p: Packet, hook: Hook, table: Table, chain: string, depth: number, via: number): ChainEnd {
   if (depth > MAX_DEPTH) throw new TraceError(`jumps nest deeper than ${MAX_DEPTH} chains at ${table} ${chain}: the plan has a loop`);
   const rules = w.chains.get(chainKey(table, chain)) ?? [];
   for (const [i, rule] of rules.entries()) {
-    if (!rule.matches.every((x) => matchOne(w, p, x))) continue;
-    const step = (action: TraceAction): void => {
-      w.path.push({ hook, table, chain, position: i + 1, rule: renderRule(rule), action });
+    const failed = rule.matches.find((x) => !matchOne(w, p, x));
+    if (failed !== undefined) {
+      if (w.opts.verbose === true) {
+        w.path.push({ hook, table, chain, position: i + 1, rule: renderRule(rule), action: 'nomatch', failed: renderMatch(failed), why: rule.why });
+        w.parents.push(via);
+      }
+      continue;
+    }
+    const step = (action: TraceAction): number => {
+      w.path.push({ hook, table, chain, position: i + 1, rule: renderRule(rule), action, why: rule.why });
+      w.parents.push(via);
+      return w.path.length - 1;
     };
     const t = rule.target;
     switch (t.kind) {
       case 'jump': {
-        step('jump');
-        const end = walkChain(w, p, hook, table, t.chain, depth + 1);
+        const at = step('jump');
+        const end = walkChain(w, p, hook, table, t.chain, depth + 1, at);
         if (end === 'accept' || end === 'drop') return end;
         break;
       }
@@ -195,11 +213,11 @@ function walkChain(w: Walk, p: Packet, hook: Hook, table: Table, chain: string, 
         step('accept');
         return 'accept';
       case 'drop':
-        step('drop');
+        w.decider = step('drop');
         return 'drop';
       case 'redirect': {
         // Only reachable in nat, i.e. on a connection's first packet: the DNAT binding is made here.
-        step('redirect');
+        w.decider = step('redirect');
         const to = hook === 'OUTPUT' ? parseAddress(LOOPBACK[p.family]) : localAddress(w, p.family, p.inIf);
         if (to !== null) p.dst = to;
         p.dport = t.toPort;
@@ -208,7 +226,7 @@ function walkChain(w: Walk, p: Packet, hook: Hook, table: Table, chain: string, 
       }
       case 'tproxy':
         // The socket lookup is assumed to find the proxy's transparent listener on the port.
-        step('tproxy');
+        w.decider = step('tproxy');
         p.mark = ((p.mark & ~t.mask) ^ t.mark) >>> 0;
         w.tproxyPort = t.onPort;
         return 'accept';
@@ -237,6 +255,7 @@ function walkChain(w: Walk, p: Packet, hook: Hook, table: Table, chain: string, 
 
 /** One hook: each of its tables in priority order. Returns false when the packet is dropped. */
 function runHook(w: Walk, p: Packet, hook: Hook): boolean {
+  w.hooks.push(hook);
   for (const table of HOOK_TABLES[hook]) {
     if (table === 'nat') {
       const manip = NAT_MANIP[hook];
@@ -255,7 +274,7 @@ function runHook(w: Walk, p: Packet, hook: Hook): boolean {
     }
     const before = p.mark;
     // Built-in chains end in their policy (ACCEPT), as RETURN does there.
-    if (walkChain(w, p, hook, table, hook, 0) === 'drop') return false;
+    if (walkChain(w, p, hook, table, hook, 0, -1) === 'drop') return false;
     if (table === 'raw') p.ctAttached = true;
     // mangle OUTPUT changing the mark reroutes (ip_route_me_harder): a TPROXY fwmark rule
     // sends the packet to the local table, i.e. out through lo.
@@ -274,6 +293,7 @@ function isLocal(local: readonly ParsedAddress[], a: ParsedAddress): boolean {
 
 /** What every packet of a flow shares: its addresses, and the plan's rules and routes for its family. */
 interface FlowSetup {
+  readonly family: Family;
   readonly src: ParsedAddress;
   readonly dst: ParsedAddress;
   readonly chains: Map<string, Rule[]>;
@@ -293,11 +313,11 @@ function flowSetup(plan: Plan, flow: Flow, opts: TraceOptions): FlowSetup {
   for (const r of plan.routes) if (r.kind === 'loopbackAddress' && r.family === family) local.push(parseFlowAddress(r.cidr.address, 'local address'));
   const fwmarks = rules === null ? [] : plan.routes.flatMap((r) => (r.kind === 'fwmarkRule' && r.family === family ? [r.mark] : []));
   // IPv6 disabled: no rule of ours applies.
-  return { src, dst, chains: rules === null ? new Map() : cachedChains(rules), local, fwmarks };
+  return { family, src, dst, chains: rules === null ? new Map() : cachedChains(rules), local, fwmarks };
 }
 
 /** Walk one packet; `connection` is set for a later packet of an established connection. */
-function walkPacket(setup: FlowSetup, flow: Flow, opts: TraceOptions, connection: Connection | null): { result: TraceResult; connection: Connection } {
+function walkPacket(plan: Plan, setup: FlowSetup, flow: Flow, opts: TraceOptions, connection: Connection | null): { result: TraceResult; connection: Connection } {
   const { local, fwmarks } = setup;
   const state = flow.state ?? 'NEW';
   const w: Walk = {
@@ -307,6 +327,9 @@ function walkPacket(setup: FlowSetup, flow: Flow, opts: TraceOptions, connection
     // A local destination, or a mark the TPROXY fwmark rule sends to the local table: lo.
     route: (pk) => (isLocal(local, pk.dst) || fwmarks.includes(pk.mark) ? 'lo' : (flow.outInterface ?? DEFAULT_INTERFACE)),
     path: [],
+    parents: [],
+    hooks: [],
+    decider: -1,
     natOpen: { dst: state === 'NEW', src: state === 'NEW' },
     established: connection,
     dnat: null,
@@ -356,10 +379,19 @@ function walkPacket(setup: FlowSetup, flow: Flow, opts: TraceOptions, connection
   else if (w.tproxyPort !== null) [verdict, toPort] = ['tproxy', w.tproxyPort];
   else if (w.dnat !== null) [verdict, toPort] = ['redirect', w.dnat.dport];
   else [verdict, toPort] = ['pass', null];
+  const reason = connection?.reason ?? traceReason(plan, flow, setup.family, verdict, w.path, w.parents, w.decider);
+  const landing = connection?.landing ?? (delivered ? landingOf(setup, flow, w) : null);
   return {
-    result: { verdict, toPort, path: w.path },
-    connection: { dnat: w.dnat, ctmark: p.ctmark ?? 0, verdict, toPort },
+    result: { verdict, toPort, reason, landing, hooks: w.hooks, path: w.path },
+    connection: { dnat: w.dnat, ctmark: p.ctmark ?? 0, verdict, toPort, reason, landing },
   };
+}
+
+/** Where a connection's first packet lands: after REDIRECT at the proxy's port, else as addressed (TPROXY keeps it). */
+function landingOf(setup: FlowSetup, flow: Flow, w: Walk): TraceLanding {
+  const peer = { address: setup.src.text, port: flow.sport };
+  if (w.tproxyPort === null && w.dnat !== null) return { local: { address: w.dnat.dst.text, port: w.dnat.dport }, peer };
+  return { local: { address: setup.dst.text, port: flow.dport }, peer };
 }
 
 /**
@@ -373,8 +405,8 @@ export function traceFlow(plan: Plan, flow: Flow, opts: TraceOptions = {}): Trac
   }
   const setup = flowSetup(plan, flow, opts);
   if (flow.state === 'ESTABLISHED') {
-    const first = walkPacket(setup, { ...flow, state: 'NEW' }, opts, null);
-    return walkPacket(setup, flow, opts, first.connection).result;
+    const first = walkPacket(plan, setup, { ...flow, state: 'NEW' }, { ...opts, verbose: false }, null);
+    return walkPacket(plan, setup, flow, opts, first.connection).result;
   }
-  return walkPacket(setup, flow, opts, null).result;
+  return walkPacket(plan, setup, flow, opts, null).result;
 }

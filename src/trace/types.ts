@@ -1,4 +1,5 @@
 /** Types of `trace`: a flow walked offline through a plan, the way netfilter would walk it. */
+import type { Provenance } from '../model/rule.js';
 
 /** Conntrack state of the traced packet. NEW: a connection's first packet (the default). */
 export type FlowState = 'NEW' | 'ESTABLISHED' | 'INVALID';
@@ -39,15 +40,20 @@ export interface TraceOptions {
   readonly groups?: readonly number[];
   /** Resolves an owner name in the plan (`--uid-owner istio-proxy`); without it a name matches no id. */
   readonly resolveOwner?: (name: string, kind: 'uid' | 'gid') => number | undefined;
+  /**
+   * Also list the rules met that did not match (action `nomatch`, with the match that failed):
+   * `trace --verbose`.
+   */
+  readonly verbose?: boolean;
 }
 
 /** A netfilter hook. */
 export type Hook = 'PREROUTING' | 'INPUT' | 'FORWARD' | 'OUTPUT' | 'POSTROUTING';
 
 /** What a matched rule did to the packet. */
-export type TraceAction = 'jump' | 'return' | 'accept' | 'drop' | 'redirect' | 'tproxy' | 'mark' | 'connmark' | 'ct' | 'continue';
+export type TraceAction = 'jump' | 'return' | 'accept' | 'drop' | 'redirect' | 'tproxy' | 'mark' | 'connmark' | 'ct' | 'continue' | 'nomatch';
 
-/** One rule that matched the packet. */
+/** One rule that matched the packet (or, verbose, one that did not: action `nomatch`). */
 export interface TraceStep {
   readonly hook: Hook;
   readonly table: 'raw' | 'mangle' | 'nat' | 'filter';
@@ -57,10 +63,54 @@ export interface TraceStep {
   /** The rule as written in the restore payload (`-A CHAIN ...` / `-I CHAIN N ...`). */
   readonly rule: string;
   readonly action: TraceAction;
+  /** `nomatch` only: the first of the rule's matches the packet failed, as written (`--dport 15090`). */
+  readonly failed?: string;
+  /** Why the rule exists: the options and values that made it. */
+  readonly why: Provenance;
+}
+
+/** An address and port. */
+export interface Endpoint {
+  readonly address: string;
+  readonly port: number;
+}
+
+/**
+ * Where the connection's first packet lands, as the receiving socket sees it: `local` its own
+ * address (after REDIRECT the proxy's port on the pod's address or loopback; under TPROXY the
+ * original destination, kept), `peer` the sender (the client's address, kept either way).
+ */
+export interface TraceLanding {
+  readonly local: Endpoint;
+  readonly peer: Endpoint;
+}
+
+/** What decided the verdict. */
+export interface TraceReason {
+  /**
+   * The rules that decided, as written: for a capture, the jump into the capturing chain and the
+   * REDIRECT or TPROXY rule; for pass, the RETURN; for drop, the jump and the DROP. Empty when no
+   * rule decided: nothing in the plan captures such a flow.
+   */
+  readonly rules: readonly string[];
+  /**
+   * Why, with the options and values behind it: each deciding rule's provenance, or, when no rule
+   * decided, the options that would capture such a flow and what they hold.
+   */
+  readonly because: readonly Provenance[];
+  /** All of it in one line (flags named as --help names them, with their environment variables). */
+  readonly text: string;
 }
 
 /** What became of the connection. */
 export type Verdict = 'redirect' | 'tproxy' | 'pass' | 'drop';
+
+/** A verdict a flow is expected to get (`--expect redirect`, `--expect tproxy:15006`): CI's assertion. */
+export interface Expectation {
+  readonly verdict: Verdict;
+  /** The port it must land on (redirect, tproxy); any when absent. */
+  readonly toPort?: number;
+}
 
 /** The verdict of a traced flow and the rules it met. */
 export interface TraceResult {
@@ -71,6 +121,12 @@ export interface TraceResult {
    */
   readonly verdict: Verdict;
   readonly toPort: number | null;
+  /** What decided the verdict (for an ESTABLISHED packet: what decided for its connection's first packet). */
+  readonly reason: TraceReason;
+  /** Where the connection lands (null when dropped); for pass, the addresses it was sent or delivered with. */
+  readonly landing: TraceLanding | null;
+  /** The hooks the packet passed, in order (outbound to a local address: out, then back in through lo). */
+  readonly hooks: readonly Hook[];
   readonly path: readonly TraceStep[];
 }
 

@@ -16,8 +16,15 @@ import {
   detectHost,
   diff,
   fixedHost,
+  DEFAULT_SPORT,
+  describeProvenance,
+  parseExpectation,
   parseFlowLines,
   parseFlowWords,
+  renderPlanMermaid,
+  renderPlanSvg,
+  renderTraceMermaid,
+  renderTraceSvg,
   renderDiff,
   renderIpCommands,
   renderJson,
@@ -41,14 +48,21 @@ import {
   type DiffOptions,
   type DiffReport,
   type DnsServers,
+  type DryRunExplanation,
   type DryRunJson,
+  type Endpoint,
+  type Expectation,
+  type ExplainedOption,
+  type ExplainedProvenance,
   type DryRunOptions,
   type Family,
   type FamilyDiff,
   type FamilyOutcome,
   type FamilyRules,
   type Flow,
+  type FlowDefaults,
   type FlowInput,
+  type FlowLine,
   type FlowState,
   type Hook,
   type HostFacts,
@@ -63,6 +77,7 @@ import {
   type NftRenderOptions,
   type NftablesReport,
   type Operation,
+  type OptionUse,
   type OptionGroup,
   type OptionKey,
   type OptionKind,
@@ -70,6 +85,7 @@ import {
   type OptionSpec,
   type OptionValue,
   type OutboundCidrs,
+  type OutputFormat,
   type OwnChain,
   type OwnerGroupFilter,
   type OwnerGroups,
@@ -77,6 +93,7 @@ import {
   type Plan,
   type PortOrRange,
   type Protocol,
+  type Provenance,
   type RawOptions,
   type RouteStep,
   type Rule,
@@ -86,7 +103,9 @@ import {
   type Table,
   type Target,
   type TraceAction,
+  type TraceLanding,
   type TraceOptions,
+  type TraceReason,
   type TraceResult,
   type TraceStep,
   type ValueName,
@@ -152,13 +171,26 @@ configFromObject({ inboundPort: '80' });
 
 const flowState: FlowState = 'NEW';
 const flow: Flow = { direction: 'inbound', protocol: 'tcp', src: '10.0.0.1', sport: 40000, dst: '10.0.0.2', dport: 8080, state: flowState };
-const inputs: FlowInput[] = [parseFlowWords(['inbound', 'tcp', '10.0.0.1', '->', '10.0.0.2:8080']), validateFlow(flow), ...parseFlowLines('')];
+const inputs: FlowInput[] = [parseFlowWords(['inbound', 'tcp', '10.0.0.1', '->', '10.0.0.2:8080']), validateFlow(flow), ...parseFlowLines('').flatMap((l) => ('input' in l ? [l.input] : []))];
 const traceOptions: TraceOptions = { localAddresses: ['10.0.0.2'] };
 const traced: TraceResult = traceFlow(plan, inputs[0]?.flow ?? flow, traceOptions);
 const verdict: Verdict = traced.verdict;
 const path: readonly TraceStep[] = traced.path;
 const hook: Hook | undefined = path[0]?.hook;
 const action: TraceAction | undefined = path[0]?.action;
+const why: Provenance | undefined = rule?.why;
+const use: OptionUse | undefined = why?.options[0];
+const reason: TraceReason = traced.reason;
+const landing: TraceLanding | null = traced.landing;
+const peer: Endpoint | undefined = landing?.peer;
+const expectation: Expectation = parseExpectation('tproxy:15006', '--expect');
+const defaults: FlowDefaults = { inInterface: 'eth0', expect: expectation };
+const lines: FlowLine[] = parseFlowLines('', defaults);
+const explained: DryRunExplanation | undefined = toDryRunJson(plan, { nft: false, explain: true }).explain;
+const explainedRule: ExplainedProvenance | undefined = explained?.rules[0];
+const explainedOption: ExplainedOption | undefined = explainedRule?.options[0];
+const output: OutputFormat = run.output;
+const pictures: string[] = [renderPlanSvg(plan), renderPlanMermaid(plan), renderTraceSvg(flow, traced), renderTraceMermaid(flow, traced), why === undefined ? '' : describeProvenance(why)];
 
 const runner: CommandRunner = async (argv: readonly string[], stdin?: string): Promise<CommandResult> => ({ exitCode: argv.length > 0 && stdin !== '' ? 0 : 1, stdout: '', stderr: '' });
 const logger: Logger = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {}, enabled: (l: LogLevel) => l !== 'debug' };
@@ -202,6 +234,6 @@ export async function main(): Promise<string[]> {
     outcomeOf(cleaned) ?? '',
     describeDiff(diffed),
     ...texts,
-    [kind, group, valueName, port, portList.length, dryRunValue, ownerGroups.all, level, targets.join(','), ruleFamily, outboundPorts.length, forced, inbound.kind, outbound.kind, excluded.hasLoopback, groups.kind, uid, family, table, chain, own, builtin, op?.kind, target?.kind, protocol, cidr?.address, step?.kind, doc.nftScript, verdict, hook, action].join(' '),
+    [kind, group, valueName, port, portList.length, dryRunValue, ownerGroups.all, level, targets.join(','), ruleFamily, outboundPorts.length, forced, inbound.kind, outbound.kind, excluded.hasLoopback, groups.kind, uid, family, table, chain, own, builtin, op?.kind, target?.kind, protocol, cidr?.address, step?.kind, doc.nftScript, verdict, hook, action, use?.key, reason.text, peer?.port, lines.length, explainedOption?.flag, output, DEFAULT_SPORT, ...pictures].join(' '),
   ];
 }

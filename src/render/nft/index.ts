@@ -66,7 +66,7 @@ function outOfRange({ rule }: Item): void {
 }
 
 /** The script for one table, or nothing when the plan has no rule in it. */
-function renderTable(table: NftTable, rules: readonly Rule[], sets: boolean): string[] {
+function renderTable(table: NftTable, rules: readonly Rule[], sets: boolean, comment: ((rules: readonly Rule[]) => string) | undefined): string[] {
   const items: Item[] = [];
   for (const rule of rules) if (rule.table === table) items.push({ rule, body: ruleBody(table, rule) });
   if (items.length === 0) return [];
@@ -89,9 +89,18 @@ function renderTable(table: NftTable, rules: readonly Rule[], sets: boolean): st
   const line = (chain: Chain, index: number | undefined, body: string): string =>
     checkLine(`${index === undefined ? 'add rule' : 'insert rule'} inet ${name} ${nftChainName(chain)}${index === undefined ? '' : ` index ${index}`} ${body}`);
   if (sets) {
-    for (const { chain, index, body } of withSets(table, items, outOfRange)) lines.push(line(chain, index, body));
+    for (const { chain, index, body, rules: merged } of withSets(table, items, outOfRange)) {
+      if (comment !== undefined) lines.push(comment(merged));
+      lines.push(line(chain, index, body));
+    }
   } else {
-    replayChains(items, (item) => item.rule, { outOfRange, placed: (item, index) => lines.push(line(item.rule.chain, index, item.body)) });
+    replayChains(items, (item) => item.rule, {
+      outOfRange,
+      placed: (item, index) => {
+        if (comment !== undefined) lines.push(comment([item.rule]));
+        lines.push(line(item.rule.chain, index, item.body));
+      },
+    });
   }
   return lines;
 }
@@ -103,6 +112,11 @@ export interface NftRenderOptions {
    * rule with an anonymous set (same traffic, fewer rules). Off: Istio's script, rule per value.
    */
   readonly sets?: boolean;
+  /**
+   * `--explain`: the line this returns (a `#` comment) above each rule line, given the plan rules
+   * the line writes (several when they share a set).
+   */
+  readonly comment?: (rules: readonly Rule[]) => string;
 }
 
 /**
@@ -113,6 +127,6 @@ export interface NftRenderOptions {
  */
 export function renderNft(plan: Plan, options: NftRenderOptions = {}): string {
   for (const rule of plan.rules) nftTable(rule.table);
-  const lines = TABLE_ORDER.flatMap((table) => renderTable(table, plan.rules, options.sets === true));
+  const lines = TABLE_ORDER.flatMap((table) => renderTable(table, plan.rules, options.sets === true, options.comment));
   return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
 }

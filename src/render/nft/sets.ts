@@ -237,7 +237,7 @@ function unitBody(table: NftTable, unit: SetUnit): string {
 }
 
 /** The set-rendered rule lines of one table, in script order (see the comment above). */
-export function withSets(table: NftTable, items: readonly Item[], outOfRange: (item: Item) => void): { chain: Chain; index: number | undefined; body: string }[] {
+export function withSets(table: NftTable, items: readonly Item[], outOfRange: (item: Item) => void): { chain: Chain; index: number | undefined; body: string; rules: Rule[] }[] {
   // The final order of each chain, as nft builds it from the script (inserts past the end append).
   const chains = replayChains(items, (item) => item.rule, { outOfRange });
   const pure = pureChains(items);
@@ -267,7 +267,7 @@ export function withSets(table: NftTable, items: readonly Item[], outOfRange: (i
   // Each unit where its first rule was written; the index is its rank among the chain's rules so far.
   const written = new Map<Chain, number[]>();
   const done = new Set<SetUnit>();
-  const out: { chain: Chain; index: number | undefined; body: string }[] = [];
+  const out: { chain: Chain; index: number | undefined; body: string; rules: Rule[] }[] = [];
   for (const item of items) {
     const { unit, rank } = unitOf.get(item) as { unit: SetUnit; rank: number };
     if (done.has(unit)) continue;
@@ -275,7 +275,7 @@ export function withSets(table: NftTable, items: readonly Item[], outOfRange: (i
     const ranks = written.get(item.rule.chain) ?? [];
     written.set(item.rule.chain, ranks);
     const before = ranks.filter((r) => r < rank).length;
-    out.push({ chain: item.rule.chain, index: before < ranks.length ? before : undefined, body: unitBody(table, unit) });
+    out.push({ chain: item.rule.chain, index: before < ranks.length ? before : undefined, body: unitBody(table, unit), rules: unit.members.map((m) => m.item.rule) });
     ranks.push(rank);
   }
   return out;
