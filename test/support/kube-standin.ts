@@ -65,17 +65,25 @@ export class KubeStandIn {
 
   private tls = certificate();
 
+  /** Every connection, from its first byte (a TLS handshake not finished is no HTTP connection yet). */
+  private readonly sockets = new Set<import('node:net').Socket>();
+
   async start(): Promise<void> {
     this.server = createServer({ key: this.tls.key, cert: this.tls.cert }, (req, res) => this.handle(req, res));
+    this.server.on('connection', (s: import('node:net').Socket) => {
+      this.sockets.add(s);
+      s.once('close', () => this.sockets.delete(s));
+    });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     this.port = (this.server.address() as AddressInfo).port;
   }
 
+  /** Down: no new connection is accepted and every one open is cut, mid-handshake included. */
   async stop(): Promise<void> {
-    for (const w of this.watchers) w.res.destroy();
     this.watchers.clear();
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const closed = new Promise<void>((resolve) => (this.server?.listening ? this.server.close(() => resolve()) : resolve()));
+    for (const s of this.sockets) s.destroy();
+    await closed;
   }
 
   /** A kubeconfig for the agent (--kubeconfig), with `token`. */
