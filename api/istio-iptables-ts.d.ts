@@ -325,6 +325,8 @@ export type Operation = {
     readonly position: number;
 };
 
+export type OptionCommand = 'apply' | 'trace' | 'diff';
+
 export type OptionGroup = 'Ports' | 'Capture' | 'Proxy identity' | 'DNS' | 'TPROXY' | 'Run' | 'Output';
 
 export type OptionKey = keyof typeof OPTIONS;
@@ -344,10 +346,12 @@ export interface OptionSpec {
     readonly env: readonly string[];
     readonly default?: string | boolean;
     readonly envParse?: 'uint16' | 'duration';
+    readonly envStrict?: boolean;
     readonly value: ValueName;
     readonly parsed?: unknown;
     readonly config?: 'capture' | 'run';
     readonly group: OptionGroup;
+    readonly commands?: readonly OptionCommand[];
     readonly help: string;
 }
 

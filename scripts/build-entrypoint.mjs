@@ -7,7 +7,10 @@
 // orig tarball is upstream QuickJS 2025-04-26 unchanged; apt-get downloads it (Debian's own
 // deb-src index, signed) and this build checks its SHA-256 before using it. Debian's two patches
 // (multiarch install paths, an armel link flag) touch only the Makefile, which we do not use.
-// Objects are cached under node_modules/.cache, keyed by the tarball's hash and the flags.
+// Then our own patches (native/engine-patches/*.patch, in name order; each says in its header
+// what it fixes and why) are applied with patch(1), every hunk exact (no fuzz) or the build fails.
+// Sources and objects are cached under node_modules/.cache, keyed by the tarball's hash, the
+// patches' contents and the flags.
 //
 // dist/entrypoint-trace/istio-iptables is the same program with the runtime's step timing
 // compiled in (stderr), for tests and measurements; the entrypoint has none, and no environment
@@ -15,7 +18,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { bundle, bundleCni } from './bundle-quickjs.mjs';
@@ -44,9 +47,17 @@ export const ENGINE = {
 // -O3 rather than -O2: the interpreter's dispatch and property lookups ran ~3% faster on a sidecar
 // apply (measured side by side).
 const QJS_UNITS = ['quickjs', 'dtoa', 'libregexp', 'libunicode', 'cutils'];
-const qjsFlags = (engine) => ['-O3', '-D_GNU_SOURCE', `-DCONFIG_VERSION="${ENGINE.version}"`, '-w', `-I${engine}`];
+// -ffile-prefix-map: the engine's asserts name their source file (__FILE__); written as quickjs/...
+// and ./native/..., the executable is the same whichever directory it was built in.
+const qjsFlags = (engine) => ['-O3', '-D_GNU_SOURCE', `-DCONFIG_VERSION="${ENGINE.version}"`, '-w', `-I${engine}`, `-ffile-prefix-map=${engine}=quickjs`];
 
 const sha256 = (file) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+/** Our patches to the engine's sources, applied in name order after the tarball's hash is checked. */
+const patchDir = join(root, 'native', 'engine-patches');
+const PATCHES = readdirSync(patchDir).filter((f) => f.endsWith('.patch')).sort().map((f) => join(patchDir, f));
+/** The engine's sources as compiled: the pinned tarball and the patches' contents. */
+const ENGINE_KEY = PATCHES.reduce((h, p) => h.update(`${basename(p)}\n`).update(readFileSync(p)), createHash('sha256').update(ENGINE.sha256)).digest('hex');
 
 /**
  * The Debian archive this machine's apt is set up with (the entry of a plain release suite, not
@@ -106,11 +117,23 @@ async function engineSources() {
     rmSync(tarball);
     throw new Error(`${ENGINE.tarball}: SHA-256 ${got}, expected ${ENGINE.sha256}; refusing to build with it`);
   }
-  const src = join(cache, `src-${ENGINE.sha256.slice(0, 16)}`);
+  const src = join(cache, `src-${ENGINE_KEY.slice(0, 16)}`);
   if (!existsSync(join(src, ENGINE.dir, 'quickjs.c'))) {
+    // Unpacked and patched aside, then moved into place: a failed patch leaves no half-patched tree.
+    const tmp = `${src}.tmp`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    await run('tar', ['-xJf', tarball, '-C', tmp]);
+    for (const patch of PATCHES) {
+      try {
+        await run('patch', ['-p1', '--batch', '--forward', '--fuzz=0', '--no-backup-if-mismatch', '--quiet', '-d', join(tmp, ENGINE.dir), '-i', patch]);
+      } catch (err) {
+        rmSync(tmp, { recursive: true, force: true });
+        throw new Error(`${patch} does not apply to ${ENGINE.tarball}: ${(err.stdout || '') + (err.stderr || err.message)}`);
+      }
+    }
     rmSync(src, { recursive: true, force: true });
-    mkdirSync(src, { recursive: true });
-    await run('tar', ['-xJf', tarball, '-C', src]);
+    renameSync(tmp, src);
   }
   return join(src, ENGINE.dir);
 }
@@ -120,10 +143,11 @@ async function engineSources() {
 // allocation is checked), for the tests (test/entrypoint-asan.test.ts).
 const SANITIZE = process.argv.includes('--sanitize');
 const SAN_FLAGS = ['-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all', '-g', '-O1'];
+const sanitizedFlags = (engine) => [...qjsFlags(engine).filter((f) => f !== '-O3'), ...SAN_FLAGS];
 
 /** QuickJS's object files, compiled once per source/flags combination. */
 async function engineObjects(engine, flags = qjsFlags(engine)) {
-  const hash = createHash('sha256').update(flags.join(' ')).update(ENGINE.sha256);
+  const hash = createHash('sha256').update(flags.join(' ')).update(ENGINE_KEY);
   const dir = join(cache, hash.digest('hex').slice(0, 16));
   const objects = QJS_UNITS.map((u) => join(dir, `${u}.o`));
   if (objects.every((o) => existsSync(o))) return objects;
@@ -142,7 +166,7 @@ async function engineObjects(engine, flags = qjsFlags(engine)) {
 function linkRuntime(engine, objects, flags, out, asm = join(cache, 'app', 'bytecode.S'), more = []) {
   const native = ['host.c', 'probe.c', 'netlink.c', ...more].map((f) => join(root, 'native', f));
   const warnings = ['-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-cast-function-type'];
-  return run('gcc', [...flags, ...warnings, `-I${engine}`, ...native, asm, ...objects, '-lm', '-lpthread', '-o', out]);
+  return run('gcc', [...flags, ...warnings, `-I${engine}`, `-ffile-prefix-map=${engine}=quickjs`, `-ffile-prefix-map=${root}=.`, ...native, asm, ...objects, '-lm', '-lpthread', '-o', out]);
 }
 
 /** The scripts' bytecode (name -> .bin file) as read-only data of the executable, in an assembler file. */
@@ -159,7 +183,8 @@ async function buildEntrypoint() {
   const work = join(cache, 'app');
   mkdirSync(work, { recursive: true });
   const engine = await engineSources();
-  const [objects, scripts, cniScripts] = await Promise.all([engineObjects(engine), bundle(work), bundleCni(work)]);
+  const facts = { engine: `QuickJS ${ENGINE.version} (compiled into the entrypoint)` };
+  const [objects, scripts, cniScripts] = await Promise.all([engineObjects(engine), bundle(work, facts), bundleCni(work, facts)]);
   const compiler = join(work, 'compile');
   await run('gcc', [...qjsFlags(engine), join(root, 'native', 'compile.c'), ...objects, '-lm', '-lpthread', '-o', compiler]);
   await Promise.all([...scripts, ...cniScripts].map((name) => run(compiler, [join(work, `${name}.js`), join(work, `${name}.bin`)])));
@@ -184,8 +209,7 @@ async function buildSanitized() {
   const dir = join(root, 'dist', 'entrypoint-asan');
   mkdirSync(dir, { recursive: true });
   const engine = await engineSources();
-  const flags = [...qjsFlags(engine).filter((f) => f !== '-O3'), ...SAN_FLAGS];
-  const objects = await engineObjects(engine, flags);
+  const objects = await engineObjects(engine, sanitizedFlags(engine));
   const out = join(dir, 'istio-iptables');
   await linkRuntime(engine, objects, [...SAN_FLAGS, '-DHOST_NO_ARENA'], out);
   console.log(`built ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB)`);
@@ -194,25 +218,27 @@ async function buildSanitized() {
 /**
  * --runtime-test PROGRAM.js OUT: the runtime running PROGRAM (a plain script using __host) in
  * place of the CLI, with an empty prelude, for the runtime's own tests (test/runtime.test.ts) of
- * what no CLI input reaches: an unhandled rejection, a failing poll. Never shipped.
+ * what no CLI input reaches: an unhandled rejection, a failing poll; and for the engine's
+ * (test/engine.test.ts), with --sanitize under ASan and UBSan as the sanitized entrypoint is built.
+ * Never shipped.
  */
 async function buildRuntimeTest(program, out) {
   const work = join(cache, 'app');
   if (!existsSync(join(work, 'bytecode.S'))) await buildEntrypoint();
   const engine = await engineSources();
-  const objects = await engineObjects(engine);
+  const objects = await engineObjects(engine, SANITIZE ? sanitizedFlags(engine) : qjsFlags(engine));
   const compiler = join(work, 'compile');
   writeFileSync(`${out}.prelude.js`, '');
   await Promise.all([run(compiler, [`${out}.prelude.js`, `${out}.prelude.bin`]), run(compiler, [program, `${out}.app.bin`])]);
   const scripts = { prelude: `${out}.prelude.bin`, app: `${out}.app.bin`, extra: join(work, 'extra.bin'), parser: join(work, 'parser.bin'), trace: join(work, 'trace.bin') };
   writeBytecodeAsm(`${out}.S`, scripts);
-  await linkRuntime(engine, objects, ['-O1'], out, `${out}.S`);
+  await linkRuntime(engine, objects, SANITIZE ? [...SAN_FLAGS, '-DHOST_NO_ARENA'] : ['-O1'], out, `${out}.S`);
 }
 
 const RUNTIME_TEST = process.argv.indexOf('--runtime-test');
 if (RUNTIME_TEST > 0) {
   const [program, out] = process.argv.slice(RUNTIME_TEST + 1);
-  if (program === undefined || out === undefined) throw new Error('usage: build-entrypoint.mjs --runtime-test PROGRAM.js OUT');
+  if (program === undefined || out === undefined || program.startsWith('--') || out.startsWith('--')) throw new Error('usage: build-entrypoint.mjs [--sanitize] --runtime-test PROGRAM.js OUT');
   await buildRuntimeTest(program, out);
 } else if (SANITIZE) {
   if (!existsSync(join(cache, 'app', 'bytecode.S'))) await buildEntrypoint();

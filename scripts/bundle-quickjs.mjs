@@ -24,6 +24,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import * as esbuild from 'esbuild';
+import { buildInfoModule } from './build-info.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src');
@@ -103,10 +104,11 @@ function resolveOurs(args) {
   return REPLACED[resolved] ?? resolved;
 }
 
-/** Built-ins, the runtime's runner and probe, yargs's platform. */
-const hostModules = {
+/** Built-ins, the runtime's runner and probe, yargs's platform; the build's facts (buildInfo: a module's text) for --version. */
+const hostModules = (buildInfo) => ({
   name: 'quickjs-host',
   setup(build) {
+    build.onLoad({ filter: /[\\/]build-info\.ts$/ }, (args) => (args.path === join(src, 'build-info.ts') ? { contents: buildInfo, loader: 'js' } : undefined));
     build.onResolve({ filter: /.*/ }, (args) => {
       if (MODULES[args.path] !== undefined) return { path: MODULES[args.path] };
       const resolved = SIDE_EFFECTS.has(args.path) ? args.path : resolveOurs(args);
@@ -115,7 +117,7 @@ const hostModules = {
       return resolved === tsPath(args.importer, args.path) ? undefined : { path: resolved };
     });
   },
-};
+});
 
 /**
  * In a script, a module of another script is a stub whose exports are that module's, taken from
@@ -201,22 +203,27 @@ async function bundleOne(outDir, name, entry, format, plugins) {
  * The istio-cni plugin's own two scripts (src/entrypoint-cni.ts), for its executable: a prelude
  * that only publishes the prelude's modules (it reads no flags and starts nothing), and its
  * program. It shares the lazy scripts (extra, parser, trace) with the entrypoint: they find the
- * same modules published under the same names.
+ * same modules published under the same names. `facts` as bundle()'s.
  */
-export async function bundleCni(outDir) {
+export async function bundleCni(outDir, facts = {}) {
+  const host = hostModules(buildInfoModule(facts));
   await Promise.all([
-    bundleOne(outDir, 'cni-prelude', 'script-entry', 'iife', [scriptEntry('prelude'), otherScripts('prelude'), hostModules]),
-    bundleOne(outDir, 'cni-app', join(src, 'entrypoint-cni.ts'), 'esm', [otherScripts('app'), hostModules]),
+    bundleOne(outDir, 'cni-prelude', 'script-entry', 'iife', [scriptEntry('prelude'), otherScripts('prelude'), host]),
+    bundleOne(outDir, 'cni-app', join(src, 'entrypoint-cni.ts'), 'esm', [otherScripts('app'), host]),
   ]);
   return ['cni-prelude', 'cni-app'];
 }
 
-/** Writes each script to outDir/<name>.js; returns the names, in the runtime's order. */
-export async function bundle(outDir) {
+/**
+ * Writes each script to outDir/<name>.js; returns the names, in the runtime's order. `facts`:
+ * what --version says besides the checkout's facts (the engine).
+ */
+export async function bundle(outDir, facts = {}) {
+  const host = hostModules(buildInfoModule(facts));
   await Promise.all([
-    bundleOne(outDir, 'prelude', 'script-entry', 'iife', [scriptEntry('prelude', q('prelude.ts')), otherScripts('prelude'), hostModules]),
-    bundleOne(outDir, 'app', join(src, 'entrypoint-quickjs.ts'), 'esm', [otherScripts('app'), hostModules]),
-    ...LAZY_SCRIPTS.map((s) => bundleOne(outDir, s, 'script-entry', 'iife', [scriptEntry(s), otherScripts(s), hostModules])),
+    bundleOne(outDir, 'prelude', 'script-entry', 'iife', [scriptEntry('prelude', q('prelude.ts')), otherScripts('prelude'), host]),
+    bundleOne(outDir, 'app', join(src, 'entrypoint-quickjs.ts'), 'esm', [otherScripts('app'), host]),
+    ...LAZY_SCRIPTS.map((s) => bundleOne(outDir, s, 'script-entry', 'iife', [scriptEntry(s), otherScripts(s), host])),
   ]);
   return ['prelude', 'app', ...LAZY_SCRIPTS];
 }

@@ -5,17 +5,21 @@
 #   localhost/istio-iptables-ts:nonroot   non-root, file capabilities
 # --network=host keeps podman's bridge network (and its NAT rules on the host) out of the build;
 # the build's RUN steps only fetch from apt and npm. podman's layer cache makes a rebuild with
-# unchanged inputs take seconds. Runs scripts/podman-setup.sh first (base images, config).
+# unchanged inputs take seconds. Runs scripts/podman-setup.sh first (config, and the base images:
+# container/Dockerfile pins them by digest; no registry is reachable here, so the build takes local
+# stand-ins through its build arguments, as container/README.md explains).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-bash scripts/podman-setup.sh
+# The base images: local stand-ins for the digests container/Dockerfile pins, as build arguments.
+mapfile -t base_args < <(bash scripts/podman-setup.sh --build-args)
+[ ${#base_args[@]} -gt 0 ] || { echo "podman-images: scripts/podman-setup.sh gave no base images" >&2; exit 1; }
 max=20000000
 for variant in latest nonroot; do
   target=()
   [ "$variant" = nonroot ] && target=(--target nonroot)
   start=$(date +%s)
-  if ! out=$(podman build --network=host --pull=never -f container/Dockerfile "${target[@]}" -t "localhost/istio-iptables-ts:$variant" . 2>&1); then
+  if ! out=$(podman build --network=host --pull=never "${base_args[@]}" -f container/Dockerfile "${target[@]}" -t "localhost/istio-iptables-ts:$variant" . 2>&1); then
     printf '%s\n' "$out" >&2
     echo "podman-images: building istio-iptables-ts:$variant failed" >&2
     exit 1

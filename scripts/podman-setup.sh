@@ -4,9 +4,11 @@
 #   2. a containers.conf drop-in that works on this kind of machine (runc: crun 1.8 fails on
 #      hybrid cgroups; cgroupfs and a file event log: no systemd session; ulimits no higher than
 #      this shell's hard limits: root here lacks CAP_SYS_RESOURCE);
-#   3. the base images container/Dockerfile names, made locally since no registry is reachable:
-#      debian:bookworm[-slim] with mmdebstrap (minbase, merged /usr) from apt's configured Debian
-#      sources, and node:<major>-bookworm[-slim] from it plus this machine's node and npm.
+#   3. stand-ins for the base images container/Dockerfile pins by digest, made locally since no
+#      registry is reachable: Debian bookworm with mmdebstrap (minbase, merged /usr) from apt's
+#      configured Debian sources, and node:<major>-bookworm-slim from it plus this machine's node
+#      and npm; with --build-args, prints the `--build-arg NAME=stand-in` that select them
+#      (scripts/podman-images.sh passes them to podman build; container/README.md explains).
 # Idempotent: what exists is kept. Fails loudly when podman cannot run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,9 +43,14 @@ if [ "$(cat "$conf" 2>/dev/null)" != "$want" ]; then
 fi
 [ "$(podman info --format '{{.Host.OCIRuntime.Name}}' 2>&1)" = runc ] || fail "podman cannot run here: $(podman info 2>&1 | tail -3)"
 
-# The base images, named as container/Dockerfile names them (short names resolve to docker.io/library).
-froms=$(awk 'toupper($1) == "FROM" { print $2 }' "$root/container/Dockerfile" | sort -u)
-stages=$(awk 'toupper($1) == "FROM" && toupper($3) == "AS" { print $4 }' "$root/container/Dockerfile")
+# The base images container/Dockerfile builds from. It names them by digest, as build arguments
+# (`ARG NODE_IMAGE=docker.io/library/node:...@sha256:...`), which no registry here can serve: each
+# is stood in by a local image of the same distribution and version, built here and named for what
+# it is, localhost/stand-in/<name>:<major>-bookworm-slim, never under the registry's name or digest.
+# scripts/podman-images.sh passes them as the build arguments (--build-args below prints them).
+# A plain `FROM debian:bookworm-slim` or `FROM node:20-bookworm-slim` is stood in too, under
+# docker.io/library/<ref>, as short names resolve (the pods' app containers use that one).
+dockerfile="$root/container/Dockerfile"
 debian=docker.io/library/debian:bookworm-slim
 make_debian() {
   podman image exists "$debian" && return 0
@@ -63,39 +70,71 @@ make_debian() {
     { cat "$log" >&2; rm -f "$log"; fail "building $debian failed"; }
   rm -f "$log"
 }
-for ref in $froms; do
+# node:<major>-bookworm-slim: the Debian stand-in plus this machine's node and npm (of that major).
+make_node() {
+  local major=$1 image="docker.io/library/node:$1-bookworm-slim"
+  podman image exists "$image" && return 0
+  local have; have=$(node --version 2>/dev/null) || fail "node $major images need this machine's node (none found)"
+  [ "${have%%.*}" = "v$major" ] || fail "node $major images need node $major here, found $have"
+  make_debian
+  local npm; npm=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
+  local ctx; ctx=$(mktemp -d)
+  trap 'rm -rf "$ctx"' EXIT
+  cp "$(readlink -f "$(command -v node)")" "$ctx/node"
+  cp -a "$npm" "$ctx/npm"
+  # And what this machine's node trusts (its CA bundle: registries may sit behind a TLS proxy).
+  local ca=/etc/ssl/certs/ca-certificates.crt
+  if [ -s "$ca" ]; then cp "$ca" "$ctx/ca.crt"; else : >"$ctx/ca.crt"; fi
+  printf '%s\n' "FROM $debian" \
+    'COPY node /usr/local/bin/node' \
+    'COPY npm /usr/local/lib/node_modules/npm' \
+    'COPY ca.crt /usr/local/share/node-extra-ca.crt' \
+    'ENV NODE_EXTRA_CA_CERTS=/usr/local/share/node-extra-ca.crt' \
+    'RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx && node --version && npm --version' \
+    'CMD ["node"]' >"$ctx/Containerfile"
+  echo "podman-setup: building $image from $debian and node $have" >&2
+  podman build --quiet --network=host --pull=never -t "$image" "$ctx" >/dev/null
+  rm -rf "$ctx"
+  trap - EXIT
+}
+# The local image standing in for REF (a registry reference, with or without a digest); its name on stdout.
+stand_in() {
+  local ref=$1 name
+  name=${ref%%@*}
+  name=${name#docker.io/}
+  name=${name#library/}
+  case "$name" in
+    debian:bookworm | debian:bookworm-slim | debian:bookworm-[0-9]*)
+      make_debian
+      podman tag "$debian" localhost/stand-in/debian:bookworm-slim
+      echo localhost/stand-in/debian:bookworm-slim ;;
+    node:[0-9]*-bookworm | node:[0-9]*-bookworm-slim)
+      local major=${name#node:}; major=${major%%[.-]*}
+      make_node "$major"
+      podman tag "docker.io/library/node:$major-bookworm-slim" "localhost/stand-in/node:$major-bookworm-slim"
+      echo "localhost/stand-in/node:$major-bookworm-slim" ;;
+    *) fail "container/Dockerfile: $ref cannot be stood in here (debian:bookworm[-*], node:<version>-bookworm[-slim] or scratch)" ;;
+  esac
+}
+
+stages=$(awk 'toupper($1) == "FROM" && toupper($3) == "AS" { print $4 }' "$dockerfile")
+build_args=()
+for ref in $(awk 'toupper($1) == "FROM" { print $2 }' "$dockerfile" | sort -u); do
   grep -qx "$ref" <<<"$stages" && continue
   case "$ref" in
     scratch) ;;
-    debian:bookworm-slim) make_debian ;;
-    debian:bookworm) make_debian; podman tag "$debian" docker.io/library/debian:bookworm ;;
-    node:*-bookworm | node:*-bookworm-slim)
-      image="docker.io/library/$ref"
-      podman image exists "$image" && continue
-      major=${ref#node:}; major=${major%%-*}
-      have=$(node --version 2>/dev/null) || fail "$ref needs this machine's node (none found)"
-      [ "${have%%.*}" = "v$major" ] || fail "$ref needs node $major here, found $have"
-      make_debian
-      npm=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
-      ctx=$(mktemp -d)
-      trap 'rm -rf "$ctx"' EXIT
-      cp "$(readlink -f "$(command -v node)")" "$ctx/node"
-      cp -a "$npm" "$ctx/npm"
-      # And what this machine's node trusts (its CA bundle: registries may sit behind a TLS proxy).
-      ca=/etc/ssl/certs/ca-certificates.crt
-      if [ -s "$ca" ]; then cp "$ca" "$ctx/ca.crt"; else : >"$ctx/ca.crt"; fi
-      printf '%s\n' "FROM $debian" \
-        'COPY node /usr/local/bin/node' \
-        'COPY npm /usr/local/lib/node_modules/npm' \
-        'COPY ca.crt /usr/local/share/node-extra-ca.crt' \
-        'ENV NODE_EXTRA_CA_CERTS=/usr/local/share/node-extra-ca.crt' \
-        'RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx && node --version && npm --version' \
-        'CMD ["node"]' >"$ctx/Containerfile"
-      echo "podman-setup: building $image from $debian and node $have" >&2
-      podman build --quiet --network=host --pull=never -t "$image" "$ctx" >/dev/null
-      rm -rf "$ctx"
-      trap - EXIT
-      ;;
-    *) fail "container/Dockerfile: FROM $ref cannot be stood in here (debian:bookworm[-slim], node:<major>-bookworm[-slim] or scratch)" ;;
+    '${'*'}')
+      # A build argument: its default, pinned by digest, stood in under its local name.
+      arg=${ref#'${'}; arg=${arg%'}'}
+      pinned=$(awk -v a="$arg" 'toupper($1) == "ARG" && index($2, a "=") == 1 { print substr($2, length(a) + 2) }' "$dockerfile")
+      [[ "$pinned" =~ @sha256:[0-9a-f]{64}$ ]] || fail "container/Dockerfile: ARG $arg must default to an image pinned by digest (found '$pinned')"
+      local_name=$(stand_in "$pinned")
+      build_args+=("--build-arg" "$arg=$local_name") ;;
+    *)
+      local_name=$(stand_in "$ref")
+      [ "$ref" = debian:bookworm ] && podman tag "$debian" docker.io/library/debian:bookworm
+      : "$local_name" ;;
   esac
 done
+# --build-args: print the build arguments that select the stand-ins, one per line.
+if [ "${1:-}" = --build-args ]; then printf '%s\n' "${build_args[@]}"; fi

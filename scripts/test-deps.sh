@@ -19,8 +19,10 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # The entrypoint's runtime (native/) is compiled and linked statically: gcc and glibc's libc.a.
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
-# The engine's sources come as Debian's .orig.tar.xz (scripts/build-entrypoint.mjs).
+# The engine's sources come as Debian's .orig.tar.xz, and our patches to them are applied with
+# patch(1) (scripts/build-entrypoint.mjs).
 command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
+command -v patch >/dev/null 2>&1 || missing+=(patch)
 # The pictures (--output svg) are rendered in headless Chromium by test/pictures.test.ts.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

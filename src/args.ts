@@ -1,23 +1,22 @@
-import { ConfigError, type ValueSource } from './errors.js';
+import { ConfigError, quoteValue, type ValueSource } from './errors.js';
 import { OPTIONS, OPTION_KEYS, type OptionKey, type OptionSpec, type RawOptions } from './config/options.js';
-import { GO_FALSE, GO_TRUE } from './config/gobool.js';
+import { GO_FALSE, GO_TRUE, goBoolExpected } from './config/gobool.js';
 import type { IgnoredEnv, RawInput } from './config/parse.js';
 
 /**
- * Reading the command line as Istio's flag parser (pflag) reads it, into raw values with where
- * each came from, all driven by the option table:
- * - rawFromArgs: yargs (parser.ts, generated from the table) parses the command line and answers
- *   --help; the arguments are first cut as pflag cuts them (which argument is whose value:
- *   normalizeArgs), since pflag and yargs differ there (`-c -eth0`, `-ceth0`, `--redirect-dns true`).
- * - quickRaw: the init container's hot path (the entrypoint's prelude) reads the same cut without
- *   yargs, which would cost that runtime ~60 M instructions per run (a dry run is ~7 M without it,
- *   measured with callgrind); anything but our flags goes to rawFromArgs. Both walk the arguments
- *   with walkArgs and merge the environment with collectRaw.
+ * Reading the command line as Istio's flag parser (pflag, under cobra) reads it, into raw values
+ * with where each came from, driven by the option table. One walk (readArgs) serves every
+ * runtime and every caller:
+ * - quickRaw: the init container's hot path (the entrypoint's prelude), synchronous, with nothing
+ *   loaded beyond the option table; it gives up (undefined) on anything but our flags with good
+ *   values: --help, --version, an unknown flag, a stray word.
+ * - rawFromArgs: the same walk; what quickRaw gives up on is answered from the lazily loaded
+ *   parser module (parser.ts): --help and --version through yargs (its help layout, generated
+ *   from the table), errors with their hints (did you mean...).
  * The command line is read once per run: what else a run needs from it (the error line's format,
  * trace's own flags and flow words) comes out of that one walk (ArgsReading, OwnArgs). The one
- * exception is the entrypoint: when quickRaw gives up (--help, an unknown flag: undefined; a bad
- * value: it throws) the prelude has produced nothing, and the run reads the command line with
- * rawFromArgs, then the only reading whose result is used.
+ * exception is the entrypoint: when quickRaw gives up the prelude has produced nothing, and the
+ * run reads the command line with rawFromArgs, then the only reading whose result is used.
  */
 
 /** The program name Istio's init-container args start with; accepted (and dropped) as a first word. */
@@ -29,21 +28,22 @@ export const TRACE_COMMAND = 'trace';
 /** The diff subcommand: `istio-iptables diff [flags]` compares a namespace with the plan. */
 export const DIFF_COMMAND = 'diff';
 
+/** The completion subcommand (yargs's): prints a bash completion script. */
+export const COMPLETION_COMMAND = 'completion';
+
+/** What the completion script runs to ask for completions (yargs's). */
+export const COMPLETIONS_FLAG = '--get-yargs-completions';
+
 /** The hidden command the validation probe's client runs as when it must change uid. */
 export const PROBE_CLIENT_COMMAND = '__probe-client';
 
-
-/** Our flags by the names they are given as (`--long`, `-s`). */
-const BY_NAME = new Map<string, OptionKey>();
+/** Our flags by long name (without dashes) and by short letter. */
+const BY_LONG = new Map<string, OptionKey>();
+const BY_SHORT = new Map<string, OptionKey>();
 for (const key of OPTION_KEYS) {
   const spec: { readonly long: string; readonly short?: string } = OPTIONS[key];
-  BY_NAME.set(`--${spec.long}`, key);
-  if (spec.short !== undefined) BY_NAME.set(`-${spec.short}`, key);
-}
-
-/** The option a flag name (`--long` or `-s`, without a value) stands for; undefined when none. */
-export function flagKey(name: string): OptionKey | undefined {
-  return BY_NAME.get(name);
+  BY_LONG.set(spec.long, key);
+  if (spec.short !== undefined) BY_SHORT.set(spec.short, key);
 }
 
 /** The arguments without the leading program name Istio's init-container args start with. */
@@ -57,48 +57,158 @@ export function flagSource(key: OptionKey): ValueSource {
 }
 
 /**
- * Walk arguments the way pflag reads them, handing each flag of ours with its value to `flag`
- * and everything else (an unknown flag, a stray word, `--` and all after it) to `other`:
- * - a string flag takes the next argument as its value even when it starts with "-"
- *   (`-c -eth0`, `--probe-timeout -5s`); at the very end it is an error, not an empty value;
- * - a boolean flag never takes the next argument (`--redirect-dns true` leaves "true" as a stray
- *   argument), and `=value` takes only Go's boolean spellings.
+ * The switches that are no option of the table: --help (and -h, as cobra defines it) and
+ * --version. Both are booleans as pflag reads them (`--help=false` asks for nothing).
  */
-function walkArgs(
-  args: readonly string[],
-  flag: (key: OptionKey, value: string | boolean) => void,
-  other: (args: readonly string[]) => void,
-  bad: (err: ConfigError) => void = (err) => {
-    throw err;
-  },
-  own?: OwnArgs,
-): void {
+export type MetaSwitch = 'help' | 'version';
+const META_LONG: ReadonlyMap<string, MetaSwitch> = new Map([
+  ['help', 'help'],
+  ['version', 'version'],
+]);
+
+/**
+ * Something in the arguments that is not one of our flags with a good value, in the order found;
+ * the first is the run's error. `bad` is complete (a bad boolean, a missing value, bad syntax);
+ * the others are worded by the parser module (parser.ts argsError), with their hints.
+ */
+export type ArgProblem =
+  | { readonly kind: 'bad'; readonly error: ConfigError }
+  /** `--dryrun`, `--dryrun=x`: the flag as given, without its value. */
+  | { readonly kind: 'unknown-flag'; readonly flag: string }
+  /** `-X` in `-nX`: the letter and the whole argument. */
+  | { readonly kind: 'unknown-shorthand'; readonly letter: string; readonly arg: string }
+  /** `-dry-run`: a long name after one dash (pflag would read `-d ry-run`). */
+  | { readonly kind: 'one-dash'; readonly arg: string; readonly long: string }
+  /**
+   * A word where flags are expected: `first` when it is the first argument (a mistyped
+   * subcommand?), `afterSwitch` the switch just before it (`--redirect-dns true`).
+   */
+  | { readonly kind: 'stray'; readonly word: string; readonly first: boolean; readonly afterSwitch?: string };
+
+interface Visitor {
+  flag(key: OptionKey, value: string | boolean): void;
+  meta(which: MetaSwitch, on: boolean): void;
+  problem(problem: ArgProblem): void;
+}
+
+function goBool(flag: string, key: OptionKey | undefined, value: string, v: Visitor): boolean | undefined {
+  if (GO_TRUE.has(value)) return true;
+  if (GO_FALSE.has(value)) return false;
+  const expected = goBoolExpected(value);
+  v.problem({ kind: 'bad', error: key === undefined ? new ConfigError(undefined, undefined, `invalid value ${quoteValue(value)} for ${flag}: expected ${expected}`) : new ConfigError(flagSource(key), value, expected) });
+  return undefined;
+}
+
+function needsArgument(key: OptionKey, given: string): ArgProblem {
+  const long = `--${OPTIONS[key].long}`;
+  return { kind: 'bad', error: new ConfigError(undefined, undefined, `flag needs an argument: ${given === long ? long : `${given}/${long}`}`) };
+}
+
+/**
+ * Walk arguments the way pflag reads them, handing each flag of ours with its value to the
+ * visitor, and everything else as a problem (or, with `own`, to the subcommand):
+ * - `--long=value`; `--long value` for a flag taking a value, whatever the next argument looks
+ *   like (`-c -eth0`, `--probe-timeout -5s`); at the very end it is an error, not an empty value;
+ * - a switch (boolean) never takes the next argument: `--redirect-dns true` leaves "true" as a
+ *   stray word; `=value` takes only Go's boolean spellings;
+ * - short flags: `-p 15001`, `-p15001`, `-p=15001`; several switches in one argument (`-nh`),
+ *   and a cluster of switches may end with a flag taking a value (`-nb*` is `-n -b *`); a
+ *   letter after a flag taking a value is that value (`-mREDIRECT`, `-pnosuchuser`);
+ * - `--` ends the flags: what follows are words; `-` alone is a word.
+ * Words are an error here (Istio ignores them), except a subcommand's (`own`).
+ */
+function walkArgs(args: readonly string[], v: Visitor, own?: OwnArgs): void {
+  let flagsDone = false;
+  // The switch the previous argument ended with, without a value: a word right after it gets a hint.
+  let afterSwitch: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] ?? '';
-    if (arg === '--' && own === undefined) {
-      other(args.slice(i));
-      return;
-    }
-    const eq = arg.indexOf('=');
-    const name = eq > 0 ? arg.slice(0, eq) : arg;
-    const key = BY_NAME.get(name);
-    if (key === undefined) {
-      if (own === undefined) other([arg]);
-      else if (own.names.includes(name)) own.flag(name, eq > 0 ? arg.slice(eq + 1) : i + 1 < args.length ? args[++i] : undefined);
-      else if (own.switches?.includes(name) === true) own.flag(name, eq > 0 ? arg.slice(eq + 1) : 'true');
-      else if (arg.startsWith('-') && arg !== '->') other([arg]);
-      else own.word(arg);
+    const switchBefore = afterSwitch;
+    afterSwitch = undefined;
+    if (flagsDone || arg.length < 2 || arg.charCodeAt(0) !== 45 /* - */ || (own !== undefined && arg === '->')) {
+      // A word. After a switch, a boolean spelling is never a flow word: it is the switch's value, misplaced.
+      if (own !== undefined && !(switchBefore !== undefined && (GO_TRUE.has(arg) || GO_FALSE.has(arg)))) own.word(arg);
+      else v.problem(switchBefore === undefined ? { kind: 'stray', word: arg, first: i === 0 } : { kind: 'stray', word: arg, first: i === 0, afterSwitch: switchBefore });
       continue;
     }
-    const spec = OPTIONS[key];
-    if (spec.kind === 'boolean') {
-      const value = eq > 0 ? arg.slice(eq + 1) : 'true';
-      if (GO_TRUE.has(value) || GO_FALSE.has(value)) flag(key, GO_TRUE.has(value));
-      else bad(new ConfigError(flagSource(key), value, 'true or false'));
-    } else if (eq > 0 || i + 1 < args.length) {
-      flag(key, eq > 0 ? arg.slice(eq + 1) : (args[++i] ?? ''));
-    } else {
-      bad(new ConfigError(undefined, undefined, `flag needs an argument: ${name === `--${spec.long}` ? name : `${name}/--${spec.long}`}`));
+    if (arg === '--') {
+      flagsDone = true;
+      continue;
+    }
+    if (arg.charCodeAt(1) === 45) {
+      // --long, --long=value
+      const eq = arg.indexOf('=');
+      const name = eq > 0 ? arg.slice(2, eq) : arg.slice(2);
+      const value = eq > 0 ? arg.slice(eq + 1) : undefined;
+      if (name === '' || name[0] === '-' || name[0] === '=') {
+        v.problem({ kind: 'bad', error: new ConfigError(undefined, undefined, `bad flag syntax: ${quoteValue(arg)}`) });
+        continue;
+      }
+      const key = BY_LONG.get(name);
+      if (key === undefined) {
+        const meta = META_LONG.get(name);
+        if (meta !== undefined) {
+          const on = value === undefined ? true : goBool(`--${name}`, undefined, value, v);
+          if (on !== undefined) v.meta(meta, on);
+        } else if (own?.names.includes(`--${name}`)) {
+          own.flag(`--${name}`, value ?? (i + 1 < args.length ? args[++i] : undefined));
+        } else if (own?.switches?.includes(`--${name}`) === true) {
+          // A subcommand's switch never takes the next argument.
+          own.flag(`--${name}`, value ?? 'true');
+          if (value === undefined) afterSwitch = arg;
+        } else {
+          v.problem({ kind: 'unknown-flag', flag: eq > 0 ? arg.slice(0, eq) : arg });
+        }
+        continue;
+      }
+      if (OPTIONS[key].kind === 'boolean') {
+        if (value === undefined) {
+          v.flag(key, true);
+          afterSwitch = arg;
+        } else {
+          const on = goBool(arg, key, value, v);
+          if (on !== undefined) v.flag(key, on);
+        }
+      } else if (value !== undefined) v.flag(key, value);
+      else if (i + 1 < args.length) v.flag(key, args[++i] ?? '');
+      else v.problem(needsArgument(key, arg));
+      continue;
+    }
+    // -s, -svalue, -s=value, -s value, and clusters of switches (-nh).
+    if (arg.length > 2) {
+      const eq = arg.indexOf('=');
+      const long = eq > 0 ? arg.slice(1, eq) : arg.slice(1);
+      if (BY_LONG.has(long) || META_LONG.has(long) || own?.names.includes(`--${long}`) || own?.switches?.includes(`--${long}`) === true) {
+        v.problem({ kind: 'one-dash', arg, long });
+        continue;
+      }
+    }
+    let rest = arg.slice(1);
+    while (rest !== '') {
+      const letter = rest[0] ?? '';
+      const key = BY_SHORT.get(letter);
+      const attached = rest.length > 2 && rest[1] === '=' ? rest.slice(2) : undefined;
+      if (key === undefined && letter !== 'h') {
+        v.problem({ kind: 'unknown-shorthand', letter, arg });
+        break;
+      }
+      if (key === undefined || OPTIONS[key].kind === 'boolean') {
+        // A switch: -h (help) or one of ours; `-n=false` takes a value, else the cluster goes on.
+        let on: boolean | undefined = true;
+        if (attached !== undefined) on = goBool(`-${letter}`, key, attached, v);
+        rest = attached !== undefined ? '' : rest.slice(1);
+        if (on !== undefined) {
+          if (key === undefined) v.meta('help', on);
+          else v.flag(key, on);
+        }
+        if (rest === '' && attached === undefined) afterSwitch = `-${letter}`;
+        continue;
+      }
+      if (attached !== undefined) v.flag(key, attached);
+      else if (rest.length > 1) v.flag(key, rest.slice(1));
+      else if (i + 1 < args.length) v.flag(key, args[++i] ?? '');
+      else v.problem(needsArgument(key, `-${letter}`));
+      break;
     }
   }
 }
@@ -117,61 +227,70 @@ export interface ArgsReading {
 
 /**
  * A subcommand's own flags and words, taken out of its arguments in the same walk that reads our
- * flags (trace: --flows FILE, the flow's words). `--` is then an argument like any other.
+ * flags (trace: --flows FILE, the flow's words).
  */
 export interface OwnArgs {
   /** The subcommand's flags (`--name`), each taking a value (`--name=value` or the next argument). */
   readonly names: readonly string[];
-  /** Its switches (`--name`, `--name=false`): never take the next argument; `flag` gets "true" or the value. */
-  readonly switches?: readonly string[];
   /** One of them with its value; undefined when it is the last argument, without a value. */
   readonly flag: (name: string, value: string | undefined) => void;
-  /** An argument that is none of our flags and does not start with "-" (but "->"). */
+  /** Its switches (`--name`, `--name=false`): never take the next argument; `flag` gets "true" or the value. */
+  readonly switches?: readonly string[];
+  /** A word: an argument that is none of our flags and does not start with "-" (but "->"), or any after `--`. */
   readonly word: (arg: string) => void;
 }
 
-/**
- * Rewrite arguments into the unambiguous `--long=value` form for yargs, read as walkArgs reads
- * them. String values are wrapped in quotes of our own: yargs strips one pair from
- * `--flag=value`, so the value arrives exactly as given, quotes included.
- */
-export function normalizeArgs(args: readonly string[], reading: ArgsReading = { logAsJson: false }, own?: OwnArgs): string[] {
-  const out: string[] = [];
-  // The first bad flag is the error; the walk goes on to the end so that `reading` is complete.
-  let first: ConfigError | undefined;
+/** Our flags' values from the command line, by option: the last value, or every value of a repeatable flag. */
+export type FlagValues = Partial<Record<OptionKey, string | boolean | readonly string[]>>;
+
+/** What one walk of the command line found. */
+export interface ArgsRead {
+  readonly flags: FlagValues;
+  /** --help (-h) or --version was asked for (the last of each decides). */
+  readonly help: boolean;
+  readonly version: boolean;
+  /** The first thing that is not one of our flags with a good value: the run's error. */
+  readonly problem?: ArgProblem;
+}
+
+/** The one walk of a command line (no program name): our flags' values, the switches asked for, the first problem. */
+export function readArgs(args: readonly string[], reading: ArgsReading = { logAsJson: false }, own?: OwnArgs): ArgsRead {
+  const flags: Record<string, string | boolean | string[]> = {};
+  const meta = { help: false, version: false };
+  // The first problem is the error; the walk goes on to the end so that `reading` is complete.
+  let problem: ArgProblem | undefined;
   walkArgs(
     args,
-    (key, value) => {
-      if (key === 'logAsJson') reading.logAsJson = value === true;
-      out.push(typeof value === 'boolean' ? `--${OPTIONS[key].long}=${value}` : `--${OPTIONS[key].long}="${value}"`);
-    },
-    (rest) => out.push(...rest),
-    (err) => {
-      first ??= err;
+    {
+      flag: (key, value) => {
+        if (key === 'logAsJson') reading.logAsJson = value === true;
+        const before = flags[key];
+        // A repeatable flag keeps every value; any other repeated flag its last.
+        if (OPTIONS[key].kind === 'strings') flags[key] = Array.isArray(before) ? [...before, String(value)] : [String(value)];
+        else flags[key] = value;
+      },
+      meta: (which, on) => {
+        meta[which] = on;
+      },
+      problem: (p) => {
+        problem ??= p;
+      },
     },
     own,
   );
-  if (first !== undefined) throw first;
-  return out;
+  return problem === undefined ? { flags, ...meta } : { flags, ...meta, problem };
 }
 
-/** Merge flag values (by long name) and the environment into raw values with their sources. Flags win. */
-export function collectRaw(argv: Readonly<Record<string, unknown>>, env: NodeJS.ProcessEnv): RawInput {
+/** Merge flag values and the environment into raw values with their sources. Flags win. */
+export function collectRaw(flags: FlagValues, env: NodeJS.ProcessEnv): RawInput {
   const values: Record<string, string | boolean | readonly string[]> = {};
   const sources: Partial<Record<OptionKey, ValueSource>> = {};
   let ignored: IgnoredEnv[] | undefined;
   for (const key of OPTION_KEYS) {
     const spec: OptionSpec = OPTIONS[key];
-    const fromFlag = argv[spec.long];
+    const fromFlag = flags[key];
     if (fromFlag !== undefined) {
-      if (spec.kind === 'strings') {
-        // Every value of a repeatable flag, in order.
-        values[key] = (Array.isArray(fromFlag) ? fromFlag : [fromFlag]).map(String);
-      } else {
-        // A repeated flag keeps its last value.
-        const last = Array.isArray(fromFlag) ? fromFlag[fromFlag.length - 1] : fromFlag;
-        values[key] = typeof last === 'boolean' ? last : String(last);
-      }
+      values[key] = fromFlag;
       sources[key] = flagSource(key);
       continue;
     }
@@ -179,10 +298,11 @@ export function collectRaw(argv: Readonly<Record<string, unknown>>, env: NodeJS.
       const v = env[name];
       // As viper: an empty environment variable counts as unset.
       if (v === undefined || v === '') continue;
-      const expected = unreadableEnv(spec, name, v);
+      // As Istio: a variable it cannot parse leaves the option as it was (the next variable, or
+      // the default), said in a warning once logging is set up; unless the table says it fails
+      // closed (DRY_RUN: validation then rejects it).
+      const expected = spec.envStrict === true ? undefined : unreadableEnv(spec, name, v);
       if (expected !== undefined) {
-        // As Istio: a variable it cannot parse leaves the option as it was (the next variable, or
-        // the default). Said in a warning once logging is set up.
         (ignored ??= []).push({ name, value: v, expected });
         continue;
       }
@@ -229,36 +349,27 @@ function unreadableEnv(spec: OptionSpec, name: string, value: string): string | 
 }
 
 /**
- * Arguments (a leading "istio-iptables" dropped) and environment read into raw values without
- * yargs, in one walk; undefined when an argument is not one of our flags (--help, an unknown
- * flag, a stray word), which yargs then answers. Throws ConfigError for a flag given a bad
- * boolean or missing its value.
+ * Arguments (a leading "istio-iptables" dropped) and environment read into raw values in one
+ * walk, with nothing loaded beyond the option table; undefined when the arguments hold anything
+ * but our flags with good values (--help, --version, an unknown flag, a stray word, a bad
+ * boolean, a missing value), which rawFromArgs then answers.
  */
 export function quickRaw(args: readonly string[], env: NodeJS.ProcessEnv): RawInput | undefined {
-  const argv: Record<string, string | boolean | string[]> = {};
-  let ours = true;
-  walkArgs(
-    withoutProgram(args),
-    (key, value) => {
-      const long = OPTIONS[key].long;
-      const before = argv[long];
-      // A repeatable flag keeps every value; any other repeated flag its last (as yargs, given our normalized form).
-      if (OPTIONS[key].kind === 'strings') argv[long] = Array.isArray(before) ? [...before, String(value)] : [String(value)];
-      else argv[long] = value;
-    },
-    () => {
-      ours = false;
-    },
-  );
-  return ours ? collectRaw(argv, env) : undefined;
+  const read = readArgs(withoutProgram(args));
+  return read.problem === undefined && !read.help && !read.version ? collectRaw(read.flags, env) : undefined;
 }
 
+/** The command whose --help is asked for: the main one (apply, dry run), or a subcommand with its usage text. */
+export type HelpCommand = { readonly name: 'apply' } | { readonly name: 'trace' | 'diff'; readonly usage: string };
+
 /**
- * Read arguments and environment into raw values with their sources, through yargs. A leading
- * "istio-iptables" (as in Istio's init-container args) is dropped. Returns 'help' when --help was
- * answered. The arguments are walked once: `reading` gets what the caller needs even when this
- * throws (whether the error line is JSON), and `own` a subcommand's flags and words (its
- * arguments are then taken as they are, with no program name to drop).
+ * Read arguments and environment into raw values with their sources. A leading
+ * "istio-iptables" (as in Istio's init-container args) is dropped. Returns 'help' when --help or
+ * --version was answered (given to `onHelp`; help is `command`'s). The arguments are walked once:
+ * `reading` gets what the caller needs even when this throws (whether the error line is JSON),
+ * and `own` a subcommand's flags and words (its arguments are then taken as they are, with no
+ * program name to drop). The first problem in the arguments throws, as pflag stops at it, even
+ * with --help.
  */
 export async function rawFromArgs(
   args: readonly string[],
@@ -266,16 +377,25 @@ export async function rawFromArgs(
   onHelp: (text: string) => void = () => {},
   reading?: ArgsReading,
   own?: OwnArgs,
+  command: HelpCommand = { name: 'apply' },
 ): Promise<RawInput | 'help'> {
-  const rest = normalizeArgs(own === undefined ? withoutProgram(args) : args, reading, own);
-  const { createParser } = await import('./parser.js');
-  let helpShown = false;
-  const argv = (await createParser(rest).parseAsync(rest, {}, (err, _argv, output) => {
-    if (output && !err) {
-      helpShown = true;
-      onHelp(`${output}\n`);
-    }
-  })) as Record<string, unknown>;
-  if (helpShown) return 'help';
-  return collectRaw(argv, env);
+  const read = readArgs(own === undefined ? withoutProgram(args) : args, reading, own);
+  if (read.problem?.kind === 'bad') throw read.problem.error;
+  if (read.problem !== undefined || read.help || read.version) {
+    // The error's hints, help and the version come from the parser module, loaded only for them.
+    const { answerArgs } = await import('./parser.js');
+    onHelp(await answerArgs(read, command, own?.names ?? []));
+    return 'help';
+  }
+  return collectRaw(read.flags, env);
+}
+
+/**
+ * The `completion` subcommand and what its script asks for (`--get-yargs-completions WORDS`):
+ * yargs's bash completion script, or the completions of the last word, as the parser module
+ * answers them.
+ */
+export async function completions(args: readonly string[]): Promise<string> {
+  const { completion } = await import('./parser.js');
+  return completion(args);
 }

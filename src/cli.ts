@@ -5,7 +5,7 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
-import { DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading } from './args.js';
+import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
 import { existsSync } from 'node:fs';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
 import { quickBackend, readProcNet } from './apply/detect.js';
@@ -112,7 +112,12 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     }
     if (rest[0] === TRACE_COMMAND) return await runTrace(rest.slice(1), options, io, env, reading);
     if (rest[0] === DIFF_COMMAND) return await runDiff(rest.slice(1), options, io, env, reading);
-    const built = await planFromArgs(args, options, io, env, (text) => io.stdout(text), reading, options.rawInput, sink);
+    if (rest[0] === COMPLETION_COMMAND || rest[0] === COMPLETIONS_FLAG) {
+      // yargs's: the bash completion script, or what it asks for (the words so far, as typed).
+      io.stdout(await completions(rest));
+      return 0;
+    }
+    const built = await planFromArgs(args, options, io, env, reading, { name: 'apply' }, options.rawInput, sink);
     if (built === 'help') return 0;
     const { config, plan } = built;
     log = built.log;
@@ -141,22 +146,34 @@ async function renderDryRun(plan: Plan, run: Config['run']): Promise<string> {
   return run.output === 'json' ? renderJson(plan, mode) : renderText(plan, mode);
 }
 
-/** Flags and environment to configuration and plan, logging as configured; 'help' when --help was answered. */
+/**
+ * Flags and environment to configuration and plan, logging as configured; 'help' when --help
+ * (`command`'s) or --version was answered.
+ */
 async function planFromArgs(
   args: readonly string[],
   options: MainOptions,
   io: Io,
   env: NodeJS.ProcessEnv,
-  onHelp: (text: string) => void,
   reading: ArgsReading,
+  command: HelpCommand,
   given?: RawInput,
   sink: LogSink = { write: io.stderr },
 ): Promise<{ config: Config; plan: Plan; log: Logger } | 'help'> {
   // Given: the command line was already read (by the entrypoint's prelude, or with a subcommand's own flags).
   if (given !== undefined) reading.logAsJson = given.values.logAsJson === true;
-  const raw = given ?? (await rawFromArgs(args, env, onHelp, reading));
+  const raw = given ?? (await rawFromArgs(args, env, io.stdout, reading, undefined, command));
   if (raw === 'help') return 'help';
   const parsed = parseOptions(raw);
+  if (command.name === 'apply' && !parsed.dryRun && raw.values.output !== undefined) {
+    // Fail closed: --output asks for a printout, and without a dry run there is none (the rules
+    // would be applied, and stdout stay empty).
+    throw new ConfigError(undefined, undefined, `--output ${parsed.output} needs --dry-run (-n): without it the rules are applied and nothing is printed`);
+  }
+  if (command.name === 'apply' && !parsed.dryRun && parsed.explain === true) {
+    // Likewise --explain: it annotates a printout, and an apply prints none.
+    throw new ConfigError(undefined, undefined, '--explain needs --dry-run (-n): without it the rules are applied and nothing is printed');
+  }
   const targets = [...new Set(parsed.logTargets ?? ['stderr'])];
   sink.write = targets.length === 1 && targets[0] === 'stderr' ? io.stderr : (text) => targets.forEach((t) => (t === 'stdout' ? io.stdout : io.stderr)(text));
   const log = createLogger(parsed.logLevel, sink.write, { json: parsed.logAsJson });
@@ -185,7 +202,7 @@ function checkNamespace(ns: string | undefined): void {
 
 /** `diff [config flags]`: the live iptables rules and routes against the plan. */
 async function runDiff(args: readonly string[], options: MainOptions, io: Io, env: NodeJS.ProcessEnv, reading: ArgsReading): Promise<number> {
-  const built = await planFromArgs(args, options, io, env, (text) => io.stdout(`${DIFF_USAGE}\n${text}`), reading);
+  const built = await planFromArgs(args, options, io, env, reading, { name: 'diff', usage: DIFF_USAGE });
   if (built === 'help') return 0;
   const { config, plan } = built;
   if (config.run.nativeNftables) {
@@ -212,10 +229,10 @@ async function runTrace(args: readonly string[], options: MainOptions, io: Io, e
   const { readFile } = await import('node:fs/promises');
   // One walk: the configuration flags, and trace's own flags and flow words beside them.
   const reader = traceArgsReader();
-  const raw = await rawFromArgs(args, env, (text) => io.stdout(`${TRACE_USAGE}\n${text}`), reading, reader.own);
+  const raw = await rawFromArgs(args, env, io.stdout, reading, reader.own, { name: 'trace', usage: TRACE_USAGE });
   if (raw === 'help') return 0;
   const trace = reader.args();
-  const built = await planFromArgs(args, options, io, env, () => {}, reading, raw);
+  const built = await planFromArgs(args, options, io, env, reading, { name: 'trace', usage: TRACE_USAGE }, raw);
   if (built === 'help') return 0;
   const { config, plan } = built;
   const file = trace.flowsFile;

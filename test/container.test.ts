@@ -25,16 +25,36 @@ const rootfs = readFileSync(`${ROOT}container/rootfs.sh`, 'utf8');
 describe('container/Dockerfile', () => {
   it('builds the entrypoint, collects the programs, and ends with the non-root stage then the root one (the default target)', () => {
     expect([...stages.keys()]).toEqual(['build', 'collect', 'nonroot', 'root']);
-    expect(stages.get('collect')?.[0]).toBe('FROM debian:bookworm-slim AS collect');
+    expect(stages.get('build')?.[0]).toBe('FROM ${NODE_IMAGE} AS build');
+    expect(stages.get('collect')?.[0]).toBe('FROM ${DEBIAN_IMAGE} AS collect');
     expect(stages.get('nonroot')?.[0]).toBe('FROM scratch AS nonroot');
     expect(stages.get('root')?.[0]).toBe('FROM scratch AS root');
   });
 
-  it('takes base images only from debian:bookworm[-slim], node:<version>-bookworm[-slim] and scratch (CI stands them in)', () => {
+  it('takes its base images pinned by digest, as build arguments CI can point at local stand-ins: Debian bookworm, Node on bookworm, scratch', () => {
+    // ARG NAME=registry/repo:tag@sha256:<64 hex>, before the first FROM (so every stage can use it).
+    const args = new Map(
+      instructions
+        .slice(0, instructions.findIndex((l) => /^FROM\s/i.test(l)))
+        .map((l) => /^ARG\s+(\w+)=(\S+)$/.exec(l))
+        .filter((m): m is RegExpExecArray => m !== null)
+        .map((m) => [m[1] ?? '', m[2] ?? '']),
+    );
+    expect(Object.fromEntries(args)).toEqual({
+      NODE_IMAGE: expect.stringMatching(/^docker\.io\/library\/node:20(\.\d+)*-bookworm-slim@sha256:[0-9a-f]{64}$/),
+      DEBIAN_IMAGE: expect.stringMatching(/^docker\.io\/library\/debian:bookworm(-\d{8})?-slim@sha256:[0-9a-f]{64}$/),
+    });
     for (const line of instructions.filter((l) => /^FROM\s/i.test(l))) {
       const image = line.split(/\s+/)[1] ?? '';
-      if (stages.has(image)) continue;
-      expect(image).toMatch(/^(debian:bookworm(-slim)?|node:\d+(\.\d+)*-bookworm(-slim)?|scratch)$/);
+      if (stages.has(image) || image === 'scratch') continue;
+      const arg = /^\$\{(\w+)\}$/.exec(image)?.[1];
+      expect(arg !== undefined && args.has(arg), line).toBe(true);
+    }
+    // The digests are written once: here, in container/README.md, nowhere else in the Dockerfile.
+    const readme = readFileSync(`${ROOT}container/README.md`, 'utf8');
+    for (const ref of args.values()) {
+      expect(dockerfile.split(ref.split('@')[1] ?? '')).toHaveLength(2);
+      expect(readme).toContain(ref.split('@')[1]);
     }
   });
 

@@ -102,6 +102,7 @@ describe('commands started before the program loads', () => {
     ['--force-apply'],
     ['--network-namespace', 'pod1'],
     ['--force-iptables-binary', 'legacy'],
+    ['--output', 'json'],
     ['--help'],
     ['--no-such-flag'],
     ['stray'],
@@ -113,8 +114,10 @@ describe('commands started before the program loads', () => {
   it('starts nothing when an environment variable asks for a dry run or cleanup, or says something unclear', () => {
     expect(early(REDIRECT_V4, { DRY_RUN: 'true' })).toEqual([]);
     expect(early(REDIRECT_V4, { CLEANUP_ONLY: '1' })).toEqual([]);
-    // A value Istio cannot parse is ignored (by Istio and by the run): the run applies.
-    expect(early(REDIRECT_V4, { DRY_RUN: 'maybe' })).toEqual([restore('iptables-nft-restore')]);
+    // DRY_RUN that is not a boolean fails the run (fails closed).
+    expect(early(REDIRECT_V4, { DRY_RUN: 'maybe' })).toEqual([]);
+    // Another variable Istio cannot parse is ignored (by Istio and by the run): the run applies.
+    expect(early(REDIRECT_V4, { FORCE_APPLY: 'maybe' })).toEqual([restore('iptables-nft-restore')]);
     expect(early([...REDIRECT_V4, '--dry-run=maybe'], {})).toEqual([]);
     expect(early(REDIRECT_V4, { DRY_RUN: 'false' })).toEqual([restore('iptables-nft-restore')]);
   });

@@ -107,8 +107,8 @@ describe('help, errors and trace from the entrypoint equal the Node CLI\'s', () 
   });
 
   it.each([
-    [['istio-iptables', '-p', '15001', '--no-such-flag', '--dry-run'], 'istio-iptables: unknown flag or argument: no-such-flag (see --help)'],
-    [['-p', '15001', 'stray', '--dry-run'], 'istio-iptables: unknown flag or argument: stray (see --help)'],
+    [['istio-iptables', '-p', '15001', '--no-such-flag', '--dry-run'], 'istio-iptables: unknown flag --no-such-flag (see --help)'],
+    [['-p', '15001', 'stray', '--dry-run'], 'istio-iptables: unexpected argument "stray": only flags are taken here (see --help)'],
     [['--dry-run', '-p'], 'istio-iptables: flag needs an argument: -p/--envoy-port'],
     [['--redirect-dns=maybe', '--dry-run'], 'istio-iptables: invalid value "maybe" for --redirect-dns: expected true or false'],
     [['trace', '-b', '*', 'sideways', 'tcp', '1.2.3.4', '->', '5.6.7.8:80'], /sideways|direction/],

@@ -177,9 +177,19 @@ describe('error messages', () => {
     [['-b', '80x'], 'istio-iptables: invalid value "80x" for -b/--istio-inbound-ports: expected a comma-separated list of ports 0-65535, or "*" ("80x" is not a port)'],
     [['-p', '0'], 'istio-iptables: invalid value "0" for -p/--envoy-port: expected a port 1-65535'],
     [['-x', '*'], 'istio-iptables: invalid value "*" for -x/--istio-service-exclude-cidr: expected a comma-separated list of CIDRs ("*" is not allowed for exclusions)'],
-    [['-m', 'tproxy'], 'istio-iptables: invalid value "tproxy" for -m/--istio-inbound-interception-mode: expected REDIRECT or TPROXY'],
+    [['-m', 'tproxy'], 'istio-iptables: invalid value "tproxy" for -m/--istio-inbound-interception-mode: expected REDIRECT or TPROXY, upper case as Istio reads it (did you mean TPROXY?)'],
     [['-b', '80\n-A OUTPUT -j ACCEPT'], 'istio-iptables: invalid value "80\\n-A OUTPUT -j ACCEPT" for -b/--istio-inbound-ports: expected a comma-separated list of ports 0-65535, or "*" ("80\\n-A OUTPUT -j ACCEPT" is not a port)'],
-    [['--redirect-dns=yes'], 'istio-iptables: invalid value "yes" for --redirect-dns: expected true or false'],
+    [['--redirect-dns=yes'], 'istio-iptables: invalid value "yes" for --redirect-dns: expected true or false (did you mean true?)'],
+    [['--redirect-dns=maybe'], 'istio-iptables: invalid value "maybe" for --redirect-dns: expected true or false'],
+    [['-i', '10.0.0.1,fd00::1/64'], 'istio-iptables: invalid value "10.0.0.1,fd00::1/64" for -i/--istio-service-cidr: expected a comma-separated list of CIDRs such as 10.0.0.0/8 or fd00::/8 ("10.0.0.1" is an address, not a CIDR: for that address alone write 10.0.0.1/32)'],
+    [['-x', '10.0.0.0/8,fd00::1'], 'istio-iptables: invalid value "10.0.0.0/8,fd00::1" for -x/--istio-service-exclude-cidr: expected a comma-separated list of CIDRs such as 10.0.0.0/8 or fd00::/8 ("fd00::1" is an address, not a CIDR: for that address alone write fd00::1/128)'],
+    [['--ipv4-loopback-cidr', '127.0.0.6'], 'istio-iptables: invalid value "127.0.0.6" for --ipv4-loopback-cidr: expected an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32 (for that address alone write 127.0.0.6/32)'],
+    [['--redirect-dns', '--dns-servers', '10.96.0.10/32'], 'istio-iptables: invalid value "10.96.0.10/32" for --dns-servers: expected a comma-separated list of IPv4 or IPv6 addresses ("10.96.0.10/32" is not an address: a nameserver is an address alone, such as 10.96.0.10)'],
+    [['--output', 'JSON'], 'istio-iptables: invalid value "JSON" for --output: expected text, json, svg or mermaid (did you mean json?)'],
+    [['--force-iptables-binary', 'nf'], 'istio-iptables: invalid value "nf" for --force-iptables-binary: expected legacy or nft (or iptables-legacy, iptables-nft) (did you mean nft?)'],
+    [['--log_target', 'stdrr'], 'istio-iptables: invalid value "stdrr" for --log_target: expected stdout or stderr (log files are not written here) (did you mean stderr?)'],
+    [['--log_output_level', 'default:warning'], 'istio-iptables: invalid value "default:warning" for --log_output_level: expected a level or comma-separated scope:level pairs, levels none, fatal, error, warn, info, debug ("default:warning" is not one) (did you mean default:warn?)'],
+    [['-m', 'REDIRCT'], 'istio-iptables: invalid value "REDIRCT" for -m/--istio-inbound-interception-mode: expected REDIRECT or TPROXY, upper case as Istio reads it (did you mean REDIRECT?)'],
   ])('%j', async (args, message) => {
     const r = await runCli([...BASE, ...args]);
     expect(r.stderr).toBe(`${message}\n`);

@@ -16,7 +16,7 @@ export function restoreCommand(binary: string, lockWaitSeconds = LOCK_WAIT_SECON
  * and environment as args.ts quickRaw reads them, with none of the program loaded beyond the
  * flag table, so that the entrypoint can
  * start them while the rest loads (they wait for their payload on stdin). Empty whenever the run
- * might do anything else: a dry run, cleanup, validation, a namespace flag, a forced backend,
+ * might do anything else: a dry run, cleanup, validation, a namespace flag, a forced backend, --output,
  * legacy tables present. (A command line quickRaw cannot read gets no guess at all.) It is a guess that is safe either
  * way: a command the run does not claim gets an empty stdin and exits having changed nothing, and
  * a command it needs that was not started is started then.
@@ -32,6 +32,8 @@ export function earlyCommands(
   const maybeOn = (k: OptionKey) => value(k) !== undefined && value(k) !== false && !GO_FALSE.has(String(value(k)).trim());
   if ((['dryRun', 'cleanupOnly', 'skipRuleApply', 'runValidation', 'nativeNftables', 'forceApply'] as const).some(maybeOn)) return [];
   if ((value('networkNamespace') ?? '') !== '' || (value('forceIptablesBinary') ?? '') !== '') return [];
+  // --output without a dry run is an error (cli.ts): nothing will be applied.
+  if (value('output') !== undefined) return [];
   const quick = quickBackend(undefined, true, readProc);
   if (quick === undefined) return [];
   const enableIpv6 = value('enableIpv6') === undefined ? ipv6Detected(isTrue('dualStack')) : isTrue('enableIpv6');

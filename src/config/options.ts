@@ -19,6 +19,12 @@ import type { ValueName, ValueOf } from './values.js';
  */
 export type OptionKind = 'string' | 'boolean' | 'strings';
 
+/**
+ * The commands of the command line: `apply` (the main one: apply, or print with --dry-run),
+ * `trace` and `diff`.
+ */
+export type OptionCommand = 'apply' | 'trace' | 'diff';
+
 /** The sections of --help. */
 export type OptionGroup = 'Ports' | 'Capture' | 'Proxy identity' | 'DNS' | 'TPROXY' | 'Run' | 'Output';
 
@@ -42,6 +48,11 @@ export interface OptionSpec {
    * are always parsed (Go's ParseBool); `uint16` and `duration` as pflag's Uint16 and Duration.
    */
   readonly envParse?: 'uint16' | 'duration';
+  /**
+   * An environment value that is not one of Go's boolean spellings is an error instead of being
+   * ignored as Istio ignores it: a misspelt DRY_RUN=yes would apply where a printout was asked for.
+   */
+  readonly envStrict?: boolean;
   /** The value schema (values.ts) each value is read with. */
   readonly value: ValueName;
   /**
@@ -52,6 +63,13 @@ export interface OptionSpec {
   /** Where the value goes in the configuration (`Config.capture` or `Config.run`); absent: checked only. */
   readonly config?: 'capture' | 'run';
   readonly group: OptionGroup;
+  /**
+   * The commands in which the option has an effect, whose --help lists it; absent: all. Every
+   * command accepts every option (a pod's init arguments can be given to trace and diff as they
+   * are). None: accepted and checked, with no effect anywhere (Istio's flags for its Go logger
+   * and Kubernetes client), so hidden from --help.
+   */
+  readonly commands?: readonly OptionCommand[];
   /** What --help and README's flag table say about it. */
   readonly help: string;
 }
@@ -163,64 +181,64 @@ export const OPTIONS = {
     group: 'Capture', help: 'Emit IPv6 rules [default: detected from the first non-loopback, non-link-local address]',
   },
   dryRun: {
-    long: 'dry-run', short: 'n', kind: 'boolean', default: false, env: ['DRY_RUN'], value: 'boolean', parsed: false, config: 'run',
-    group: 'Run', help: 'Print the rules and routes instead of applying them (needs no root, touches nothing)',
+    long: 'dry-run', short: 'n', kind: 'boolean', default: false, env: ['DRY_RUN'], envStrict: true, value: 'boolean', parsed: false, config: 'run',
+    group: 'Run', commands: ['apply'], help: 'Print the rules and routes instead of applying them (needs no root, touches nothing)',
   },
   output: {
     long: 'output', kind: 'string', default: 'text', env: [], value: 'outputFormat', parsed: 'text', config: 'run',
-    group: 'Output', help: 'Dry-run and trace output format: text, json, svg (a picture: the chain graph, or the packet\'s path) or mermaid (the same for GitHub)',
+    group: 'Output', commands: ['apply', 'trace'], help: 'Output format of a dry run (needs --dry-run: without it the rules are applied) or of trace: text, json, svg (a picture: the chain graph, or the packet\'s path) or mermaid (the same, for GitHub)',
   },
   explain: {
     long: 'explain', kind: 'boolean', default: false, env: [], value: 'boolean', parsed: false, config: 'run',
-    group: 'Output', help: 'With --dry-run: a # line above each rule naming the flag, environment variable and value that made it, and why (in JSON: explain)',
+    group: 'Output', commands: ['apply'], help: 'With --dry-run: a # line above each rule naming the flag, environment variable and value that made it, and why (in JSON: explain)',
   },
   networkNamespace: {
     long: 'network-namespace', kind: 'string', default: '', env: ['NETWORK_NAMESPACE'], value: 'networkNamespace', parsed: undefined, config: 'run',
-    group: 'Run', help: 'Network namespace to program: a name under /var/run/netns or a path',
+    group: 'Run', commands: ['apply', 'diff'], help: 'Network namespace to act on (to program; for diff, to read): a name under /var/run/netns or a path',
   },
   cniMode: {
     long: 'cni-mode', kind: 'boolean', default: false, env: ['CNI_MODE'], value: 'boolean', parsed: false, config: 'run',
-    group: 'Run', help: 'Run as the CNI plugin does',
+    group: 'Run', commands: ['apply'], help: 'Run as the CNI plugin does',
   },
   reconcile: {
     long: 'reconcile', kind: 'boolean', default: true, env: ['RECONCILE'], value: 'boolean', parsed: true, config: 'run',
-    group: 'Run', help: 'Heal drift in our chains by removing them and applying again',
+    group: 'Run', commands: ['apply'], help: 'Heal drift in our chains by removing them and applying again',
   },
   cleanupOnly: {
     long: 'cleanup-only', kind: 'boolean', default: false, env: ['CLEANUP_ONLY'], value: 'boolean', parsed: false, config: 'run',
-    group: 'Run', help: 'Remove our chains, jumps and routes, and apply nothing',
+    group: 'Run', commands: ['apply'], help: 'Remove our chains, jumps and routes, and apply nothing',
   },
   forceApply: {
     long: 'force-apply', kind: 'boolean', default: false, env: ['FORCE_APPLY'], value: 'boolean', parsed: false, config: 'run',
-    group: 'Run', help: 'Apply even when existing rules conflict',
+    group: 'Run', commands: ['apply'], help: 'Apply even when existing rules conflict',
   },
   nativeNftables: {
     long: 'native-nftables', kind: 'boolean', default: false, env: ['NATIVE_NFTABLES'], value: 'boolean', parsed: false, config: 'run',
-    group: 'Run', help: 'Program nftables directly instead of iptables',
+    group: 'Run', commands: ['apply'], help: 'Program nftables directly instead of iptables',
   },
   nftSets: {
     long: 'nft-sets', kind: 'boolean', default: false, env: ['NFT_SETS'], value: 'boolean', parsed: false, config: 'run',
-    group: 'Run', help: 'With --native-nftables, write long lists (excluded and included CIDRs, port lists) as one rule with an anonymous set instead of one rule per value; the same traffic is captured',
+    group: 'Run', commands: ['apply'], help: 'With --native-nftables, write long lists (excluded and included CIDRs, port lists) as one rule with an anonymous set instead of one rule per value; the same traffic is captured',
   },
   forceIptablesBinary: {
     long: 'force-iptables-binary', kind: 'string', default: '', env: ['FORCE_IPTABLES_BINARY'], value: 'forceIptablesBinary', parsed: undefined, config: 'run',
-    group: 'Run', help: 'Use this iptables backend instead of detecting it: legacy or nft (or a binary name such as iptables-legacy)',
+    group: 'Run', commands: ['apply', 'diff'], help: 'Use this iptables backend instead of detecting it: legacy or nft (or a binary name such as iptables-legacy)',
   },
   skipRuleApply: {
     long: 'skip-rule-apply', kind: 'boolean', default: false, env: ['SKIP_RULE_APPLY'], value: 'boolean', parsed: false, config: 'run',
-    group: 'Run', help: 'Apply no rules (with --run-validation: only validate)',
+    group: 'Run', commands: ['apply'], help: 'Apply no rules (with --run-validation: only validate)',
   },
   runValidation: {
     long: 'run-validation', kind: 'boolean', default: false, env: ['RUN_VALIDATION'], value: 'boolean', parsed: false, config: 'run',
-    group: 'Run', help: 'Prove that redirection works by connecting through the rules (exit 126 on failure)',
+    group: 'Run', commands: ['apply'], help: 'Prove that redirection works by connecting through the rules (exit 126 on failure)',
   },
   iptablesProbePort: {
     long: 'iptables-probe-port', kind: 'string', default: '15002', env: ['IPTABLES_PROBE_PORT'], envParse: 'uint16', value: 'port', parsed: 15002, config: 'run',
-    group: 'Run', help: 'Port the validation probe listens on',
+    group: 'Run', commands: ['apply'], help: 'Port the validation probe listens on',
   },
   probeTimeoutMs: {
     long: 'probe-timeout', kind: 'string', default: '5s', env: ['PROBE_TIMEOUT'], envParse: 'duration', value: 'duration', parsed: 5000, config: 'run',
-    group: 'Run', help: 'How long the validation probe waits (Go duration, e.g. 5s, 500ms)',
+    group: 'Run', commands: ['apply'], help: 'How long the validation probe waits (Go duration, e.g. 5s, 500ms)',
   },
   logLevel: {
     long: 'log_output_level', kind: 'string', default: 'default:info', env: ['LOG_OUTPUT_LEVEL'], value: 'logOutputLevel', parsed: 'info', config: 'run',
@@ -236,15 +254,15 @@ export const OPTIONS = {
   },
   logCaller: {
     long: 'log_caller', kind: 'string', default: '', env: [], value: 'logCallers', parsed: [],
-    group: 'Output', help: 'Istio\'s comma-separated scopes to log callers for: checked, no effect here',
+    group: 'Output', commands: [], help: 'Istio\'s comma-separated scopes to log callers for: checked, no effect here',
   },
   logStacktraceLevel: {
     long: 'log_stacktrace_level', kind: 'string', default: 'default:none', env: [], value: 'logOutputLevel', parsed: 'none',
-    group: 'Output', help: 'Istio\'s stack-trace level (as --log_output_level): checked, no effect here (user errors never print a stack)',
+    group: 'Output', commands: [], help: 'Istio\'s stack-trace level (as --log_output_level): checked, no effect here (user errors never print a stack)',
   },
   vklog: {
     long: 'vklog', kind: 'string', default: '0', env: [], value: 'klogLevel', parsed: 0,
-    group: 'Output', help: 'Verbosity of the Kubernetes client\'s logs, an integer (Istio\'s --vklog): checked, no effect here',
+    group: 'Output', commands: [], help: 'Verbosity of the Kubernetes client\'s logs, an integer (Istio\'s --vklog): checked, no effect here',
   },
 } as const satisfies Record<string, OptionSpec>;
 

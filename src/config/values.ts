@@ -1,7 +1,8 @@
 import { NEVER } from 'zod/v4/core';
-import { GO_FALSE, GO_TRUE } from './gobool.js';
+import { GO_FALSE, GO_TRUE, goBoolExpected } from './gobool.js';
 import type { Cidr, OwnerId, PortOrRange } from '../model/rule.js';
 import { parseAddress, parseCidr, type ParsedAddress } from './net.js';
+import { closest, didYouMean } from '../suggest.js';
 
 /**
  * Value schemas, one per kind of option value. Each takes the raw string exactly as it arrived
@@ -55,11 +56,31 @@ function fail(ctx: Ctx, message: string): typeof NEVER {
  */
 export interface ValueKind<T> {
   readonly check: (raw: unknown, ctx: Ctx) => T;
+  /** The values it takes when they are a fixed list: --help lists them, shell completion offers them. */
+  readonly choices?: readonly string[];
 }
 
 /** A kind taking a string. */
 function stringValue<T>(fn: (raw: string, ctx: Ctx) => T): ValueKind<T> {
   return { check: (raw, ctx) => (typeof raw === 'string' ? fn(raw, ctx) : wrongType(ctx)) };
+}
+
+/** What a choice kind's reading gives for a word that is none of its choices. */
+const NOT_ONE: unique symbol = Symbol('not one of the choices');
+
+/**
+ * A kind taking one of a fixed list of words (`read` gives the typed value of a good one, else
+ * NOT_ONE); a bad one gets the nearest choice as a hint.
+ */
+function choiceValue<T>(choices: readonly string[], expected: string, read: (raw: string) => T | typeof NOT_ONE): ValueKind<T> {
+  return {
+    choices,
+    check: (raw, ctx) => {
+      if (typeof raw !== 'string') return wrongType(ctx);
+      const value = read(raw);
+      return value !== NOT_ONE ? value : fail(ctx, `${expected}${didYouMean(trimSpaces(raw), choices)}`);
+    },
+  };
 }
 
 function wrongType(ctx: Ctx): typeof NEVER {
@@ -166,18 +187,20 @@ function cidrItems(raw: string, ctx: Ctx, wildcardNote: string): CidrSet | typeo
   for (const item of splitList(raw)) {
     const cidr = parseCidr(item);
     if (cidr === null) {
-      return fail(
-        ctx,
-        item === '*'
-          ? wildcardNote
-          : `a comma-separated list of CIDRs such as 10.0.0.0/8 or fd00::/8 (${q(item)} is not a CIDR)`,
-      );
+      return fail(ctx, item === '*' ? wildcardNote : `a comma-separated list of CIDRs such as 10.0.0.0/8 or fd00::/8 (${notCidr(item)})`);
     }
     const { loopback, ...plain } = cidr;
     hasLoopback ||= loopback;
     (cidr.family === 'ipv4' ? ipv4 : ipv6).push(plain);
   }
   return { ipv4, ipv6, hasLoopback };
+}
+
+/** Why an item is not a CIDR, with the fix when it is a bare address (`10.0.0.1` for `10.0.0.1/32`). */
+function notCidr(item: string): string {
+  const address = parseAddress(item);
+  if (address === null) return `${q(item)} is not a CIDR`;
+  return `${q(item)} is an address, not a CIDR: for that address alone write ${item}/${address.family === 'ipv4' ? 32 : 128}`;
 }
 
 /** Outbound include CIDRs: "*" or a list of IPv4/IPv6 CIDRs. */
@@ -274,12 +297,14 @@ function ownerGroups(max: number | undefined) {
 export const ownerGroupsInclude = ownerGroups(MAX_OWNER_GROUPS);
 export const ownerGroupsExclude = ownerGroups(undefined);
 
-export const interceptionMode = stringValue((raw, ctx): 'REDIRECT' | 'TPROXY' => {
+/**
+ * REDIRECT or TPROXY, upper case: Istio compares the mode with "TPROXY" exactly and takes any
+ * other word (`tproxy`) as REDIRECT; here it is an error, with the upper-case word as the hint.
+ */
+export const interceptionMode = choiceValue(['REDIRECT', 'TPROXY'], 'REDIRECT or TPROXY, upper case as Istio reads it', (raw): 'REDIRECT' | 'TPROXY' | typeof NOT_ONE =>
   // Istio's own default for this flag is the empty string, which means REDIRECT.
-  if (raw === '' || raw === 'REDIRECT') return 'REDIRECT';
-  if (raw === 'TPROXY') return 'TPROXY';
-  return fail(ctx, 'REDIRECT or TPROXY');
-});
+  raw === '' || raw === 'REDIRECT' ? 'REDIRECT' : raw === 'TPROXY' ? 'TPROXY' : NOT_ONE,
+);
 
 /** A 32-bit unsigned number, decimal or 0x-hex; `min` excludes 0 where 0 means "none". */
 function uint32(what: string, reserved: ReadonlyMap<number, string> = new Map()) {
@@ -321,7 +346,10 @@ export const dnsServers = stringValue((raw, ctx): DnsServers => {
   const parsed: ParsedAddress[] = [];
   for (const item of splitList(raw)) {
     const a = parseAddress(item);
-    if (a === null) return fail(ctx, `a comma-separated list of IPv4 or IPv6 addresses (${q(item)} is not an address)`);
+    if (a === null) {
+      const cidr = parseCidr(item) === null ? '' : `: a nameserver is an address alone, such as ${item.slice(0, item.indexOf('/'))}`;
+      return fail(ctx, `a comma-separated list of IPv4 or IPv6 addresses (${q(item)} is not an address${cidr})`);
+    }
     parsed.push(a);
   }
   return splitDnsServers(parsed);
@@ -332,8 +360,9 @@ export const dnsServers = stringValue((raw, ctx): DnsServers => {
  * in 127.0.0.0/8 and whose length is at least /8, so it never reaches beyond loopback.
  */
 export const ipv4LoopbackCidr = stringValue((raw, ctx): Cidr => {
-  const c = parseCidr(trimSpaces(raw));
-  if (c === null || c.family !== 'ipv4') return fail(ctx, 'an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32');
+  const t = trimSpaces(raw);
+  const c = parseCidr(t);
+  if (c === null || c.family !== 'ipv4') return fail(ctx, `an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32${parseAddress(t)?.family === 'ipv4' ? ` (for that address alone write ${t}/32)` : ''}`);
   if (!c.loopback || c.prefixLength < 8) return fail(ctx, 'an IPv4 CIDR within 127.0.0.0/8, such as 127.0.0.1/32 (prefix /8 or longer)');
   return { family: c.family, address: c.address, prefixLength: c.prefixLength };
 });
@@ -352,7 +381,9 @@ export const logOutputLevel = stringValue((raw, ctx): LogLevel => {
     const [scope, lvl, extra] = item.includes(':') ? item.split(':') : ['default', item];
     const known = (LEVELS as readonly string[]).includes(lvl ?? '');
     if (extra !== undefined || !scope || !/^[A-Za-z0-9_.-]+$/.test(scope) || !known) {
-      return fail(ctx, `a level or comma-separated scope:level pairs, levels ${LEVELS.join(', ')} (${q(item)} is not one)`);
+      const near = extra === undefined && lvl !== undefined ? closest(lvl, LEVELS) : undefined;
+      const hint = near === undefined ? '' : ` (did you mean ${item.includes(':') ? `${scope}:` : ''}${near}?)`;
+      return fail(ctx, `a level or comma-separated scope:level pairs, levels ${LEVELS.join(', ')} (${q(item)} is not one)${hint}`);
     }
     if (scope === 'default' || scope === 'all') level = lvl as LogLevel;
   }
@@ -372,10 +403,9 @@ export const logCallers = stringValue((raw, ctx): readonly string[] => {
 export type LogTarget = 'stdout' | 'stderr';
 
 /** One --log_target: where log lines go. Istio also takes file paths; this program writes no files. */
-export const logTarget = stringValue((raw, ctx): LogTarget => {
+export const logTarget = choiceValue(['stdout', 'stderr'], 'stdout or stderr (log files are not written here)', (raw): LogTarget | typeof NOT_ONE => {
   const t = trimSpaces(raw);
-  if (t === 'stdout' || t === 'stderr') return t;
-  return fail(ctx, 'stdout or stderr (log files are not written here)');
+  return t === 'stdout' || t === 'stderr' ? t : NOT_ONE;
 });
 
 /** --vklog: the Kubernetes client's log verbosity, an integer as klog parses it (no client here: no effect). */
@@ -415,25 +445,20 @@ export const networkNamespace = stringValue((raw, ctx) => {
 /** An iptables backend: the `-legacy` or the `-nft` binaries. */
 export type IptablesBackend = 'legacy' | 'nft';
 
-export const forceIptablesBinary = stringValue((raw, ctx): IptablesBackend | undefined => {
-  switch (trimSpaces(raw)) {
-    case '':
-      return undefined;
-    case 'legacy':
-    case 'iptables-legacy':
-      return 'legacy';
-    case 'nft':
-    case 'iptables-nft':
-      return 'nft';
-    default:
-      return fail(ctx, 'legacy or nft (or iptables-legacy, iptables-nft)');
-  }
-});
+/** An iptables backend to force, or none ("": detect it). */
+export const forceIptablesBinary = choiceValue(
+  ['legacy', 'nft', 'iptables-legacy', 'iptables-nft'],
+  'legacy or nft (or iptables-legacy, iptables-nft)',
+  (raw): IptablesBackend | undefined | typeof NOT_ONE => {
+    const t = trimSpaces(raw);
+    return t === '' ? undefined : t === 'legacy' || t === 'iptables-legacy' ? 'legacy' : t === 'nft' || t === 'iptables-nft' ? 'nft' : NOT_ONE;
+  },
+);
 
-export const outputFormat = stringValue((raw, ctx): OutputFormat => {
-  if (raw === 'text' || raw === 'json' || raw === 'svg' || raw === 'mermaid') return raw;
-  return fail(ctx, 'text, json, svg or mermaid');
-});
+/** The format of a dry run's or trace's output. */
+export const outputFormat = choiceValue(['text', 'json', 'svg', 'mermaid'], 'text, json, svg or mermaid', (raw): OutputFormat | typeof NOT_ONE =>
+  raw === 'text' || raw === 'json' || raw === 'svg' || raw === 'mermaid' ? raw : NOT_ONE,
+);
 
 /** What a dry run or trace prints: text, JSON, an SVG picture or a Mermaid flowchart. */
 export type OutputFormat = 'text' | 'json' | 'svg' | 'mermaid';
@@ -445,7 +470,7 @@ export const boolean: ValueKind<boolean> = {
   if (typeof raw !== 'string') return wrongType(ctx);
   if (GO_TRUE.has(raw)) return true;
   if (GO_FALSE.has(raw)) return false;
-  return fail(ctx, 'true or false');
+  return fail(ctx, goBoolExpected(raw));
   },
 };
 

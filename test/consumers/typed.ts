@@ -77,6 +77,7 @@ import {
   type NftRenderOptions,
   type NftablesReport,
   type Operation,
+  type OptionCommand,
   type OptionUse,
   type OptionGroup,
   type OptionKey,
@@ -123,6 +124,7 @@ const key: OptionKey = 'inboundPorts';
 const spec: OptionSpec = OPTIONS[key];
 const kind: OptionKind = spec.kind;
 const group: OptionGroup = spec.group;
+const commands: readonly OptionCommand[] | undefined = spec.commands;
 const valueName: ValueName = spec.value;
 const port: ValueOf<'port'> = capture0().proxyPort;
 const portList: ValueTypes['portList'] = capture0().inboundPortsExclude;
@@ -234,6 +236,6 @@ export async function main(): Promise<string[]> {
     outcomeOf(cleaned) ?? '',
     describeDiff(diffed),
     ...texts,
-    [kind, group, valueName, port, portList.length, dryRunValue, ownerGroups.all, level, targets.join(','), ruleFamily, outboundPorts.length, forced, inbound.kind, outbound.kind, excluded.hasLoopback, groups.kind, uid, family, table, chain, own, builtin, op?.kind, target?.kind, protocol, cidr?.address, step?.kind, doc.nftScript, verdict, hook, action, use?.key, reason.text, peer?.port, lines.length, explainedOption?.flag, output, DEFAULT_SPORT, ...pictures].join(' '),
+    [kind, group, commands?.join(',') ?? 'all', valueName, port, portList.length, dryRunValue, ownerGroups.all, level, targets.join(','), ruleFamily, outboundPorts.length, forced, inbound.kind, outbound.kind, excluded.hasLoopback, groups.kind, uid, family, table, chain, own, builtin, op?.kind, target?.kind, protocol, cidr?.address, step?.kind, doc.nftScript, verdict, hook, action, use?.key, reason.text, peer?.port, lines.length, explainedOption?.flag, output, DEFAULT_SPORT, ...pictures].join(' '),
   ];
 }

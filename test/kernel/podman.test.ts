@@ -1,4 +1,5 @@
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { execa } from 'execa';
@@ -157,8 +158,18 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-/** Every path in an image with its kind, size and file capabilities (the image mounted read-only). */
-async function imageFiles(image: string): Promise<Map<string, { kind: 'file' | 'link' | 'dir'; size: number; caps: string }>> {
+interface MountedFile {
+  kind: 'file' | 'link' | 'dir';
+  size: number;
+  caps: string;
+  /** Permission bits, octal. */
+  mode: string;
+  /** Regular files: their SHA-256; links: their target. */
+  content: string;
+}
+
+/** Every path in an image with its kind, size, mode, content and file capabilities (the image mounted read-only). */
+async function imageFiles(image: string): Promise<Map<string, MountedFile>> {
   const mount = await execa('podman', ['image', 'mount', image]);
   const dir = mount.stdout.trim();
   try {
@@ -168,17 +179,18 @@ async function imageFiles(image: string): Promise<Map<string, { kind: 'file' | '
       const [path, set] = line.split(' ');
       caps.set(`/${relative(dir, path ?? '')}`, set ?? '');
     }
-    const out = new Map<string, { kind: 'file' | 'link' | 'dir'; size: number; caps: string }>();
+    const out = new Map<string, MountedFile>();
     const walk = (d: string) => {
       for (const entry of readdirSync(d)) {
         const p = join(d, entry);
         const st = lstatSync(p);
         const key = `/${relative(dir, p)}`;
-        if (st.isSymbolicLink()) out.set(key, { kind: 'link', size: 0, caps: '' });
+        const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+        if (st.isSymbolicLink()) out.set(key, { kind: 'link', size: 0, caps: '', mode, content: readlinkSync(p) });
         else if (st.isDirectory()) {
-          out.set(key, { kind: 'dir', size: 0, caps: '' });
+          out.set(key, { kind: 'dir', size: 0, caps: '', mode, content: '' });
           walk(p);
-        } else out.set(key, { kind: 'file', size: statSync(p).size, caps: caps.get(key) ?? '' });
+        } else out.set(key, { kind: 'file', size: statSync(p).size, caps: caps.get(key) ?? '', mode, content: createHash('sha256').update(readFileSync(p)).digest('hex') });
       }
     };
     walk(dir);
@@ -226,6 +238,73 @@ describe('the images built by podman from container/Dockerfile', () => {
     expect(config.Entrypoint).toEqual(['/usr/local/bin/istio-iptables']);
     expect(config.User).toBe(variant === 'root' ? '0:0' : '65534:65534');
     expect(config.Env).toContain('XTABLES_LOCKFILE=/dev/shm/xtables.lock');
+  });
+});
+
+describe('npm run image:files (scripts/image-files.mjs): what is in an image, checkably', () => {
+  /** The listing's lines as path -> the same fields imageFiles reads from the mounted image. */
+  async function listing(image: string): Promise<{ text: string; files: Map<string, MountedFile> }> {
+    const r = await execa('node', [join(ROOT, 'scripts/image-files.mjs'), image], { reject: false, timeout: 120_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const kinds: Record<string, MountedFile['kind']> = { f: 'file', l: 'link', d: 'dir' };
+    const files = new Map<string, MountedFile>();
+    const [head, ...lines] = r.stdout.split('\n').filter(Boolean);
+    expect(head).toBe('# type mode uid:gid size sha256 capabilities path');
+    for (const line of lines) {
+      const m = /^([fdlhcbp]) ([0-7]{4}) (\d+):(\d+) (\d+|-) ([0-9a-f]{64}|-) (\S+) (\/\S*)(?: -> (\S+))?$/.exec(line);
+      if (m === null) throw new Error(`not a listing line: ${line}`);
+      const [, type = '', mode = '', uid, gid, size = '-', sha = '-', caps = '-', path = '', link] = m;
+      expect([uid, gid], path).toEqual(['0', '0']);
+      const kind = kinds[type];
+      if (kind === undefined) throw new Error(`unexpected ${type} in the image: ${line}`);
+      files.set(path, { kind, size: size === '-' ? 0 : Number(size), caps: caps === '-' ? '' : caps, mode, content: kind === 'file' ? sha : kind === 'link' ? (link ?? '') : '' });
+    }
+    return { text: r.stdout, files };
+  }
+
+  it.each(Object.entries(IMAGE))('%s: every path of the mounted image, with its kind, mode, size, SHA-256 or link target, and file capabilities', async (_variant, image) => {
+    const [{ files }, mounted] = await Promise.all([listing(image), imageFiles(image)]);
+    expect(files.size).toBeGreaterThan(100);
+    expect(Object.fromEntries(files)).toEqual(Object.fromEntries(mounted));
+  });
+
+  it('the image\'s entrypoint is the executable npm run build:entrypoint made here, byte for byte (a reproducible build)', async () => {
+    const { files } = await listing(IMAGE.root);
+    const local = createHash('sha256').update(readFileSync(ENTRYPOINT)).digest('hex');
+    // If not: the image's build stage compiled with another gcc or glibc than this machine's (compare dpkg -l gcc-12 libc6-dev).
+    expect(files.get('/usr/local/bin/istio-iptables')?.content).toBe(local);
+  });
+
+  it('the two variants differ only in the file capabilities of the four programs, and the same image lists the same twice', async () => {
+    const [root, nonroot, again] = await Promise.all([listing(IMAGE.root), listing(IMAGE.nonroot), listing(IMAGE.root)]);
+    expect(again.text).toBe(root.text);
+    const differ = [...nonroot.files.keys()].filter((p) => JSON.stringify(nonroot.files.get(p)) !== JSON.stringify(root.files.get(p)));
+    expect(differ.sort()).toEqual(['/usr/local/bin/istio-iptables', '/usr/sbin/nft', '/usr/sbin/xtables-legacy-multi', '/usr/sbin/xtables-nft-multi']);
+    for (const p of differ) expect({ ...nonroot.files.get(p), caps: '' }).toEqual(root.files.get(p));
+    expect([...root.files.keys()]).toEqual([...nonroot.files.keys()]);
+  });
+
+  it('a saved image (docker-archive and OCI) lists as the image does; what is not an image fails with a message', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'iit-image-files-'));
+    try {
+      const expected = (await listing(IMAGE.nonroot)).text;
+      for (const format of ['docker-archive', 'oci-archive']) {
+        const file = join(dir, `${format}.tar`);
+        await execa('podman', ['save', '--format', format, '-o', file, IMAGE.nonroot]);
+        const r = await execa('node', [join(ROOT, 'scripts/image-files.mjs'), '--archive', file], { reject: false });
+        expect(r.exitCode, r.stderr).toBe(0);
+        expect(r.stdout).toBe(expected);
+      }
+      writeFileSync(join(dir, 'not-an-image.tar'), Buffer.alloc(1024));
+      const bad = await execa('node', [join(ROOT, 'scripts/image-files.mjs'), '--archive', join(dir, 'not-an-image.tar')], { reject: false });
+      expect(bad.exitCode).toBe(1);
+      expect(bad.stderr).toMatch(/^image-files: .*not a saved image/);
+      const missing = await execa('node', [join(ROOT, 'scripts/image-files.mjs'), 'localhost/no-such-image:none'], { reject: false });
+      expect(missing.exitCode).toBe(1);
+      expect(missing.stderr).toMatch(/^image-files: podman save localhost\/no-such-image:none failed/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
