@@ -100,9 +100,9 @@ describe('help, the parser, trace and --nft-sets under ASan and UBSan', () => {
   });
 
   it.each([
-    [['istio-iptables', '-p', '15001', '--no-such-flag', '--dry-run'], /unknown flag or argument: no-such-flag/],
-    [['--dry-run', '-Q'], /unknown flag or argument/],
-    [['-p', '15001', 'stray', '--dry-run'], /unknown flag or argument: stray/],
+    [['istio-iptables', '-p', '15001', '--no-such-flag', '--dry-run'], /^istio-iptables: unknown flag --no-such-flag \(see --help\)$/],
+    [['--dry-run', '-Q'], /^istio-iptables: unknown shorthand flag "Q" in -Q \(did you mean -q\?\)$/],
+    [['-p', '15001', 'stray', '--dry-run'], /^istio-iptables: unexpected argument "stray": only flags are taken here/],
     [['--dry-run', '-p'], /flag needs an argument: -p\/--envoy-port/],
     [['--redirect-dns=maybe', '--dry-run'], /invalid value "maybe" for --redirect-dns/],
     [['trace', '--no-such-flag', 'inbound', 'tcp', '10.1.1.1', '->', '10.0.0.5:80'], /no-such-flag/],
