@@ -46,6 +46,8 @@ export interface Cidr {
     readonly prefixLength: number;
 }
 
+export type CidrInput = string | Cidr;
+
 export interface CidrSet {
     readonly ipv4: readonly Cidr[];
     readonly ipv6: readonly Cidr[];
@@ -75,8 +77,14 @@ export declare class ConfigError extends Error {
     readonly expected: string;
     readonly name = "ConfigError";
     readonly code = "EINVALIDCONFIG";
-    constructor(source: ValueSource | undefined, value: string | undefined, expected: string);
+    constructor(source: ValueSource | undefined, value: string | undefined, expected: string, options?: {
+        readonly typed?: boolean;
+    });
 }
+
+export type ConfigInput = {
+    readonly [K in OptionKey]?: OptionInput<K> | undefined;
+};
 
 export declare const DEFAULT_SPORT = 40000;
 
@@ -312,8 +320,9 @@ export interface NftablesReport {
 }
 
 // The option table. Its entries are README's flag table (test/options.test.ts); each entry's
-// kind, value and config are literal types (checked here): OptionKey, RawOptions, OptionValue and
-// OptionSection, below, derive the configuration's types from them.
+// kind, value and config are literal types (checked here): OptionKey, RawOptions, OptionInput,
+// ConfigInput, OptionValue and OptionSection, below, derive the library's input and the
+// configuration's types from them.
 export declare const OPTIONS: {
     readonly [key: string]: OptionSpec;
 };
@@ -328,6 +337,8 @@ export type Operation = {
 export type OptionCommand = 'apply' | 'trace' | 'diff';
 
 export type OptionGroup = 'Ports' | 'Capture' | 'Proxy identity' | 'DNS' | 'TPROXY' | 'Run' | 'Output';
+
+export type OptionInput<K extends OptionKey> = (typeof OPTIONS)[K]['kind'] extends 'strings' ? readonly ValueInput<(typeof OPTIONS)[K]['value']>[] : ValueInput<(typeof OPTIONS)[K]['value']>;
 
 export type OptionKey = keyof typeof OPTIONS;
 
@@ -528,6 +539,36 @@ export interface TraceStep {
     readonly why: Provenance;
 }
 
+export type ValueInput<N extends ValueName> = ValueInputs[N];
+
+export interface ValueInputs {
+    port: number;
+    portList: readonly number[];
+    portRangeList: readonly PortOrRange[];
+    inboundPorts: '*' | readonly number[];
+    outboundCidrs: '*' | readonly CidrInput[];
+    excludeCidrs: readonly CidrInput[];
+    interfaceList: readonly string[];
+    uidList: readonly OwnerId[];
+    gidList: readonly OwnerId[];
+    ownerGroupsInclude: '*' | readonly OwnerId[];
+    ownerGroupsExclude: readonly OwnerId[];
+    interceptionMode: 'REDIRECT' | 'TPROXY';
+    tproxyMark: number;
+    routeTable: number;
+    dnsServers: readonly string[];
+    ipv4LoopbackCidr: CidrInput;
+    logOutputLevel: LogLevel;
+    logCallers: readonly string[];
+    logTarget: LogTarget;
+    klogLevel: number;
+    duration: number;
+    networkNamespace: string;
+    forceIptablesBinary: IptablesBackend;
+    outputFormat: OutputFormat;
+    boolean: boolean;
+}
+
 export type ValueName = keyof ValueTypes;
 
 export type ValueOf<N extends ValueName> = ValueTypes[N];
@@ -587,7 +628,7 @@ export declare function cleanup(plan: Plan, options?: CleanupOptions): Promise<A
 
 export declare function configFromArgs(args: readonly string[], env?: Readonly<Record<string, string | undefined>>, host?: HostFacts): Promise<Config>;
 
-export declare function configFromObject(values: RawOptions, host?: HostFacts): Config;
+export declare function configFromObject(values: ConfigInput, host?: HostFacts): Config;
 
 export declare function describeProvenance(why: Provenance): string;
 

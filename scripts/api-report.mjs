@@ -21,9 +21,9 @@
  * The option table is the one export not printed as declared: its entries are README's flag table
  * (flag, env vars, default, config key, value; test/options.test.ts keeps it equal to the table),
  * and the report prints OPTIONS as a table of OptionSpec. The types derived from it (OptionKey,
- * RawOptions, OptionValue, OptionSection, CaptureConfig, RunConfig) are printed as declared, so a
- * change to how options become types shows here, and a new option, or new help text, shows in
- * README alone. That holds only while each entry's kind, value and config are literal types
+ * RawOptions, OptionInput, ConfigInput, OptionValue, OptionSection, CaptureConfig, RunConfig) are
+ * printed as declared, so a change to how options become types shows here, and a new option, or
+ * new help text, shows in README alone. That holds only while each entry's kind, value and config are literal types
  * (`as const`), which is checked.
  */
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -71,8 +71,9 @@ function format(diagnostics) {
 /** How the report prints the option table (see the top of this file). */
 const OPTIONS_TEXT = [
   "// The option table. Its entries are README's flag table (test/options.test.ts); each entry's",
-  '// kind, value and config are literal types (checked here): OptionKey, RawOptions, OptionValue and',
-  "// OptionSection, below, derive the configuration's types from them.",
+  '// kind, value and config are literal types (checked here): OptionKey, RawOptions, OptionInput,',
+  "// ConfigInput, OptionValue and OptionSection, below, derive the library's input and the",
+  "// configuration's types from them.",
   'export declare const OPTIONS: {',
   '    readonly [key: string]: OptionSpec;',
   '};',

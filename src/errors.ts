@@ -24,19 +24,42 @@ export function quoteValue(value: string): string {
   return JSON.stringify(value);
 }
 
-/** A configuration value was rejected: names the flag or env var, the value, and what was expected. */
+/**
+ * A value of the library's typed input as an error shows it: as JSON writes it (a list, a CIDR
+ * object, a string quoted), but numbers as JavaScript prints them (NaN and Infinity, which JSON
+ * would print as null). Nesting deeper than a CIDR in a list is cut short.
+ */
+export function valueText(value: unknown, depth = 0): string {
+  if (typeof value === 'string') return quoteValue(value);
+  if (Array.isArray(value) && depth < 4) return `[${value.map((v: unknown) => valueText(v, depth + 1)).join(',')}]`;
+  if (typeof value === 'object' && value !== null && depth < 4) {
+    return `{${Object.entries(value).map(([k, v]) => `${quoteValue(k)}:${valueText(v, depth + 1)}`).join(',')}}`;
+  }
+  return typeof value === 'bigint' ? `${value}n` : String(value);
+}
+
+/**
+ * A configuration value was rejected: names the flag, env var or option, the value, and what was
+ * expected.
+ */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   readonly code = 'EINVALIDCONFIG';
+  /**
+   * @param value The value as given: a string as it is; a value of another type (a number, a list,
+   *   an object, from configFromObject) as JSON text, with `typed` set, so that the message shows
+   *   `70000` and `[80,70000]` as the caller wrote them rather than as quoted strings.
+   */
   constructor(
     readonly source: ValueSource | undefined,
     readonly value: string | undefined,
     readonly expected: string,
+    options?: { readonly typed?: boolean },
   ) {
     super(
       source === undefined
         ? expected
-        : `invalid value ${quoteValue(value ?? '')} for ${describeSource(source)}: expected ${expected}`,
+        : `invalid value ${options?.typed === true ? (value ?? '') : quoteValue(value ?? '')} for ${describeSource(source)}: expected ${expected}`,
     );
   }
 }

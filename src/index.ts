@@ -7,12 +7,12 @@
 export { ConfigError, ApplyError, type ValueSource } from './errors.js';
 export { TraceError } from './trace/types.js';
 
-// Configuration: from Istio's args and environment, or from an object; host facts detected or fixed.
+// Configuration: from Istio's args and environment, or from a typed object; host facts detected or fixed.
 export { configFromArgs, configFromObject } from './config/from.js';
 export { detectHost, fixedHost, type HostFacts } from './config/host.js';
-export { OPTIONS, type OptionCommand, type OptionGroup, type OptionKey, type OptionKind, type OptionSection, type OptionSpec, type OptionValue, type RawOptions } from './config/options.js';
+export { OPTIONS, type ConfigInput, type OptionCommand, type OptionGroup, type OptionInput, type OptionKey, type OptionKind, type OptionSection, type OptionSpec, type OptionValue, type RawOptions } from './config/options.js';
 export type { Config, CaptureConfig, RunConfig, OwnerGroupFilter } from './config/config.js';
-export type { CidrSet, DnsServers, InboundPorts, IptablesBackend, LogLevel, LogTarget, OutboundCidrs, OutputFormat, OwnerGroups, ValueName, ValueOf, ValueTypes } from './config/values.js';
+export type { CidrInput, CidrSet, DnsServers, InboundPorts, IptablesBackend, LogLevel, LogTarget, OutboundCidrs, OutputFormat, OwnerGroups, ValueInput, ValueInputs, ValueName, ValueOf, ValueTypes } from './config/values.js';
 
 // The plan: rules and routing steps as data.
 export { buildPlan } from './build/plan.js';

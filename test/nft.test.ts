@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildPlan, configFromObject, fixedHost, renderNft, type Match, type Plan, type RawOptions, type Rule } from '../src/index.js';
+import { buildPlan, configFromObject, fixedHost, renderNft, type ConfigInput, type Match, type Plan, type Rule } from '../src/index.js';
 import { dryRunJson, runCli } from './support/cli.js';
 import { chainLines, loadNftCases } from './support/nft.js';
 
@@ -26,7 +26,7 @@ async function script(args: readonly string[]): Promise<string> {
   return doc.nftScript;
 }
 
-const plan = (options: RawOptions): Plan => buildPlan(configFromObject(options, fixedHost({ proxyUid: 1337 })).capture);
+const plan = (options: ConfigInput): Plan => buildPlan(configFromObject(options, fixedHost({ proxyUid: 1337 })).capture);
 
 describe('byte-identical to Istio\'s scripts', () => {
   const names = Object.keys(data.cases);
@@ -49,7 +49,7 @@ describe('byte-identical to Istio\'s scripts', () => {
   });
 
   it('renders the library plan exactly as the dry run does', async () => {
-    const p = plan({ inboundPorts: '32000,31000', mode: 'TPROXY', enableIpv6: false });
+    const p = plan({ inboundPorts: [32000, 31000], mode: 'TPROXY', enableIpv6: false });
     expect(renderNft(p)).toBe(expected('inbound-ports-tproxy'));
   });
 });
@@ -81,10 +81,10 @@ describe('dual stack beyond Istio\'s test data, in Istio\'s statement order', ()
     const text = renderNft(
       plan({
         enableIpv6: true,
-        outboundExcludeCidrs: '10.96.0.10/32,10.1.0.0/16,fd00::a/128',
-        outboundCidrs: '10.0.0.0/8,fd00::/8',
-        kubeVirtInterfaces: 'vnet0',
-        outboundPorts: '443',
+        outboundExcludeCidrs: ['10.96.0.10/32', '10.1.0.0/16', 'fd00::a/128'],
+        outboundCidrs: ['10.0.0.0/8', 'fd00::/8'],
+        kubeVirtInterfaces: ['vnet0'],
+        outboundPorts: [443],
       }),
     );
     expect(chainLines(text, 'nat', 'istio-output').slice(-8)).toEqual([
@@ -105,9 +105,9 @@ describe('dual stack beyond Istio\'s test data, in Istio\'s statement order', ()
   });
 
   it('DNS: one jump when any family has servers; TCP loops then UDP loops; raw zones per family', () => {
-    const v4only = renderNft(plan({ enableIpv6: true, redirectDns: 'true', dnsServers: '10.96.0.10' }));
+    const v4only = renderNft(plan({ enableIpv6: true, redirectDns: true, dnsServers: ['10.96.0.10'] }));
     expect(chainLines(v4only, 'nat', 'istio-output').filter((l) => l.includes('istio-output-dns'))).toEqual(['add rule istio-output counter jump istio-output-dns']);
-    const both = renderNft(plan({ enableIpv6: true, redirectDns: 'true', dnsServers: '10.96.0.10,10.96.0.11,fd00::a' }));
+    const both = renderNft(plan({ enableIpv6: true, redirectDns: true, dnsServers: ['10.96.0.10', '10.96.0.11', 'fd00::a'] }));
     expect(chainLines(both, 'nat', 'istio-output-dns')).toEqual([
       'add rule istio-output-dns ip daddr 10.96.0.10/32 tcp dport 53 counter redirect to :15053',
       'add rule istio-output-dns ip daddr 10.96.0.11/32 tcp dport 53 counter redirect to :15053',
@@ -121,7 +121,7 @@ describe('dual stack beyond Istio\'s test data, in Istio\'s statement order', ()
       'add rule istio-inbound udp sport 53 ip saddr 10.96.0.11/32 counter ct zone set 1',
       'add rule istio-inbound udp sport 53 ip6 saddr fd00::a/128 counter ct zone set 1',
     ]);
-    const all = renderNft(plan({ enableIpv6: true, redirectDns: 'true', captureAllDns: 'true' }));
+    const all = renderNft(plan({ enableIpv6: true, redirectDns: true, captureAllDns: true }));
     expect(chainLines(all, 'nat', 'istio-output-dns')).toEqual([
       'add rule istio-output-dns meta l4proto tcp tcp dport 53 counter redirect to :15053',
       'add rule istio-output-dns udp dport 53 counter redirect to :15053',
@@ -137,7 +137,7 @@ const patchMatch = (p: Plan, kind: Match['kind'], f: (m: Match) => Match): Plan 
   patched(p, (r) => ({ ...r, matches: r.matches.map((m) => (m.kind === kind ? f(m) : m)) }));
 
 describe('names and refusal of unsafe tokens', () => {
-  const base = plan({ mode: 'TPROXY', inboundPorts: '*', excludeInterfaces: 'eth1', enableIpv6: false });
+  const base = plan({ mode: 'TPROXY', inboundPorts: '*', excludeInterfaces: ['eth1'], enableIpv6: false });
 
   it('quotes names nft would not read as one plain string, and turns eth+ into "eth*"', () => {
     const withName = (name: string): string => renderNft(patchMatch(base, 'inInterface', (m) => (m.kind === 'inInterface' && m.name === 'eth1' ? { ...m, name } : m)));

@@ -121,6 +121,55 @@ describe('consumers of the installed package', { timeout: 120_000 }, () => {
     expect(bad.stdout).toMatch(/TS2322: Type '"done"' is not assignable to type 'FamilyOutcome'/);
   });
 
+  it("README's library example type-checks as shown in a fresh project set up as docs/library.md says", async () => {
+    const example = /^## Library\n[\s\S]*?^```ts\n([\s\S]*?)^```$/m.exec(readFileSync(join(ROOT, 'README.md'), 'utf8'))?.[1];
+    const docs = readFileSync(join(ROOT, 'docs', 'library.md'), 'utf8');
+    const manifest = JSON.parse(/^`package\.json`[^\n]*:\n\n```json\n([\s\S]*?)^```$/m.exec(docs)?.[1] ?? 'null') as { type: string; devDependencies: Record<string, string> };
+    const tsconfig = /^`tsconfig\.json`:\n\n```json\n([\s\S]*?)^```$/m.exec(docs)?.[1];
+    expect(example).toContain('configFromObject(');
+    expect(manifest.type).toBe('module');
+    expect(Object.keys(manifest.devDependencies).sort()).toEqual(['@types/node', 'typescript']);
+    expect(tsconfig).toBeDefined();
+    // package.json: what docs/library.md shows, the dependency on the tarball, and the dev
+    // dependencies it names at this checkout's locked versions.
+    const project = await pkg.project2('readme', { type: manifest.type }, Object.keys(manifest.devDependencies));
+    const write = (path: string, text: string): void => {
+      mkdirSync(join(project, path, '..'), { recursive: true });
+      writeFileSync(join(project, path), text);
+    };
+    write('tsconfig.json', tsconfig ?? '');
+    write('example.ts', example ?? '');
+    // What docs/library.md says of CommonJS: the same file refuses its top-level await there, and
+    // compiles as .mts.
+    write('cjs/package.json', '{ "type": "commonjs" }\n');
+    write('cjs/example.ts', example ?? '');
+    write('cjs/example.mts', example ?? '');
+    // And the types have teeth: a mistyped key and a mode in lower case (TypeScript suggests the
+    // right one for each) and a port as text each fail, with nothing else.
+    const mistakes = {
+      'bad-key.ts': ['proxyPort: 15001,', 'proxyPrt: 15001,', /error TS2561: Object literal may only specify known properties, but 'proxyPrt' does not exist in type 'ConfigInput'. Did you mean to write 'proxyPort'\?/],
+      'bad-mode.ts': ["mode: 'TPROXY'", "mode: 'tproxy'", /error TS2820: Type '"tproxy"' is not assignable to type '"REDIRECT" \| "TPROXY" \| undefined'. Did you mean '"TPROXY"'\?/],
+      'bad-port.ts': ['inboundCapturePort: 15006,', "inboundCapturePort: '15006',", /error TS2322: Type 'string' is not assignable to type 'number'/],
+    } as const;
+    for (const [file, [from, to]] of Object.entries(mistakes)) {
+      expect(example).toContain(from);
+      write(file, (example ?? '').replace(from, to));
+    }
+    const tsc = join(project, 'node_modules', 'typescript', 'bin', 'tsc');
+    const r = await pkg.run('node', [tsc, '-p', '.', '--pretty', 'false'], { cwd: project });
+    const errors = r.stdout.split('\n').filter((l) => /error TS/.test(l));
+    const of = (file: string): string[] => errors.filter((l) => l.startsWith(`${file}(`));
+    expect(of('example.ts')).toEqual([]);
+    expect(of('cjs/example.mts')).toEqual([]);
+    // One for each top-level await.
+    expect(of('cjs/example.ts').map((l) => /error (TS\d+)/.exec(l)?.[1])).toEqual(['TS1309', 'TS1309', 'TS1309', 'TS1309']);
+    for (const [file, [, , message]] of Object.entries(mistakes)) {
+      expect(of(file)).toHaveLength(1);
+      expect(of(file)[0]).toMatch(message);
+    }
+    expect(errors).toHaveLength(4 + Object.keys(mistakes).length);
+  });
+
   it('npx runs the bin from the tarball', async () => {
     const r = await pkg.run('npx', ['--offline', 'istio-iptables', 'istio-iptables', ...TPROXY, '--dry-run']);
     expect(r.exitCode).toBe(0);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildPlan, configFromObject, fixedHost, renderNft, type Plan, type RawOptions, type Rule } from '../src/index.js';
+import { buildPlan, configFromObject, fixedHost, renderNft, type ConfigInput, type Plan, type Rule } from '../src/index.js';
 import { familyRules } from '../src/build/plan.js';
 import { chainKey, replayChains } from '../src/model/replay.js';
 
@@ -7,19 +7,19 @@ import { chainKey, replayChains } from '../src/model/replay.js';
  * The plan holds each rule once with its family (both, IPv4 only, IPv6 only), in Istio's issue
  * order; the per-family views iptables is given are filtered from it, and the nft script is it.
  */
-const plan = (options: RawOptions): Plan => buildPlan(configFromObject(options, fixedHost({ proxyUid: 1337 })).capture);
+const plan = (options: ConfigInput): Plan => buildPlan(configFromObject(options, fixedHost({ proxyUid: 1337 })).capture);
 
 /** The families of a rule's addresses (source, destination). */
 const addressFamilies = (r: Rule): Set<string> => new Set(r.matches.flatMap((x) => (x.kind === 'source' || x.kind === 'destination' ? [x.cidr.family] : [])));
 
-const CONFIGS: Record<string, RawOptions> = {
-  'sidecar REDIRECT': { inboundPorts: '*', outboundCidrs: '*', inboundPortsExclude: '15090,15021,15020', enableIpv6: false },
+const CONFIGS: Record<string, ConfigInput> = {
+  'sidecar REDIRECT': { inboundPorts: '*', outboundCidrs: '*', inboundPortsExclude: [15090, 15021, 15020], enableIpv6: false },
   'TPROXY dual stack': { mode: 'TPROXY', inboundPorts: '*', outboundCidrs: '*', enableIpv6: true },
-  'CIDR lists dual stack': { outboundCidrs: '10.0.0.0/8,fd00::/8', outboundExcludeCidrs: '10.96.0.10/32,fd00::a/128', kubeVirtInterfaces: 'vnet0', outboundPorts: '443', enableIpv6: true },
-  'DNS both families': { redirectDns: 'true', dnsServers: '10.96.0.10,fd00::a', enableIpv6: true, proxyGids: '1337,1338' },
-  'DNS IPv6 only, IPv6 on': { redirectDns: 'true', dnsServers: 'fd00::a', enableIpv6: true },
-  'DNS IPv6 only, IPv6 off': { redirectDns: 'true', dnsServers: 'fd00::a', enableIpv6: false },
-  'capture all DNS': { redirectDns: 'true', captureAllDns: 'true', enableIpv6: true, dropInvalid: 'true' },
+  'CIDR lists dual stack': { outboundCidrs: ['10.0.0.0/8', 'fd00::/8'], outboundExcludeCidrs: ['10.96.0.10/32', 'fd00::a/128'], kubeVirtInterfaces: ['vnet0'], outboundPorts: [443], enableIpv6: true },
+  'DNS both families': { redirectDns: true, dnsServers: ['10.96.0.10', 'fd00::a'], enableIpv6: true, proxyGids: [1337, 1338] },
+  'DNS IPv6 only, IPv6 on': { redirectDns: true, dnsServers: ['fd00::a'], enableIpv6: true },
+  'DNS IPv6 only, IPv6 off': { redirectDns: true, dnsServers: ['fd00::a'], enableIpv6: false },
+  'capture all DNS': { redirectDns: true, captureAllDns: true, enableIpv6: true, dropInvalid: true },
 };
 
 describe('each rule carries its family', () => {
@@ -53,7 +53,7 @@ describe('each rule carries its family', () => {
   });
 
   it('a rule shared by both families is one rule; a per-family value gives a pair, IPv4 then IPv6, side by side', () => {
-    const p = plan(CONFIGS['TPROXY dual stack'] as RawOptions);
+    const p = plan(CONFIGS['TPROXY dual stack'] as ConfigInput);
     const jump = p.rules.filter((r) => r.table === 'mangle' && r.chain === 'PREROUTING' && r.target.kind === 'jump');
     expect(jump.map((r) => r.family)).toEqual(['both']);
     const tproxy = p.rules.filter((r) => r.target.kind === 'tproxy');
@@ -68,14 +68,14 @@ describe('each rule carries its family', () => {
 
   it('the jumps to the DNS chains: one shared rule when both families need them, else the one family\'s', () => {
     const dnsJumps = (p: Plan) => p.rules.filter((r) => r.target.kind === 'jump' && (r.target.chain === 'ISTIO_OUTPUT_DNS' || (r.table === 'raw' && r.chain === 'PREROUTING'))).map((r) => `${r.table} ${r.family}`);
-    expect(dnsJumps(plan(CONFIGS['DNS both families'] as RawOptions))).toEqual(['raw both', 'nat both', 'raw both']);
-    expect(dnsJumps(plan(CONFIGS['DNS IPv6 only, IPv6 on'] as RawOptions))).toEqual(['raw both', 'nat ipv6', 'raw ipv6']);
-    expect(dnsJumps(plan(CONFIGS['DNS IPv6 only, IPv6 off'] as RawOptions))).toEqual(['raw both']);
-    expect(dnsJumps(plan(CONFIGS['capture all DNS'] as RawOptions))).toEqual(['raw both', 'nat both', 'raw both']);
+    expect(dnsJumps(plan(CONFIGS['DNS both families'] as ConfigInput))).toEqual(['raw both', 'nat both', 'raw both']);
+    expect(dnsJumps(plan(CONFIGS['DNS IPv6 only, IPv6 on'] as ConfigInput))).toEqual(['raw both', 'nat ipv6', 'raw ipv6']);
+    expect(dnsJumps(plan(CONFIGS['DNS IPv6 only, IPv6 off'] as ConfigInput))).toEqual(['raw both']);
+    expect(dnsJumps(plan(CONFIGS['capture all DNS'] as ConfigInput))).toEqual(['raw both', 'nat both', 'raw both']);
   });
 
   it('per-family loops: IPv4\'s rules, then IPv6\'s', () => {
-    const p = plan(CONFIGS['DNS both families'] as RawOptions);
+    const p = plan(CONFIGS['DNS both families'] as ConfigInput);
     const zones = p.rules.filter((r) => r.table === 'raw' && r.family !== 'both');
     expect(zones.map((r) => `${r.family} ${r.chain}`)).toEqual(['ipv4 ISTIO_OUTPUT_DNS', 'ipv4 ISTIO_INBOUND', 'ipv6 ISTIO_OUTPUT_DNS', 'ipv6 ISTIO_INBOUND']);
   });

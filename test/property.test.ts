@@ -4,6 +4,8 @@ import { OPTIONS, OPTION_KEYS, type OptionKey } from '../src/config/options.js';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { ROOT, runCli } from './support/cli.js';
+import { ConfigError, configFromObject, fixedHost, type Config, type ConfigInput } from '../src/index.js';
+import type { ValueName } from '../src/config/values.js';
 
 /**
  * Property: whatever string reaches any option, by flag or env var, either the run is rejected
@@ -45,6 +47,55 @@ async function property(key: OptionKey, value: string, via: 'flag' | 'env'): Pro
   }
   checkOutput(r.stdout);
 }
+
+/** The list kinds of value, and those whose items are numbers in the typed form. */
+const LISTS: readonly ValueName[] = ['portList', 'portRangeList', 'inboundPorts', 'outboundCidrs', 'excludeCidrs', 'interfaceList', 'uidList', 'gidList', 'ownerGroupsInclude', 'ownerGroupsExclude', 'dnsServers', 'logCallers'];
+const NUMERIC: readonly ValueName[] = ['portList', 'portRangeList', 'inboundPorts', 'uidList', 'gidList', 'ownerGroupsInclude', 'ownerGroupsExclude'];
+const LIST_OPTIONS = OPTION_KEYS.filter((k) => LISTS.includes(OPTIONS[k].value));
+
+/**
+ * One list item in both forms: a number and its decimal text, or a string that the text form's
+ * splitting leaves as it is (no comma, no spaces around it, not empty, not the lone "*" that the
+ * text form reads as "all").
+ */
+const item = (numeric: boolean): fc.Arbitrary<{ typed: number | string; text: string }> =>
+  fc.oneof(
+    ...(numeric ? [fc.oneof(fc.integer({ min: -2, max: 70_000 }), fc.constantFrom(0, 1, 65535, 65536, 4294967294, 4294967295)).map((n) => ({ typed: n, text: String(n) }))] : []),
+    fc
+      .array(fc.constantFrom(...PIECES), { minLength: 1, maxLength: 4 })
+      .map((a) => a.join(''))
+      .filter((t) => !t.includes(',') && t.trim() === t && t !== '' && t !== '*')
+      .map((t) => ({ typed: t, text: t })),
+  );
+
+function outcome(values: Record<string, unknown>): Config | 'refused' {
+  try {
+    return configFromObject(values as ConfigInput, fixedHost({ proxyUid: 1337, ipv6: true, dnsServers: { ipv4: ['10.0.0.10'], ipv6: [] } }));
+  } catch (err) {
+    if (err instanceof ConfigError) return 'refused';
+    throw err;
+  }
+}
+
+describe('a typed list and its text are one reading', () => {
+  it('every list option: an array of items and the same items comma-separated are both refused, or give the same configuration', () => {
+    let accepted = 0;
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...LIST_OPTIONS).chain((key) => fc.tuple(fc.constant(key), fc.array(item(NUMERIC.includes(OPTIONS[key].value)), { maxLength: 5 }))),
+        ([key, items]) => {
+          const typed = outcome({ [key]: items.map((i) => i.typed) });
+          const text = outcome({ [key]: items.map((i) => i.text).join(',') });
+          expect(typed, `${key}: ${JSON.stringify(items)}`).toEqual(text);
+          if (typed !== 'refused' && items.length > 0) accepted++;
+        },
+      ),
+      { numRuns: 2000 },
+    );
+    // Not vacuous: non-empty lists were accepted too, not only refused alike.
+    expect(accepted).toBeGreaterThan(100);
+  });
+});
 
 describe('hostile values never reach restore text', () => {
   it.each(['flag', 'env'] as const)('through %ss', async (via) => {

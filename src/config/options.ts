@@ -1,4 +1,4 @@
-import type { ValueName, ValueOf } from './values.js';
+import type { ValueInput, ValueName, ValueOf } from './values.js';
 
 /**
  * The option table: the one definition of every istio-iptables option. Each entry holds the
@@ -6,8 +6,9 @@ import type { ValueName, ValueOf } from './values.js';
  * the kind of value it takes (a value schema of values.ts), where it goes in the configuration
  * and what --help says about it. The flag reader (args.ts), the yargs definition and --help
  * (parser.ts), validation (parse.ts: a zod object over the entries given), the configuration's
- * type (config.ts) and README's flag table (checked by test/options.test.ts) all derive from it.
- * The key of an entry is its key in the configuration and in configFromObject.
+ * type (config.ts), the library's typed input (ConfigInput, below) and README's flag table
+ * (checked by test/options.test.ts) all derive from it. The key of an entry is its key in the
+ * configuration and in configFromObject.
  *
  * Adding an option is one entry here; a capture option is then read by the builder as
  * `config.<key>`.
@@ -270,9 +271,31 @@ export const OPTIONS = {
 export type OptionKey = keyof typeof OPTIONS;
 export const OPTION_KEYS = Object.keys(OPTIONS) as OptionKey[];
 
-/** Raw values as they arrive from flags, env vars or an object, before validation. */
+/**
+ * Values as flags and environment variables give them, before validation: each option's text (a
+ * switch's also as a boolean, a repeatable flag's as its list of texts). configFromObject also
+ * takes these at run time, for JavaScript callers of 1.x; its type is ConfigInput.
+ */
 export type RawOptions = {
   [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : (typeof OPTIONS)[K]['kind'] extends 'strings' ? string | readonly string[] : string;
+};
+
+/**
+ * One option's typed input: its kind of value's typed form (ValueInputs: a number for a port, an
+ * array for a list, a literal union for a mode, a boolean for a switch), a list of them for a
+ * repeatable flag.
+ */
+export type OptionInput<K extends OptionKey> = (typeof OPTIONS)[K]['kind'] extends 'strings'
+  ? readonly ValueInput<(typeof OPTIONS)[K]['value']>[]
+  : ValueInput<(typeof OPTIONS)[K]['value']>;
+
+/**
+ * What configFromObject takes: any options of the table, under their keys, each in its typed form
+ * (`{ proxyPort: 15001, mode: 'TPROXY', inboundPorts: '*', outboundExcludeCidrs: ['10.0.0.0/8'] }`).
+ * An option absent or undefined takes its default, as a flag not given does.
+ */
+export type ConfigInput = {
+  readonly [K in OptionKey]?: OptionInput<K> | undefined;
 };
 
 /** An option's validated value: its schema's output (a list of them for a repeatable flag). */

@@ -1,13 +1,17 @@
 import { $ZodArray, $ZodObject, $ZodTransform, safeParse, type $ZodIssue, type $ZodType } from 'zod/v4/core';
-import { ConfigError, type ValueSource } from '../errors.js';
+import { ConfigError, valueText, type ValueSource } from '../errors.js';
 import type { CaptureConfig, Config, OwnerGroupFilter, RunConfig } from './config.js';
-import { OPTIONS, OPTION_KEYS, type OptionKey, type OptionSpec, type OptionValue, type RawOptions } from './options.js';
+import { OPTIONS, OPTION_KEYS, type ConfigInput, type OptionKey, type OptionSpec, type OptionValue, type RawOptions } from './options.js';
 import { VALUES, type ValueKind, type ValueName, type ValueOf } from './values.js';
 import type { HostFacts } from './host.js';
 
-/** Raw values with where each came from (flag, env var, library option); absent keys take defaults. */
+/**
+ * Values as given, with where each came from (flag, env var, library option); absent keys take
+ * defaults. Flags and env vars give text (RawOptions), configFromObject typed values (ConfigInput)
+ * or, from JavaScript, text: each kind's schema reads both.
+ */
 export interface RawInput {
-  readonly values: RawOptions;
+  readonly values: RawOptions | ConfigInput;
   readonly sources: Partial<Record<OptionKey, ValueSource>>;
   /** Environment variables ignored because Istio could not parse them either (logged as warnings). */
   readonly ignored?: readonly IgnoredEnv[];
@@ -69,7 +73,8 @@ export function parseOptions(input: RawInput): ParsedOptions {
     const value = input.values[key];
     if (value === undefined) continue;
     given.push(key);
-    values[key] = OPTIONS[key].kind === 'strings' && typeof value === 'string' ? [value] : value;
+    // A repeatable flag's one value (text, or a JavaScript caller's lone value) is a list of one.
+    values[key] = OPTIONS[key].kind === 'strings' && !Array.isArray(value) ? [value] : value;
   }
   const result = safeParse(optionsSchema(given), values);
   if (!result.success) throw issueError(input, values, result.error.issues[0]);
@@ -86,14 +91,19 @@ export function parseOptions(input: RawInput): ParsedOptions {
   return out as ParsedOptions;
 }
 
-/** A zod issue as a ConfigError: the option it is about (the path), the value there, what was expected. */
+/**
+ * A zod issue as a ConfigError: the option it is about (the path), the value there (one value of
+ * a repeatable flag), what was expected. A value that is not text (the library's typed input) is
+ * shown as the caller wrote it: `70000`, `[80,70000]`.
+ */
 function issueError(input: RawInput, values: Record<string, unknown>, issue: $ZodIssue | undefined): ConfigError {
   const key = (issue?.path[0] ?? OPTION_KEYS[0]) as OptionKey;
   const index = issue?.path[1];
   const at = values[key];
   const given = typeof index === 'number' && Array.isArray(at) ? (at[index] as unknown) : at;
-  const expected = issue?.code === 'invalid_type' || issue?.code === 'invalid_union' ? `a ${OPTIONS[key].kind}` : (issue?.message ?? 'a valid value');
-  return new ConfigError(sourceOf(input, key), typeof given === 'string' ? given : String(given), expected);
+  const expected = issue?.message ?? 'a valid value';
+  if (typeof given === 'string') return new ConfigError(sourceOf(input, key), given, expected);
+  return new ConfigError(sourceOf(input, key), valueText(given), expected, { typed: true });
 }
 
 /**

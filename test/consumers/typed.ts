@@ -40,11 +40,13 @@ import {
   type CaptureConfig,
   type Chain,
   type Cidr,
+  type CidrInput,
   type CidrSet,
   type CleanupOptions,
   type CommandResult,
   type CommandRunner,
   type Config,
+  type ConfigInput,
   type DiffOptions,
   type DiffReport,
   type DnsServers,
@@ -80,6 +82,7 @@ import {
   type OptionCommand,
   type OptionUse,
   type OptionGroup,
+  type OptionInput,
   type OptionKey,
   type OptionKind,
   type OptionSection,
@@ -109,6 +112,8 @@ import {
   type TraceReason,
   type TraceResult,
   type TraceStep,
+  type ValueInput,
+  type ValueInputs,
   type ValueName,
   type ValueOf,
   type ValueSource,
@@ -119,7 +124,25 @@ import {
 const env: Readonly<Record<string, string | undefined>> = { ISTIO_INBOUND_PORTS: '*' };
 const host: HostFacts = fixedHost({ proxyUid: 1337, ipv6: true, dnsServers: { ipv4: ['10.96.0.10'], ipv6: [] } satisfies DnsServers });
 const detected: HostFacts = detectHost(env, (message: string) => void message);
-const raw: RawOptions = { mode: 'TPROXY', inboundPorts: '*', redirectDns: true };
+// The flag/env text form; configFromObject takes the typed form below.
+const flagText: RawOptions = { mode: 'TPROXY', inboundPorts: '*', redirectDns: 'true' };
+const excludedCidr: CidrInput = { family: 'ipv4', address: '10.96.0.0', prefixLength: 12 };
+const probePort: OptionInput<'iptablesProbePort'> = 15102;
+const timeoutMs: ValueInput<'duration'> = 1500;
+const uids: ValueInputs['uidList'] = [1337, 'istio-proxy'];
+const raw: ConfigInput = {
+  mode: flagText.mode === 'TPROXY' ? 'TPROXY' : 'REDIRECT',
+  inboundPorts: '*',
+  inboundPortsExclude: [15090, 15021],
+  outboundCidrs: ['10.0.0.0/8', 'fd00::/8'],
+  outboundExcludeCidrs: [excludedCidr],
+  outboundPorts: [443, { first: 8000, last: 8080 }],
+  proxyUids: uids,
+  redirectDns: true,
+  iptablesProbePort: probePort,
+  probeTimeoutMs: timeoutMs,
+  logTargets: ['stdout'],
+};
 const key: OptionKey = 'inboundPorts';
 const spec: OptionSpec = OPTIONS[key];
 const kind: OptionKind = spec.kind;
@@ -169,7 +192,11 @@ const texts: string[] = [renderRestore(v4), renderNft(plan, nftOptions), renderJ
 // @ts-expect-error a Plan is not a configuration: the types are real, not any
 buildPlan(config);
 // @ts-expect-error unknown option keys are refused
-configFromObject({ inboundPort: '80' });
+configFromObject({ inboundPort: [80] });
+// @ts-expect-error modes are a literal union
+configFromObject({ mode: 'tproxy' });
+// @ts-expect-error ports are numbers
+configFromObject({ proxyPort: '15001' });
 
 const flowState: FlowState = 'NEW';
 const flow: Flow = { direction: 'inbound', protocol: 'tcp', src: '10.0.0.1', sport: 40000, dst: '10.0.0.2', dport: 8080, state: flowState };
