@@ -29,7 +29,7 @@ const conf = (a: Agent) => ({ cniVersion: '1.0.0', name: 'k8s-pod-network', type
 const rules = async (ns: Netns) => (await ns.run('iptables-nft-save', [])).stdout + (await ns.run('iptables-legacy-save', [])).stdout;
 
 
-describe('with an expired token (401 from the API)', () => {
+describe('stand-in API server: with an expired token (401 from the API)', () => {
   it("the agent's own pod starts (no rules, no question asked); any other pod's ADD fails with error 11", async () => {
     const a = await start([], 'expired-token');
     await withNetns('cni-401', async (ns) => {
@@ -47,7 +47,7 @@ describe('with an expired token (401 from the API)', () => {
   });
 });
 
-describe('with the API down', () => {
+describe('stand-in API server: with the API down', () => {
   it('ADD fails with a CNI error after bounded retries, and nothing is applied', async () => {
     const a = await start();
     await ctx.api.stop();
@@ -64,7 +64,7 @@ describe('with the API down', () => {
   });
 });
 
-describe('a pod created a moment ago', () => {
+describe('stand-in API server: a pod created a moment ago', () => {
   it('gets its rules (found by the watch or a GET)', async () => {
     const a = await start();
     await until('watching', () => ctx.api.watchCount >= 2);
@@ -78,7 +78,7 @@ describe('a pod created a moment ago', () => {
   });
 });
 
-describe('repair of a pod whose validation exited 126', () => {
+describe('stand-in API server: repair of a pod whose validation exited 126', () => {
   /** A pod's namespace with a process in it (its sandbox), at an address no other suite uses. */
   async function sandbox(address: string) {
     const ns = await createNetns('cni-repair');

@@ -1,5 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +9,7 @@ import { redirectConfig } from '../../src/cni/config.js';
 import { factsFromPod, redirectFor } from '../../src/cni/pod.js';
 import { fixedHost } from '../../src/config/host.js';
 import { ROOT } from '../support/cli.js';
-import { PLUGIN, podsFile, startAgent, tempDir, type Agent } from '../support/cni.js';
+import { holdPodmanLock, PLUGIN, podsFile, startAgent, tempDir, type Agent } from '../support/cni.js';
 import { hostNetworkState } from '../support/host-guard.js';
 import { createNetns, type Netns } from './netns.js';
 
@@ -35,7 +34,7 @@ const VALIDATION_ARGS = ['istio-iptables', '-p', '15001', '-z', '15006', '-u', '
 const IMAGE = 'localhost/h6-cni-test:latest';
 
 let dir: { path: string; remove(): void };
-let lock: ChildProcess | undefined;
+let releaseLock: (() => void) | undefined;
 let runner: Netns;
 let agent: Agent;
 let hostBefore = '';
@@ -126,36 +125,9 @@ function systemIstioCni(): string[] {
   return found;
 }
 
-const LOCK = '/tmp/podman.lock';
-
-/** Whether a process this one descends from holds LOCK (a run started as `flock /tmp/podman.lock npm test`). */
-function lockHeldByAncestor(): boolean {
-  if (!existsSync(LOCK)) return false;
-  const ino = String(statSync(LOCK).ino);
-  const holders = readFileSync('/proc/locks', 'utf8')
-    .split('\n')
-    .filter((l) => !l.includes('->'))
-    .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f[1] === 'FLOCK' && f[5]?.split(':')[2] === ino)
-    .map((f) => Number(f[4]));
-  for (let pid = process.pid; pid > 1; ) {
-    if (holders.includes(pid)) return true;
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  }
-  return false;
-}
-
 beforeAll(async () => {
-  // The whole file under /tmp/podman.lock: held by the run already, or by a holder started here
-  // that prints once it has the lock and keeps it until its stdin closes.
-  if (!lockHeldByAncestor()) {
-    lock = spawn('flock', [LOCK, 'sh', '-c', 'echo held; exec cat'], { stdio: ['pipe', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve, reject) => {
-      lock!.stdout!.once('data', () => resolve());
-      lock!.once('exit', (code) => reject(new Error(`flock ${LOCK} exited ${code}`)));
-    });
-  }
+  // The whole file under /tmp/podman.lock (other suites use podman too).
+  releaseLock = await holdPodmanLock();
   hostBefore = await hostNetworkState();
   dir = tempDir('podman');
   for (const d of ['root', 'runroot', 'tmp', 'net', 'bin', 'leases', 'image/usr/local/bin', 'image/etc']) mkdirSync(p(d), { recursive: true });
@@ -210,7 +182,7 @@ afterAll(async () => {
   await agent?.stop();
   await runner?.remove();
   dir?.remove();
-  lock?.stdin?.end();
+  releaseLock?.();
 }, 300_000);
 
 describe('podman (CNI backend) with bridge + host-local + istio-cni', () => {

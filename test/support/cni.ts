@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +30,8 @@ export interface PluginInvocation {
   /** Variables to leave out (tests of a missing one). */
   readonly omit?: readonly string[];
   readonly timeoutMs?: number;
+  /** The plugin executable; default: this checkout's (PLUGIN). */
+  readonly plugin?: string;
 }
 
 /** Run the plugin as a runtime does: CNI_* in a clean environment, the conf on stdin. */
@@ -38,7 +40,7 @@ export async function runPlugin(i: PluginInvocation): Promise<PluginRun> {
   const env: Record<string, string> = { PATH, CNI_COMMAND: i.command, CNI_CONTAINERID: 'c0ffee', CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni', CNI_ARGS: args };
   if (i.netns !== undefined) env['CNI_NETNS'] = i.netns;
   for (const k of i.omit ?? []) delete env[k];
-  const r = await execa(PLUGIN, [], {
+  const r = await execa(i.plugin ?? PLUGIN, [], {
     input: typeof i.conf === 'string' ? i.conf : JSON.stringify(i.conf),
     env,
     extendEnv: false,
@@ -186,4 +188,39 @@ export async function podInterface(run: (cmd: string, args: readonly string[]) =
     const r = await run('ip', argv);
     if (r.exitCode !== 0) throw new Error(`ip ${argv.join(' ')}: ${r.stderr}`);
   }
+}
+
+const PODMAN_LOCK = '/tmp/podman.lock';
+
+/** Whether a process this one descends from holds the lock file (a run started as `flock /tmp/podman.lock npx vitest ...`). */
+function lockHeldByAncestor(lock: string): boolean {
+  if (!existsSync(lock)) return false;
+  const ino = String(statSync(lock).ino);
+  const holders = readFileSync('/proc/locks', 'utf8')
+    .split('\n')
+    .filter((l) => !l.includes('->'))
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f[1] === 'FLOCK' && f[5]?.split(':')[2] === ino)
+    .map((f) => Number(f[4]));
+  for (let pid = process.pid; pid > 1; ) {
+    if (holders.includes(pid)) return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  }
+  return false;
+}
+
+/**
+ * Hold /tmp/podman.lock (other suites use podman's store too) until the returned function is
+ * called: held already by the run (an ancestor), or by a `flock` started here that prints once it
+ * has the lock and keeps it until its stdin closes. Waits as long as another holder keeps it.
+ */
+export async function holdPodmanLock(): Promise<() => void> {
+  if (lockHeldByAncestor(PODMAN_LOCK)) return () => {};
+  const holder = spawn('flock', [PODMAN_LOCK, 'sh', '-c', 'echo held; exec cat'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout?.once('data', () => resolve());
+    holder.once('exit', (code) => reject(new Error(`flock ${PODMAN_LOCK} exited ${code}`)));
+  });
+  return () => void holder.stdin?.end();
 }
