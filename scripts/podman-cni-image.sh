@@ -14,7 +14,9 @@ cd "$root"
 mapfile -t base_args < <(bash scripts/podman-setup.sh --build-args)
 tag=localhost/istio-cni-ts:latest
 start=$(date +%s)
-if ! out=$(podman build --network=host --pull=never "${base_args[@]}" -f container/cni/Dockerfile -t "$tag" . 2>&1); then
+# What the build says of itself: this checkout's commit (the build context has no .git).
+build_arg=(--build-arg "BUILD=$(node scripts/build-info.mjs --build)")
+if ! out=$(podman build --network=host --pull=never "${base_args[@]}" "${build_arg[@]}" -f container/cni/Dockerfile -t "$tag" . 2>&1); then
   printf '%s\n' "$out" >&2
   echo "podman-cni-image: building $tag failed" >&2
   exit 1
