@@ -1,5 +1,5 @@
-import { afterAll, describe, expect, it } from 'vitest';
-import { askAgent, podRequest, startAgent, tempDir, until, type Agent } from '../support/cni.js';
+import { describe, expect, it } from 'vitest';
+import { askAgent, podRequest, until } from '../support/cni.js';
 import { apiPod, standInPerTest } from '../support/kube-standin.js';
 
 /**
@@ -10,18 +10,8 @@ import { apiPod, standInPerTest } from '../support/kube-standin.js';
  * refuses (401) or is down.
  */
 
-const dirs: { remove(): void }[] = [];
-afterAll(() => dirs.forEach((d) => d.remove()));
-
-const ctx = standInPerTest();
-
-
-async function start(extra: readonly string[] = [], token?: string): Promise<Agent> {
-  const d = tempDir('kube');
-  dirs.push(d);
-  ctx.agent = await startAgent(`${d.path}/run`, ['--kubeconfig', ctx.api.kubeconfig(d.path, token), '--node-name', 'node-a', '--api-attempts', '3', '--api-retry-ms', '100', '--api-timeout-ms', '1000', '--log-level', 'debug', ...extra]);
-  return ctx.agent;
-}
+const ctx = standInPerTest('kube', ['--api-attempts', '3', '--api-retry-ms', '100', '--api-timeout-ms', '1000', '--log-level', 'debug']);
+const start = ctx.start;
 
 const gets = (name: string) => ctx.api.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/pods/${name}`)).length;
 const watching = () => ctx.api.watchCount >= 2;

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { afterAll, describe, expect, it } from 'vitest';
-import { PLUGIN, podInterface, runPlugin, startAgent, tempDir, until, type Agent } from '../support/cni.js';
+import { describe, expect, it } from 'vitest';
+import { PLUGIN, podInterface, runPlugin, until, type Agent } from '../support/cni.js';
 import { apiPod, standInPerTest } from '../support/kube-standin.js';
 import { createNetns, withNetns, type Netns } from './netns.js';
 
@@ -13,21 +13,11 @@ import { createNetns, withNetns, type Netns } from './netns.js';
  * labelled, as the repair options say.
  */
 
-const dirs: { remove(): void }[] = [];
-afterAll(() => dirs.forEach((d) => d.remove()));
-
-const ctx = standInPerTest();
-
-async function start(extra: readonly string[] = [], token?: string): Promise<Agent> {
-  const d = tempDir('kagent');
-  dirs.push(d);
-  ctx.agent = await startAgent(`${d.path}/run`, ['--kubeconfig', ctx.api.kubeconfig(d.path, token), '--node-name', 'node-a', '--pod-namespace', 'istio-system', '--api-attempts', '3', '--api-retry-ms', '200', '--api-timeout-ms', '1000', '--plugin', PLUGIN, ...extra]);
-  return ctx.agent;
-}
+const ctx = standInPerTest('kagent', ['--pod-namespace', 'istio-system', '--api-attempts', '3', '--api-retry-ms', '200', '--api-timeout-ms', '1000', '--plugin', PLUGIN]);
+const start = ctx.start;
 
 const conf = (a: Agent) => ({ cniVersion: '1.0.0', name: 'k8s-pod-network', type: 'istio-cni', cni_agent_run_dir: a.runDir, pod_namespace: 'istio-system', exclude_namespaces: ['kube-system'] });
 const rules = async (ns: Netns) => (await ns.run('iptables-nft-save', [])).stdout + (await ns.run('iptables-legacy-save', [])).stdout;
-
 
 describe('stand-in API server: with an expired token (401 from the API)', () => {
   it("the agent's own pod starts (no rules, no question asked); any other pod's ADD fails with error 11", async () => {

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach } from 'vitest';
-import type { Agent } from './cni.js';
+import { startAgent, tempDir, type Agent } from './cni.js';
 
 /** A self-signed certificate for 127.0.0.1 (openssl), the stand-in's and the kubeconfig's CA. */
 function certificate(): { key: string; cert: string } {
@@ -276,9 +276,30 @@ export function apiPod(namespace: string, name: string, nodeName: string, extra:
   };
 }
 
-/** For each test of the file: a fresh stand-in API started, and after it the agent the test set stopped, then the API. */
-export function standInPerTest(): { api: KubeStandIn; agent: Agent | undefined } {
-  const ctx: { api: KubeStandIn; agent: Agent | undefined } = { api: new KubeStandIn(), agent: undefined };
+/** A stand-in API per test, and the agent a test starts against it. */
+export interface StandInContext {
+  api: KubeStandIn;
+  agent: Agent | undefined;
+  /** Start the agent for node node-a against this test's API (`token`: the kubeconfig's), with `args` and `extra`. */
+  start(extra?: readonly string[], token?: string): Promise<Agent>;
+}
+
+/**
+ * For each test of the file: a fresh stand-in API started; after it, the agent the test started
+ * stopped, then the API, and the agent's directory removed. `args`: the file's agent flags.
+ */
+export function standInPerTest(tag: string, args: readonly string[]): StandInContext {
+  const dirs: { remove(): void }[] = [];
+  const ctx: StandInContext = {
+    api: new KubeStandIn(),
+    agent: undefined,
+    async start(extra = [], token) {
+      const d = tempDir(tag);
+      dirs.push(d);
+      ctx.agent = await startAgent(`${d.path}/run`, ['--kubeconfig', ctx.api.kubeconfig(d.path, token), '--node-name', 'node-a', ...args, ...extra]);
+      return ctx.agent;
+    },
+  };
   beforeEach(async () => {
     ctx.api = new KubeStandIn();
     await ctx.api.start();
@@ -287,6 +308,7 @@ export function standInPerTest(): { api: KubeStandIn; agent: Agent | undefined }
     await ctx.agent?.stop();
     ctx.agent = undefined;
     await ctx.api.stop();
+    for (const d of dirs.splice(0)) d.remove();
   });
   return ctx;
 }
