@@ -28,8 +28,6 @@
  *                                for ours); done(exitCode, signal, stdout, stderr, spawnError,
  *                                timedOut) is called from the event loop once it exited. Many
  *                                may run at once. One still running after timeoutMs gets SIGTERM.
- *   spawn(..., done, uid, gid)   the same, the child running as uid/gid (no supplementary
- *                                groups); set in the forked child before exec
  *   feed(pid, input, more)       stdin for a waiting command, written as soon as the pipe takes
  *                                it; with more, the command keeps waiting for the rest (further
  *                                feeds), else its stdin is closed once written. false if no such
@@ -53,7 +51,6 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <ifaddrs.h>
 #include <limits.h>
 #include <net/if.h>
@@ -569,14 +566,6 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   char **envp = has_env ? to_strv(ctx, argv[2]) : NULL;
   double timeout_ms = 0;
   int waiting = JS_IsUndefined(argv[1]);
-  /* As uid/gid (the validation probe's client): both given, or neither. */
-  int64_t uid = -1, gid = -1;
-  int as_user = argc > 6 && !JS_IsUndefined(argv[5]);
-  if (as_user && (JS_ToInt64(ctx, &uid, argv[5]) || JS_ToInt64(ctx, &gid, argv[6]) || uid < 0 || gid < 0 || uid >= UINT32_MAX || gid >= UINT32_MAX)) {
-    free_strv(args);
-    free_strv(envp);
-    return JS_ThrowRangeError(ctx, "spawn: uid and gid must be numbers 0-4294967294");
-  }
   int has_input = !JS_IsNull(argv[1]);
   const char *input = NULL;
   size_t input_len = 0;
@@ -604,14 +593,6 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
     dup2(out[1], 1);
     dup2(err[1], 2);
     signal(SIGPIPE, SIG_DFL);
-    /* Already that uid/gid (the validation container runs as the proxy): nothing to change, and
-       without CAP_SETGID setgroups would fail. */
-    int same = getuid() == (uid_t)uid && geteuid() == (uid_t)uid && getgid() == (gid_t)gid && getegid() == (gid_t)gid;
-    if (as_user && !same && (setgroups(0, NULL) < 0 || setgid((gid_t)gid) < 0 || setuid((uid_t)uid) < 0)) {
-      int e = errno;
-      if (write(st[1], &e, sizeof e) < 0) _exit(127);
-      _exit(127);
-    }
     execvpe(args[0] ? args[0] : "", args, envp ? envp : environ);
     int e = errno;
     if (write(st[1], &e, sizeof e) < 0) _exit(127);
