@@ -82,6 +82,12 @@ export interface Host {
    * retrying while another process holds it: true once held, false when waitMs passed.
    */
   lock(name: string, waitMs: number, netns?: string): boolean;
+
+  // Only in the istio-cni plugin's build (native/cni.c); absent in the entrypoint's.
+  /** A non-blocking unix stream socket connected to path, its fd (use recv, send, wait, close). */
+  unixConnect?(path: string): number;
+  /** "<device>:<inode>" of what path names (stat); equal ids: the same namespace. */
+  fileId?(path: string): string;
 }
 
 /** A netlink change that failed: the kernel's answer (errno, extended ack) or what failed before it. */
