@@ -903,6 +903,10 @@ static JSValue h_load(JSContext *ctx, JSValueConst this, int argc, JSValueConst 
 
 /* ---------- start-up ---------- */
 
+#ifdef CNI_PLUGIN
+void cni_register(JSContext *ctx, JSValueConst host);
+#endif
+
 /* Routing over rtnetlink (native/netlink.c). */
 JSValue h_netlink_change(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv);
 JSValue h_netlink_dump(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv);
@@ -974,6 +978,10 @@ int main(int argc, char **argv) {
   JSValue host = JS_NewObject(ctx);
   JS_SetPropertyFunctionList(ctx, host, host_funcs, sizeof host_funcs / sizeof host_funcs[0]);
   probe_register(ctx, host);
+#ifdef CNI_PLUGIN
+  /* The istio-cni plugin's build: its unix socket to the node agent (native/cni.c). */
+  cni_register(ctx, host);
+#endif
   JSValue args = JS_NewArray(ctx);
   for (int i = 1; i < argc; i++) JS_SetPropertyUint32(ctx, args, (uint32_t)(i - 1), JS_NewString(ctx, argv[i]));
   JS_SetPropertyStr(ctx, host, "argv", args);

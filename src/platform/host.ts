@@ -99,6 +99,12 @@ export interface Host {
   netlinkDump(ns: number | null, kind: 2, family: 4 | 6): NetlinkDump<NetlinkAddress>;
   /** The nf_tables tables of family ip (4) or ip6 (6); throws a NetlinkError. */
   netlinkTables(ns: number | null, family: 4 | 6): string[];
+
+  // Only in the istio-cni plugin's build (native/cni.c); absent in the entrypoint's.
+  /** A non-blocking unix stream socket connected to path, its fd (use recv, send, wait, close). */
+  unixConnect?(path: string): number;
+  /** "<device>:<inode>" of what path names (stat); equal ids: the same namespace. */
+  fileId?(path: string): string;
 }
 
 /** What one attempt at the run lock found. */
