@@ -5,10 +5,12 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
+import { logConfiguration, logRulesAfter } from './log-blocks.js';
+import { configWarnings } from './config/warnings.js';
 import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
 import { existsSync } from 'node:fs';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
-import { quickBackend, readProcNet } from './apply/detect.js';
+import { otherBackendWarning, quickBackend, readProcNet } from './apply/detect.js';
 import { namespaceFile } from './apply/commands.js';
 import { PROBE_COMMAND, parseProbeArgs, probeArgs, type ProbeOptions, type ProbeResult } from './apply/probe.js';
 
@@ -21,24 +23,6 @@ export { PROGRAM } from './args.js';
 /** Whether the pod's IPv4 traffic is captured at all (the probe uses IPv6 only when it is not). */
 function hasIpv4(c: CaptureConfig): boolean {
   return c.outboundCidrs.kind === 'all' || c.outboundCidrs.ipv4.length > 0 || c.inboundPorts.kind !== 'none' || !c.enableIpv6;
-}
-
-/** One line with the effective configuration, for the logs. */
-function describeConfig(c: CaptureConfig): string {
-  const ports = c.inboundPorts.kind === 'all' ? '*' : c.inboundPorts.kind === 'none' ? '(none)' : c.inboundPorts.ports.join(',');
-  const cidrs = c.outboundCidrs.kind === 'all' ? '*' : [...c.outboundCidrs.ipv4, ...c.outboundCidrs.ipv6].map((x) => `${x.address}/${x.prefixLength}`).join(',') || '(none)';
-  return [
-    `mode=${c.mode}`,
-    `proxy=${c.proxyPort}`,
-    `inbound=${c.inboundCapturePort}`,
-    `tunnel=${c.inboundTunnelPort}`,
-    `uid=${c.proxyUids.join(',')}`,
-    `gid=${c.proxyGids.join(',')}`,
-    `inboundPorts=${ports}`,
-    `outboundCidrs=${cidrs}`,
-    `ipv6=${c.enableIpv6}`,
-    `dns=${c.redirectDns ? (c.captureAllDns ? 'all' : [...c.dnsServers.ipv4, ...c.dnsServers.ipv6].join(',') || 'none') : 'off'}`,
-  ].join(' ');
 }
 
 /**
@@ -182,6 +166,8 @@ async function planFromArgs(
   const config = resolveConfig(parsed, options.host ?? detectHost(env, (m) => log.info(m)), raw, (m) => log.warn(m));
   const plan = buildPlan(config.capture);
   for (const note of plan.notes) log.warn(note);
+  // Settings that do nothing, for a run that applies or prints the rules (trace and diff say what a flow or the namespace meets).
+  if (command.name === 'apply') for (const w of configWarnings(config)) log.warn(w.message, { warning: w.code });
   return { config, plan, log };
 }
 
@@ -263,7 +249,7 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   const { run, capture } = config;
   const ns = run.networkNamespace;
   checkNamespace(ns);
-  if (log.enabled?.('info') !== false) log.info(`configuration: ${describeConfig(capture)}`);
+  logConfiguration(log, config);
   const [{ applyPlan }, { processRunner, spawnRunner, runtimeRoutes }] = await Promise.all([import('./apply/apply.js'), import('./apply/runner.js')]);
   const runner = processRunner({ namespace: ns, env });
   const routes = runtimeRoutes({ namespace: ns });
@@ -271,8 +257,13 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   if (!run.skipRuleApply && run.nativeNftables) {
     const { applyNft } = await import('./apply/nft.js');
     await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly, sets: run.nftSets, routes });
+    await logRulesAfter(log, runner, { kind: 'nftables' });
   } else if (!run.skipRuleApply) {
-    await applyPlan(plan, {
+    if (run.forceIptablesBinary !== undefined) {
+      const mixed = await otherBackendWarning(runner, run.forceIptablesBinary);
+      if (mixed !== undefined) log.warn(mixed, { warning: 'other-backend-has-rules' });
+    }
+    const report = await applyPlan(plan, {
       runner,
       log,
       owners,
@@ -285,6 +276,8 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
       fastRunner: spawnRunner({ namespace: ns, env }),
       routes,
     });
+    const families = (['ipv4', 'ipv6'] as const).filter((f) => report.families[f] !== undefined);
+    await logRulesAfter(log, runner, { kind: 'iptables', save: report.backend.save, families });
   }
   if (!run.runValidation || run.cleanupOnly) return 0;
   const resolve = (id: OwnerId, kind: 'uid' | 'gid'): number | undefined => (typeof id === 'number' ? id : kind === 'uid' ? owners.uid(id) : owners.gid(id));

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, LOCK_NAME, namespaceFile, PIPE_GRACE_MS, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
+import { childEnv, commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, LOCK_NAME, namespaceFile, PIPE_GRACE_MS, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
 import type { RouteBackend } from './routes.js';
 
 export { DEFAULT_TIMEOUT_MS, type ProcessRunnerOptions, type Runner, type RunResult } from './commands.js';
@@ -157,7 +157,9 @@ export function processRunner(options: ProcessRunnerOptions = {}): Runner {
         // Our own bound() sends SIGTERM and SIGKILL and closes pipes left open; execa's only the first two.
         timeout: timeout + KILL_GRACE_MS + PIPE_GRACE_MS,
         forceKillAfterDelay: KILL_GRACE_MS,
-        ...(options.env === undefined ? {} : { env: options.env }),
+        // Only PATH and the xtables lock file reach the command (commands.ts CHILD_ENV).
+        env: childEnv(options.env ?? process.env),
+        extendEnv: false,
         ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
       });
       const stop = bound(child, timeout, () => void (timedOut = true));

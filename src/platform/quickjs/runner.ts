@@ -1,4 +1,5 @@
 import { host, type Host } from '../host.js';
+import { childEnvStrings } from './early.js';
 import { commandResult, DEFAULT_TIMEOUT_MS, LOCK_NAME, namespaceFile, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
 import { claim, spawnCommand, type Finished } from './early.js';
 import type { RouteBackend } from '../../apply/routes.js';
@@ -31,8 +32,9 @@ export function runtimeRoutes(options: ProcessRunnerOptions = {}): RouteBackend 
 function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
   const prefix = prefixFor(options.namespace);
   const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  // A command the prelude started early had this same environment when the runner's is ours.
   const ours = options.env === undefined || options.env === process.env;
-  const env = ours ? null : Object.entries({ ...process.env, ...options.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+  const env = childEnvStrings(options.env ?? process.env);
   const result = (f: Finished, early: boolean): RunResult => (early ? { ...commandResult(f, prefix, timeout), startedEarly: true } : commandResult(f, prefix, timeout));
   /** The command with its stdin waiting: the prelude's (same command line, our environment and default bound), or a new one. */
   const waiting = (full: readonly string[]): { pid: number; finished: Promise<Finished>; early: boolean } => {
