@@ -99,6 +99,8 @@ export async function logRulesAfter(log: Logger, runner: Runner, after: AfterSta
       log.warn(`cannot read the rules after the run (${about}): ${r.stderr.trim().split('\n')[0] || `exit ${r.exitCode}`}`, { command: argv, ...(family === undefined ? {} : { family }) });
       return;
     }
-    log.info(`rules after (${about}):\n${r.stdout.trimEnd()}`, { command: argv, ...(family === undefined ? {} : { family }), rules: r.stdout });
+    // As printed, ending in one newline on every runtime (Node's runner drops the last one).
+    const rules = r.stdout === '' || r.stdout.endsWith('\n') ? r.stdout : `${r.stdout}\n`;
+    log.info(`rules after (${about}):\n${rules.trimEnd()}`, { command: argv, ...(family === undefined ? {} : { family }), rules });
   });
 }
