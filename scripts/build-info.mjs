@@ -3,7 +3,13 @@
 // differ from it. The same checkout gives the same text: no clock, no host name.
 //
 //   node scripts/build-info.mjs dist/build-info.js   writes the module `npm run build` ships
+//   node scripts/build-info.mjs --build              prints the build text alone (the image build's
+//                                                    BUILD argument: its context has no .git)
 //   buildInfoModule(extra)                            the module's text (the entrypoint's bundler)
+//
+// Outside a git checkout (the image's build stage) the build text is the BUILD_INFO_BUILD variable
+// of the build's environment, which container/Dockerfile sets from its BUILD argument; the product
+// reads no environment for it: the text is fixed in what the build writes.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -23,7 +29,7 @@ export function buildInfo() {
     const dirty = git('status', '--porcelain', '--untracked-files=no') === '' ? '' : '-dirty';
     build = `git ${commit}${dirty} (${date})`;
   } catch {
-    build = 'unknown (not built from a git checkout)';
+    build = process.env.BUILD_INFO_BUILD || 'unknown (not built from a git checkout)';
   }
   return { version, build };
 }
@@ -35,6 +41,7 @@ export function buildInfoModule(extra = {}) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const out = process.argv[2];
-  if (out === undefined) throw new Error('usage: node scripts/build-info.mjs OUT.js');
-  writeFileSync(out, buildInfoModule());
+  if (out === undefined) throw new Error('usage: node scripts/build-info.mjs OUT.js | --build');
+  if (out === '--build') process.stdout.write(`${buildInfo().build}\n`);
+  else writeFileSync(out, buildInfoModule());
 }

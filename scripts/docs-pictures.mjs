@@ -11,7 +11,8 @@
  *  - a ```sh block whose one line is `istio-iptables ... > docs/pictures/NAME.svg` (or .mmd): the
  *    command's output is that file;
  *  - a ```console block whose first line is `$ istio-iptables ...`: the lines after it are the
- *    command's output.
+ *    command's output, stdout then stderr (test/kernel/docs.test.ts runs the same blocks through
+ *    both programs in a shell, where the two streams interleave as a terminal shows them).
  * Each command is run through the CLI built in dist/ (npm run build), on a fixed host: pictures
  * and outputs do not depend on the machine that makes them.
  */
@@ -78,7 +79,10 @@ for (const m of page.matchAll(/```sh\n(istio-iptables [^\n]*?) > (docs\/pictures
 for (const m of page.matchAll(/```console\n\$ (istio-iptables [^\n]*)\n([\s\S]*?)```/g)) {
   const [block, command, shown] = m;
   const r = await run(words(command));
-  const output = r.stdout.endsWith('\n') || r.stdout === '' ? r.stdout : `${r.stdout}\n`;
+  // As a terminal shows it: the result on stdout, then what the run said on stderr (an --expect
+  // mismatch, a warning); the examples' commands log nothing before their result.
+  const lines = (t) => (t.endsWith('\n') || t === '' ? t : `${t}\n`);
+  const output = lines(r.stdout) + lines(r.stderr);
   if (shown !== output) {
     stale.push(`docs/explain.md: $ ${command}`);
     next = next.replace(block, `\`\`\`console\n$ ${command}\n${output}\`\`\``);

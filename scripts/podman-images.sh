@@ -14,12 +14,14 @@ cd "$root"
 # The base images: local stand-ins for the digests container/Dockerfile pins, as build arguments.
 mapfile -t base_args < <(bash scripts/podman-setup.sh --build-args)
 [ ${#base_args[@]} -gt 0 ] || { echo "podman-images: scripts/podman-setup.sh gave no base images" >&2; exit 1; }
+# What --version says of the build: this checkout's commit (the build context has no .git).
+build_arg=(--build-arg "BUILD=$(node scripts/build-info.mjs --build)")
 max=20000000
 for variant in latest nonroot; do
   target=()
   [ "$variant" = nonroot ] && target=(--target nonroot)
   start=$(date +%s)
-  if ! out=$(podman build --network=host --pull=never "${base_args[@]}" -f container/Dockerfile "${target[@]}" -t "localhost/istio-iptables-ts:$variant" . 2>&1); then
+  if ! out=$(podman build --network=host --pull=never "${base_args[@]}" "${build_arg[@]}" -f container/Dockerfile "${target[@]}" -t "localhost/istio-iptables-ts:$variant" . 2>&1); then
     printf '%s\n' "$out" >&2
     echo "podman-images: building istio-iptables-ts:$variant failed" >&2
     exit 1

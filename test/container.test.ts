@@ -61,7 +61,10 @@ describe('container/Dockerfile', () => {
   it('builds the entrypoint with npm ci and npm run build:entrypoint, gcc and glibc from Debian', () => {
     const build = stages.get('build')?.join('\n') ?? '';
     expect(build).toMatch(/RUN npm ci/);
-    expect(build).toMatch(/RUN npm run build:entrypoint/);
+    expect(build).toMatch(/RUN (BUILD_INFO_BUILD="\$BUILD" )?npm run build:entrypoint/);
+    // --version's build line comes from the builder (the context has no .git): scripts/podman-images.sh passes it.
+    expect(build).toMatch(/^ARG BUILD=/m);
+    expect(readFileSync(`${ROOT}scripts/podman-images.sh`, 'utf8')).toMatch(/--build-arg "BUILD=\$\(node scripts\/build-info\.mjs --build\)"/);
     expect(build).toMatch(/install[^\n]*\bgcc\b[^\n]*\blibc6-dev\b/);
     const collect = stages.get('collect')?.join('\n') ?? '';
     // One executable: the entrypoint runs everything the CLI does; nothing else comes from the build stage.

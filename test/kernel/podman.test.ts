@@ -271,7 +271,8 @@ describe('npm run image:files (scripts/image-files.mjs): what is in an image, ch
   it('the image\'s entrypoint is the executable npm run build:entrypoint made here, byte for byte (a reproducible build)', async () => {
     const { files } = await listing(IMAGE.root);
     const local = createHash('sha256').update(readFileSync(ENTRYPOINT)).digest('hex');
-    // If not: the image's build stage compiled with another gcc or glibc than this machine's (compare dpkg -l gcc-12 libc6-dev).
+    // If not: the image's build stage compiled with another gcc or glibc than this machine's (compare dpkg -l gcc-12 libc6-dev),
+    // or the image was built without this checkout's BUILD argument (scripts/podman-images.sh passes it; compare --version).
     expect(files.get('/usr/local/bin/istio-iptables')?.content).toBe(local);
   });
 
@@ -311,6 +312,8 @@ describe('npm run image:files (scripts/image-files.mjs): what is in an image, ch
 describe('the images alone run everything the CLI does, as the bare entrypoint does', () => {
   const cases: [string, string[]][] = [
     ['--help', ['istio-iptables', '--help']],
+    // The build line too: the image was built with this checkout's commit (scripts/podman-images.sh).
+    ['--version', ['istio-iptables', '--version']],
     ['an unknown flag', ['istio-iptables', '--no-such-flag']],
     ['a bad value', ['istio-iptables', '-p', '15001x', '--dry-run']],
     ['a REDIRECT dry run', [...initArgs('pod-redirect.yaml'), '--dry-run']],
