@@ -40,7 +40,7 @@ export interface RunStream {
 export interface ProcessRunnerOptions {
   /** Run inside this network namespace: a name under /var/run/netns, or a path (via nsenter). */
   readonly namespace?: string | undefined;
-  /** The environment the commands' CHILD_ENV variables are taken from (default: this process's). */
+  /** Where the commands' CHILD_ENV variables are taken from, over this process's environment (as execa merges them). */
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Bound for every command (ms). */
   readonly timeoutMs?: number;

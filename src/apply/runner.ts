@@ -158,7 +158,7 @@ export function processRunner(options: ProcessRunnerOptions = {}): Runner {
         timeout: timeout + KILL_GRACE_MS + PIPE_GRACE_MS,
         forceKillAfterDelay: KILL_GRACE_MS,
         // Only PATH and the xtables lock file reach the command (commands.ts CHILD_ENV).
-        env: childEnv(options.env ?? process.env),
+        env: childEnv({ ...process.env, ...options.env }),
         extendEnv: false,
         ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
       });

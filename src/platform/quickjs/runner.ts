@@ -34,7 +34,7 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
   const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   // A command the prelude started early had this same environment when the runner's is ours.
   const ours = options.env === undefined || options.env === process.env;
-  const env = childEnvStrings(options.env ?? process.env);
+  const env = childEnvStrings({ ...process.env, ...options.env });
   const result = (f: Finished, early: boolean): RunResult => (early ? { ...commandResult(f, prefix, timeout), startedEarly: true } : commandResult(f, prefix, timeout));
   /** The command with its stdin waiting: the prelude's (same command line, our environment and default bound), or a new one. */
   const waiting = (full: readonly string[]): { pid: number; finished: Promise<Finished>; early: boolean } => {
