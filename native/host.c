@@ -25,8 +25,9 @@
  *                                and is closed empty if nothing can feed it any more: every
  *                                command left is waiting and no JavaScript is pending) and env
  *                                (an array of NAME=value, its whole environment; null for none:
- *                                nothing of ours is passed on by itself); done(exitCode, signal, stdout, stderr, spawnError,
- *                                timedOut) is called from the event loop once it exited. Many
+ *                                nothing of ours is passed on by itself); done(exitCode, signal,
+ *                                stdout, stderr, spawnError, timedOut) is called from the event
+ *                                loop once it exited. Many
  *                                may run at once. One still running after timeoutMs gets SIGTERM.
  *   spawn(..., done, uid, gid)   the same, the child running as uid/gid (no supplementary
  *                                groups); set in the forked child before exec
