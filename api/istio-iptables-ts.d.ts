@@ -585,6 +585,9 @@ export type ValueSource = {
 } | {
     readonly kind: 'option';
     readonly name: string;
+} | {
+    readonly kind: 'annotation';
+    readonly name: string;
 };
 
 export interface ValueTypes {

@@ -29,8 +29,6 @@
  *                                stdout, stderr, spawnError, timedOut) is called from the event
  *                                loop once it exited. Many
  *                                may run at once. One still running after timeoutMs gets SIGTERM.
- *   spawn(..., done, uid, gid)   the same, the child running as uid/gid (no supplementary
- *                                groups); set in the forked child before exec
  *   feed(pid, input, more)       stdin for a waiting command, written as soon as the pipe takes
  *                                it; with more, the command keeps waiting for the rest (further
  *                                feeds), else its stdin is closed once written. false if no such
@@ -54,7 +52,6 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <ifaddrs.h>
 #include <limits.h>
 #include <net/if.h>
@@ -570,14 +567,6 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   char **envp = has_env ? to_strv(ctx, argv[2]) : NULL;
   double timeout_ms = 0;
   int waiting = JS_IsUndefined(argv[1]);
-  /* As uid/gid (the validation probe's client): both given, or neither. */
-  int64_t uid = -1, gid = -1;
-  int as_user = argc > 6 && !JS_IsUndefined(argv[5]);
-  if (as_user && (JS_ToInt64(ctx, &uid, argv[5]) || JS_ToInt64(ctx, &gid, argv[6]) || uid < 0 || gid < 0 || uid >= UINT32_MAX || gid >= UINT32_MAX)) {
-    free_strv(args);
-    free_strv(envp);
-    return JS_ThrowRangeError(ctx, "spawn: uid and gid must be numbers 0-4294967294");
-  }
   int has_input = !JS_IsNull(argv[1]);
   const char *input = NULL;
   size_t input_len = 0;
@@ -605,14 +594,6 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
     dup2(out[1], 1);
     dup2(err[1], 2);
     signal(SIGPIPE, SIG_DFL);
-    /* Already that uid/gid (the validation container runs as the proxy): nothing to change, and
-       without CAP_SETGID setgroups would fail. */
-    int same = getuid() == (uid_t)uid && geteuid() == (uid_t)uid && getgid() == (gid_t)gid && getegid() == (gid_t)gid;
-    if (as_user && !same && (setgroups(0, NULL) < 0 || setgid((gid_t)gid) < 0 || setuid((uid_t)uid) < 0)) {
-      int e = errno;
-      if (write(st[1], &e, sizeof e) < 0) _exit(127);
-      _exit(127);
-    }
     /* The environment given, and nothing else (none when none is given): no variable of ours
        reaches a child by default (apply/commands.ts CHILD_ENV is what the program passes on). */
     char *none[] = {NULL};
@@ -972,6 +953,10 @@ static JSValue h_load(JSContext *ctx, JSValueConst this, int argc, JSValueConst 
 
 /* ---------- start-up ---------- */
 
+#ifdef CNI_PLUGIN
+void cni_register(JSContext *ctx, JSValueConst host);
+#endif
+
 /* Routing over rtnetlink (native/netlink.c). */
 JSValue h_netlink_change(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv);
 JSValue h_netlink_dump(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv);
@@ -1038,6 +1023,10 @@ int main(int argc, char **argv) {
   JSValue host = JS_NewObject(ctx);
   JS_SetPropertyFunctionList(ctx, host, host_funcs, sizeof host_funcs / sizeof host_funcs[0]);
   probe_register(ctx, host);
+#ifdef CNI_PLUGIN
+  /* The istio-cni plugin's build: its unix socket to the node agent (native/cni.c). */
+  cni_register(ctx, host);
+#endif
   JSValue args = JS_NewArray(ctx);
   for (int i = 1; i < argc; i++) JS_SetPropertyUint32(ctx, args, (uint32_t)(i - 1), JS_NewString(ctx, argv[i]));
   JS_SetPropertyStr(ctx, host, "argv", args);

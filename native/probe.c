@@ -3,7 +3,14 @@
  * validate.ts): non-blocking, and waited on in host.c's event loop next to the child processes.
  * Added to `__host`:
  *
- *   socket(family)               a non-blocking TCP socket, family 4 or 6; the fd
+ *   socket(family, uid, gid)     a non-blocking TCP socket, family 4 or 6; the fd. With uid and
+ *                                gid: the socket is the proxy's, made with those as this thread's
+ *                                file-system ids (setfsuid, setfsgid around socket(), then put
+ *                                back), the ids the kernel's owner matches read (iptables
+ *                                -m owner, nft meta skuid/skgid: the socket file's credentials);
+ *                                throws EPERM when they cannot be taken (not root, no CAP_SETUID
+ *                                or CAP_SETGID, and not those ids already)
+ *   address(fd, peer)            { address, port } of the socket's own end, or its peer's
  *   listen(fd, address, port)    bind to address:port and listen
  *   accept(fd)                   a connection's fd (non-blocking), or -1 when none is waiting
  *   connect(fd, address, port, from)
@@ -29,8 +36,11 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,13 +98,73 @@ static int to_addr(JSContext *ctx, JSValueConst address, JSValueConst port, stru
   return rc;
 }
 
+/*
+ * A socket made with this thread's file-system ids set to uid/gid for the moment of socket(): its
+ * file carries them, as a socket made by a process running as uid/gid would. setfsuid and
+ * setfsgid report no error, so the ids are read back (a call with -1 changes nothing and returns
+ * the current id). -1 with errno EPERM when they could not be taken; they are always put back.
+ */
+static int socket_as(int domain, uid_t uid, gid_t gid) {
+  uid_t old_uid = (uid_t)setfsuid((uid_t)-1);
+  gid_t old_gid = (gid_t)setfsgid((gid_t)-1);
+  int fd = -1, err = EPERM;
+  setfsgid(gid);
+  setfsuid(uid);
+  if ((uid_t)setfsuid((uid_t)-1) == uid && (gid_t)setfsgid((gid_t)-1) == gid) {
+    fd = socket(domain, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    err = errno;
+  }
+  setfsuid(old_uid);
+  setfsgid(old_gid);
+  if ((uid_t)setfsuid((uid_t)-1) != old_uid || (gid_t)setfsgid((gid_t)-1) != old_gid) {
+    /* Cannot happen (our own ids can always be taken back); if it did, nothing after may run as them. */
+    static const char msg[] = "istio-iptables: internal error: could not restore the file-system ids\n";
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(1);
+    _exit(1);
+  }
+  errno = err;
+  return fd;
+}
+
 static JSValue p_socket(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
   int family;
+  int64_t uid = -1, gid = -1;
   if (JS_ToInt32(ctx, &family, argv[0])) return JS_EXCEPTION;
   if (family != 4 && family != 6) return JS_ThrowRangeError(ctx, "socket: family must be 4 or 6");
-  int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return throw_sock(ctx, errno, "socket");
+  int as_user = argc > 2 && !JS_IsUndefined(argv[1]);
+  if (as_user && (JS_ToInt64(ctx, &uid, argv[1]) || JS_ToInt64(ctx, &gid, argv[2]) || uid < 0 || gid < 0 || uid >= UINT32_MAX || gid >= UINT32_MAX)) {
+    return JS_ThrowRangeError(ctx, "socket: uid and gid must be numbers 0-4294967294");
+  }
+  int domain = family == 4 ? AF_INET : AF_INET6;
+  int fd = as_user ? socket_as(domain, (uid_t)uid, (gid_t)gid) : socket(domain, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_sock(ctx, errno, as_user ? "socket as the proxy's uid/gid" : "socket");
   return JS_NewInt32(ctx, fd);
+}
+
+static JSValue p_address(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int fd;
+  struct sockaddr_storage sa;
+  socklen_t len = sizeof sa;
+  if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
+  int peer = JS_ToBool(ctx, argv[1]) == 1;
+  if ((peer ? getpeername(fd, (struct sockaddr *)&sa, &len) : getsockname(fd, (struct sockaddr *)&sa, &len)) < 0) {
+    return throw_sock(ctx, errno, peer ? "getpeername" : "getsockname");
+  }
+  char text[INET6_ADDRSTRLEN] = "";
+  int port = 0;
+  if (sa.ss_family == AF_INET) {
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&sa;
+    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+    port = ntohs(v4->sin_port);
+  } else if (sa.ss_family == AF_INET6) {
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&sa;
+    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+    port = ntohs(v6->sin6_port);
+  }
+  JSValue o = JS_NewObject(ctx);
+  JS_SetPropertyStr(ctx, o, "address", JS_NewString(ctx, text));
+  JS_SetPropertyStr(ctx, o, "port", JS_NewInt32(ctx, port));
+  return o;
 }
 
 static JSValue p_listen(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
@@ -233,7 +303,8 @@ static JSValue p_now(JSContext *ctx, JSValueConst this, int argc, JSValueConst *
 }
 
 static const JSCFunctionListEntry probe_funcs[] = {
-    JS_CFUNC_DEF("socket", 1, p_socket),
+    JS_CFUNC_DEF("socket", 3, p_socket),
+    JS_CFUNC_DEF("address", 2, p_address),
     JS_CFUNC_DEF("listen", 3, p_listen),
     JS_CFUNC_DEF("accept", 1, p_accept),
     JS_CFUNC_DEF("connect", 4, p_connect),

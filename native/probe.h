@@ -6,7 +6,7 @@
 
 #include "quickjs.h"
 
-/* Adds socket, listen, accept, connect, socketError, recv, send, close, wait and now to host. */
+/* Adds socket, address, listen, accept, connect, socketError, recv, send, close, wait and now to host. */
 void probe_register(JSContext *ctx, JSValueConst host);
 /* Whether a wait is pending (the event loop goes on while one is). */
 int probe_pending(void);

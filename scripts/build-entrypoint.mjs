@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { bundle } from './bundle-quickjs.mjs';
+import { bundle, bundleCni } from './bundle-quickjs.mjs';
 
 const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -29,6 +29,8 @@ const cache = join(root, 'node_modules', '.cache', 'istio-iptables-quickjs');
 const outDir = join(root, 'dist', 'entrypoint');
 const entry = join(outDir, 'istio-iptables');
 const traceEntry = join(root, 'dist', 'entrypoint-trace', 'istio-iptables');
+// The istio-cni plugin: the same runtime and lazy scripts, its own prelude and program (bundleCni).
+const cniPlugin = join(root, 'dist', 'cni', 'istio-cni');
 mkdirSync(outDir, { recursive: true });
 
 /** The engine: Debian's source package, its orig tarball pinned by SHA-256 (from trixie's signed Sources index). */
@@ -161,8 +163,8 @@ async function engineObjects(engine, flags = qjsFlags(engine)) {
 }
 
 /** The runtime's C (native/), the bytecode (bytecode.S in the cache, or asm) and the engine's objects linked into out. */
-function linkRuntime(engine, objects, flags, out, asm = join(cache, 'app', 'bytecode.S')) {
-  const native = ['host.c', 'probe.c', 'netlink.c'].map((f) => join(root, 'native', f));
+function linkRuntime(engine, objects, flags, out, asm = join(cache, 'app', 'bytecode.S'), more = []) {
+  const native = ['host.c', 'probe.c', 'netlink.c', ...more].map((f) => join(root, 'native', f));
   const warnings = ['-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-cast-function-type'];
   return run('gcc', [...flags, ...warnings, `-I${engine}`, `-ffile-prefix-map=${engine}=quickjs`, `-ffile-prefix-map=${root}=.`, ...native, asm, ...objects, '-lm', '-lpthread', '-o', out]);
 }
@@ -181,17 +183,25 @@ async function buildEntrypoint() {
   const work = join(cache, 'app');
   mkdirSync(work, { recursive: true });
   const engine = await engineSources();
-  const [objects, scripts] = await Promise.all([engineObjects(engine), bundle(work, { engine: `QuickJS ${ENGINE.version} (compiled into the entrypoint)` })]);
+  const facts = { engine: `QuickJS ${ENGINE.version} (compiled into the entrypoint)` };
+  const [objects, scripts, cniScripts] = await Promise.all([engineObjects(engine), bundle(work, facts), bundleCni(work, facts)]);
   const compiler = join(work, 'compile');
   await run('gcc', [...qjsFlags(engine), join(root, 'native', 'compile.c'), ...objects, '-lm', '-lpthread', '-o', compiler]);
-  await Promise.all(scripts.map((name) => run(compiler, [join(work, `${name}.js`), join(work, `${name}.bin`)])));
+  await Promise.all([...scripts, ...cniScripts].map((name) => run(compiler, [join(work, `${name}.js`), join(work, `${name}.bin`)])));
   // The bytecode goes into the executable as read-only data.
-  writeBytecodeAsm(join(work, 'bytecode.S'), Object.fromEntries(scripts.map((name) => [name, join(work, `${name}.bin`)])));
+  const bins = Object.fromEntries(scripts.map((name) => [name, join(work, `${name}.bin`)]));
+  writeBytecodeAsm(join(work, 'bytecode.S'), bins);
+  writeBytecodeAsm(join(work, 'cni-bytecode.S'), { ...bins, prelude: join(work, 'cni-prelude.bin'), app: join(work, 'cni-app.bin') });
   const link = (trace, out) => linkRuntime(engine, objects, ['-O3', ...(trace ? ['-DTRACE_RUNTIME'] : []), '-static', '-s'], out);
   // The entrypoint, and for tests and measurements the same with the runtime's step timing
   // compiled in (stderr), in a folder of its own: never shipped.
   mkdirSync(dirname(traceEntry), { recursive: true });
-  await Promise.all([link(false, entry), link(true, traceEntry)]);
+  mkdirSync(dirname(cniPlugin), { recursive: true });
+  await Promise.all([
+    link(false, entry),
+    link(true, traceEntry),
+    linkRuntime(engine, objects, ['-O3', '-DCNI_PLUGIN', '-static', '-s'], cniPlugin, join(work, 'cni-bytecode.S'), ['cni.c']),
+  ]);
 }
 
 /** The entrypoint under AddressSanitizer and UBSan, from the bytecode buildEntrypoint made. */
@@ -236,4 +246,5 @@ if (RUNTIME_TEST > 0) {
 } else {
   await buildEntrypoint();
   console.log(`built ${entry} (${(statSync(entry).size / 1e6).toFixed(1)} MB)`);
+  console.log(`built ${cniPlugin} (${(statSync(cniPlugin).size / 1e6).toFixed(1)} MB)`);
 }

@@ -200,6 +200,21 @@ async function bundleOne(outDir, name, entry, format, plugins) {
 }
 
 /**
+ * The istio-cni plugin's own two scripts (src/entrypoint-cni.ts), for its executable: a prelude
+ * that only publishes the prelude's modules (it reads no flags and starts nothing), and its
+ * program. It shares the lazy scripts (extra, parser, trace) with the entrypoint: they find the
+ * same modules published under the same names. `facts` as bundle()'s.
+ */
+export async function bundleCni(outDir, facts = {}) {
+  const host = hostModules(buildInfoModule(facts));
+  await Promise.all([
+    bundleOne(outDir, 'cni-prelude', 'script-entry', 'iife', [scriptEntry('prelude'), otherScripts('prelude'), host]),
+    bundleOne(outDir, 'cni-app', join(src, 'entrypoint-cni.ts'), 'esm', [otherScripts('app'), host]),
+  ]);
+  return ['cni-prelude', 'cni-app'];
+}
+
+/**
  * Writes each script to outDir/<name>.js; returns the names, in the runtime's order. `facts`:
  * what --version says besides the checkout's facts (the engine).
  */

@@ -23,6 +23,12 @@ command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 # patch(1) (scripts/build-entrypoint.mjs).
 command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
 command -v patch >/dev/null 2>&1 || missing+=(patch)
+# podman's CNI backend and its reference plugins (bridge, host-local), which
+# test/kernel/cni-podman.test.ts chains with our istio-cni plugin: podman only needs some network
+# stack (netavark would do for it), so ask for these by name.
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || missing+=(containernetworking-plugins)
+# The stand-in Kubernetes API server of the istio-cni agent's tests makes its certificate with openssl.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The pictures (--output svg) are rendered in headless Chromium by test/pictures.test.ts.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

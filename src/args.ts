@@ -34,9 +34,6 @@ export const COMPLETION_COMMAND = 'completion';
 /** What the completion script runs to ask for completions (yargs's). */
 export const COMPLETIONS_FLAG = '--get-yargs-completions';
 
-/** The hidden command the validation probe's client runs as when it must change uid. */
-export const PROBE_CLIENT_COMMAND = '__probe-client';
-
 /** Our flags by long name (without dashes) and by short letter. */
 const BY_LONG = new Map<string, OptionKey>();
 const BY_SHORT = new Map<string, OptionKey>();

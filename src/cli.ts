@@ -7,11 +7,11 @@ import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
 import { logConfiguration, logRulesAfter } from './log-blocks.js';
 import { configWarnings } from './config/warnings.js';
-import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROBE_CLIENT_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
+import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
 import { existsSync } from 'node:fs';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
 import { otherBackendWarning, quickBackend, readProcNet } from './apply/detect.js';
-import { namespaceFile } from './apply/commands.js';
+import { namespaceFile, runDeadline } from './apply/commands.js';
 import { PROBE_COMMAND, parseProbeArgs, probeArgs, type ProbeOptions, type ProbeResult } from './apply/probe.js';
 
 // What only some runs need is loaded when needed: the dry-run renderers, trace, validation, and
@@ -79,13 +79,6 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   const reading: ArgsReading = { logAsJson: false };
   try {
     const rest = withoutProgram(args);
-    if (rest[0] === PROBE_CLIENT_COMMAND) {
-      const [host = '', port = '0', token = '', timeoutMs = '0'] = rest.slice(1);
-      const { probeClient } = await import('./apply/validate.js');
-      const ok = await probeClient(host, Number(port), token, Number(timeoutMs));
-      if (ok) io.stdout('ok');
-      return ok ? 0 : 1;
-    }
     if (rest[0] === PROBE_COMMAND) {
       // Only the probe, with the parameters given: the parent's parsed configuration.
       const probe = parseProbeArgs(rest.slice(1));
@@ -250,34 +243,44 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   const ns = run.networkNamespace;
   checkNamespace(ns);
   logConfiguration(log, config);
+  // One deadline for the run's changes: every command, lock wait and retry within it; past it,
+  // what the run changed is undone and it exits 1 (the validation after has its own bound).
+  const deadline = runDeadline(run.runTimeoutMs);
   const [{ applyPlan }, { processRunner, spawnRunner, runtimeRoutes }] = await Promise.all([import('./apply/apply.js'), import('./apply/runner.js')]);
-  const runner = processRunner({ namespace: ns, env });
+  const runner = processRunner({ namespace: ns, env, deadline });
   const routes = runtimeRoutes({ namespace: ns });
   const owners = ownerResolver();
-  if (!run.skipRuleApply && run.nativeNftables) {
-    const { applyNft } = await import('./apply/nft.js');
-    await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly, sets: run.nftSets, routes });
-    await logRulesAfter(log, runner, { kind: 'nftables' });
-  } else if (!run.skipRuleApply) {
-    if (run.forceIptablesBinary !== undefined) {
-      const mixed = await otherBackendWarning(runner, run.forceIptablesBinary);
-      if (mixed !== undefined) log.warn(mixed, { warning: 'other-backend-has-rules' });
+  try {
+    if (!run.skipRuleApply && run.nativeNftables) {
+      const { applyNft } = await import('./apply/nft.js');
+      await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly, sets: run.nftSets, routes, deadline });
+      await logRulesAfter(log, runner, { kind: 'nftables' });
+    } else if (!run.skipRuleApply) {
+      if (run.forceIptablesBinary !== undefined) {
+        const mixed = await otherBackendWarning(runner, run.forceIptablesBinary);
+        if (mixed !== undefined) log.warn(mixed, { warning: 'other-backend-has-rules' });
+      }
+      const report = await applyPlan(plan, {
+        runner,
+        log,
+        owners,
+        forceBackend: run.forceIptablesBinary,
+        reconcile: run.reconcile,
+        forceApply: run.forceApply,
+        cleanupOnly: run.cleanupOnly,
+        lockWaitSeconds: LOCK_WAIT_SECONDS,
+        quickBackend: quickBackend(run.forceIptablesBinary, ns === undefined, readProcNet),
+        fastRunner: spawnRunner({ namespace: ns, env, deadline }),
+        routes,
+        deadline,
+      });
+      const families = (['ipv4', 'ipv6'] as const).filter((f) => report.families[f] !== undefined);
+      await logRulesAfter(log, runner, { kind: 'iptables', save: report.backend.save, families });
     }
-    const report = await applyPlan(plan, {
-      runner,
-      log,
-      owners,
-      forceBackend: run.forceIptablesBinary,
-      reconcile: run.reconcile,
-      forceApply: run.forceApply,
-      cleanupOnly: run.cleanupOnly,
-      lockWaitSeconds: LOCK_WAIT_SECONDS,
-      quickBackend: quickBackend(run.forceIptablesBinary, ns === undefined, readProcNet),
-      fastRunner: spawnRunner({ namespace: ns, env }),
-      routes,
-    });
-    const families = (['ipv4', 'ipv6'] as const).filter((f) => report.families[f] !== undefined);
-    await logRulesAfter(log, runner, { kind: 'iptables', save: report.backend.save, families });
+  } catch (err) {
+    if (!deadline.passed()) throw err;
+    // What was rolled back, or could not be, the rollback has logged already.
+    throw new ApplyError(`the run did not finish within its deadline (--run-timeout ${run.runTimeoutMs / 1000}s) and stopped: ${errorMessage(err)}`, [], '', { cause: err });
   }
   if (!run.runValidation || run.cleanupOnly) return 0;
   const resolve = (id: OwnerId, kind: 'uid' | 'gid'): number | undefined => (typeof id === 'number' ? id : kind === 'uid' ? owners.uid(id) : owners.gid(id));

@@ -1,8 +1,9 @@
-/** Where a bad value came from: a command-line flag or an environment variable. */
+/** Where a bad value came from: a command-line flag, an environment variable, a library option, a pod's annotation (istio-cni). */
 export type ValueSource =
   | { readonly kind: 'flag'; readonly long: string; readonly short?: string }
   | { readonly kind: 'env'; readonly name: string }
-  | { readonly kind: 'option'; readonly name: string };
+  | { readonly kind: 'option'; readonly name: string }
+  | { readonly kind: 'annotation'; readonly name: string };
 
 /** How a source is named in messages: `-b/--istio-inbound-ports`, `env ISTIO_INBOUND_PORTS`. */
 export function describeSource(source: ValueSource): string {
@@ -13,6 +14,8 @@ export function describeSource(source: ValueSource): string {
       return `environment variable ${source.name}`;
     case 'option':
       return `option ${source.name}`;
+    case 'annotation':
+      return `annotation ${source.name}`;
   }
 }
 

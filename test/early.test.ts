@@ -103,6 +103,9 @@ describe('commands started before the program loads', () => {
     ['--network-namespace', 'pod1'],
     ['--force-iptables-binary', 'legacy'],
     ['--output', 'json'],
+    // Started with the default bound, which a deadline of the run's own may end before.
+    ['--run-timeout', '90s'],
+    ['--run-timeout=2s'],
     ['--help'],
     ['--no-such-flag'],
     ['stray'],
@@ -114,6 +117,7 @@ describe('commands started before the program loads', () => {
   it('starts nothing when an environment variable asks for a dry run or cleanup, or says something unclear', () => {
     expect(early(REDIRECT_V4, { DRY_RUN: 'true' })).toEqual([]);
     expect(early(REDIRECT_V4, { CLEANUP_ONLY: '1' })).toEqual([]);
+    expect(early(REDIRECT_V4, { RUN_TIMEOUT: '5s' })).toEqual([]);
     // DRY_RUN that is not a boolean fails the run (fails closed).
     expect(early(REDIRECT_V4, { DRY_RUN: 'maybe' })).toEqual([]);
     // Another variable Istio cannot parse is ignored (by Istio and by the run): the run applies.

@@ -170,8 +170,8 @@ describe('what the bundled scripts call', () => {
   );
   const all = Object.values(scripts).join('\n');
 
-  it('are the five scripts of the entrypoint', () => {
-    expect(Object.keys(scripts).sort()).toEqual(['app.js', 'extra.js', 'parser.js', 'prelude.js', 'trace.js']);
+  it('are the five scripts of the entrypoint and the istio-cni plugin\'s own two (it shares the lazy three)', () => {
+    expect(Object.keys(scripts).sort()).toEqual(['app.js', 'cni-app.js', 'cni-prelude.js', 'extra.js', 'parser.js', 'prelude.js', 'trace.js']);
   });
 
   it('compile regular expressions at run time only from fixed patterns (CVE-2025-62495 needs a huge one)', () => {
@@ -184,9 +184,26 @@ describe('what the bundled scripts call', () => {
       // wrap-ansi: its escape codes, constants of the module
       /^RegExp\(`\(\?:\\\\\$\{[\w$]+\}\(\?<code>\\\\d\+\)m\|\\\\\$\{[\w$]+\}\(\?<uri>\.\*\)\$\{[\w$]+\}\)`\)/,
     ];
-    const calls = [...all.matchAll(/\bRegExp\(/g)].map((m) => all.slice(m.index, m.index + 200));
-    expect(calls).toHaveLength(3);
-    for (const call of calls) expect(allowed.some((re) => re.test(call)), call).toBe(true);
+    const callsIn = (names: readonly string[]) => {
+      const text = names.map((n) => scripts[n] ?? '').join('\n');
+      return [...text.matchAll(/\bRegExp\(/g)].map((m) => text.slice(m.index, m.index + 200));
+    };
+    const entrypoint = callsIn(['prelude.js', 'app.js', 'extra.js', 'parser.js', 'trace.js']);
+    expect(entrypoint).toHaveLength(3);
+    for (const call of entrypoint) expect(allowed.some((re) => re.test(call)), call).toBe(true);
+    // The plugin's own program (src/entrypoint-cni.ts) validates the CNI configuration and the
+    // agent's answers with zod's unions, literals, optionals and nullables, whose patterns zod
+    // composes from the schemas' own (constants of src/cni/*.ts), lazily: only a template-literal
+    // schema reads them, and there is none.
+    const zodPatterns = [
+      /^RegExp\(`\^\(\$\{[\w$]+\.map\([\w$]+=>[\w$]+\([\w$]+\.source\)\)\.join\("\|"\)\}\)\$`\)/,
+      /^RegExp\([\w$]+\.length\?`\^\(\$\{[\w$]+\.map\([\w$]+=>typeof [\w$]+=="string"\?/,
+      /^RegExp\(`\^\(\$\{[\w$]+\([\w$]+\.source\)\}\)\?\$`\)/,
+      /^RegExp\(`\^\(\$\{[\w$]+\([\w$]+\.source\)\}\|null\)\$`\)/,
+    ];
+    const plugin = callsIn(['cni-prelude.js', 'cni-app.js']);
+    expect(plugin).toHaveLength(4);
+    for (const call of plugin) expect(zodPatterns.some((re) => re.test(call)), call).toBe(true);
   });
 
   it('make BigInts only from numbers, in src/render/nft/sets.ts (CVE-2025-62496 parses a string)', () => {

@@ -84,6 +84,7 @@ const TYPED: { readonly [K in OptionKey]: readonly [typed: OptionInput<K>, text:
   runValidation: [true, true],
   iptablesProbePort: [15102, '15102'],
   probeTimeoutMs: [1500, '1.5s'],
+  runTimeoutMs: [90000, '1m30s'],
   logLevel: ['debug', 'default:debug'],
   logAsJson: [true, true],
   logTargets: [['stdout', 'stderr'], ['stdout', 'stderr']],

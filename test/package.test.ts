@@ -27,10 +27,10 @@ beforeAll(async () => {
 afterAll(() => pkg?.remove());
 
 describe('the packed tarball', { timeout: 60_000 }, () => {
-  it('is at most 1 MB and holds only the library, the bin and their documents', () => {
+  it('is at most 1 MB and holds only the library, the bins and their documents', () => {
     expect(pkg.size).toBeGreaterThan(10_000);
     expect(pkg.size).toBeLessThanOrEqual(1024 * 1024);
-    const unexpected = pkg.files.filter((f) => !/^dist\/.+\.(js|d\.ts)$/.test(f) && !['bin/istio-iptables.js', 'package.json', 'README.md', 'CHANGELOG.md'].includes(f));
+    const unexpected = pkg.files.filter((f) => !/^dist\/.+\.(js|d\.ts)$/.test(f) && !['bin/istio-iptables.js', 'bin/istio-cni-agent.js', 'package.json', 'README.md', 'CHANGELOG.md'].includes(f));
     expect(unexpected).toEqual([]);
     expect(pkg.files).toContain('CHANGELOG.md');
     // The entrypoint's build output and its runtime glue stay out; platform/host.js (how the library
@@ -45,13 +45,14 @@ describe('the packed tarball', { timeout: 60_000 }, () => {
     try {
       const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Record<string, unknown>;
       writeFileSync(join(dir, 'package.json'), JSON.stringify({ ...manifest, scripts: {} }));
-      for (const f of ['bin/istio-iptables.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/entrypoint/istio-iptables', 'dist/entrypoint/istio-iptables-full', 'dist/entrypoint.js', 'dist/entrypoint-quickjs.js', 'dist/entrypoint-quickjs.d.ts', 'dist/platform/quickjs/prelude.js', 'CHANGELOG.md', 'README.md', 'src/index.ts']) {
+      // And the istio-cni plugin's executable and the agent's image bundle (the image carries them; the package has the agent's bin).
+      for (const f of ['bin/istio-iptables.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/entrypoint/istio-iptables', 'dist/entrypoint/istio-iptables-full', 'dist/entrypoint.js', 'dist/entrypoint-quickjs.js', 'dist/entrypoint-quickjs.d.ts', 'dist/platform/quickjs/prelude.js', 'dist/cni/istio-cni', 'dist/cni/pod.js', 'dist/entrypoint-cni.js', 'dist/agent-bundle/agent/istio-cni-agent.mjs', 'CHANGELOG.md', 'README.md', 'src/index.ts']) {
         mkdirSync(join(dir, f, '..'), { recursive: true });
         writeFileSync(join(dir, f), 'x');
       }
       const r = await execa('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: dir });
       const files = (JSON.parse(r.stdout) as { files: { path: string }[] }[])[0]?.files.map((f) => f.path).sort();
-      expect(files).toEqual(['CHANGELOG.md', 'README.md', 'bin/istio-iptables.js', 'dist/cli.js', 'dist/index.d.ts', 'dist/index.js', 'package.json']);
+      expect(files).toEqual(['CHANGELOG.md', 'README.md', 'bin/istio-iptables.js', 'dist/cli.js', 'dist/cni/pod.js', 'dist/index.d.ts', 'dist/index.js', 'package.json']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,7 +1,7 @@
 import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { logLoaded } from '../log-blocks.js';
-import { withNamespaceLock } from './commands.js';
+import { undoing, withNamespaceLock, type RunDeadline } from './commands.js';
 import type { Family, FamilyRules, Plan, RouteStep } from '../model/rule.js';
 import { renderRestore, writeRestore } from '../render/restore.js';
 import { routeArgs } from '../render/ip.js';
@@ -36,6 +36,11 @@ export interface ApplyOptions {
   readonly fastRunner?: Runner | undefined;
   /** How routing steps reach the kernel; defaults to `ip` through the runner (the fast path's runner there). */
   readonly routes?: RouteBackend | undefined;
+  /**
+   * The run's deadline, shared with the runners (which bound every command by it): undoing runs
+   * under deadline.undoing, and once it has passed no new attempt starts.
+   */
+  readonly deadline?: RunDeadline | undefined;
 }
 
 export type FamilyOutcome = 'applied' | 'unchanged' | 'reconciled' | 'cleaned' | 'nothing to clean';
@@ -119,24 +124,31 @@ async function applyFresh(plan: Plan, o: ApplyOptions, quick: { backend: Backend
     const r = await run();
     return r.exitCode === 0 ? r : run();
   };
-  for (const x of [...bs].reverse()) {
-    if (x.r.exitCode !== 0) continue;
-    const r = await twice(() => routing.change(x.step, 'del'));
-    if (r.exitCode !== 0) problems.push(`${changeArgs(x.step, 'del').join(' ')}: ${firstLine(r.stderr)}`);
-  }
-  for (const x of rs) {
-    if (x.committed.length === 0) continue;
-    const groups = x.certain ? [x.committed] : x.committed.map((t) => [t]);
-    const undone: string[] = [];
-    for (const tables of groups) {
-      const undo = () => runner.run(restoreCommand(x.bin, o.lockWaitSeconds), removalPayload(x.family, new Set(tables)));
-      const r = await (x.certain ? twice(undo) : undo());
-      if (r.exitCode === 0) undone.push(...tables);
-      else if (x.certain) problems.push(`${x.bin} (undo): ${firstLine(r.stderr)}`);
+  await undoing(o.deadline, async () => {
+    for (const x of [...bs].reverse()) {
+      if (x.r.exitCode !== 0) continue;
+      const r = await twice(() => routing.change(x.step, 'del'));
+      if (r.exitCode !== 0) problems.push(`${changeArgs(x.step, 'del').join(' ')}: ${firstLine(r.stderr)}`);
     }
-    if (undone.length > 0) await (await import('./careful.js')).dropTablesIfEmpty(runner, backend, x.family.family, undone, log);
-  }
+    for (const x of rs) {
+      if (x.committed.length === 0) continue;
+      const groups = x.certain ? [x.committed] : x.committed.map((t) => [t]);
+      const undone: string[] = [];
+      for (const tables of groups) {
+        const undo = () => runner.run(restoreCommand(x.bin, o.lockWaitSeconds), removalPayload(x.family, new Set(tables)));
+        const r = await (x.certain ? twice(undo) : undo());
+        if (r.exitCode === 0) undone.push(...tables);
+        else if (x.certain) problems.push(`${x.bin} (undo): ${firstLine(r.stderr)}`);
+      }
+      if (undone.length > 0) await (await import('./careful.js')).dropTablesIfEmpty(runner, backend, x.family.family, undone, log);
+    }
+  });
   if (problems.length > 0) log.warn(`undoing the first attempt was incomplete: ${problems.join('; ')}`);
+  if (o.deadline?.passed() === true) {
+    // Past the deadline no second attempt starts: the first one's changes were undone (or the warning above says what was not).
+    if (problems.length === 0) log.info('rolled back: the namespace is as it was before this run');
+    throw new ApplyError(why.join('; '), [], '');
+  }
   return undefined;
 }
 

@@ -4,6 +4,7 @@ import { logLoaded } from '../log-blocks.js';
 import type { Family, FamilyRules, Plan } from '../model/rule.js';
 import { renderRestore } from '../render/restore.js';
 import type { ApplyOptions, ApplyReport, FamilyOutcome } from './apply.js';
+import { undoing } from './commands.js';
 import { detectBackend, type Backend } from './detect.js';
 import { restoreCommand } from './early.js';
 import { ipRoutes } from './ip-routes.js';
@@ -77,7 +78,8 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
 
   const touched: Touched[] = [];
   const routes: RouteChanges = { added: [], removed: [] };
-  const rollback = async (cause: ApplyError): Promise<never> => {
+  const rollback = (cause: ApplyError): Promise<never> => undoing(o.deadline, () => putBack(cause));
+  const putBack = async (cause: ApplyError): Promise<never> => {
     const problems = await undoRoutes(routing, routes);
     for (const t of [...touched].reverse()) {
       const bin = backend.restore[t.family];

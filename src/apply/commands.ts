@@ -1,9 +1,10 @@
-import { wallClockMicros, type Logger } from '../log.js';
+import type { Logger } from '../log.js';
 
 /*
  * The contract of running commands, shared by the runners (apply/runner.ts on Node,
  * platform/quickjs/runner.ts in the entrypoint).
  */
+import { host } from '../platform/host.js';
 
 /** What a command did. `notFound` is set when the program itself could not be found. */
 export interface RunResult {
@@ -44,6 +45,8 @@ export interface ProcessRunnerOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Bound for every command (ms). */
   readonly timeoutMs?: number;
+  /** The run's deadline: every command and lock wait is bounded by what is left of it too. */
+  readonly deadline?: RunDeadline | undefined;
 }
 
 /**
@@ -79,6 +82,73 @@ export const KILL_GRACE_MS = 2_000;
 export const PIPE_GRACE_MS = 1_000;
 
 /**
+ * A run's deadline (--run-timeout): the whole run's changes get this long, and each command, and
+ * each wait for a lock, gets at most what is left of it, so that no mix of hanging commands (one
+ * that ignores SIGTERM and leaves a process holding its pipes costs its timeout plus
+ * KILL_GRACE_MS plus PIPE_GRACE_MS) and retries can stretch a run past it. Once it has passed no
+ * new command starts, except those that undo the run's changes (undoing), which get UNDO_MS.
+ */
+export interface RunDeadline {
+  /** The run's bound, in ms. */
+  readonly ms: number;
+  /** How long a command starting now may take (ms); 0 or less: it must not start. */
+  left(): number;
+  /** Whether the deadline has passed. */
+  passed(): boolean;
+  /**
+   * Run `fn`, which undoes this run's changes: its commands may run until UNDO_MS after it
+   * began, when that is later than the deadline.
+   */
+  undoing<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+/**
+ * The time given to undoing a run's changes once its deadline has passed (ms): as long as a
+ * restore may wait for the xtables lock (LOCK_WAIT_SECONDS), since the rollback is a restore.
+ */
+export const UNDO_MS = 30_000;
+
+/** A monotonic clock in ms: the runtime's in the entrypoint, performance's under Node. */
+export function monotonicMs(): number {
+  return host !== undefined ? host.now() : performance.now();
+}
+
+/** A deadline `ms` from now. */
+export function runDeadline(ms: number, clock: () => number = monotonicMs): RunDeadline {
+  const end = clock() + ms;
+  let depth = 0;
+  let undoEnd = end;
+  return {
+    ms,
+    left: () => (depth > 0 ? undoEnd : end) - clock(),
+    passed: () => clock() >= end,
+    async undoing(fn) {
+      if (depth++ === 0) undoEnd = Math.max(end, clock() + UNDO_MS);
+      try {
+        return await fn();
+      } finally {
+        depth--;
+      }
+    },
+  };
+}
+
+/** Run `fn`, which undoes this run's changes, within the deadline's undo bound when there is one. */
+export function undoing<T>(deadline: RunDeadline | undefined, fn: () => Promise<T>): Promise<T> {
+  return deadline === undefined ? fn() : deadline.undoing(fn);
+}
+
+/** How long a command may run: its own bound, within what is left of the run's deadline. */
+export function commandBound(timeoutMs: number, deadline: RunDeadline | undefined): number {
+  return deadline === undefined ? timeoutMs : Math.min(timeoutMs, Math.floor(deadline.left()));
+}
+
+/** The result of a command not started because the run's deadline had passed. */
+export function notStarted(deadline: RunDeadline): RunResult {
+  return { exitCode: 124, stdout: '', stderr: `not started: the run's deadline (${deadline.ms} ms) had passed`, notFound: false };
+}
+
+/**
  * What a runtime's spawn reports about a command, before the shared shaping (commandResult): the
  * only part of a runner each runtime writes itself, with the lock's primitive.
  */
@@ -97,14 +167,16 @@ export interface Spawned {
 
 /**
  * A spawned command's result, the same on every runtime: a timed-out command exits 124 with
- * "timed out after N ms" first in its stderr; notFound when the program itself (or, inside a
+ * "timed out after N ms" first in its stderr (", at the run's deadline" when that was its bound:
+ * `ownMs`, its own bound, was longer); notFound when the program itself (or, inside a
  * namespace, the program nsenter or ip netns exec was to run) could not be found.
  */
-export function commandResult(s: Spawned, prefix: readonly string[], timeoutMs: number): RunResult {
+export function commandResult(s: Spawned, prefix: readonly string[], timeoutMs: number, ownMs: number = timeoutMs): RunResult {
+  const why = timeoutMs < ownMs ? `timed out after ${timeoutMs} ms, at the run's deadline` : `timed out after ${timeoutMs} ms`;
   return {
     exitCode: s.timedOut ? 124 : s.exitCode,
     stdout: s.stdout,
-    stderr: s.timedOut ? `timed out after ${timeoutMs} ms\n${s.stderr}`.trim() : s.stderr === '' && s.failure !== undefined ? s.failure : s.stderr,
+    stderr: s.timedOut ? `${why}\n${s.stderr}`.trim() : s.stderr === '' && s.failure !== undefined ? s.failure : s.stderr,
     notFound: s.spawnError === 'ENOENT' || (prefix.length > 0 && NOT_FOUND.test(s.stderr)),
   };
 }
@@ -140,19 +212,21 @@ export function namespaceFile(ns: string | undefined): string | undefined {
 export async function withNamespaceLock<T>(runner: Runner, waitSeconds: number, fn: () => Promise<T>, fail: (message: string) => Error, log?: Logger): Promise<T> {
   if (runner.lock === undefined) return fn();
   let release: (() => void) | undefined;
+  const since = monotonicMs();
   try {
     release = await runner.lock(0);
     if (release === undefined) {
-      const start = wallClockMicros();
       log?.info(`waiting for the network namespace's run lock (${LOCK_NAME}), held by another istio-iptables run (up to ${waitSeconds} s)`, { lock: LOCK_NAME, waitSeconds });
       release = await runner.lock(waitSeconds * 1000);
-      const waitedMs = Math.round((wallClockMicros() - start) / 1000);
+      const waitedMs = Math.round(monotonicMs() - since);
       if (release !== undefined) log?.info(`took the run lock after ${waitedMs} ms`, { lock: LOCK_NAME, waitedMs });
     }
   } catch (err) {
     throw fail(`cannot take the run lock of the network namespace: ${err instanceof Error ? err.message : String(err)}`);
   }
-  if (release === undefined) throw fail(`another istio-iptables run held the network namespace's run lock for ${waitSeconds} s; nothing was changed`);
+  // The wait is waitSeconds, or less when the run's deadline came first (the runner bounds it).
+  const waited = Math.round((monotonicMs() - since) / 100) / 10;
+  if (release === undefined) throw fail(`another istio-iptables run held the network namespace's run lock for the ${waited} s this run waited; nothing was changed`);
   try {
     return await fn();
   } finally {

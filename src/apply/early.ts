@@ -17,7 +17,7 @@ export function restoreCommand(binary: string, lockWaitSeconds = LOCK_WAIT_SECON
  * flag table, so that the entrypoint can
  * start them while the rest loads (they wait for their payload on stdin). Empty whenever the run
  * might do anything else: a dry run, cleanup, validation, a namespace flag, a forced backend, --output,
- * legacy tables present. (A command line quickRaw cannot read gets no guess at all.) It is a guess that is safe either
+ * a deadline of its own (--run-timeout), legacy tables present. (A command line quickRaw cannot read gets no guess at all.) It is a guess that is safe either
  * way: a command the run does not claim gets an empty stdin and exits having changed nothing, and
  * a command it needs that was not started is started then.
  */
@@ -34,6 +34,8 @@ export function earlyCommands(
   if ((value('networkNamespace') ?? '') !== '' || (value('forceIptablesBinary') ?? '') !== '') return [];
   // --output without a dry run is an error (cli.ts): nothing will be applied.
   if (value('output') !== undefined) return [];
+  // Started with the default bound: only a run with the default deadline can claim them (they end before it does).
+  if (value('runTimeoutMs') !== undefined) return [];
   const quick = quickBackend(undefined, true, readProc);
   if (quick === undefined) return [];
   const enableIpv6 = value('enableIpv6') === undefined ? ipv6Detected(isTrue('dualStack')) : isTrue('enableIpv6');

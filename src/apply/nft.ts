@@ -7,7 +7,7 @@ import type { FamilyOutcome } from './apply.js';
 import { ipRoutes } from './ip-routes.js';
 import { changeRoutes, undoRoutes, type RouteBackend, type RouteChanges } from './routes.js';
 import type { Runner } from './runner.js';
-import { withNamespaceLock } from './commands.js';
+import { undoing, withNamespaceLock, type RunDeadline } from './commands.js';
 import { LOCK_WAIT_SECONDS } from './early.js';
 
 /**
@@ -27,6 +27,8 @@ export interface NftApplyOptions {
   readonly routes?: RouteBackend | undefined;
   /** Seconds to wait for another run's namespace lock (default: the xtables lock's bound). */
   readonly lockWaitSeconds?: number;
+  /** The run's deadline, shared with the runner: the rollback runs under deadline.undoing. */
+  readonly deadline?: RunDeadline | undefined;
 }
 
 export interface NftReport {
@@ -128,14 +130,17 @@ async function applyNftLocked(plan: Plan, o: NftApplyOptions): Promise<NftReport
       throw new ApplyError(`${argv.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, argv, r.stderr);
     });
   } catch (err) {
-    const problems = await undoRoutes(routing, routes);
-    if (loaded) {
-      try {
-        await load(restoreScript(before), 'rollback');
-      } catch (e) {
-        problems.push(e instanceof Error ? e.message : String(e));
+    const problems = await undoing(o.deadline, async () => {
+      const left = await undoRoutes(routing, routes);
+      if (loaded) {
+        try {
+          await load(restoreScript(before), 'rollback');
+        } catch (e) {
+          left.push(e instanceof Error ? e.message : String(e));
+        }
       }
-    }
+      return left;
+    });
     if (problems.length > 0) log.error(`rollback incomplete: ${problems.join('; ')}`);
     else if (loaded || routes.added.length + routes.removed.length > 0) log.info('rolled back: the namespace is as it was before this run');
     throw err;

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { childEnv, commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, LOCK_NAME, namespaceFile, PIPE_GRACE_MS, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
+import { childEnv, commandBound, commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, LOCK_NAME, namespaceFile, notStarted, PIPE_GRACE_MS, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
 import type { RouteBackend } from './routes.js';
 
 export { DEFAULT_TIMEOUT_MS, type ProcessRunnerOptions, type Runner, type RunResult } from './commands.js';
@@ -139,16 +139,20 @@ async function nodeLock(ns: string | undefined, waitMs: number): Promise<(() => 
 
 /**
  * Commands run with execa (loaded on first use), the payload fed on stdin, inside the target
- * namespace when one is given: every command under Node. What is not the spawn (the namespace
- * prefix, the result's shape, the run lock's contract) is shared with the entrypoint's runner
- * (commands.ts); bound() and nodeLock are this runtime's part.
+ * namespace when one is given: every command under Node, each bounded by its timeout and what
+ * is left of the run's deadline. What is not the spawn (the namespace prefix, the result's shape,
+ * the bounds, the run lock's contract) is shared with the entrypoint's runner (commands.ts);
+ * bound() and nodeLock are this runtime's part.
  */
 export function processRunner(options: ProcessRunnerOptions = {}): Runner {
   const prefix = prefixFor(options.namespace);
-  const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const own = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const { deadline } = options;
   return {
-    lock: (waitMs) => nodeLock(options.namespace, waitMs),
+    lock: (waitMs) => nodeLock(options.namespace, Math.max(0, commandBound(waitMs, deadline))),
     async run(argv, input) {
+      const timeout = commandBound(own, deadline);
+      if (deadline !== undefined && timeout <= 0) return notStarted(deadline);
       const { execa } = await import('execa');
       const full = [...prefix, ...argv];
       let timedOut = false;
@@ -175,6 +179,7 @@ export function processRunner(options: ProcessRunnerOptions = {}): Runner {
         },
         prefix,
         timeout,
+        own,
       );
     },
   };

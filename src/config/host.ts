@@ -127,19 +127,22 @@ export interface InterfaceAddress {
 export function ipv6FromAddresses(addresses: readonly InterfaceAddress[], dualStack: boolean): boolean {
   let sawV6 = false;
   for (const { address } of addresses) {
-    const a = parseAddress(address.split('%')[0] ?? '');
-    if (a === null || a.loopback) continue;
-    const p = a.parts;
-    const linkLocal =
-      a.family === 'ipv4'
-        ? p[0] === 169 && p[1] === 254
-        : ((p[0] ?? 0) & 0xffc0) === 0xfe80 || ((p[0] ?? 0) & 0xff0f) === 0xff02;
-    if (linkLocal) continue;
+    const a = usableAddress(address);
+    if (a === null) continue;
     const isV6 = a.family === 'ipv6';
     if (!dualStack) return isV6;
     sawV6 ||= isV6;
   }
   return sawV6;
+}
+
+/** An address Istio counts as the pod's (not loopback, not link-local), parsed; null otherwise. */
+export function usableAddress(address: string): ParsedAddress | null {
+  const a = parseAddress(address.split('%')[0] ?? '');
+  if (a === null || a.loopback) return null;
+  const p = a.parts;
+  const linkLocal = a.family === 'ipv4' ? p[0] === 169 && p[1] === 254 : ((p[0] ?? 0) & 0xffc0) === 0xfe80 || ((p[0] ?? 0) & 0xff0f) === 0xff02;
+  return linkLocal ? null : a;
 }
 
 /** The host's addresses, interface by interface, in the order the system lists them. */

@@ -241,6 +241,10 @@ export const OPTIONS = {
     long: 'probe-timeout', kind: 'string', default: '5s', env: ['PROBE_TIMEOUT'], envParse: 'duration', value: 'duration', parsed: 5000, config: 'run',
     group: 'Run', commands: ['apply'], help: 'How long the validation probe waits (Go duration, e.g. 5s, 500ms)',
   },
+  runTimeoutMs: {
+    long: 'run-timeout', kind: 'string', default: '60s', env: ['RUN_TIMEOUT'], envParse: 'duration', value: 'duration', parsed: 60000, config: 'run',
+    group: 'Run', commands: ['apply'], help: 'Deadline for the run\'s changes (Go duration): past it, what the run changed is rolled back and it exits 1',
+  },
   logLevel: {
     long: 'log_output_level', kind: 'string', default: 'default:info', env: ['LOG_OUTPUT_LEVEL'], value: 'logOutputLevel', parsed: 'info', config: 'run',
     group: 'Output', help: 'Log level, as Istio: a level or scope:level pairs (none, fatal, error, warn, info, debug)',

@@ -24,9 +24,6 @@ export interface Host {
     env: readonly string[] | null,
     timeoutMs: number,
     done: (exitCode: number, signal: string | null, stdout: string, stderr: string, spawnError: string | null, timedOut: boolean) => void,
-    /** Run the child as this uid/gid (no supplementary groups), set between fork and exec. */
-    uid?: number,
-    gid?: number,
   ): number;
   /**
    * Give a waiting command (more of) its stdin, written as soon as the pipe takes it; with
@@ -40,8 +37,14 @@ export interface Host {
   load(name: 'extra' | 'parser' | 'trace'): void;
 
   // TCP sockets, for the validation probe (native/probe.c). Errors throw an Error with `code`.
-  /** A non-blocking TCP socket's fd. */
-  socket(family: 4 | 6): number;
+  /**
+   * A non-blocking TCP socket's fd. With uid and gid: the socket is theirs (made with them as the
+   * file-system ids of the moment, what the kernel's owner matches read); throws EPERM when this
+   * process can take neither.
+   */
+  socket(family: 4 | 6, uid?: number, gid?: number): number;
+  /** The address and port of the socket's own end, or (peer) of its far end. */
+  address(fd: number, peer: boolean): { address: string; port: number };
   /** bind to address:port, then listen. */
   listen(fd: number, address: string, port: number): void;
   /** A waiting connection's fd (non-blocking), -1 when none. */
@@ -80,6 +83,12 @@ export interface Host {
    * retrying while another process holds it: true once held, false when waitMs passed.
    */
   lock(name: string, waitMs: number, netns?: string): boolean;
+
+  // Only in the istio-cni plugin's build (native/cni.c); absent in the entrypoint's.
+  /** A non-blocking unix stream socket connected to path, its fd (use recv, send, wait, close). */
+  unixConnect?(path: string): number;
+  /** "<device>:<inode>" of what path names (stat); equal ids: the same namespace. */
+  fileId?(path: string): string;
 }
 
 /** A netlink change that failed: the kernel's answer (errno, extended ack) or what failed before it. */

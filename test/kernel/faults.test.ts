@@ -260,7 +260,7 @@ beforeAll(async () => {
   }
 }, 120_000);
 
-// The two tests run side by side: the hangs spend a minute waiting for the timeout.
+// The two tests run side by side: the hangs spend up to a minute waiting for the deadline and the undo.
 describe.concurrent(`children that fail the way real programs do (seed ${SEED})`, () => {
   const CASES = 150;
   it(`${CASES} random faults in restores, ip and nft: each run ends before or at the plan, and a plain rerun converges`, async () => {
@@ -309,21 +309,31 @@ describe.concurrent(`children that fail the way real programs do (seed ${SEED})`
     expect(failed).toBeGreaterThan(CASES / 10);
   }, 170_000);
 
-  it('a child that hangs (reads all, ignores SIGTERM, its own child keeps the pipes open) is killed at the timeout, and the run fails cleanly', async () => {
-    // The restore of the second family, and the routing's own program where the runtime runs one.
-    const cases = RUNTIMES.flatMap((runtime) => (runtime.runsIp ? ['ip6tables-nft-restore', 'ip'] : ['ip6tables-nft-restore', 'iptables-nft-restore']).map((program) => ({ runtime, program })));
+  it('a child that hangs (reads all, ignores SIGTERM, its own child keeps the pipes open): the run stops at its deadline, rolls back exactly, exits 1 saying so', async () => {
+    // Once: the restore of the second family, and the routing's own program where the runtime
+    // runs one; the first attempt hangs, and its undo runs the real program. Always: every call
+    // of the second family's restore hangs, its undo too (a minute each, before deadlines).
+    const DEADLINE_S = 4;
+    const cases = RUNTIMES.flatMap((runtime) => [
+      ...(runtime.runsIp ? ['ip6tables-nft-restore', 'ip'] : ['ip6tables-nft-restore', 'iptables-nft-restore']).map((program) => ({ runtime, program, call: 1 })),
+      { runtime, program: 'ip6tables-nft-restore', call: 0 },
+    ]);
     await Promise.all(
       cases.map(async (c) => {
         const { ns, before } = await prepared('hang', 'pristine', 'tproxyDual');
-        const dir = fakes(c.program, 1, 'hang', 0, 0);
+        const dir = fakes(c.program, c.call, 'hang', 0, 0);
         try {
-          const o = await runIn(ns, c.runtime, [...CONFIGS.tproxyDual, '--log_output_level=default:debug'], withFakes(dir), 110_000);
-          const what = `${c.runtime.name}: ${c.program} hangs`;
-          expect(o.code, `${what}: the run was not bounded [seed ${SEED}]`).not.toBeUndefined();
-          checkAllOrNothing(what, o, await state(ns), before, PLAN.tproxyDual ?? '');
-          // The first attempt's hung command was killed at the timeout; a second call of it (the
-          // careful path) runs the real program, so the run may still end at the plan.
-          expect(o.stderr, what).toMatch(/timed out after 60000 ms/);
+          const o = await runIn(ns, c.runtime, [...CONFIGS.tproxyDual, '--run-timeout', `${DEADLINE_S}s`], withFakes(dir), 110_000);
+          const what = `${c.runtime.name}: ${c.program} hangs ${c.call === 0 ? 'at every call' : 'once'} [seed ${SEED}]\n${o.stderr}`;
+          expect(o.code, what).toBe(1);
+          expect(existsSync(join(dir, '.fired')), what).toBe(true);
+          // Cut at the deadline (its own bound, 60 s, was longer), then no second attempt: rolled back.
+          expect(o.stderr, what).toMatch(new RegExp(`istio-iptables: the run did not finish within its deadline \\(--run-timeout ${DEADLINE_S}s\\) and stopped: .*${c.program}.*timed out after \\d+ ms, at the run's deadline`));
+          expect(o.stderr, what).toMatch(/rolled back: the namespace is as it was before this run/);
+          expect(await state(ns), what).toBe(before);
+          // Bounded: the deadline, the hung command's SIGKILL and pipe graces, an undo (its window
+          // when it hangs too), generously; before deadlines one such run took 189 s.
+          expect(o.ms, what).toBeLessThan((DEADLINE_S + 3 + 30 + 3 + 15) * 1000);
         } finally {
           await settle(ns);
           rmSync(dir, { recursive: true, force: true });

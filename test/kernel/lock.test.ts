@@ -78,6 +78,26 @@ describe('the run lock is the namespace\'s, however a run names it', () => {
     });
   }, 60_000);
 
+  it.each([
+    ['the entrypoint', [ENTRYPOINT]],
+    ['the Node CLI', NODE_BIN],
+  ])('held longer than a run\'s deadline: %s stops waiting at its deadline (not the lock\'s 30 s), changes nothing, exits 1 saying so', async (_how, program) => {
+    await withNetns('lockdeadline', async (ns) => {
+      const holder = await holdInside(ns);
+      try {
+        const before = await snapshot(ns);
+        const t0 = Date.now();
+        const r = await execa('ip', ['netns', 'exec', ns.name, ...program, ...CONFIG, '--run-timeout', '2s'], { reject: false, timeout: 60_000, env: { PATH }, extendEnv: false });
+        expect(r.exitCode, r.stderr).toBe(1);
+        expect(r.stderr).toMatch(/the run did not finish within its deadline \(--run-timeout 2s\) and stopped: another istio-iptables run held the network namespace's run lock for the [12](\.\d)? s this run waited; nothing was changed/);
+        expect(Date.now() - t0).toBeLessThan(20_000);
+        expect(await snapshot(ns)).toBe(before);
+      } finally {
+        await holder.release();
+      }
+    });
+  }, 60_000);
+
   it('held inside: the library from outside gets no lock within its wait, then gets it once released', async () => {
     await withNetns('lockwait', async (ns) => {
       const holder = await holdInside(ns);

@@ -1,5 +1,10 @@
+import { chmodSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { TestProject } from 'vitest/node';
+
+/** The checkout the tests run from. */
+const CHECKOUT = fileURLToPath(new URL('../../', import.meta.url));
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -32,7 +37,19 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // one (another checkout) makes namespaces too, and they are not ours to remove.
   const run = String(process.pid);
   project.provide('netnsRun', run);
+  // The kernel tests run from a checkout that no other user can enter, wherever it was cloned:
+  // as a root user's clone under /root (0700) is, or one under `mktemp -d`. A test that runs a
+  // file of the checkout as the proxy's uid or as uid 65534 (the probe client re-executing the
+  // CLI did) then fails here too, not only on such a machine. The mode is put back at the end.
+  const mode = statSync(CHECKOUT).mode & 0o7777;
+  chmodSync(CHECKOUT, 0o700);
+  const reach = await execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'test', '-r', `${CHECKOUT}package.json`], { reject: false });
+  if (reach.exitCode === 0) {
+    chmodSync(CHECKOUT, mode);
+    throw new Error(`kernel tests: uid 65534 can still read ${CHECKOUT}package.json after chmod 700 ${CHECKOUT}`);
+  }
   return async () => {
+    chmodSync(CHECKOUT, mode);
     const left = (await ourNamespaces()).filter((n) => n.startsWith(`iit-${run}-`));
     const removed: string[] = [];
     for (const name of left) {
