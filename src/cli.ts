@@ -5,7 +5,6 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
-import { logConfiguration, logRulesAfter } from './log-blocks.js';
 import { configWarnings } from './config/warnings.js';
 import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
 import { existsSync } from 'node:fs';
@@ -242,6 +241,8 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   const { run, capture } = config;
   const ns = run.networkNamespace;
   checkNamespace(ns);
+  // The blocks an apply logs (loaded with the apply: a dry run needs none of them).
+  const { logConfiguration, logRulesAfter } = await import('./log-blocks.js');
   logConfiguration(log, config);
   // One deadline for the run's changes: every command, lock wait and retry within it; past it,
   // what the run changed is undone and it exits 1 (the validation after has its own bound).
