@@ -17,7 +17,7 @@
 // variable turns it on. --sanitize and --runtime-test build other test-only variants (below).
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -93,7 +93,11 @@ async function engineSources() {
   const tarball = join(dl, ENGINE.tarball);
   if (!existsSync(tarball)) {
     // A private apt configuration: only this suite's source index, nothing of the host's changed.
-    const apt = join(dl, 'apt');
+    // Each download in a directory of its own, the tarball renamed into place: builds started at
+    // once (the test suite's runtime builds) do not wait on one another's apt lock.
+    mkdirSync(dl, { recursive: true });
+    const work = mkdtempSync(join(dl, 'apt-'));
+    const apt = join(work, 'apt');
     mkdirSync(join(apt, 'lists', 'partial'), { recursive: true });
     mkdirSync(join(apt, 'cache', 'archives', 'partial'), { recursive: true });
     const archive = debianArchive();
@@ -106,10 +110,13 @@ async function engineSources() {
       '-o', 'APT::Sandbox::User=root',
     ];
     try {
-      await run('apt-get', [...opts, '-qq', 'update'], { cwd: dl });
-      await run('apt-get', [...opts, '-qq', 'source', '--download-only', `${ENGINE.debianSource}=${ENGINE.debianVersion}`], { cwd: dl });
+      await run('apt-get', [...opts, '-qq', 'update'], { cwd: work });
+      await run('apt-get', [...opts, '-qq', 'source', '--download-only', `${ENGINE.debianSource}=${ENGINE.debianVersion}`], { cwd: work });
+      renameSync(join(work, ENGINE.tarball), tarball);
     } catch (err) {
       throw new Error(`cannot download the QuickJS sources (Debian ${ENGINE.suite} source package ${ENGINE.debianSource} ${ENGINE.debianVersion}) with apt-get: ${err.stderr || err.message}`);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
     }
   }
   const got = sha256(tarball);
@@ -119,10 +126,9 @@ async function engineSources() {
   }
   const src = join(cache, `src-${ENGINE_KEY.slice(0, 16)}`);
   if (!existsSync(join(src, ENGINE.dir, 'quickjs.c'))) {
-    // Unpacked and patched aside, then moved into place: a failed patch leaves no half-patched tree.
-    const tmp = `${src}.tmp`;
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp, { recursive: true });
+    // Unpacked and patched aside, then moved into place: a failed patch leaves no half-patched tree,
+    // and builds started at once each unpack their own (the first rename wins; the tree is the same).
+    const tmp = mkdtempSync(`${src}.tmp-`);
     await run('tar', ['-xJf', tarball, '-C', tmp]);
     for (const patch of PATCHES) {
       try {
@@ -132,8 +138,15 @@ async function engineSources() {
         throw new Error(`${patch} does not apply to ${ENGINE.tarball}: ${(err.stdout || '') + (err.stderr || err.message)}`);
       }
     }
-    rmSync(src, { recursive: true, force: true });
-    renameSync(tmp, src);
+    if (!existsSync(join(src, ENGINE.dir, 'quickjs.c'))) {
+      rmSync(src, { recursive: true, force: true });
+      try {
+        renameSync(tmp, src);
+      } catch (err) {
+        if (!existsSync(join(src, ENGINE.dir, 'quickjs.c'))) throw err;
+      }
+    }
+    rmSync(tmp, { recursive: true, force: true });
   }
   return join(src, ENGINE.dir);
 }
