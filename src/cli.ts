@@ -5,10 +5,11 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
+import { configWarnings } from './config/warnings.js';
 import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
 import { existsSync } from 'node:fs';
 import { LOCK_WAIT_SECONDS } from './apply/early.js';
-import { quickBackend, readProcNet } from './apply/detect.js';
+import { otherBackendWarning, quickBackend, readProcNet } from './apply/detect.js';
 import { namespaceFile, runDeadline } from './apply/commands.js';
 import { PROBE_COMMAND, parseProbeArgs, probeArgs, type ProbeOptions, type ProbeResult } from './apply/probe.js';
 
@@ -21,24 +22,6 @@ export { PROGRAM } from './args.js';
 /** Whether the pod's IPv4 traffic is captured at all (the probe uses IPv6 only when it is not). */
 function hasIpv4(c: CaptureConfig): boolean {
   return c.outboundCidrs.kind === 'all' || c.outboundCidrs.ipv4.length > 0 || c.inboundPorts.kind !== 'none' || !c.enableIpv6;
-}
-
-/** One line with the effective configuration, for the logs. */
-function describeConfig(c: CaptureConfig): string {
-  const ports = c.inboundPorts.kind === 'all' ? '*' : c.inboundPorts.kind === 'none' ? '(none)' : c.inboundPorts.ports.join(',');
-  const cidrs = c.outboundCidrs.kind === 'all' ? '*' : [...c.outboundCidrs.ipv4, ...c.outboundCidrs.ipv6].map((x) => `${x.address}/${x.prefixLength}`).join(',') || '(none)';
-  return [
-    `mode=${c.mode}`,
-    `proxy=${c.proxyPort}`,
-    `inbound=${c.inboundCapturePort}`,
-    `tunnel=${c.inboundTunnelPort}`,
-    `uid=${c.proxyUids.join(',')}`,
-    `gid=${c.proxyGids.join(',')}`,
-    `inboundPorts=${ports}`,
-    `outboundCidrs=${cidrs}`,
-    `ipv6=${c.enableIpv6}`,
-    `dns=${c.redirectDns ? (c.captureAllDns ? 'all' : [...c.dnsServers.ipv4, ...c.dnsServers.ipv6].join(',') || 'none') : 'off'}`,
-  ].join(' ');
 }
 
 /**
@@ -175,6 +158,8 @@ async function planFromArgs(
   const config = resolveConfig(parsed, options.host ?? detectHost(env, (m) => log.info(m)), raw, (m) => log.warn(m));
   const plan = buildPlan(config.capture);
   for (const note of plan.notes) log.warn(note);
+  // Settings that do nothing, for a run that applies or prints the rules (trace and diff say what a flow or the namespace meets).
+  if (command.name === 'apply') for (const w of configWarnings(config)) log.warn(w.message, { warning: w.code });
   return { config, plan, log };
 }
 
@@ -256,7 +241,9 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
   const { run, capture } = config;
   const ns = run.networkNamespace;
   checkNamespace(ns);
-  if (log.enabled?.('info') !== false) log.info(`configuration: ${describeConfig(capture)}`);
+  // The blocks an apply logs (loaded with the apply: a dry run needs none of them).
+  const { logConfiguration, logRulesAfter } = await import('./log-blocks.js');
+  logConfiguration(log, config);
   // One deadline for the run's changes: every command, lock wait and retry within it; past it,
   // what the run changed is undone and it exits 1 (the validation after has its own bound).
   const deadline = runDeadline(run.runTimeoutMs);
@@ -268,8 +255,13 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
     if (!run.skipRuleApply && run.nativeNftables) {
       const { applyNft } = await import('./apply/nft.js');
       await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly, sets: run.nftSets, routes, deadline });
+      await logRulesAfter(log, runner, { kind: 'nftables' });
     } else if (!run.skipRuleApply) {
-      await applyPlan(plan, {
+      if (run.forceIptablesBinary !== undefined) {
+        const mixed = await otherBackendWarning(runner, run.forceIptablesBinary);
+        if (mixed !== undefined) log.warn(mixed, { warning: 'other-backend-has-rules' });
+      }
+      const report = await applyPlan(plan, {
         runner,
         log,
         owners,
@@ -283,6 +275,8 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
         routes,
         deadline,
       });
+      const families = (['ipv4', 'ipv6'] as const).filter((f) => report.families[f] !== undefined);
+      await logRulesAfter(log, runner, { kind: 'iptables', save: report.backend.save, families });
     }
   } catch (err) {
     if (!deadline.passed()) throw err;

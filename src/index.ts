@@ -68,7 +68,7 @@ export {
   type NftablesReport,
 } from './api/namespace.js';
 export type { DiffReport, FamilyDiff, RuleDifference } from './apply/diff.js';
-export type { Logger } from './log.js';
+export type { Logger, LogFields } from './log.js';
 
 // trace: a flow walked offline through a plan.
 export { traceFlow } from './trace/trace.js';

@@ -1,5 +1,6 @@
 import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { logLoaded } from '../log-blocks.js';
 import { undoing, withNamespaceLock, type RunDeadline } from './commands.js';
 import type { Family, FamilyRules, Plan, RouteStep } from '../model/rule.js';
 import { renderRestore, writeRestore } from '../render/restore.js';
@@ -60,7 +61,7 @@ export interface ApplyReport {
  * from the dump taken before, and every route added is removed, before the error is raised.
  */
 export async function applyPlan(plan: Plan, o: ApplyOptions): Promise<ApplyReport> {
-  return withNamespaceLock(o.runner, o.lockWaitSeconds, () => applyLocked(plan, o), (message) => new ApplyError(message, [], ''));
+  return withNamespaceLock(o.runner, o.lockWaitSeconds, () => applyLocked(plan, o), (message) => new ApplyError(message, [], ''), o.log);
 }
 
 async function applyLocked(plan: Plan, o: ApplyOptions): Promise<ApplyReport> {
@@ -168,7 +169,7 @@ async function restoreFamily(runner: Runner, argv: string[], f: FamilyRules, log
     });
     payload = parts.join('');
   }
-  if (log.enabled?.('debug') !== false) log.debug(`${argv[0]} --noflush input:\n${payload.trimEnd()}`);
+  logLoaded(log, argv, payload, { family: f.family });
   return { payload, r: stream === undefined ? await runner.run(argv, payload) : await stream.end() };
 }
 

@@ -1,5 +1,6 @@
 import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { logLoaded } from '../log-blocks.js';
 import type { Family, FamilyRules, Plan } from '../model/rule.js';
 import { renderRestore } from '../render/restore.js';
 import type { ApplyOptions, ApplyReport, FamilyOutcome } from './apply.js';
@@ -93,7 +94,10 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
       const current = parseSave(now.stdout);
       const changed = t.tables.filter((x) => !sameTable(current.get(x), t.before.get(x)));
       if (changed.length === 0) continue;
-      const r = await runner.run([bin, `--wait=${o.lockWaitSeconds}`], rollbackPayload(t.before, changed));
+      const argv = [bin, `--wait=${o.lockWaitSeconds}`];
+      const payload = rollbackPayload(t.before, changed);
+      logLoaded(log, argv, payload, { family: t.family, what: 'rollback' });
+      const r = await runner.run(argv, payload);
       if (r.exitCode !== 0) problems.push(`${bin} (rollback): ${r.stderr.trim()}`);
       else await dropEmptyNftTables(runner, backend, t.family, changed.filter((x) => !t.before.has(x)), log);
     }
@@ -110,10 +114,11 @@ export async function applyWithState(plan: Plan, o: ApplyOptions): Promise<Apply
       continue;
     }
     const bin = backend.restore[family];
-    log.debug(`${bin} --noflush input:\n${payload.trimEnd()}`);
+    const argv = restoreCommand(bin, o.lockWaitSeconds);
+    logLoaded(log, argv, payload, { family });
     const tables = tablesOf(payload);
     touched.push({ family, before: before.get(family) ?? new Map(), tables });
-    const r = await runner.run(restoreCommand(bin, o.lockWaitSeconds), payload);
+    const r = await runner.run(argv, payload);
     if (r.exitCode !== 0) await rollback(commandError(`${bin} --noflush failed`, [bin, '--noflush'], r));
     log.info(`${family}: ${outcome} (${tables.join(', ')})`);
     if (o.cleanupOnly) await dropTablesIfEmpty(runner, backend, family, tables, log);

@@ -1,3 +1,5 @@
+import type { Logger } from '../log.js';
+
 /*
  * The contract of running commands, shared by the runners (apply/runner.ts on Node,
  * platform/quickjs/runner.ts in the entrypoint).
@@ -39,11 +41,32 @@ export interface RunStream {
 export interface ProcessRunnerOptions {
   /** Run inside this network namespace: a name under /var/run/netns, or a path (via nsenter). */
   readonly namespace?: string | undefined;
+  /** Where the commands' CHILD_ENV variables are taken from, over this process's environment (as execa merges them). */
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Bound for every command (ms). */
   readonly timeoutMs?: number;
   /** The run's deadline: every command and lock wait is bounded by what is left of it too. */
   readonly deadline?: RunDeadline | undefined;
+}
+
+/**
+ * The only environment variables a command of ours (iptables-restore, iptables-save, nft, ip,
+ * nsenter, this program's probe) gets from the caller's environment: PATH, to find the programs,
+ * and XTABLES_LOCKFILE, the xtables lock file every iptables run on the node must share. Nothing
+ * else reaches them: no variable can change what they load (XTABLES_LIBDIR, LD_PRELOAD,
+ * LD_LIBRARY_PATH, NODE_OPTIONS...), whatever a pod spec sets. Both runners (apply/runner.ts,
+ * platform/quickjs/runner.ts) and the commands the entrypoint starts early use it.
+ */
+export const CHILD_ENV = ['PATH', 'XTABLES_LOCKFILE'] as const;
+
+/** The caller's environment narrowed to CHILD_ENV (variables it does not set stay unset). */
+export function childEnv(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of CHILD_ENV) {
+    const value = env[name];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
 }
 
 /** How ip netns exec or nsenter report that the program itself was not found. */
@@ -183,14 +206,21 @@ export function namespaceFile(ns: string | undefined): string | undefined {
 /**
  * Run `fn` holding the namespace's run lock (runners without one: no lock). Two runs on one
  * namespace take turns: the second reads the state the first left, so it never applies over it
- * nor rolls back over it (rollback restores the state read before applying).
+ * nor rolls back over it (rollback restores the state read before applying). A run that has to
+ * wait says so once, when it starts waiting, and again when it has the lock.
  */
-export async function withNamespaceLock<T>(runner: Runner, waitSeconds: number, fn: () => Promise<T>, fail: (message: string) => Error): Promise<T> {
+export async function withNamespaceLock<T>(runner: Runner, waitSeconds: number, fn: () => Promise<T>, fail: (message: string) => Error, log?: Logger): Promise<T> {
   if (runner.lock === undefined) return fn();
   let release: (() => void) | undefined;
   const since = monotonicMs();
   try {
-    release = await runner.lock(waitSeconds * 1000);
+    release = await runner.lock(0);
+    if (release === undefined) {
+      log?.info(`waiting for the network namespace's run lock (${LOCK_NAME}), held by another istio-iptables run (up to ${waitSeconds} s)`, { lock: LOCK_NAME, waitSeconds });
+      release = await runner.lock(waitSeconds * 1000);
+      const waitedMs = Math.round(monotonicMs() - since);
+      if (release !== undefined) log?.info(`took the run lock after ${waitedMs} ms`, { lock: LOCK_NAME, waitedMs });
+    }
   } catch (err) {
     throw fail(`cannot take the run lock of the network namespace: ${err instanceof Error ? err.message : String(err)}`);
   }

@@ -1,5 +1,6 @@
 import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { logLoaded } from '../log-blocks.js';
 import type { Plan, RouteStep } from '../model/rule.js';
 import { NFT_TABLES, renderNft } from '../render/nft/index.js';
 import type { FamilyOutcome } from './apply.js';
@@ -78,14 +79,14 @@ async function listOurs(runner: Runner): Promise<Map<string, string>> {
 
 export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftReport> {
   const fail = (message: string) => new ApplyError(message, [], '');
-  return withNamespaceLock(o.runner, o.lockWaitSeconds ?? LOCK_WAIT_SECONDS, () => applyNftLocked(plan, o), fail);
+  return withNamespaceLock(o.runner, o.lockWaitSeconds ?? LOCK_WAIT_SECONDS, () => applyNftLocked(plan, o), fail, o.log);
 }
 
 async function applyNftLocked(plan: Plan, o: NftApplyOptions): Promise<NftReport> {
   const { runner, log } = o;
   const before = await listOurs(runner);
   const load = async (script: string, what: string): Promise<void> => {
-    log.debug(`nft -f - input (${what}):\n${script.trimEnd()}`);
+    logLoaded(log, ['nft', '-f', '-'], script, what === 'apply' ? {} : { what });
     const r = await runner.run(['nft', '-f', '-'], script);
     if (r.exitCode !== 0) {
       const detail = r.stderr.trim().split('\n').slice(0, 3).join(' | ');

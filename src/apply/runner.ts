@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { commandBound, commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, LOCK_NAME, namespaceFile, notStarted, PIPE_GRACE_MS, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
+import { childEnv, commandBound, commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, LOCK_NAME, namespaceFile, notStarted, PIPE_GRACE_MS, prefixFor, type ProcessRunnerOptions, type Runner } from './commands.js';
 import type { RouteBackend } from './routes.js';
 
 export { DEFAULT_TIMEOUT_MS, type ProcessRunnerOptions, type Runner, type RunResult } from './commands.js';
@@ -161,7 +161,9 @@ export function processRunner(options: ProcessRunnerOptions = {}): Runner {
         // Our own bound() sends SIGTERM and SIGKILL and closes pipes left open; execa's only the first two.
         timeout: timeout + KILL_GRACE_MS + PIPE_GRACE_MS,
         forceKillAfterDelay: KILL_GRACE_MS,
-        ...(options.env === undefined ? {} : { env: options.env }),
+        // Only PATH and the xtables lock file reach the command (commands.ts CHILD_ENV).
+        env: childEnv({ ...process.env, ...options.env }),
+        extendEnv: false,
         ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
       });
       const stop = bound(child, timeout, () => void (timedOut = true));

@@ -1,4 +1,5 @@
 import { host, type Host } from '../host.js';
+import { childEnvStrings } from './early.js';
 import { commandBound, commandResult, DEFAULT_TIMEOUT_MS, LOCK_NAME, namespaceFile, notStarted, prefixFor, type ProcessRunnerOptions, type Runner, type RunResult } from '../../apply/commands.js';
 import { claim, spawnCommand, type Finished } from './early.js';
 import type { RouteBackend } from '../../apply/routes.js';
@@ -32,8 +33,9 @@ function hostRunner(h: Host, options: ProcessRunnerOptions): Runner {
   const prefix = prefixFor(options.namespace);
   const own = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const { deadline } = options;
+  // A command the prelude started early had this same environment when the runner's is ours.
   const ours = options.env === undefined || options.env === process.env;
-  const env = ours ? null : Object.entries({ ...process.env, ...options.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+  const env = childEnvStrings({ ...process.env, ...options.env });
   const result = (f: Finished, early: boolean, timeout: number): RunResult => {
     const r = commandResult(f, prefix, early ? own : timeout, own);
     return early ? { ...r, startedEarly: true } : r;
