@@ -254,15 +254,17 @@ export interface IptablesReport {
     readonly routesRemoved: readonly RouteStep[];
 }
 
+export type LogFields = Readonly<Record<string, string | number | boolean | readonly string[] | Readonly<Record<string, string>>>>;
+
 export type LogLevel = 'none' | 'fatal' | 'error' | 'warn' | 'info' | 'debug';
 
 export type LogTarget = 'stdout' | 'stderr';
 
 export interface Logger {
-    error(msg: string): void;
-    warn(msg: string): void;
-    info(msg: string): void;
-    debug(msg: string): void;
+    error(msg: string, fields?: LogFields): void;
+    warn(msg: string, fields?: LogFields): void;
+    info(msg: string, fields?: LogFields): void;
+    debug(msg: string, fields?: LogFields): void;
     enabled?(level: LogLevel): boolean;
 }
 

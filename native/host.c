@@ -26,9 +26,10 @@
  *                                input is null; when undefined, stdin waits for feed(pid, input),
  *                                and is closed empty if nothing can feed it any more: every
  *                                command left is waiting and no JavaScript is pending) and env
- *                                (an array of NAME=value, or null
- *                                for ours); done(exitCode, signal, stdout, stderr, spawnError,
- *                                timedOut) is called from the event loop once it exited. Many
+ *                                (an array of NAME=value, its whole environment; null for none:
+ *                                nothing of ours is passed on by itself); done(exitCode, signal,
+ *                                stdout, stderr, spawnError, timedOut) is called from the event
+ *                                loop once it exited. Many
  *                                may run at once. One still running after timeoutMs gets SIGTERM.
  *   spawn(..., done, ns)         the same, the child inside network namespace ns (a
  *                                namespace's fd from openNamespace; undefined: ours), entered in
@@ -544,7 +545,10 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
       if (write(st[1], &e, sizeof e) < 0) _exit(127);
       _exit(127);
     }
-    execvpe(args[0] ? args[0] : "", args, envp ? envp : environ);
+    /* The environment given, and nothing else (none when none is given): no variable of ours
+       reaches a child by default (apply/commands.ts CHILD_ENV is what the program passes on). */
+    char *none[] = {NULL};
+    execvpe(args[0] ? args[0] : "", args, envp ? envp : none);
     int e = errno;
     if (write(st[1], &e, sizeof e) < 0) _exit(127);
     _exit(127);

@@ -5,6 +5,8 @@ import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
+import { configWarnings } from './config/warnings.js';
+import { logConfiguration } from './log-blocks.js';
 import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
 import { PROBE_COMMAND, PROBE_FAILED, parseProbeArgs, type ProbeOptions } from './apply/probe.js';
 import { monotonicMs } from './apply/commands.js';
@@ -22,24 +24,6 @@ export { PROGRAM } from './args.js';
 /** Whether the pod's IPv4 traffic is captured at all (the probe uses IPv6 only when it is not). */
 function hasIpv4(c: CaptureConfig): boolean {
   return c.outboundCidrs.kind === 'all' || c.outboundCidrs.ipv4.length > 0 || c.inboundPorts.kind !== 'none' || !c.enableIpv6;
-}
-
-/** One line with the effective configuration, for the logs. */
-function describeConfig(c: CaptureConfig): string {
-  const ports = c.inboundPorts.kind === 'all' ? '*' : c.inboundPorts.kind === 'none' ? '(none)' : c.inboundPorts.ports.join(',');
-  const cidrs = c.outboundCidrs.kind === 'all' ? '*' : [...c.outboundCidrs.ipv4, ...c.outboundCidrs.ipv6].map((x) => `${x.address}/${x.prefixLength}`).join(',') || '(none)';
-  return [
-    `mode=${c.mode}`,
-    `proxy=${c.proxyPort}`,
-    `inbound=${c.inboundCapturePort}`,
-    `tunnel=${c.inboundTunnelPort}`,
-    `uid=${c.proxyUids.join(',')}`,
-    `gid=${c.proxyGids.join(',')}`,
-    `inboundPorts=${ports}`,
-    `outboundCidrs=${cidrs}`,
-    `ipv6=${c.enableIpv6}`,
-    `dns=${c.redirectDns ? (c.captureAllDns ? 'all' : [...c.dnsServers.ipv4, ...c.dnsServers.ipv6].join(',') || 'none') : 'off'}`,
-  ].join(' ');
 }
 
 /** Where log lines go, set once --log_target is read. */
@@ -104,7 +88,7 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
     const dryRun = !diffing && read.parsed.dryRun;
     if (!dryRun || read.parsed.enableIpv6 !== false) target = await openTarget(read.parsed, env, log);
     const host = options.host ?? (target === undefined ? detectHost(env, (m) => log.info(m)) : await hostOf(target, read.parsed, env));
-    const { config, plan } = configure(read, host, log);
+    const { config, plan } = configure(read, host, log, !diffing);
     options.beforeEffects?.(config);
     if (dryRun) {
       io.stdout(await renderDryRun(plan, config.run));
@@ -195,10 +179,12 @@ async function hostOf(target: NamespaceTarget, parsed: ParsedOptions, env: NodeJ
 }
 
 /** Configuration and plan from what was read and the host facts. */
-function configure(read: Read, host: HostFacts, log: Logger): { config: Config; plan: Plan } {
+function configure(read: Read, host: HostFacts, log: Logger, applying = false): { config: Config; plan: Plan } {
   const config = resolveConfig(read.parsed, host, read.raw, (m) => log.warn(m));
   const plan = buildPlan(config.capture);
   for (const note of plan.notes) log.warn(note);
+  // Settings that do nothing, for a run that applies or prints the rules (trace and diff say what a flow or the namespace meets).
+  if (applying) for (const w of configWarnings(config)) log.warn(w.message, { warning: w.code });
   return { config, plan };
 }
 
@@ -268,7 +254,8 @@ export const VALIDATION_FAILED = PROBE_FAILED;
 /** Apply (or clean up), then validate: the init container's real job. */
 async function runForReal(config: Config, plan: Plan, target: NamespaceTarget, log: Logger): Promise<number> {
   const { run, capture } = config;
-  if (log.enabled?.('info') !== false) log.info(`configuration: ${describeConfig(capture)}`);
+  // The configuration block an apply logs; the door logs what it loads and the rules after.
+  logConfiguration(log, config);
   if (!run.skipRuleApply) {
     // One deadline for the run's changes (--run-timeout): every command, lock wait and retry
     // within it; past it, what the run changed is undone and it exits 1 (the validation after has

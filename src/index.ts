@@ -73,7 +73,7 @@ export {
 export type { DiffReport, FamilyDiff, RouteDifference, RuleDifference } from './apply/diff.js';
 export type { Fact } from './platform/platform.js';
 export type { ProbeOptions, ProbeResult } from './apply/probe.js';
-export type { Logger } from './log.js';
+export type { Logger, LogFields } from './log.js';
 
 // trace: a flow walked offline through a plan.
 export { traceFlow } from './trace/trace.js';

@@ -3,12 +3,19 @@ import { host } from './platform/host.js';
 
 const ORDER: Readonly<Record<LogLevel, number>> = { none: 0, fatal: 1, error: 2, warn: 3, info: 4, debug: 5 };
 
+/**
+ * What a log record carries besides its message, for JSON readers (--log_as_json writes them after
+ * Istio's keys; the text layout writes the message only, which already says all of it). The keys
+ * a record can carry are listed in docs/logs.md.
+ */
+export type LogFields = Readonly<Record<string, string | number | boolean | readonly string[] | Readonly<Record<string, string>>>>;
+
 /** Receives log messages by level (Istio's levels); `console` fits. */
 export interface Logger {
-  error(msg: string): void;
-  warn(msg: string): void;
-  info(msg: string): void;
-  debug(msg: string): void;
+  error(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  debug(msg: string, fields?: LogFields): void;
   /** Whether messages of this level are written (to skip building ones that are not). */
   enabled?(level: LogLevel): boolean;
 }
@@ -42,15 +49,22 @@ export function logTime(micros: number = wallClockMicros()): string {
   return `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${pad(Math.floor(seconds / 3600), 2)}:${pad(Math.floor(seconds / 60) % 60, 2)}:${pad(seconds % 60, 2)}.${pad(inDay % 1_000_000, 6)}Z`;
 }
 
+/** Istio's keys, which a record's fields never replace. */
+const RESERVED = new Set(['level', 'time', 'msg']);
+
 /**
- * One log line. Text: `level\tmessage` (Istio's console layout without the time, so runs compare).
- * JSON (`--log_as_json`): one object per line with Istio's keys in its encoder's order: level,
- * time, msg (Istio writes `scope` only for scopes other than "default", and all of
- * istio-iptables logs in the default scope).
+ * One log record. Text: `level\tmessage` (Istio's console layout without the time, so runs
+ * compare); a message of several lines (a block: the configuration, a restore's input, the rules
+ * after) follows on the lines after, as written, so it can be pasted as it is. JSON
+ * (`--log_as_json`): one object per record, on one line, with Istio's keys in its encoder's order:
+ * level, time, msg (Istio writes `scope` only for scopes other than "default", and all of
+ * istio-iptables logs in the default scope), then the record's fields.
  */
-export function formatLogLine(level: Exclude<LogLevel, 'none'>, msg: string, json: boolean, now?: () => number): string {
+export function formatLogLine(level: Exclude<LogLevel, 'none'>, msg: string, json: boolean, now?: () => number, fields?: LogFields): string {
   if (!json) return `${level}\t${msg}\n`;
-  return `{"level":"${level}","time":"${logTime(now?.())}","msg":${JSON.stringify(msg)}}\n`;
+  let extra = '';
+  if (fields !== undefined) for (const [k, v] of Object.entries(fields)) if (!RESERVED.has(k)) extra += `,${JSON.stringify(k)}:${JSON.stringify(v)}`;
+  return `{"level":"${level}","time":"${logTime(now?.())}","msg":${JSON.stringify(msg)}${extra}}\n`;
 }
 
 export interface LoggerOptions {
@@ -63,8 +77,8 @@ export interface LoggerOptions {
 /** A level-filtered logger writing one line per message, Istio-style (`level\tmessage`, or JSON). */
 export function createLogger(level: LogLevel, write: (text: string) => void, options: LoggerOptions = {}): Logger {
   const json = options.json === true;
-  const at = (l: Exclude<LogLevel, 'none'>) => (msg: string) => {
-    if (msg !== '' && ORDER[l] <= ORDER[level]) write(formatLogLine(l, msg, json, options.now));
+  const at = (l: Exclude<LogLevel, 'none'>) => (msg: string, fields?: LogFields) => {
+    if (msg !== '' && ORDER[l] <= ORDER[level]) write(formatLogLine(l, msg, json, options.now, fields));
   };
   return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), enabled: (l) => ORDER[l] <= ORDER[level] };
 }

@@ -97,7 +97,7 @@ describe('waiting for the run lock', () => {
     const s = scripted([{ held: false, holders: [ours] }, { held: false, holders: [ours] }, { held: true }]);
     const l = log();
     await withRunLock(s.lock, 30, l.logger, s.clock, () => Promise.resolve());
-    expect(l.lines).toEqual(['info waiting for the run lock, held by pid 42 (uid 0), with CAP_NET_ADMIN (up to 30 s)', 'info took the run lock after 20 ms (held by pid 42 (uid 0), with CAP_NET_ADMIN)']);
+    expect(l.lines).toEqual(["info waiting for the network namespace's run lock (istio-iptables/run), held by pid 42 (uid 0), with CAP_NET_ADMIN (up to 30 s)", 'info took the run lock after 20 ms (held by pid 42 (uid 0), with CAP_NET_ADMIN)']);
   });
 
   it.each([

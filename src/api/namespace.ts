@@ -8,6 +8,8 @@ import { namespaceFile, NOT_FOUND, notStarted, prefixFor, runDeadline, type RunD
 import { LOCK_WAIT_SECONDS } from '../apply/early.js';
 import { withRunLock } from '../apply/lock.js';
 import { ipv6Fact, loopbackIpv6Fact } from '../apply/facts.js';
+import { otherBackendWarning } from '../apply/detect.js';
+import { logRulesAfter } from '../log-blocks.js';
 import { applyFresh } from '../apply/fresh.js';
 import type { IptablesContext, IptablesOutcome } from '../apply/iptables.js';
 import { probeElsewhere, type ProbeOptions, type ProbeResult } from '../apply/probe.js';
@@ -270,12 +272,20 @@ export async function openNamespace(options: NamespaceOptions = {}): Promise<Nam
     lockWaitSeconds: LOCK_WAIT_SECONDS,
   });
   const iptables = async (plan: Plan, ctx: IptablesContext): Promise<ApplyReport> => {
+    if (ctx.forceIptablesBinary !== undefined) {
+      // The kernel runs both backends' rules: a forced run neither sees nor removes the other's.
+      const mixed = await otherBackendWarning(ctx.runner, ctx.forceIptablesBinary);
+      if (mixed !== undefined) log.warn(mixed, { warning: 'other-backend-has-rules' });
+    }
     let r: IptablesOutcome | undefined = !ctx.cleanupOnly && !ctx.forceApply ? await applyFresh(plan, ctx) : undefined;
     if (r === undefined) r = await (await import('../apply/careful.js')).applyCareful(plan, ctx);
+    // The rules after, as the namespace's own save prints them (only when the log would show them).
+    await logRulesAfter(log, ctx.runner, { kind: 'iptables', save: r.backend.save, families: (['ipv4', 'ipv6'] as const).filter((f) => r?.families[f] !== undefined) });
     return { kind: 'iptables', backend: r.backend.name, evidence: r.evidence, families: r.families, routesAdded: r.routesAdded, routesRemoved: r.routesRemoved };
   };
   const nftables = async (c: Call, plan: Plan, cleanupOnly: boolean, reconcile: boolean, nftSets: boolean): Promise<ApplyReport> => {
     const r = await (await import('../apply/nft.js')).applyNft(plan, { runner: c.runner, kernel: c.kernel, deadline: c.deadline, log, reconcile, cleanupOnly, nftSets });
+    await logRulesAfter(log, c.runner, { kind: 'nftables' });
     return { kind: 'nftables', ...r };
   };
   let addresses: ReturnType<Kernel['addresses']> | undefined;

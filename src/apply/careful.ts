@@ -1,4 +1,5 @@
 import { ApplyError } from '../errors.js';
+import { logLoaded } from '../log-blocks.js';
 import type { Family, FamilyRules, Plan } from '../model/rule.js';
 import { renderRestore } from '../render/restore.js';
 import { ownedBy, TABLES_WE_WRITE } from '../build/owned.js';
@@ -82,7 +83,7 @@ export async function applyCareful(plan: Plan, ctx: IptablesContext): Promise<Ip
       let now = was;
       if (payload !== '') {
         const bin = backend.restore[family];
-        log.debug(`${bin} --noflush input:\n${payload.trimEnd()}`);
+        logLoaded(log, restoreCommand(bin, ctx.lockWaitSeconds), payload, { family });
         const tables = tablesOf(payload);
         tx.did(putBack(ctx, backend, family, was, tables));
         const r = await runner.run(restoreCommand(bin, ctx.lockWaitSeconds), payload);

@@ -32,6 +32,26 @@ export interface RunStream {
   end(): Promise<RunResult>;
 }
 
+/**
+ * The only environment variables a command of ours (iptables-restore, iptables-save, nft, ip,
+ * nsenter, this program's probe) gets from the caller's environment: PATH, to find the programs,
+ * and XTABLES_LOCKFILE, the xtables lock file every iptables run on the node must share. Nothing
+ * else reaches them: no variable can change what they load (XTABLES_LIBDIR, LD_PRELOAD,
+ * LD_LIBRARY_PATH, NODE_OPTIONS...), whatever a pod spec sets. Both runners (apply/runner.ts,
+ * platform/quickjs/runner.ts) and the commands the entrypoint starts early use it.
+ */
+export const CHILD_ENV = ['PATH', 'XTABLES_LOCKFILE'] as const;
+
+/** The caller's environment narrowed to CHILD_ENV (variables it does not set stay unset). */
+export function childEnv(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of CHILD_ENV) {
+    const value = env[name];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
+}
+
 /** How ip netns exec or nsenter report that the program itself was not found. */
 export const NOT_FOUND = /exec of ".*" failed: No such file or directory|failed to execute .*: No such file or directory/;
 /** Bound for every command unless the caller sets one (ms). */

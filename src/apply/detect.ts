@@ -93,3 +93,22 @@ export async function detectBackend(runner: Runner, forceIptablesBinary: Iptable
   if (r.exitCode !== 0) throw new ApplyError(`${plain.save.ipv4} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, [plain.save.ipv4], r.stderr);
   return { backend: plain, evidence: 'only plain iptables available', ipv4State: parseSave(r.stdout) };
 }
+
+/**
+ * With --force-iptables-binary: what the other backend holds in the namespace (rules and our or
+ * anyone's chains, per family), said as a warning, since the kernel runs both backends' rules and
+ * a forced run neither sees nor removes the other's. Undefined when it holds nothing, or cannot be
+ * read (not installed: then it holds nothing either).
+ */
+export async function otherBackendWarning(runner: Runner, forced: IptablesBackend): Promise<string | undefined> {
+  const other = backendBinaries(forced === 'legacy' ? 'nft' : 'legacy');
+  const families = ['ipv4', 'ipv6'] as const;
+  const reads = await Promise.all(families.map((f) => runner.run([other.save[f]])));
+  const counts = reads.map((r) => (r.exitCode === 0 ? footprintSize(parseSave(r.stdout)) : 0));
+  if (counts.every((n) => n === 0)) return undefined;
+  const each = families.map((f, i) => `${other.save[f]}: ${counts[i] ?? 0}`).join(', ');
+  return (
+    `--force-iptables-binary=${forced}, but the ${other.name} backend already holds rules in this namespace (rules and chains: ${each}): ` +
+    `the kernel runs both backends' rules, and this run neither sees nor removes the ${other.name} ones`
+  );
+}

@@ -1,5 +1,6 @@
 import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { logLoaded } from '../log-blocks.js';
 import type { FamilyRules, Plan, RouteStep } from '../model/rule.js';
 import { renderRestore, writeRestore } from '../render/restore.js';
 import { routeArgs } from '../render/ip.js';
@@ -113,7 +114,7 @@ async function restoreFamily(runner: Runner, argv: string[], f: FamilyRules, log
     });
     payload = parts.join('');
   }
-  if (log.enabled?.('debug') !== false) log.debug(`${argv[0]} --noflush input:\n${payload.trimEnd()}`);
+  logLoaded(log, argv, payload, { family: f.family });
   return { payload, r: stream === undefined ? await runner.run(argv, payload) : await stream.end() };
 }
 

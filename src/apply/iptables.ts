@@ -1,4 +1,5 @@
 import type { Logger } from '../log.js';
+import { logLoaded } from '../log-blocks.js';
 import type { Family, FamilyRules, RouteStep } from '../model/rule.js';
 import type { IptablesBackend } from '../config/values.js';
 import type { Kernel } from '../platform/platform.js';
@@ -88,7 +89,10 @@ export function putBack(ctx: IptablesContext, backend: Backend, family: Family, 
       const differing = touched.filter((t) => !sameTable(now.get(t), before.get(t)));
       if (differing.length > 0) {
         const bin = backend.restore[family];
-        const r = await runner.run([bin, `--wait=${ctx.lockWaitSeconds}`], rollbackPayload(before, differing));
+        const argv = [bin, `--wait=${ctx.lockWaitSeconds}`];
+        const payload = rollbackPayload(before, differing);
+        logLoaded(ctx.log, argv, payload, { family, what: 'rollback' });
+        const r = await runner.run(argv, payload);
         if (r.exitCode !== 0) return `${bin} ${describeCommandFailure([bin], r)}`;
       }
       const created = differing.filter((t) => !before.has(t));

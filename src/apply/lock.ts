@@ -1,7 +1,7 @@
 import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { LockAttempt, LockPrimitive } from '../platform/platform.js';
-import type { RunDeadline } from './commands.js';
+import { LOCK_NAME, type RunDeadline } from './commands.js';
 
 /*
  * Waiting for a namespace's run lock (apply/commands.ts LOCK_NAME), the same on every platform:
@@ -52,7 +52,7 @@ export async function withRunLock<T>(lock: LockPrimitive, waitSeconds: number, l
       throw new ApplyError(`cannot take the run lock of the network namespace: ${err instanceof Error ? err.message : String(err)}`, [], '');
     }
     if (a.held) {
-      if (waitingFor !== undefined) log.info(`took the run lock after ${Math.round(clock.now() - start)} ms (held by ${describe(waitingFor)})`);
+      if (waitingFor !== undefined) log.info(`took the run lock after ${Math.round(clock.now() - start)} ms (held by ${describe(waitingFor)})`, { lock: LOCK_NAME, waitedMs: Math.round(clock.now() - start) });
       break;
     }
     const runs = a.holders.filter(mayBeRun);
@@ -62,7 +62,7 @@ export async function withRunLock<T>(lock: LockPrimitive, waitSeconds: number, l
       break;
     }
     const holder = runs[0] as Holder;
-    if (waitingFor === undefined || waitingFor.pid !== holder.pid) log.info(`waiting for the run lock, held by ${describe(holder)} (up to ${waitSeconds} s)`);
+    if (waitingFor === undefined || waitingFor.pid !== holder.pid) log.info(`waiting for the network namespace's run lock (${LOCK_NAME}), held by ${describe(holder)} (up to ${Math.round(waitMs / 100) / 10} s)`, { lock: LOCK_NAME, waitSeconds: Math.round(waitMs / 100) / 10, ...(holder.pid > 0 ? { pid: holder.pid } : {}) });
     waitingFor = holder;
     const waited = clock.now() - start;
     if (waited >= waitMs) {

@@ -1,5 +1,6 @@
 import { ApplyError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { logLoaded } from '../log-blocks.js';
 import type { Plan, RouteStep } from '../model/rule.js';
 import { NFT_TABLES, renderNft } from '../render/nft/index.js';
 import { ownedBy } from '../build/owned.js';
@@ -77,8 +78,8 @@ async function listOurs(runner: Runner): Promise<Map<string, string>> {
 
 /** Load a script; fails with an ApplyError naming what it was for. */
 async function load(runner: Runner, log: Logger, script: string, what: string): Promise<void> {
-  log.debug(`nft -f - input (${what}):\n${script.trimEnd()}`);
   const argv = ['nft', '-f', '-'];
+  logLoaded(log, argv, script, what === 'apply' ? {} : { what });
   const r = await runner.run(argv, script);
   if (r.exitCode !== 0) throw commandError(`nft -f - (${what}) failed`, argv, r);
 }

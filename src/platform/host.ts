@@ -17,7 +17,8 @@ export interface Host {
   /**
    * Start a command (PATH lookup) with `input` on stdin (/dev/null when null; when undefined,
    * stdin waits for feed(), and is closed empty once every command left is waiting and no
-   * JavaScript is pending) and `env` as NAME=value strings (null: ours). `done` runs from the event loop once it exited; spawnError
+   * JavaScript is pending) and `env` as NAME=value strings, its whole environment (null: none;
+   * nothing of ours is passed on by itself). `done` runs from the event loop once it exited; spawnError
    * is set (ENOENT, ...) when it could not start; one still running after timeoutMs gets SIGTERM.
    */
   spawn(

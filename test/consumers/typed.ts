@@ -75,6 +75,7 @@ import {
   type InboundPorts,
   type IptablesBackend,
   type IptablesReport,
+  type LogFields,
   type LogLevel,
   type LogTarget,
   type Logger,
@@ -230,7 +231,8 @@ const output: OutputFormat = run.output;
 const pictures: string[] = [renderPlanSvg(plan), renderPlanMermaid(plan), renderTraceSvg(flow, traced), renderTraceMermaid(flow, traced), why === undefined ? '' : describeProvenance(why)];
 
 const runner: CommandRunner = async (argv: readonly string[], stdin?: string): Promise<CommandResult> => ({ exitCode: argv.length > 0 && stdin !== '' ? 0 : 1, stdout: '', stderr: '' });
-const logger: Logger = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {}, enabled: (l: LogLevel) => l !== 'debug' };
+// A logger may read a record's fields (the CLI's JSON layout writes them), or ignore them.
+const logger: Logger = { error: () => {}, warn: () => {}, info: (_msg: string, fields?: LogFields) => void fields?.['command'], debug: () => {}, enabled: (l: LogLevel) => l !== 'debug' };
 const where: NamespaceOptions = { networkNamespace: '/proc/1/ns/net', runner, logger };
 const applyOptions: ApplyOptions = { ...applyOptionsFrom(run), ...where, reconcile: false, forceApply: true, nativeNftables: false };
 const cleanupOptions: CleanupOptions = { ...where, forceIptablesBinary: 'nft' };

@@ -169,7 +169,7 @@ describe('a lock no unprivileged process can hold hostage', () => {
         lock.release();
         const r = await run;
         expect(r.exitCode, r.stderr).toBe(0);
-        expect(r.stderr).toMatch(/waiting for the run lock, held by pid \d+ \(uid 0\), with CAP_NET_ADMIN \(up to 30 s\)/);
+        expect(r.stderr).toMatch(/waiting for the network namespace's run lock \(istio-iptables\/run\), held by pid \d+ \(uid 0\), with CAP_NET_ADMIN \(up to 30 s\)/);
         const took = /took the run lock after (\d+) ms/.exec(r.stderr);
         expect(Number(took?.[1])).toBeGreaterThanOrEqual(300);
       } finally {

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { commandBound, commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, notStarted, PIPE_GRACE_MS, type Runner } from '../../apply/commands.js';
+import { childEnv, commandBound, commandResult, DEFAULT_TIMEOUT_MS, KILL_GRACE_MS, notStarted, PIPE_GRACE_MS, type Runner } from '../../apply/commands.js';
 import type { Namespace, RunnerOptions } from '../platform.js';
 
 /**
@@ -67,7 +67,9 @@ export function processRunner(ns: Namespace | undefined, options: RunnerOptions 
         // Our own bound() sends SIGTERM and SIGKILL and closes pipes left open; execa's only the first two.
         timeout: timeout + KILL_GRACE_MS + PIPE_GRACE_MS,
         forceKillAfterDelay: KILL_GRACE_MS,
-        ...(options.env === undefined ? {} : { env: options.env }),
+        // Only PATH and the xtables lock file reach the command (commands.ts CHILD_ENV).
+        env: childEnv({ ...process.env, ...options.env }),
+        extendEnv: false,
         ...(input === undefined ? {} : { input }),
         stdio: ns === undefined ? [stdin, 'pipe', 'pipe'] : [stdin, 'pipe', 'pipe', passFd(ns.fd)],
       });

@@ -4,6 +4,7 @@
  * since the prelude and the program are two scripts.
  */
 import type { Host } from '../host.js';
+import { childEnv } from '../../apply/commands.js';
 
 export interface Finished {
   readonly exitCode: number;
@@ -23,9 +24,9 @@ const registry = (): Map<string, Started> => ((globalThis as Record<string, unkn
 const key = (argv: readonly string[]) => argv.join('\0');
 
 /**
- * Start a command (env null: ours) with `input` on stdin: null for none, undefined to wait for
- * feed(); inside the namespace whose descriptor is `ns`, when given. The result arrives through
- * `finished`.
+ * Start a command (env: NAME=value strings, all it gets; null: none) with `input` on stdin: null
+ * for none, undefined to wait for feed(); inside the namespace whose descriptor is `ns`, when
+ * given. The result arrives through `finished`.
  */
 export function spawnCommand(h: Host, argv: readonly string[], input: null | undefined, env: readonly string[] | null, timeoutMs: number, ns?: number): Started {
   let resolve!: (f: Finished) => void;
@@ -36,9 +37,14 @@ export function spawnCommand(h: Host, argv: readonly string[], input: null | und
   return { pid, finished };
 }
 
-/** The prelude's: start a command with our environment, for the run to claim by its command line. */
+/** An environment narrowed to what a command gets (commands.ts CHILD_ENV), as NAME=value strings. */
+export function childEnvStrings(env: Readonly<Record<string, string | undefined>>): string[] {
+  return Object.entries(childEnv(env)).map(([k, v]) => `${k}=${v}`);
+}
+
+/** The prelude's: start a command with our environment as a command gets it, for the run to claim by its command line. */
 export function startEarly(h: Host, argv: readonly string[], timeoutMs: number): void {
-  const started = spawnCommand(h, argv, undefined, null, timeoutMs);
+  const started = spawnCommand(h, argv, undefined, childEnvStrings(h.env), timeoutMs);
   if (started.pid > 0) registry().set(key(argv), started);
 }
 

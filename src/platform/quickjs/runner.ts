@@ -1,6 +1,7 @@
 import type { Host } from '../host.js';
 import { commandBound, commandResult, DEFAULT_TIMEOUT_MS, notStarted, type Runner, type RunResult } from '../../apply/commands.js';
 import type { Namespace, RunnerOptions } from '../platform.js';
+import { childEnvStrings } from './early.js';
 import { claim, spawnCommand, type Finished } from './early.js';
 
 /*
@@ -17,8 +18,9 @@ import { claim, spawnCommand, type Finished } from './early.js';
 export function hostRunner(h: Host, ns: Namespace | undefined, options: RunnerOptions = {}): Runner {
   const own = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const { deadline } = options;
+  // A command the prelude started early had this same environment when the runner's is ours.
   const ours = options.env === undefined || options.env === process.env;
-  const env = ours ? null : Object.entries({ ...process.env, ...options.env }).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+  const env = childEnvStrings({ ...process.env, ...options.env });
   const result = (f: Finished, early: boolean, timeout: number): RunResult => {
     const r = commandResult(f, [], early ? own : timeout, own);
     return early ? { ...r, startedEarly: true } : r;
