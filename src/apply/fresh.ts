@@ -39,6 +39,8 @@ export async function applyFresh(plan: Plan, ctx: IptablesContext): Promise<Ipta
   // (A namespace without IPv6 cannot list its ip6 tables: the careful path reads what there is.)
   const otherFamily = plan.ipv6 === null && backend.name === 'nft' ? await kernel.tables('ipv6').catch(() => undefined) : [];
   if (unplanned.length > 0 || otherFamily === undefined || otherFamily.some(ours)) return undefined;
+  // Said before anything is loaded, as the careful path says it (a fallback to it says its own).
+  log.info(`iptables backend: ${backend.name} (${quick.evidence})`);
   const tx = new Transaction(ctx.deadline);
   const restores = families.map(async (f, i) => {
     const bin = backend.restore[f.family];
@@ -71,7 +73,6 @@ export async function applyFresh(plan: Plan, ctx: IptablesContext): Promise<Ipta
     if (x.committed.length > 0) tx.did(removeFresh(ctx, backend, x.family, x.committed, x.certain, x.existed));
   }
   if (rs.every((x) => x.r.exitCode === 0) && bs.every((x) => x.failure === null)) {
-    log.info(`iptables backend: ${backend.name} (${quick.evidence})`);
     const outcomes: Partial<Record<'ipv4' | 'ipv6', FamilyOutcome>> = {};
     for (const x of rs) {
       outcomes[x.family.family] = 'applied';

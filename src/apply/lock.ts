@@ -62,7 +62,8 @@ export async function withRunLock<T>(lock: LockPrimitive, waitSeconds: number, l
       break;
     }
     const holder = runs[0] as Holder;
-    if (waitingFor === undefined || waitingFor.pid !== holder.pid) log.info(`waiting for the network namespace's run lock (${LOCK_NAME}), held by ${describe(holder)} (up to ${Math.round(waitMs / 100) / 10} s)`, { lock: LOCK_NAME, waitSeconds: Math.round(waitMs / 100) / 10, ...(holder.pid > 0 ? { pid: holder.pid } : {}) });
+    // Said once, when the wait starts (a holder seen again, or its other form, is the same wait).
+    if (waitingFor === undefined) log.info(`waiting for the network namespace's run lock (${LOCK_NAME}), held by ${describe(holder)} (up to ${Math.round(waitMs / 100) / 10} s)`, { lock: LOCK_NAME, waitSeconds: Math.round(waitMs / 100) / 10, ...(holder.pid > 0 ? { pid: holder.pid } : {}) });
     waitingFor = holder;
     const waited = clock.now() - start;
     if (waited >= waitMs) {
