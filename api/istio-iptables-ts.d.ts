@@ -13,10 +13,11 @@ export declare class ApplyError extends Error {
 }
 
 export interface ApplyOptions extends NamespaceOptions {
-    readonly nftables?: boolean | undefined;
+    readonly nativeNftables?: boolean | undefined;
     readonly nftSets?: boolean | undefined;
     readonly reconcile?: boolean | undefined;
-    readonly force?: boolean | undefined;
+    readonly forceApply?: boolean | undefined;
+    readonly runTimeoutMs?: number | undefined;
 }
 
 export type ApplyReport = IptablesReport | NftablesReport;
@@ -25,6 +26,7 @@ export type BuiltinChain = 'INPUT' | 'OUTPUT' | 'FORWARD' | 'PREROUTING' | 'POST
 
 export interface CaptureConfig extends OptionSection<'capture'> {
     readonly ownerGroups: OwnerGroupFilter;
+    readonly loopbackIpv6?: boolean;
 }
 
 export type Chain = OwnChain | BuiltinChain;
@@ -55,7 +57,8 @@ export interface CidrSet {
 }
 
 export interface CleanupOptions extends NamespaceOptions {
-    readonly nftables?: boolean | undefined;
+    readonly nativeNftables?: boolean | undefined;
+    readonly runTimeoutMs?: number | undefined;
 }
 
 export interface CommandResult {
@@ -95,7 +98,7 @@ export interface DiffReport {
     readonly backend: IptablesBackend | 'default';
     readonly evidence: string;
     readonly families: readonly FamilyDiff[];
-    readonly missingRoutes: readonly RouteStep[];
+    readonly routes: readonly RouteDifference[];
 }
 
 export interface DnsServers {
@@ -153,12 +156,18 @@ export interface ExplainedProvenance {
     readonly options: readonly ExplainedOption[];
 }
 
+export interface Fact<T> {
+    readonly value: T;
+    readonly source: string;
+}
+
 export type Family = 'ipv4' | 'ipv6';
 
 export interface FamilyDiff {
     readonly family: Family;
-    readonly status: 'exact' | 'absent' | 'drift';
+    readonly status: 'exact' | 'absent' | 'drift' | 'not compared';
     readonly rules: readonly RuleDifference[];
+    readonly note?: string;
 }
 
 export type FamilyOutcome = 'applied' | 'unchanged' | 'reconciled' | 'cleaned' | 'nothing to clean';
@@ -212,6 +221,15 @@ export interface HostFacts {
     proxyUid(): number;
     dnsServers(): DnsServers;
     ipv6Enabled(dualStack: boolean): boolean;
+    loopbackIpv6?(): boolean;
+}
+
+export interface HostFactsOptions {
+    readonly env?: Readonly<Record<string, string | undefined>> | undefined;
+    readonly read?: {
+        readonly addresses?: boolean;
+        readonly loopback?: boolean;
+    } | undefined;
 }
 
 export type InboundPorts = {
@@ -302,11 +320,24 @@ export type Match = {
 };
 
 export interface NamespaceOptions {
-    readonly namespace?: string | undefined;
+    readonly networkNamespace?: string | undefined;
     readonly runner?: CommandRunner | undefined;
     readonly logger?: Logger | undefined;
-    readonly backend?: IptablesBackend | undefined;
+    readonly forceIptablesBinary?: IptablesBackend | undefined;
     readonly timeoutMs?: number | undefined;
+    readonly env?: Readonly<Record<string, string | undefined>> | undefined;
+}
+
+export interface NamespaceTarget {
+    readonly where: string;
+    hostFacts(options?: HostFactsOptions): Promise<HostFacts>;
+    ipv6(dualStack: boolean): Promise<Fact<boolean>>;
+    loopbackIpv6(): Promise<Fact<boolean>>;
+    apply(plan: Plan, options?: Omit<ApplyOptions, keyof NamespaceOptions | 'forceIptablesBinary'> & Pick<NamespaceOptions, 'forceIptablesBinary'>): Promise<ApplyReport>;
+    cleanup(plan: Plan, options?: Pick<CleanupOptions, 'nativeNftables' | 'forceIptablesBinary' | 'runTimeoutMs'>): Promise<ApplyReport>;
+    diff(plan: Plan, options?: Pick<DiffOptions, 'forceIptablesBinary'>): Promise<DiffReport>;
+    probe(options: ProbeOptions): Promise<ProbeResult>;
+    close(): void;
 }
 
 export interface NftRenderOptions {
@@ -408,12 +439,27 @@ export interface Plan {
     readonly ipv6: FamilyRules | null;
     readonly routes: readonly RouteStep[];
     readonly notes: readonly string[];
+    readonly capture: CaptureConfig;
 }
 
 export type PortOrRange = number | {
     readonly first: number;
     readonly last: number;
 };
+
+export interface ProbeOptions {
+    readonly family: 'ipv4' | 'ipv6';
+    readonly listenPorts: readonly number[];
+    readonly probePort: number;
+    readonly timeoutMs: number;
+    readonly uid: number;
+    readonly gid: number;
+}
+
+export interface ProbeResult {
+    readonly ok: boolean;
+    readonly detail: string;
+}
 
 export type Protocol = 'tcp' | 'udp';
 
@@ -425,6 +471,11 @@ export interface Provenance {
 export type RawOptions = {
     [K in OptionKey]?: (typeof OPTIONS)[K]['kind'] extends 'boolean' ? boolean | string : (typeof OPTIONS)[K]['kind'] extends 'strings' ? string | readonly string[] : string;
 };
+
+export interface RouteDifference {
+    readonly kind: 'missing' | 'unexpected';
+    readonly step: RouteStep;
+}
 
 export type RouteStep = ({
     readonly kind: 'loopbackAddress';
@@ -644,6 +695,8 @@ export declare function fixedHost(facts?: {
     ipv6?: boolean;
 }): HostFacts;
 
+export declare function openNamespace(options?: NamespaceOptions): Promise<NamespaceTarget>;
+
 export declare function parseExpectation(text: string, what: string): Expectation;
 
 export declare function parseFlowLines(text: string, defaults?: FlowDefaults): FlowLine[];
@@ -651,6 +704,8 @@ export declare function parseFlowLines(text: string, defaults?: FlowDefaults): F
 export declare function parseFlowWords(words: readonly string[], defaults?: FlowDefaults): FlowInput;
 
 export declare function renderDiff(report: DiffReport): string;
+
+export declare function renderDiffJson(report: DiffReport): string;
 
 export declare function renderIpCommands(steps: readonly RouteStep[]): string[][];
 

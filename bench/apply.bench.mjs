@@ -1,8 +1,10 @@
 // End-to-end apply latency in fresh network namespaces, measured side by side, alternating:
 //   entrypoint  dist/entrypoint/istio-iptables (our QuickJS runtime + bytecode), in the namespace
 //   node-bin    bin/istio-iptables.js under Node, run inside the namespace
-//   floor       the bare kernel work: iptables-restore, ip6tables-restore, ip -batch per family,
-//               fed precomputed payloads, one after another
+//   floor       the unavoidable work: iptables-restore and ip6tables-restore alone, each exec'd
+//               directly (bench/floor.c, no shell: a shell costs as much as a restore here), fed
+//               precomputed payloads, one after another; routing counted as zero (a few netlink
+//               messages)
 //   istio-like  Istio's sequence: save both families, restore both, the routing commands one by
 //               one, save both again
 // Each sample: create a namespace (not timed), run the variant under `ip netns exec` (timed),
@@ -28,6 +30,9 @@ const CONFIGS = {
 
 const dir = mkdtempSync(join(tmpdir(), 'iit-bench-'));
 let seq = 0;
+/** The floor's launcher: fork, stdin from the payload file, exec, wait; one program after another. */
+const floorBin = join(dir, 'floor');
+execFileSync('cc', ['-O2', '-o', floorBin, join(root, 'bench/floor.c')]);
 
 function sh(cmd, args, input) {
   const r = spawnSync(cmd, args, { input, encoding: 'utf8' });
@@ -35,9 +40,12 @@ function sh(cmd, args, input) {
   return r.stdout;
 }
 
+/** A container's PATH, for every variant alike (this machine's own PATH has a dozen more folders to search). */
+const POD_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
 function timed(ns, argv) {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync('ip', ['netns', 'exec', ns, ...argv], { encoding: 'utf8' });
+  const r = spawnSync('ip', ['netns', 'exec', ns, ...argv], { encoding: 'utf8', env: { PATH: POD_PATH } });
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr}`);
   return ms;
@@ -45,16 +53,11 @@ function timed(ns, argv) {
 
 function prepare(name, args) {
   const dry = JSON.parse(execFileSync(process.execPath, [nodeBin, ...args, '--dry-run', '--output', 'json'], { encoding: 'utf8' }));
-  const files = { v4: join(dir, `${name}.v4`), v6: join(dir, `${name}.v6`), b4: join(dir, `${name}.b4`), b6: join(dir, `${name}.b6`) };
+  const files = { v4: join(dir, `${name}.v4`), v6: join(dir, `${name}.v6`) };
   writeFileSync(files.v4, dry.iptablesRestore ?? '');
   writeFileSync(files.v6, dry.ip6tablesRestore ?? '');
-  const batch = (fam) => dry.ipCommands.filter((c) => c[1] === fam).map((c) => c.slice(2).join(' ')).join('\n');
-  writeFileSync(files.b4, batch('-4'));
-  writeFileSync(files.b6, batch('-6'));
-  const floor = [`iptables-restore --noflush < ${files.v4}`];
-  if (dry.ip6tablesRestore) floor.push(`ip6tables-restore --noflush < ${files.v6}`);
-  if (batch('-4')) floor.push(`ip -4 -batch ${files.b4}`);
-  if (batch('-6')) floor.push(`ip -6 -batch ${files.b6}`);
+  const floor = [floorBin, files.v4, 'iptables-nft-restore', '--noflush'];
+  if (dry.ip6tablesRestore) floor.push('--', files.v6, 'ip6tables-nft-restore', '--noflush');
   const istio = ['iptables-save >/dev/null', ...(dry.ip6tablesRestore ? ['ip6tables-save >/dev/null'] : [])];
   istio.push(`iptables-restore --noflush < ${files.v4}`);
   if (dry.ip6tablesRestore) istio.push(`ip6tables-restore --noflush < ${files.v6}`);
@@ -72,7 +75,7 @@ function prepare(name, args) {
     entrypoint: [entry, ...args],
     ...compare,
     'node-bin': [process.execPath, nodeBin, ...args],
-    floor: script(floor),
+    floor,
     'istio-like': script(istio),
   };
 }

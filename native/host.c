@@ -15,8 +15,10 @@
  *   argv, env                    the command line (without argv[0]) and the environment
  *   write(fd, text)              write all of text (UTF-8) to fd 1 or 2; false if it failed (the
  *                                process then exits 1, whatever the program returns)
- *   readFile(path)               the file as text ("/dev/stdin": fd 0, whatever it is); throws
- *                                an Error with .code (ENOENT, ...)
+ *   readFile(path, ns)           the file as text ("/dev/stdin": fd 0, whatever it is); throws
+ *                                an Error with .code (ENOENT, ...); with ns (a namespace's fd from
+ *                                openNamespace), opened inside that network namespace (/proc/net,
+ *                                /proc/sys/net show it)
  *   exists(path)                 whether path exists
  *   interfaces()                 [{ name, family: 'IPv4' | 'IPv6', address, internal }]
  *   spawn(argv, input, env, timeoutMs, done)
@@ -29,23 +31,23 @@
  *                                stdout, stderr, spawnError, timedOut) is called from the event
  *                                loop once it exited. Many
  *                                may run at once. One still running after timeoutMs gets SIGTERM.
+ *   spawn(..., done, ns)         the same, the child inside network namespace ns (a
+ *                                namespace's fd from openNamespace; undefined: ours), entered in
+ *                                the forked child before exec
  *   feed(pid, input, more)       stdin for a waiting command, written as soon as the pipe takes
  *                                it; with more, the command keeps waiting for the rest (further
  *                                feeds), else its stdin is closed once written. false if no such
  *                                command is waiting
  *   setExitCode(n)               the process's exit status when the event loop is done
  *   selfPath()                   this executable's path (/proc/self/exe)
- *   lock(name, waitMs, netns)    bind the abstract unix socket `name` (one per network namespace,
- *                                freed when this process ends), retrying up to waitMs while
- *                                another process holds it: true once held, false if waitMs
- *                                passed; throws on any other error. With netns (a namespace's
- *                                path), the sockets are made in that namespace (setns there and
- *                                back around socket()), so that a run from outside and a run
- *                                inside contend for the same name
+ *   openNamespace, lockAttempt, lockKeep, lockRelease
+ *                                the namespace a run is pointed at, and its run lock: native/netns.c
  *   load(name)                   run the embedded script of code only some runs need: "extra",
  *                                "parser" (yargs: --help, errors) or "trace"; once each
  *   socket, listen, accept, ...  TCP sockets for the validation probe: native/probe.c
- *   netlinkChange, netlinkDump   routing over rtnetlink: native/netlink.c
+ *   netlinkChange, netlinkDump, netlinkTables
+ *                                routing, addresses and nf_tables tables over netlink:
+ *                                native/netlink.c
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -59,6 +61,7 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -77,6 +80,7 @@
 
 #include "quickjs.h"
 #include "probe.h"
+#include "netns.h"
 
 extern char **environ;
 
@@ -348,12 +352,15 @@ static JSValue h_write(JSContext *ctx, JSValueConst this, int argc, JSValueConst
 }
 
 static JSValue h_read_file(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  int ns = -1;
+  if (argc > 1 && !JS_IsUndefined(argv[1]) && !JS_IsNull(argv[1]) && JS_ToInt32(ctx, &ns, argv[1])) return JS_EXCEPTION;
   const char *path = JS_ToCString(ctx, argv[0]);
   if (!path) return JS_EXCEPTION;
+  int err = 0;
   /* /dev/stdin is read from fd 0 itself: reopening it fails when stdin is a socket. */
-  int fd = strcmp(path, "/dev/stdin") == 0 ? fcntl(0, F_DUPFD_CLOEXEC, 3) : open(path, O_RDONLY | O_CLOEXEC);
+  int fd = strcmp(path, "/dev/stdin") == 0 ? fcntl(0, F_DUPFD_CLOEXEC, 3) : ns >= 0 ? netns_open(ns, path, &err) : open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    JSValue r = throw_errno(ctx, errno, "open", path);
+    JSValue r = throw_errno(ctx, err ? err : errno, fd == -1 && ns >= 0 ? "enter the network namespace to open" : "open", path);
     JS_FreeCString(ctx, path);
     return r;
   }
@@ -439,74 +446,6 @@ static JSValue h_wall_clock(JSContext *ctx, JSValueConst this, int argc, JSValue
   return JS_NewFloat64(ctx, (double)t.tv_sec * 1e6 + (double)(t.tv_nsec / 1000));
 }
 
-#define LOCK_SPARE_FDS 12
-
-/* A socket made in the network namespace at ns (NULL: ours): native/netlink.c. */
-int netns_socket(const char *ns, int domain, int type, int protocol, int *err);
-
-static JSValue h_lock(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
-  size_t len;
-  double wait_ms = 0;
-  if (JS_ToFloat64(ctx, &wait_ms, argv[1])) return JS_EXCEPTION;
-  char netns[PATH_MAX] = "";
-  if (argc > 2 && !JS_IsUndefined(argv[2])) {
-    size_t nlen;
-    const char *p = JS_ToCStringLen(ctx, &nlen, argv[2]);
-    if (!p) return JS_EXCEPTION;
-    int fits = nlen > 0 && nlen < sizeof netns;
-    if (fits) memcpy(netns, p, nlen + 1);
-    JS_FreeCString(ctx, p);
-    if (!fits) return JS_ThrowRangeError(ctx, "lock: bad namespace path");
-  }
-  const char *name = JS_ToCStringLen(ctx, &len, argv[0]);
-  if (!name) return JS_EXCEPTION;
-  struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  if (len == 0 || len + 1 > sizeof addr.sun_path) {
-    JS_FreeCString(ctx, name);
-    return JS_ThrowRangeError(ctx, "lock name too long");
-  }
-  memcpy(addr.sun_path + 1, name, len); /* sun_path[0] = 0: the abstract name space */
-  JS_FreeCString(ctx, name);
-  /* An abstract name is all the bytes of the address, and Node (libuv) binds the whole of
-     sun_path, the name padded with zeros: both forms are held, so that runs of either runtime
-     exclude each other (a form held by someone else: ours are closed and we wait). Kept open
-     (close-on-exec: no child holds them) until this process ends. */
-  socklen_t lens[2] = {(socklen_t)sizeof addr, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len)};
-  double until = now_ms() + wait_ms;
-  for (;;) {
-    int fds[2] = {-1, -1};
-    int err = 0;
-    for (int k = 0; k < 2 && !err; k++) {
-      int at = 0;
-      fds[k] = netns_socket(netns[0] ? netns : NULL, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, &at);
-      if (fds[k] == -1) {
-        if (k > 0) close(fds[0]);
-        return throw_errno(ctx, at, "enter the network namespace for its run lock", netns);
-      }
-      if (fds[k] < 0) err = at;
-      else if (bind(fds[k], (struct sockaddr *)&addr, lens[k]) != 0) err = errno;
-    }
-    if (!err) {
-      /* Held. Before anything is changed, make sure a rollback could start its commands: a
-         command takes up to 10 descriptors while it starts (four pipes, /dev/null, its pidfd).
-         Under a tighter limit the run stops here, having changed nothing. */
-      int spare[LOCK_SPARE_FDS], got = 0;
-      while (got < LOCK_SPARE_FDS && (spare[got] = fcntl(2, F_DUPFD_CLOEXEC, 0)) >= 0) got++;
-      int short_of_fds = got < LOCK_SPARE_FDS ? errno : 0;
-      while (got > 0) close(spare[--got]);
-      if (!short_of_fds) return JS_TRUE;
-      for (int k = 0; k < 2; k++) close(fds[k]);
-      return throw_errno(ctx, short_of_fds, "reserve descriptors for a rollback (raise the open-files limit)", "lock");
-    }
-    for (int k = 0; k < 2; k++)
-      if (fds[k] >= 0) close(fds[k]);
-    if (err != EADDRINUSE) return throw_errno(ctx, err, "bind", "lock");
-    if (now_ms() >= until) return JS_FALSE;
-    struct timespec pause = {0, 10 * 1000 * 1000};
-    nanosleep(&pause, NULL);
-  }
-}
-
 /* ---------- child processes and the event loop ---------- */
 
 typedef struct Job {
@@ -567,6 +506,13 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   char **envp = has_env ? to_strv(ctx, argv[2]) : NULL;
   double timeout_ms = 0;
   int waiting = JS_IsUndefined(argv[1]);
+  /* Inside another network namespace: its fd (close-on-exec), entered by the child before exec. */
+  int netns = -1;
+  if (argc > 5 && !JS_IsUndefined(argv[5]) && !JS_IsNull(argv[5]) && (JS_ToInt32(ctx, &netns, argv[5]) || netns < 0)) {
+    free_strv(args);
+    free_strv(envp);
+    return JS_ThrowRangeError(ctx, "spawn: the namespace must be an open descriptor");
+  }
   int has_input = !JS_IsNull(argv[1]);
   const char *input = NULL;
   size_t input_len = 0;
@@ -594,6 +540,11 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
     dup2(out[1], 1);
     dup2(err[1], 2);
     signal(SIGPIPE, SIG_DFL);
+    if (netns >= 0 && setns(netns, CLONE_NEWNET) < 0) {
+      int e = errno;
+      if (write(st[1], &e, sizeof e) < 0) _exit(127);
+      _exit(127);
+    }
     /* The environment given, and nothing else (none when none is given): no variable of ours
        reaches a child by default (apply/commands.ts CHILD_ENV is what the program passes on). */
     char *none[] = {NULL};
@@ -844,8 +795,10 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
       /* No pidfd (a kernel before 5.3): an exited child whose pipes closed is looked for often. */
       if (!j->reaped && j->pidfd < 0 && pipes_closed(j)) earliest(&next, now_ms() + 1);
     }
-    int nj = nf; /* the jobs' fds; then the probe's sockets */
-    nf += probe_poll_fill(fds + nf, 192 - nf, &next);
+    int nj = nf; /* the jobs' fds; then the probe's sockets; then the run lock's */
+    nf += probe_poll_fill(fds + nf, 190 - nf, &next);
+    int np = nf;
+    nf += netns_lock_poll_fill(fds + nf, 192 - nf);
     int wait = next > 0 ? (int)(next - now_ms()) + 1 : -1;
     if (next > 0 && wait < 0) wait = 0;
     int n = poll(fds, (nfds_t)nf, wait);
@@ -873,7 +826,8 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
         reap(j);
       }
     }
-    probe_poll_done(ctx, fds + nj, n > 0 ? nf - nj : 0, report_exception);
+    probe_poll_done(ctx, fds + nj, n > 0 ? np - nj : 0, report_exception);
+    if (n > 0) netns_lock_poll_done(fds + np, nf - np);
     double t = now_ms();
     for (Job *j = jobs; j; j = j->next) {
       if (!j->reaped && pipes_closed(j)) reap(j);
@@ -960,13 +914,14 @@ void cni_register(JSContext *ctx, JSValueConst host);
 /* Routing over rtnetlink (native/netlink.c). */
 JSValue h_netlink_change(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv);
 JSValue h_netlink_dump(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv);
+JSValue h_netlink_tables(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv);
 
 static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("write", 2, h_write),
-    JS_CFUNC_DEF("readFile", 1, h_read_file),
+    JS_CFUNC_DEF("readFile", 2, h_read_file),
     JS_CFUNC_DEF("exists", 1, h_exists),
     JS_CFUNC_DEF("interfaces", 0, h_interfaces),
-    JS_CFUNC_DEF("spawn", 5, h_spawn),
+    JS_CFUNC_DEF("spawn", 6, h_spawn),
     JS_CFUNC_DEF("feed", 3, h_feed),
     JS_CFUNC_DEF("setExitCode", 1, h_set_exit_code),
     JS_CFUNC_DEF("selfPath", 0, h_self_path),
@@ -974,7 +929,11 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("load", 1, h_load),
     JS_CFUNC_DEF("netlinkChange", 8, h_netlink_change),
     JS_CFUNC_DEF("netlinkDump", 3, h_netlink_dump),
-    JS_CFUNC_DEF("lock", 3, h_lock),
+    JS_CFUNC_DEF("netlinkTables", 2, h_netlink_tables),
+    JS_CFUNC_DEF("openNamespace", 1, h_open_namespace),
+    JS_CFUNC_DEF("lockAttempt", 2, h_lock_attempt),
+    JS_CFUNC_DEF("lockKeep", 0, h_lock_keep),
+    JS_CFUNC_DEF("lockRelease", 0, h_lock_release),
 };
 
 static int run_bytecode(JSContext *ctx, const uint8_t *start, const uint8_t *end) {

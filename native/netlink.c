@@ -2,8 +2,9 @@
  * The entrypoint's routing over rtnetlink, instead of running `ip` (one process per family saved,
  * and it works without root: `ip` drops its capabilities unless CAP_NET_ADMIN is inheritable,
  * which Kubernetes never makes it, while this executable holds cap_net_admin as a file capability
- * in the non-root image). The JavaScript side is src/platform/quickjs/netlink.ts; it gives the
- * same results as `ip` (exit status, stderr) so the CLI treats both alike.
+ * in the non-root image). The JavaScript side is src/platform/quickjs/netlink.ts; a failure is
+ * reported as what it is (errno, its name, the kernel's extended ack, where it failed), and worded
+ * for people in one place (src/apply/routes.ts).
  *
  * Each request is the one `ip` sends for the same command (iproute2 6.1, checked with strace):
  *   ip -4|-6 rule add fwmark M lookup T       RTM_NEWRULE, CREATE|EXCL, FR_ACT_TO_TBL, FRA_FWMARK;
@@ -23,10 +24,13 @@
  *       kernel's answer, "namespace", "socket" or "device" for what failed before it)
  *   netlinkDump(ns, kind, family)
  *       { lo, items }: rules { table, action, mark, mask, priority }, routes { table, type,
- *       dstLength, oif }, addresses { index, prefixLength, address }; throws an Error with .code
- * ns is null for this process's namespace, or the path of a namespace file (/var/run/netns/NAME,
- * /proc/PID/ns/net): the socket is opened there (setns there and straight back) and used for
- * every later call with the same ns.
+ *       dstLength, oif }, addresses { index, prefixLength, address } (every interface's: the
+ *       target's addresses decide IPv6); throws an Error with .code, .errno, .extack, .where
+ *   netlinkTables(ns, family)
+ *       the names of the nf_tables tables of family ip (4) or ip6 (6) (NFT_MSG_GETTABLE)
+ * ns is null for this process's namespace, or a namespace's fd from openNamespace (native/netns.c):
+ * the socket is made there (setns there and straight back) and used for every later call in the
+ * same namespace.
  *
  * Replies are read with a deadline, must come from the kernel with our sequence number, and are
  * parsed within the received length only.
@@ -40,6 +44,9 @@
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/fib_rules.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nf_tables.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <poll.h>
@@ -49,11 +56,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "quickjs.h"
+#include "netns.h"
 
 #define NL_TIMEOUT_MS 5000
 #define NL_ATTRS 256
@@ -66,6 +75,7 @@ typedef struct {
     struct rtmsg route;
     struct ifaddrmsg addr;
     struct ifinfomsg link;
+    struct nfgenmsg nf;
   } m;
   char attrs[NL_ATTRS];
 } Request;
@@ -80,7 +90,7 @@ typedef struct {
 } Outcome;
 
 static int nl_fd = -1;
-static char nl_ns[PATH_MAX]; /* the namespace nl_fd was opened in; "" for ours */
+static unsigned long long nl_ns; /* the namespace nl_fd was opened in (ns_identity) */
 static uint32_t nl_seq;
 static int nl_lo; /* lo's index in that namespace, 0 until looked up */
 static char nl_buf[65536]; /* one datagram: the kernel sends at most 32 KB per dump part */
@@ -114,65 +124,45 @@ static void raise_net_admin(void) {
   (void)syscall(SYS_capset, &h, d);
 }
 
-/*
- * A socket made in the network namespace at path ns (NULL: this thread's own), which it keeps for
- * life: enter the namespace, make the socket, come straight back. Should coming back fail, this
- * process stops at once: nothing may run on in a namespace it did not mean to be in. The fd, or
- * -1 (entering failed) or -2 (socket() failed) with *err set. Shared with host.c's run lock.
- */
-int netns_socket(const char *ns, int domain, int type, int protocol, int *err) {
-  if (ns == NULL) {
-    int fd = socket(domain, type, protocol);
-    if (fd < 0) return *err = errno, -2;
-    return fd;
-  }
-  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (self < 0) return *err = errno, -1;
-  int target = open(ns, O_RDONLY | O_CLOEXEC);
-  if (target < 0 || setns(target, CLONE_NEWNET) < 0) {
-    *err = errno;
-    if (target >= 0) close(target);
-    close(self);
-    return -1;
-  }
-  close(target);
-  int fd = socket(domain, type, protocol);
-  int socket_err = errno;
-  if (setns(self, CLONE_NEWNET) < 0) {
-    static const char msg[] = "istio-iptables: cannot return to the original network namespace; stopping\n";
-    if (write(2, msg, sizeof msg - 1) < 0) _exit(1);
-    _exit(1);
-  }
-  close(self);
-  if (fd < 0) return *err = socket_err, -2;
-  return fd;
+/* A namespace's identity (its nsfs inode; 0 for ours), so a socket is reused only where it was made. */
+static unsigned long long ns_identity(int ns) {
+  struct stat st;
+  return ns >= 0 && fstat(ns, &st) == 0 ? (unsigned long long)st.st_ino : 0;
 }
 
 /*
- * The routing socket for namespace ns (NULL: ours), with extended acks (ip's "Error: ..."
- * messages): made once and used for every later call with the same ns.
+ * A netlink socket of `protocol` for namespace ns (an fd from openNamespace; -1: ours), with
+ * extended acks: made once and kept in *fd for every later call in the same namespace (*made says
+ * which). 0, or -1 with o set.
  */
-static int nl_socket(const char *ns, Outcome *o) {
-  const char *want = ns ? ns : "";
-  if (nl_fd >= 0 && strcmp(nl_ns, want) == 0) return 0;
-  if (strlen(want) >= sizeof nl_ns) return o->where = AT_NAMESPACE, o->err = ENAMETOOLONG, -1;
-  if (nl_fd >= 0) close(nl_fd);
-  nl_fd = -1;
-  nl_lo = 0;
+static int nl_open(int ns, int protocol, int *fd, unsigned long long *made, Outcome *o) {
+  unsigned long long want = ns_identity(ns);
+  if (*fd >= 0 && *made == want) return 0;
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
   raise_net_admin();
   int err = 0;
-  int fd = netns_socket(ns, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE, &err);
-  if (fd < 0) return o->where = fd == -1 ? AT_NAMESPACE : AT_SOCKET, o->err = err, -1;
+  int s = netns_socket(ns, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol, &err);
+  if (s < 0) return o->where = s == -1 ? AT_NAMESPACE : AT_SOCKET, o->err = err, -1;
   struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+  if (bind(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
     o->where = AT_SOCKET, o->err = errno;
-    close(fd);
+    close(s);
     return -1;
   }
-  set_opt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1);
-  set_opt(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1); /* errors without a copy of our request */
-  nl_fd = fd;
-  memcpy(nl_ns, want, strlen(want) + 1);
+  set_opt(s, SOL_NETLINK, NETLINK_EXT_ACK, 1);
+  set_opt(s, SOL_NETLINK, NETLINK_CAP_ACK, 1); /* errors without a copy of our request */
+  *fd = s;
+  *made = want;
+  return 0;
+}
+
+/* The routing socket (lo's index is looked up again in a new namespace). */
+static int nl_socket(int ns, Outcome *o) {
+  unsigned long long was = nl_ns;
+  int fd = nl_fd;
+  if (nl_open(ns, NETLINK_ROUTE, &nl_fd, &nl_ns, o) != 0) return -1;
+  if (nl_fd != fd || nl_ns != was) nl_lo = 0;
   return 0;
 }
 
@@ -225,28 +215,28 @@ typedef int (*OnMessage)(const struct nlmsghdr *h, void *arg);
  * another sequence number (a late reply to an earlier request) are skipped. Bounded by
  * NL_TIMEOUT_MS in all. Returns the outcome's errno (0: done).
  */
-static int nl_talk(Request *r, OnMessage on, void *arg, Outcome *o) {
+static int nl_talk_on(int fd, Request *r, OnMessage on, void *arg, Outcome *o) {
   int dump = (r->n.nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
   r->n.nlmsg_flags |= NLM_F_REQUEST | (dump ? 0 : NLM_F_ACK);
   r->n.nlmsg_seq = ++nl_seq;
   r->n.nlmsg_pid = 0;
   struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
   ssize_t sent;
-  do sent = sendto(nl_fd, r, r->n.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel);
+  do sent = sendto(fd, r, r->n.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel);
   while (sent < 0 && errno == EINTR);
   if (sent != (ssize_t)r->n.nlmsg_len) return o->where = AT_SOCKET, o->err = sent < 0 ? errno : EIO;
   double deadline = nl_now_ms() + NL_TIMEOUT_MS;
   int failed = 0, interrupted = 0;
   for (;;) {
     int left = (int)(deadline - nl_now_ms());
-    struct pollfd p = {nl_fd, POLLIN, 0};
+    struct pollfd p = {fd, POLLIN, 0};
     int ready = left > 0 ? poll(&p, 1, left) : 0;
     if (ready < 0 && errno == EINTR) continue;
     if (ready <= 0) return o->where = AT_SOCKET, o->err = ready < 0 ? errno : ETIMEDOUT;
     struct sockaddr_nl from;
     struct iovec iov = {nl_buf, sizeof nl_buf};
     struct msghdr msg = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1};
-    ssize_t n = recvmsg(nl_fd, &msg, MSG_DONTWAIT);
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) return o->where = AT_SOCKET, o->err = errno;
     if (msg.msg_flags & MSG_TRUNC) return o->where = AT_SOCKET, o->err = EMSGSIZE;
@@ -274,6 +264,10 @@ static int nl_talk(Request *r, OnMessage on, void *arg, Outcome *o) {
       if (on && !failed) failed = on(h, arg);
     }
   }
+}
+
+static int nl_talk(Request *r, OnMessage on, void *arg, Outcome *o) {
+  return nl_talk_on(nl_fd, r, on, arg, o);
 }
 
 /* lo's index in the socket's namespace, looked up by name as ip does (RTM_GETLINK). */
@@ -427,20 +421,39 @@ static int on_item(const struct nlmsghdr *h, void *arg) {
   return JS_SetPropertyUint32(ctx, d->items, d->count++, o) < 0 ? ENOMEM : 0;
 }
 
-static int dump(Dump *d, Outcome *o) {
+/*
+ * Read a dump into d->items (a new array), once more if a concurrent change interrupted it (a few
+ * times at most). o says how it ended.
+ */
+static void read_dump(Dump *d, int fd, Request *r, OnMessage on, Outcome *o) {
+  for (int attempt = 0; attempt < 3; attempt++) {
+    JS_FreeValue(d->ctx, d->items);
+    d->items = JS_NewArray(d->ctx);
+    d->count = 0;
+    *o = (Outcome){0};
+    if (JS_IsException(d->items)) {
+      o->err = ENOMEM;
+      return;
+    }
+    Request copy = *r; /* nl_talk_on sets its sequence number and flags */
+    if (nl_talk_on(fd, &copy, on, d, o) != EAGAIN) return;
+  }
+}
+
+static void dump(Dump *d, Outcome *o) {
   static const int types[] = {RTM_GETRULE, RTM_GETROUTE, RTM_GETADDR};
   static const size_t sizes[] = {sizeof(struct fib_rule_hdr), sizeof(struct rtmsg), sizeof(struct ifaddrmsg)};
   Request r = {.n = {.nlmsg_len = NLMSG_LENGTH(sizes[d->kind]), .nlmsg_type = (uint16_t)types[d->kind], .nlmsg_flags = NLM_F_DUMP}};
   /* The family is the first byte of each of the three headers. */
   r.m.rule.family = (unsigned char)d->af;
-  return nl_talk(&r, on_item, d, o);
+  read_dump(d, nl_fd, &r, on_item, o);
 }
 
 /* ---------- the host functions ---------- */
 
-static JSValue outcome_value(JSContext *ctx, const Outcome *o) {
+/* A failure's fields on v (an object or an Error): errno, code, text, extack, where. */
+static JSValue with_outcome(JSContext *ctx, JSValue v, const Outcome *o) {
   static const char *const where[] = {"kernel", "namespace", "socket", "device"};
-  JSValue v = JS_NewObject(ctx);
   const char *code = strerrorname_np(o->err);
   JS_SetPropertyStr(ctx, v, "errno", JS_NewInt32(ctx, o->err));
   JS_SetPropertyStr(ctx, v, "code", JS_NewString(ctx, code ? code : "EUNKNOWN"));
@@ -450,13 +463,22 @@ static JSValue outcome_value(JSContext *ctx, const Outcome *o) {
   return v;
 }
 
-/* The namespace argument: NULL for ours; *bad set when it is neither null nor a string. */
-static const char *ns_arg(JSContext *ctx, JSValueConst v, int *bad) {
+/* The namespace argument: -1 for ours (null), else a namespace's fd; *bad set when it is neither. */
+static int ns_arg(JSContext *ctx, JSValueConst v, int *bad) {
   *bad = 0;
-  if (JS_IsNull(v) || JS_IsUndefined(v)) return NULL;
-  const char *s = JS_IsString(v) ? JS_ToCString(ctx, v) : NULL;
-  if (!s) *bad = 1;
-  return s;
+  if (JS_IsNull(v) || JS_IsUndefined(v)) return -1;
+  int fd = -1;
+  if (!JS_IsNumber(v) || JS_ToInt32(ctx, &fd, v) || fd < 0) *bad = 1;
+  return fd;
+}
+
+/* A failure as an Error: message "<what>: <strerror>[: <extack>]", and its fields (with_outcome). */
+static JSValue failure_error(JSContext *ctx, const Outcome *o, const char *what) {
+  JSValue e = JS_NewError(ctx);
+  char msg[400];
+  snprintf(msg, sizeof msg, "%s: %s%s%s", what, strerror(o->err), o->extack[0] ? ": " : "", o->extack);
+  JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
+  return with_outcome(ctx, e, o);
 }
 
 JSValue h_netlink_change(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
@@ -467,18 +489,14 @@ JSValue h_netlink_change(JSContext *ctx, JSValueConst this, int argc, JSValueCon
       JS_ToUint32(ctx, &table, argv[5]) || JS_ToInt32(ctx, &prefix, argv[7]))
     return JS_EXCEPTION;
   if ((op != 0 && op != 1) || kind < 0 || kind > 2 || (family != 4 && family != 6)) return JS_ThrowRangeError(ctx, "netlinkChange: bad arguments");
-  const char *ns = ns_arg(ctx, argv[0], &bad);
-  if (bad) return JS_EXCEPTION;
+  int ns = ns_arg(ctx, argv[0], &bad);
+  if (bad) return JS_ThrowRangeError(ctx, "netlinkChange: the namespace must be an open descriptor or null");
   const char *address = kind == 2 ? JS_ToCString(ctx, argv[6]) : NULL;
-  if (kind == 2 && !address) {
-    if (ns) JS_FreeCString(ctx, ns);
-    return JS_EXCEPTION;
-  }
+  if (kind == 2 && !address) return JS_EXCEPTION;
   Outcome o = {0};
   if (nl_socket(ns, &o) == 0) change(op, kind, family, mark, table, address, prefix, &o);
-  if (ns) JS_FreeCString(ctx, ns);
   if (address) JS_FreeCString(ctx, address);
-  return o.err ? outcome_value(ctx, &o) : JS_NULL;
+  return o.err ? with_outcome(ctx, JS_NewObject(ctx), &o) : JS_NULL;
 }
 
 JSValue h_netlink_dump(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
@@ -486,38 +504,67 @@ JSValue h_netlink_dump(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   int kind, family, bad;
   if (JS_ToInt32(ctx, &kind, argv[1]) || JS_ToInt32(ctx, &family, argv[2])) return JS_EXCEPTION;
   if (kind < 0 || kind > 2 || (family != 4 && family != 6)) return JS_ThrowRangeError(ctx, "netlinkDump: bad arguments");
-  const char *ns = ns_arg(ctx, argv[0], &bad);
-  if (bad) return JS_EXCEPTION;
+  int ns = ns_arg(ctx, argv[0], &bad);
+  if (bad) return JS_ThrowRangeError(ctx, "netlinkDump: the namespace must be an open descriptor or null");
   Outcome o = {0};
   Dump d = {ctx, JS_UNDEFINED, 0, kind, family == 6 ? AF_INET6 : AF_INET};
   /* Without a device named lo nothing can be on it (lo 0); adding to it then fails as ip does. */
-  if (nl_socket(ns, &o) == 0 && (loopback(&o) == 0 || o.where == AT_DEVICE)) {
-    /* A dump interrupted by a concurrent change is read again (a few times at most). */
-    for (int attempt = 0; attempt < 3; attempt++) {
-      JS_FreeValue(ctx, d.items);
-      d.items = JS_NewArray(ctx);
-      d.count = 0;
-      o = (Outcome){0};
-      if (JS_IsException(d.items)) {
-        o.err = ENOMEM;
-        break;
-      }
-      if (dump(&d, &o) != EAGAIN) break;
-    }
-  }
-  if (ns) JS_FreeCString(ctx, ns);
+  if (nl_socket(ns, &o) == 0 && (loopback(&o) == 0 || o.where == AT_DEVICE)) dump(&d, &o);
   if (o.err) {
     JS_FreeValue(ctx, d.items);
-    JSValue e = JS_NewError(ctx);
-    char msg[400];
-    snprintf(msg, sizeof msg, "reading the routing state over netlink: %s%s%s", strerror(o.err), o.extack[0] ? ": " : "", o.extack);
-    JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
-    const char *code = strerrorname_np(o.err);
-    JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, code ? code : "EUNKNOWN"));
-    return JS_Throw(ctx, e);
+    return JS_Throw(ctx, failure_error(ctx, &o, "reading the routing state over netlink"));
   }
   JSValue out = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, out, "lo", JS_NewInt32(ctx, nl_lo));
   JS_SetPropertyStr(ctx, out, "items", d.items);
   return out;
+}
+
+/* ---------- nf_tables: which tables a family has ---------- */
+
+static int nf_fd = -1;
+static unsigned long long nf_ns;
+
+/* The netfilter socket for namespace ns, as nl_socket's. */
+static int nf_socket(int ns, Outcome *o) {
+  return nl_open(ns, NETLINK_NETFILTER, &nf_fd, &nf_ns, o);
+}
+
+static int on_table(const struct nlmsghdr *h, void *arg) {
+  Dump *d = arg;
+  if (h->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE) || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct nfgenmsg))) return 0;
+  const struct nlattr *tb[NFTA_TABLE_MAX + 1];
+  attrs(h, sizeof(struct nfgenmsg), tb, NFTA_TABLE_MAX);
+  const struct nlattr *name = tb[NFTA_TABLE_NAME];
+  if (!name || name->nla_len <= NLA_HDRLEN) return 0;
+  size_t n = strnlen((const char *)name + NLA_HDRLEN, name->nla_len - NLA_HDRLEN);
+  JSValue s = JS_NewStringLen(d->ctx, (const char *)name + NLA_HDRLEN, n);
+  if (JS_IsException(s)) return ENOMEM;
+  return JS_SetPropertyUint32(d->ctx, d->items, d->count++, s) < 0 ? ENOMEM : 0;
+}
+
+/*
+ * netlinkTables(ns, family): the names of the nf_tables tables of family ip (4) or ip6 (6) in
+ * namespace ns (the iptables-nft backend's tables among them); throws an Error with .code.
+ */
+JSValue h_netlink_tables(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {
+  if (argc < 2) return JS_ThrowTypeError(ctx, "netlinkTables: 2 arguments expected");
+  int family, bad;
+  if (JS_ToInt32(ctx, &family, argv[1])) return JS_EXCEPTION;
+  if (family != 4 && family != 6) return JS_ThrowRangeError(ctx, "netlinkTables: bad family");
+  int ns = ns_arg(ctx, argv[0], &bad);
+  if (bad) return JS_ThrowRangeError(ctx, "netlinkTables: the namespace must be an open descriptor or null");
+  Outcome o = {0};
+  Dump d = {ctx, JS_UNDEFINED, 0, 0, 0};
+  if (nf_socket(ns, &o) == 0) {
+    Request r = {.n = {.nlmsg_len = NLMSG_LENGTH(sizeof(struct nfgenmsg)), .nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, .nlmsg_flags = NLM_F_DUMP}};
+    r.m.nf.nfgen_family = family == 6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+    r.m.nf.version = NFNETLINK_V0;
+    read_dump(&d, nf_fd, &r, on_table, &o);
+  }
+  if (o.err) {
+    JS_FreeValue(ctx, d.items);
+    return JS_Throw(ctx, failure_error(ctx, &o, "listing the nf_tables tables over netlink"));
+  }
+  return d.items;
 }

@@ -177,7 +177,7 @@ async function engineObjects(engine, flags = qjsFlags(engine)) {
 
 /** The runtime's C (native/), the bytecode (bytecode.S in the cache, or asm) and the engine's objects linked into out. */
 function linkRuntime(engine, objects, flags, out, asm = join(cache, 'app', 'bytecode.S'), more = []) {
-  const native = ['host.c', 'probe.c', 'netlink.c', ...more].map((f) => join(root, 'native', f));
+  const native = ['host.c', 'probe.c', 'netlink.c', 'netns.c', ...more].map((f) => join(root, 'native', f));
   const warnings = ['-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-cast-function-type'];
   return run('gcc', [...flags, ...warnings, `-I${engine}`, `-ffile-prefix-map=${engine}=quickjs`, `-ffile-prefix-map=${root}=.`, ...native, asm, ...objects, '-lm', '-lpthread', '-o', out]);
 }

@@ -12,7 +12,9 @@
 //   trace    the trace command
 //
 // The last three are read only when first imported. Node built-ins map to the runtime's
-// versions, apply/runner.ts and apply/validate.ts to the runtime's (src/platform/quickjs/).
+// versions, and the platform (src/platform/platform.ts: what differs between the runtimes) to the
+// runtime's: src/platform/quickjs/platform.ts in place of src/platform/node.ts, both held to the
+// Platform interface by the type checker, and to the same exports here (the build fails otherwise).
 //
 // Why esbuild: the job is a bundler's (one script per part, modules swapped and split by
 // importer, tree-shaken and minified), which tsc does not do; esbuild's resolve/load plugins
@@ -48,10 +50,13 @@ const MODULES = {
   'yargs-parser/browser.js': join(packageDir('yargs-parser'), 'browser.js'),
   'string-width': q('string-width.ts'),
 };
-/** Our modules replaced by the runtime's (by resolved path). */
-const REPLACED = {
-  [join(src, 'apply', 'runner.ts')]: q('runner.ts'),
-  [join(src, 'apply', 'validate.ts')]: q('validate.ts'),
+/**
+ * The one module replaced by the runtime's (by resolved path): the platform. Each exports a
+ * `platform` typed against the Platform interface; checkImplementations makes sure the two export
+ * the same names, so that nothing is swapped without a contract.
+ */
+const IMPLEMENTATIONS = {
+  [join(src, 'platform', 'node.ts')]: q('platform.ts'),
 };
 /**
  * Modules imported only for what they do when evaluated (the process global; the prelude, which
@@ -60,7 +65,7 @@ const REPLACED = {
  */
 const SIDE_EFFECTS = new Set([q('process.ts'), q('prelude.ts')]);
 /**
- * The split, declared once, by module (paths under src/, after REPLACED): the script each module
+ * The split, declared once, by module (paths under src/, after IMPLEMENTATIONS): the script each module
  * belongs to when it is not the app's. The prelude's modules are published as plain objects (a
  * bundler's namespace object defines a getter and a setter per export, which cost the
  * interpreter ~50 us at every start-up) and the other scripts use those instances (one error
@@ -75,6 +80,8 @@ const SCRIPT_OF = {
   'render/dryrun.ts': 'extra',
   'apply/nft.ts': 'extra',
   'apply/diff.ts': 'extra',
+  // The kernel through commands: a library caller's runner (the entrypoint's own is netlink).
+  'apply/command-kernel.ts': 'extra',
   'render/diff.ts': 'extra',
   'platform/quickjs/validate.ts': 'extra',
   'parser.ts': 'parser',
@@ -101,10 +108,10 @@ async function exportsOf(path) {
 function resolveOurs(args) {
   if (!args.path.startsWith('.') || !args.importer.startsWith(src)) return undefined;
   const resolved = tsPath(args.importer, args.path);
-  return REPLACED[resolved] ?? resolved;
+  return IMPLEMENTATIONS[resolved] ?? resolved;
 }
 
-/** Built-ins, the runtime's runner and probe, yargs's platform; the build's facts (buildInfo: a module's text) for --version. */
+/** Built-ins, the runtime's platform, yargs's platform; the build's facts (buildInfo: a module's text) for --version. */
 const hostModules = (buildInfo) => ({
   name: 'quickjs-host',
   setup(build) {
@@ -199,6 +206,15 @@ async function bundleOne(outDir, name, entry, format, plugins) {
   if (format === 'esm' && /^(?:import|export)\b|\bexport\s*\{/m.test(code)) throw new Error(`${name}: the bundle still imports or exports; it cannot run as a script`);
 }
 
+/** Fails unless each replaced module and its replacement export the same names. */
+async function checkImplementations() {
+  for (const [node, runtime] of Object.entries(IMPLEMENTATIONS)) {
+    const [a, b] = await Promise.all([exportsOf(node), exportsOf(runtime)]);
+    const differ = [...a.filter((n) => !b.includes(n)), ...b.filter((n) => !a.includes(n))];
+    if (differ.length > 0) throw new Error(`${runtime.slice(src.length + 1)} replaces ${node.slice(src.length + 1)} in the entrypoint, but their exports differ: ${differ.join(', ')}`);
+  }
+}
+
 /**
  * The istio-cni plugin's own two scripts (src/entrypoint-cni.ts), for its executable: a prelude
  * that only publishes the prelude's modules (it reads no flags and starts nothing), and its
@@ -219,6 +235,7 @@ export async function bundleCni(outDir, facts = {}) {
  * what --version says besides the checkout's facts (the engine).
  */
 export async function bundle(outDir, facts = {}) {
+  await checkImplementations();
   const host = hostModules(buildInfoModule(facts));
   await Promise.all([
     bundleOne(outDir, 'prelude', 'script-entry', 'iife', [scriptEntry('prelude', q('prelude.ts')), otherScripts('prelude'), host]),

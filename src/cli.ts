@@ -1,20 +1,22 @@
 import { ApplyError, ConfigError, quoteValue } from './errors.js';
-import { parseOptions, resolveConfig, type RawInput } from './config/parse.js';
+import { parseOptions, resolveConfig, type ParsedOptions, type RawInput } from './config/parse.js';
 import { detectHost, ownerResolver, type HostFacts } from './config/host.js';
 import type { Config, CaptureConfig } from './config/config.js';
 import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
 import { configWarnings } from './config/warnings.js';
+import { logConfiguration } from './log-blocks.js';
 import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
-import { existsSync } from 'node:fs';
-import { LOCK_WAIT_SECONDS } from './apply/early.js';
-import { otherBackendWarning, quickBackend, readProcNet } from './apply/detect.js';
-import { namespaceFile, runDeadline } from './apply/commands.js';
-import { PROBE_COMMAND, parseProbeArgs, probeArgs, type ProbeOptions, type ProbeResult } from './apply/probe.js';
+import { PROBE_COMMAND, PROBE_FAILED, parseProbeArgs, type ProbeOptions } from './apply/probe.js';
+import { monotonicMs } from './apply/commands.js';
+import { openNamespace, type NamespaceTarget } from './api/namespace.js';
+// The runtime's platform: the bundler puts platform/quickjs/platform.ts in its place in the entrypoint.
+import { platform } from './platform/node.js';
 
-// What only some runs need is loaded when needed: the dry-run renderers, trace, validation, and
-// (for applying) the careful path's runner; yargs only for --help and errors (see args.ts).
+// The CLI parses, prints and maps errors to exit codes; every read or change of a namespace goes
+// through the one door (api/namespace.ts). What only some runs need is loaded when needed: the
+// dry-run renderers, trace, diff; yargs only for --help and errors (see args.ts).
 
 export { PROGRAM } from './args.js';
 
@@ -22,21 +24,6 @@ export { PROGRAM } from './args.js';
 /** Whether the pod's IPv4 traffic is captured at all (the probe uses IPv6 only when it is not). */
 function hasIpv4(c: CaptureConfig): boolean {
   return c.outboundCidrs.kind === 'all' || c.outboundCidrs.ipv4.length > 0 || c.inboundPorts.kind !== 'none' || !c.enableIpv6;
-}
-
-/**
- * Run the probe inside another namespace: this program's probe subcommand in it (`ip netns exec`,
- * or `nsenter` for a path), given every parameter it needs; it reads no flag, environment
- * variable or namespace itself. Bounded by the probe's own timeout, plus time to start and end.
- */
-async function probeInNamespace(ns: string, env: NodeJS.ProcessEnv, probe: ProbeOptions, log: Logger): Promise<ProbeResult> {
-  const [{ selfCommand }, { processRunner }] = await Promise.all([import('./apply/validate.js'), import('./apply/runner.js')]);
-  const runner = processRunner({ namespace: ns, env, timeoutMs: probe.timeoutMs + 10_000 });
-  const r = await runner.run([...selfCommand(), PROBE_COMMAND, ...probeArgs(probe)]);
-  if (r.stderr.trim() !== '') log.debug(r.stderr.trim());
-  const detail = r.stdout.trim();
-  if (r.exitCode === 0 || r.exitCode === VALIDATION_FAILED) return { ok: r.exitCode === 0, detail: detail || `probe in the namespace exited ${r.exitCode}` };
-  return { ok: false, detail: `probe in the namespace exited ${r.exitCode}${r.stderr.trim() === '' ? '' : `: ${r.stderr.trim()}`}` };
 }
 
 /** Where log lines go, set once --log_target is read. */
@@ -67,7 +54,7 @@ export interface MainOptions {
   readonly rawInput?: RawInput;
 }
 
-/** Run the CLI; returns the exit code (0 ok, 1 bad configuration or failure). */
+/** Run the CLI; returns the exit code (0 ok, 1 bad configuration or failure, 126 failed validation; diff: 0 in sync, 1 drift, 2 error). */
 export async function main(args: readonly string[], options: MainOptions = {}): Promise<number> {
   const io = options.io ?? processIo;
   const env = options.env ?? process.env;
@@ -76,38 +63,48 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   const sink: LogSink = { write: io.stderr };
   // What the one reading of the command line found that the error line needs (filled in even when it fails).
   const reading: ArgsReading = { logAsJson: false };
+  const rest = withoutProgram(args);
+  // The namespace a run reads or changes, opened once; closed whatever happens.
+  let target: NamespaceTarget | undefined;
   try {
-    const rest = withoutProgram(args);
     if (rest[0] === PROBE_COMMAND) {
       // Only the probe, with the parameters given: the parent's parsed configuration.
-      const probe = parseProbeArgs(rest.slice(1));
-      const { runProbe } = await import('./apply/validate.js');
-      const result = await runProbe(probe);
+      const result = await platform.runProbe(parseProbeArgs(rest.slice(1)));
       io.stdout(`${result.detail}\n`);
       return result.ok ? 0 : VALIDATION_FAILED;
     }
     if (rest[0] === TRACE_COMMAND) return await runTrace(rest.slice(1), options, io, env, reading);
-    if (rest[0] === DIFF_COMMAND) return await runDiff(rest.slice(1), options, io, env, reading);
     if (rest[0] === COMPLETION_COMMAND || rest[0] === COMPLETIONS_FLAG) {
       // yargs's: the bash completion script, or what it asks for (the words so far, as typed).
       io.stdout(await completions(rest));
       return 0;
     }
-    const built = await planFromArgs(args, options, io, env, reading, { name: 'apply' }, options.rawInput, sink);
-    if (built === 'help') return 0;
-    const { config, plan } = built;
-    log = built.log;
+    const diffing = rest[0] === DIFF_COMMAND;
+    const command: HelpCommand = diffing ? { name: 'diff', usage: DIFF_USAGE } : { name: 'apply' };
+    const read = await readArgs(diffing ? rest.slice(1) : args, io, env, reading, command, diffing ? undefined : options.rawInput, sink);
+    if (read === 'help') return 0;
+    log = read.log;
+    // A dry run reads the namespace only for the facts no flag gives (IPv6 from its addresses, lo's IPv6).
+    const dryRun = !diffing && read.parsed.dryRun;
+    if (!dryRun || read.parsed.enableIpv6 !== false) target = await openTarget(read.parsed, env, log);
+    const host = options.host ?? (target === undefined ? detectHost(env, (m) => log.info(m)) : await hostOf(target, read.parsed, env));
+    const { config, plan } = configure(read, host, log, !diffing);
     options.beforeEffects?.(config);
-    if (config.run.dryRun) {
+    if (dryRun) {
       io.stdout(await renderDryRun(plan, config.run));
       return 0;
     }
-    return await runForReal(config, plan, env, log);
+    if (target === undefined) throw new Error('internal error: no namespace opened for a run that changes or reads one');
+    if (diffing) return await runDiff(config, plan, target, io);
+    return await runForReal(config, plan, target, log);
   } catch (err) {
     // With --log_as_json the error is a JSON log line too (as the reading found it, even when a flag was bad).
     sink.write(reading.logAsJson ? formatLogLine('error', errorMessage(err), true) : `${PROGRAM}: ${errorMessage(err)}\n`);
     if (!(err instanceof ConfigError) && !(err instanceof ApplyError)) log.debug(err instanceof Error ? (err.stack ?? '') : '');
-    return 1;
+    // diff: 2 for any error (bad flags, a missing namespace, a save that failed), so 1 means drift only.
+    return rest[0] === DIFF_COMMAND ? DIFF_ERROR : 1;
+  } finally {
+    target?.close();
   }
 }
 
@@ -122,20 +119,22 @@ async function renderDryRun(plan: Plan, run: Config['run']): Promise<string> {
   return run.output === 'json' ? renderJson(plan, mode) : renderText(plan, mode);
 }
 
-/**
- * Flags and environment to configuration and plan, logging as configured; 'help' when --help
- * (`command`'s) or --version was answered.
- */
-async function planFromArgs(
+/** The command line read and validated, logging set up as it says; 'help' when --help (`command`'s) or --version was answered. */
+interface Read {
+  readonly raw: RawInput;
+  readonly parsed: ParsedOptions;
+  readonly log: Logger;
+}
+
+async function readArgs(
   args: readonly string[],
-  options: MainOptions,
   io: Io,
   env: NodeJS.ProcessEnv,
   reading: ArgsReading,
   command: HelpCommand,
   given?: RawInput,
   sink: LogSink = { write: io.stderr },
-): Promise<{ config: Config; plan: Plan; log: Logger } | 'help'> {
+): Promise<Read | 'help'> {
   // Given: the command line was already read (by the entrypoint's prelude, or with a subcommand's own flags).
   if (given !== undefined) reading.logAsJson = given.values.logAsJson === true;
   const raw = given ?? (await rawFromArgs(args, env, io.stdout, reading, undefined, command));
@@ -155,46 +154,61 @@ async function planFromArgs(
   const log = createLogger(parsed.logLevel, sink.write, { json: parsed.logAsJson });
   // As Istio: an environment variable it cannot parse is ignored (said here, once logging is set up).
   for (const i of raw.ignored ?? []) log.warn(`ignoring environment variable ${i.name}=${quoteValue(i.value)}: expected ${i.expected}`);
-  const config = resolveConfig(parsed, options.host ?? detectHost(env, (m) => log.info(m)), raw, (m) => log.warn(m));
+  return { raw, parsed, log };
+}
+
+/** The namespace of --network-namespace (or this one), opened through the door; a bad one names the flag. */
+async function openTarget(parsed: ParsedOptions, env: NodeJS.ProcessEnv, log: Logger): Promise<NamespaceTarget> {
+  try {
+    return await openNamespace({ networkNamespace: parsed.networkNamespace, env, logger: log });
+  } catch (err) {
+    if (err instanceof ConfigError && err.source?.kind === 'option') throw new ConfigError({ kind: 'flag', long: 'network-namespace' }, err.value, err.expected);
+    throw err;
+  }
+}
+
+/**
+ * The host facts a run needs, read in the target namespace: its addresses only when
+ * --enable-ipv6 is not given, lo's IPv6 only when IPv6 is on; the proxy uid and DNS servers from
+ * this process's files.
+ */
+async function hostOf(target: NamespaceTarget, parsed: ParsedOptions, env: NodeJS.ProcessEnv): Promise<HostFacts> {
+  const addresses = parsed.enableIpv6 === undefined;
+  const ipv6 = parsed.enableIpv6 ?? (await target.ipv6(parsed.dualStack)).value;
+  return target.hostFacts({ env, read: { addresses, loopback: ipv6 } });
+}
+
+/** Configuration and plan from what was read and the host facts. */
+function configure(read: Read, host: HostFacts, log: Logger, applying = false): { config: Config; plan: Plan } {
+  const config = resolveConfig(read.parsed, host, read.raw, (m) => log.warn(m));
   const plan = buildPlan(config.capture);
   for (const note of plan.notes) log.warn(note);
   // Settings that do nothing, for a run that applies or prints the rules (trace and diff say what a flow or the namespace meets).
-  if (command.name === 'apply') for (const w of configWarnings(config)) log.warn(w.message, { warning: w.code });
-  return { config, plan, log };
+  if (applying) for (const w of configWarnings(config)) log.warn(w.message, { warning: w.code });
+  return { config, plan };
 }
 
 const DIFF_USAGE = `Usage: ${PROGRAM} diff [flags]
 
 Compares the rules and routes of a namespace (this one, or --network-namespace) with the plan the
-flags describe, rule by rule: "-" the plan has it and the namespace does not, "+" the namespace has
-it and the plan does not, "~" same rules in another order. Exit 0 when in sync, 1 otherwise.
-Changes nothing.
+flags describe, rule by rule: "-" the plan has it and the namespace does not, "+" the namespace
+has it and the plan does not (extra rules in our chains, our jumps and marks in built-in chains,
+routing a run of ours adds), "~" same rules in another order. --output json prints the same as
+one JSON object. Exit 0 when in sync, 1 on drift, 2 on an error (bad flags, a namespace that does
+not exist, a save that failed). Changes nothing.
 `;
 
-/** Fail with a clear error when --network-namespace names a namespace that does not exist. */
-function checkNamespace(ns: string | undefined): void {
-  if (ns !== undefined && !existsSync(namespaceFile(ns) ?? '')) {
-    throw new ConfigError({ kind: 'flag', long: 'network-namespace' }, ns, 'an existing network namespace (a name under /var/run/netns or a path)');
-  }
-}
+/** diff's exit code for an error, apart from drift's 1. */
+export const DIFF_ERROR = 2;
 
 /** `diff [config flags]`: the live iptables rules and routes against the plan. */
-async function runDiff(args: readonly string[], options: MainOptions, io: Io, env: NodeJS.ProcessEnv, reading: ArgsReading): Promise<number> {
-  const built = await planFromArgs(args, options, io, env, reading, { name: 'diff', usage: DIFF_USAGE });
-  if (built === 'help') return 0;
-  const { config, plan } = built;
+async function runDiff(config: Config, plan: Plan, target: NamespaceTarget, io: Io): Promise<number> {
   if (config.run.nativeNftables) {
     throw new ConfigError({ kind: 'flag', long: 'native-nftables' }, 'true', 'false: diff compares iptables rules (for nftables, compare `nft list ruleset` with the dry run)');
   }
-  checkNamespace(config.run.networkNamespace);
-  const [{ diffPlan }, { processRunner, runtimeRoutes }, { renderDiff }] = await Promise.all([
-    import('./apply/diff.js'),
-    import('./apply/runner.js'),
-    import('./render/diff.js'),
-  ]);
-  const ns = config.run.networkNamespace;
-  const report = await diffPlan(plan, processRunner({ namespace: ns, env }), config.run.forceIptablesBinary, ownerResolver(), runtimeRoutes({ namespace: ns }));
-  io.stdout(renderDiff(report));
+  const report = await target.diff(plan, { forceIptablesBinary: config.run.forceIptablesBinary });
+  const { renderDiff, renderDiffJson } = await import('./render/diff.js');
+  io.stdout(config.run.output === 'json' ? renderDiffJson(report) : renderDiff(report));
   return report.inSync ? 0 : 1;
 }
 
@@ -210,9 +224,10 @@ async function runTrace(args: readonly string[], options: MainOptions, io: Io, e
   const raw = await rawFromArgs(args, env, io.stdout, reading, reader.own, { name: 'trace', usage: TRACE_USAGE });
   if (raw === 'help') return 0;
   const trace = reader.args();
-  const built = await planFromArgs(args, options, io, env, reading, { name: 'trace', usage: TRACE_USAGE }, raw);
-  if (built === 'help') return 0;
-  const { config, plan } = built;
+  const read = await readArgs(args, io, env, reading, { name: 'trace', usage: TRACE_USAGE }, raw);
+  if (read === 'help') return 0;
+  // Offline: the host's facts, never a namespace's.
+  const { config, plan } = configure(read, options.host ?? detectHost(env, (m) => read.log.info(m)), read.log);
   const file = trace.flowsFile;
   let flows: string | undefined;
   try {
@@ -234,56 +249,30 @@ async function readStdin(): Promise<string> {
 }
 
 /** Exit code when the validation probe fails, as Istio's. */
-export const VALIDATION_FAILED = 126;
+export const VALIDATION_FAILED = PROBE_FAILED;
 
 /** Apply (or clean up), then validate: the init container's real job. */
-async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, log: Logger): Promise<number> {
+async function runForReal(config: Config, plan: Plan, target: NamespaceTarget, log: Logger): Promise<number> {
   const { run, capture } = config;
-  const ns = run.networkNamespace;
-  checkNamespace(ns);
-  // The blocks an apply logs (loaded with the apply: a dry run needs none of them).
-  const { logConfiguration, logRulesAfter } = await import('./log-blocks.js');
+  // The configuration block an apply logs; the door logs what it loads and the rules after.
   logConfiguration(log, config);
-  // One deadline for the run's changes: every command, lock wait and retry within it; past it,
-  // what the run changed is undone and it exits 1 (the validation after has its own bound).
-  const deadline = runDeadline(run.runTimeoutMs);
-  const [{ applyPlan }, { processRunner, spawnRunner, runtimeRoutes }] = await Promise.all([import('./apply/apply.js'), import('./apply/runner.js')]);
-  const runner = processRunner({ namespace: ns, env, deadline });
-  const routes = runtimeRoutes({ namespace: ns });
-  const owners = ownerResolver();
-  try {
-    if (!run.skipRuleApply && run.nativeNftables) {
-      const { applyNft } = await import('./apply/nft.js');
-      await applyNft(plan, { runner, log, reconcile: run.reconcile, cleanupOnly: run.cleanupOnly, sets: run.nftSets, routes, deadline });
-      await logRulesAfter(log, runner, { kind: 'nftables' });
-    } else if (!run.skipRuleApply) {
-      if (run.forceIptablesBinary !== undefined) {
-        const mixed = await otherBackendWarning(runner, run.forceIptablesBinary);
-        if (mixed !== undefined) log.warn(mixed, { warning: 'other-backend-has-rules' });
-      }
-      const report = await applyPlan(plan, {
-        runner,
-        log,
-        owners,
-        forceBackend: run.forceIptablesBinary,
-        reconcile: run.reconcile,
-        forceApply: run.forceApply,
-        cleanupOnly: run.cleanupOnly,
-        lockWaitSeconds: LOCK_WAIT_SECONDS,
-        quickBackend: quickBackend(run.forceIptablesBinary, ns === undefined, readProcNet),
-        fastRunner: spawnRunner({ namespace: ns, env, deadline }),
-        routes,
-        deadline,
-      });
-      const families = (['ipv4', 'ipv6'] as const).filter((f) => report.families[f] !== undefined);
-      await logRulesAfter(log, runner, { kind: 'iptables', save: report.backend.save, families });
+  if (!run.skipRuleApply) {
+    // One deadline for the run's changes (--run-timeout): every command, lock wait and retry
+    // within it; past it, what the run changed is undone and it exits 1 (the validation after has
+    // its own bound). The door measures it from the call; so does this, from just before.
+    const since = monotonicMs();
+    const settings = { forceIptablesBinary: run.forceIptablesBinary, nativeNftables: run.nativeNftables, runTimeoutMs: run.runTimeoutMs };
+    try {
+      if (run.cleanupOnly) await target.cleanup(plan, settings);
+      else await target.apply(plan, { ...settings, nftSets: run.nftSets, reconcile: run.reconcile, forceApply: run.forceApply });
+    } catch (err) {
+      if (monotonicMs() - since < run.runTimeoutMs) throw err;
+      // What was rolled back, or could not be, the rollback has logged already.
+      throw new ApplyError(`the run did not finish within its deadline (--run-timeout ${run.runTimeoutMs / 1000}s) and stopped: ${errorMessage(err)}`, [], '', { cause: err });
     }
-  } catch (err) {
-    if (!deadline.passed()) throw err;
-    // What was rolled back, or could not be, the rollback has logged already.
-    throw new ApplyError(`the run did not finish within its deadline (--run-timeout ${run.runTimeoutMs / 1000}s) and stopped: ${errorMessage(err)}`, [], '', { cause: err });
   }
   if (!run.runValidation || run.cleanupOnly) return 0;
+  const owners = ownerResolver();
   const resolve = (id: OwnerId, kind: 'uid' | 'gid'): number | undefined => (typeof id === 'number' ? id : kind === 'uid' ? owners.uid(id) : owners.gid(id));
   const uid = resolve(capture.proxyUids[0] ?? 1337, 'uid');
   const gid = resolve(capture.proxyGids[0] ?? uid ?? 1337, 'gid');
@@ -296,7 +285,7 @@ async function runForReal(config: Config, plan: Plan, env: NodeJS.ProcessEnv, lo
     uid,
     gid,
   };
-  const result = ns === undefined ? await (await import('./apply/validate.js')).runProbe(probe) : await probeInNamespace(ns, env, probe, log);
+  const result = await target.probe(probe);
   if (result.ok) {
     log.info(`validation passed: ${result.detail}`);
     return 0;

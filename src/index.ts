@@ -48,13 +48,14 @@ export { describeProvenance, type ExplainedOption, type ExplainedProvenance } fr
 // Pictures: the plan's chain graph and a traced packet's path, as SVG or Mermaid.
 export { renderPlanMermaid, renderPlanSvg } from './render/picture/chains.js';
 export { renderTraceMermaid, renderTraceSvg } from './trace/picture.js';
-export { renderDiff } from './render/diff.js';
+export { renderDiff, renderDiffJson } from './render/diff.js';
 
 // Acting on a network namespace.
 export {
   apply,
   cleanup,
   diff,
+  openNamespace,
   applyOptionsFrom,
   type ApplyOptions,
   type ApplyReport,
@@ -63,11 +64,15 @@ export {
   type CommandRunner,
   type DiffOptions,
   type FamilyOutcome,
+  type HostFactsOptions,
   type IptablesReport,
   type NamespaceOptions,
+  type NamespaceTarget,
   type NftablesReport,
 } from './api/namespace.js';
-export type { DiffReport, FamilyDiff, RuleDifference } from './apply/diff.js';
+export type { DiffReport, FamilyDiff, RouteDifference, RuleDifference } from './apply/diff.js';
+export type { Fact } from './platform/platform.js';
+export type { ProbeOptions, ProbeResult } from './apply/probe.js';
 export type { Logger, LogFields } from './log.js';
 
 // trace: a flow walked offline through a plan.

@@ -25,7 +25,7 @@ describe('Istio init-container arguments', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toBe(
-      'istio-iptables: invalid value "iit-no-such-namespace" for --network-namespace: expected an existing network namespace (a name under /var/run/netns or a path)\n',
+      'istio-iptables: invalid value "iit-no-such-namespace" for --network-namespace: expected an existing network namespace (a name under /var/run/netns or a path), but /var/run/netns/iit-no-such-namespace does not exist\n',
     );
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { commandBound, runDeadline, UNDO_MS } from '../src/apply/commands.js';
-import { processRunner } from '../src/apply/runner.js';
+import { processRunner } from '../src/platform/node/runner.js';
 
 /**
  * One deadline per run (apply/commands.ts RunDeadline): what is left of it bounds every command;
@@ -52,7 +52,7 @@ describe('the run deadline', () => {
   });
 
   it('a command is cut at the deadline (said so), and one after it is not started', async () => {
-    const runner = processRunner({ timeoutMs: 10_000, deadline: runDeadline(400) });
+    const runner = processRunner(undefined, { timeoutMs: 10_000, deadline: runDeadline(400) });
     const cut = await runner.run(['sh', '-c', "trap '' TERM; cat >/dev/null; sleep 6"], 'x');
     expect(cut.exitCode).toBe(124);
     expect(cut.stderr).toMatch(/^timed out after \d+ ms, at the run's deadline/);
@@ -62,7 +62,7 @@ describe('the run deadline', () => {
 
   it('past the deadline, a command that undoes runs', async () => {
     const deadline = runDeadline(50);
-    const runner = processRunner({ deadline });
+    const runner = processRunner(undefined, { deadline });
     await new Promise((r) => setTimeout(r, 100));
     expect((await runner.run(['true'])).exitCode).toBe(124);
     const undo = await deadline.undoing(() => runner.run(['sh', '-c', 'echo undone']));

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { applyPlan } from '../src/apply/apply.js';
-import { quickBackend } from '../src/apply/detect.js';
+import { applyFresh } from '../src/apply/fresh.js';
 import { earlyCommands, LOCK_WAIT_SECONDS } from '../src/apply/early.js';
 import { quickRaw } from '../src/args.js';
-import type { Runner } from '../src/apply/runner.js';
+import type { Runner } from '../src/apply/commands.js';
 import type { RouteBackend } from '../src/apply/routes.js';
+import type { Kernel } from '../src/platform/platform.js';
 import { buildPlan } from '../src/build/plan.js';
 import { fixedHost } from '../src/config/host.js';
 import { configFromArgs } from '../src/config/from.js';
@@ -19,16 +19,15 @@ const SIDECAR = ['-p', '15001', '-z', '15006', '-u', '1337', '-i', '*', '-x', ''
 const REDIRECT_V4 = ['istio-iptables', ...SIDECAR, '-m', 'REDIRECT', '--enable-ipv6=false'];
 const TPROXY_DUAL = ['istio-iptables', ...SIDECAR, '-m', 'TPROXY', '--enable-ipv6=true'];
 
-const noLegacy = (): string => '';
 /** As the prelude asks: the command line read by quickRaw (no guess when it cannot read it), then the guess. */
-function early(args: readonly string[], env: Record<string, string> = {}, ipv6 = false, readProc: (p: string) => string | undefined = noLegacy): string[][] {
+function early(args: readonly string[], env: Record<string, string> = {}, ipv6 = false, legacy: boolean | 'unknown' = false): string[][] {
   let raw: ReturnType<typeof quickRaw>;
   try {
     raw = quickRaw(args, env);
   } catch {
     return [];
   }
-  return raw === undefined ? [] : earlyCommands(raw, readProc, () => ipv6);
+  return raw === undefined ? [] : earlyCommands(raw, () => ({ value: legacy === 'unknown' ? undefined : legacy, source: 'test' }), () => ipv6);
 }
 
 const restore = (bin: string) => [bin, '--noflush', `--wait=${LOCK_WAIT_SECONDS}`];
@@ -40,11 +39,9 @@ const restore = (bin: string) => [bin, '--noflush', `--wait=${LOCK_WAIT_SECONDS}
 async function fastPathCommands(args: readonly string[], ipv6Detected: boolean): Promise<string[][]> {
   const config = await configFromArgs(args, {}, fixedHost({ proxyUid: 1337, ipv6: ipv6Detected }));
   const calls: string[][] = [];
-  const ok = { exitCode: 0, stdout: '', stderr: '', notFound: false };
   const routes: RouteBackend = {
     read: () => Promise.resolve({ has: () => false }),
-    change: () => Promise.resolve(ok),
-    addAll: (steps) => Promise.resolve(steps.map((step) => ({ step, r: ok }))),
+    change: () => Promise.resolve(null),
   };
   const runner: Runner = {
     run(argv) {
@@ -52,18 +49,24 @@ async function fastPathCommands(args: readonly string[], ipv6Detected: boolean):
       return Promise.resolve({ exitCode: 0, stdout: '', stderr: '', notFound: false });
     },
   };
-  await applyPlan(buildPlan(config.capture), {
+  // A fresh namespace as the entrypoint sees it: no legacy tables, no nf_tables tables.
+  const kernel: Kernel = {
+    routes,
+    addresses: () => Promise.resolve({ value: [], source: 'test' }),
+    netFile: (path) => Promise.resolve({ value: path.includes('tables_names') ? '' : 'x', source: 'test' }),
+    tables: () => Promise.resolve([]),
+  };
+  const r = await applyFresh(buildPlan(config.capture), {
     runner,
+    kernel,
     log: createLogger('none', () => {}),
     owners: { uid: () => undefined, gid: () => undefined },
     reconcile: true,
     forceApply: false,
     cleanupOnly: false,
     lockWaitSeconds: LOCK_WAIT_SECONDS,
-    quickBackend: quickBackend(undefined, true, noLegacy),
-    fastRunner: runner,
-    routes,
   });
+  expect(r?.families['ipv4']).toBe('applied');
   return calls;
 }
 
@@ -127,8 +130,8 @@ describe('commands started before the program loads', () => {
   });
 
   it('starts nothing when the namespace has legacy tables or /proc cannot be read (the careful path decides)', () => {
-    expect(early(REDIRECT_V4, {}, false, (p) => (p.endsWith('/ip_tables_names') ? 'nat\n' : ''))).toEqual([]);
-    expect(early(REDIRECT_V4, {}, false, () => undefined)).toEqual([]);
+    expect(early(REDIRECT_V4, {}, false, true)).toEqual([]);
+    expect(early(REDIRECT_V4, {}, false, 'unknown')).toEqual([]);
   });
 
   it('takes the leading program name of Istio init-container args, or none', () => {

@@ -283,8 +283,8 @@ describe('apply, cleanup and diff with a caller-provided runner', () => {
         seen.push(argv);
         return { exitCode: 127, stdout: '', stderr: `${argv[prefix.length]}: command not found` };
       };
-      await expect(diff(plan, { namespace, runner })).rejects.toThrow(/no iptables found/);
-      await expect(apply(plan, { namespace, runner })).rejects.toBeInstanceOf(ApplyError);
+      await expect(diff(plan, { networkNamespace: namespace, runner })).rejects.toThrow(/no iptables found/);
+      await expect(apply(plan, { networkNamespace: namespace, runner })).rejects.toBeInstanceOf(ApplyError);
       expect(seen.length).toBeGreaterThanOrEqual(6);
       expect(seen.filter((argv) => argv.slice(0, prefix.length).join(' ') !== prefix.join(' '))).toEqual([]);
       expect(seen.map((argv) => argv[prefix.length])).toContain('iptables-nft-save');
@@ -299,14 +299,32 @@ describe('apply, cleanup and diff with a caller-provided runner', () => {
   });
 
   it('refuses a namespace that does not exist with the default runner, naming the option', async () => {
-    const err: unknown = await apply(plan, { namespace: 'iit-no-such-namespace' }).catch((e: unknown) => e);
+    const err: unknown = await apply(plan, { networkNamespace: 'iit-no-such-namespace' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).message).toBe('invalid value "iit-no-such-namespace" for option namespace: expected an existing network namespace (a name under /var/run/netns or a path)');
-    await expect(diff(plan, { namespace: '/nonexistent/ns/net' })).rejects.toThrow(/option namespace/);
+    expect((err as ConfigError).message).toBe(
+      'invalid value "iit-no-such-namespace" for option networkNamespace: expected an existing network namespace (a name under /var/run/netns or a path), but /var/run/netns/iit-no-such-namespace does not exist',
+    );
+    await expect(diff(plan, { networkNamespace: '/nonexistent/ns/net' })).rejects.toThrow(/option networkNamespace/);
   });
 
-  it('takes the CLI options from a configuration', async () => {
+  it('takes the CLI options from a configuration, under the option table\'s names', async () => {
     const config = await configFromArgs(['--network-namespace', 'pod-b', '--reconcile=false', '--force-apply', '--native-nftables', '--nft-sets', '--force-iptables-binary', 'legacy'], {}, fixedHost());
-    expect(applyOptionsFrom(config.run)).toEqual({ namespace: 'pod-b', backend: 'legacy', nftables: true, nftSets: true, reconcile: false, force: true });
+    expect(applyOptionsFrom(config.run)).toEqual({ networkNamespace: 'pod-b', forceIptablesBinary: 'legacy', nativeNftables: true, nftSets: true, reconcile: false, forceApply: true, runTimeoutMs: 60000 });
+  });
+});
+
+describe('the door refuses options it does not know', () => {
+  const plan = buildPlan(configFromObject({ inboundPorts: '*' }, fixedHost({ ipv6: false })).capture);
+  it.each([
+    ['namespace', 'networkNamespace (this option\'s name now)'],
+    ['backend', 'forceIptablesBinary (this option\'s name now)'],
+    ['nftables', 'nativeNftables (this option\'s name now)'],
+    ['force', 'forceApply (this option\'s name now)'],
+    ['netns', 'one of the options networkNamespace, runner, logger, forceIptablesBinary, timeoutMs, env, nativeNftables, nftSets, reconcile, forceApply, runTimeoutMs'],
+  ])('%s: a ConfigError before anything runs (never this process\'s own namespace)', async (key, expected) => {
+    const runner: CommandRunner = () => Promise.reject(new Error('nothing may run'));
+    const err: unknown = await apply(plan, { [key]: 'pod-a', runner } as never).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toBe(`invalid value "pod-a" for option ${key}: expected ${expected}`);
   });
 });

@@ -1,26 +1,33 @@
 import { describe, expect, it } from 'vitest';
-import { ipResult } from '../src/platform/quickjs/netlink.js';
+import { describeRouteFailure, routeFailureLine, type RouteFailure } from '../src/apply/routes.js';
 import { namespaceFile } from '../src/apply/commands.js';
 import type { NetlinkFailure } from '../src/platform/host.js';
+import type { RouteStep } from '../src/model/rule.js';
 
 /**
- * The entrypoint's netlink results read as `ip`'s (iproute2 6.1): the kernel's errno as
- * "RTNETLINK answers: <strerror>" with exit status 2, or its extended ack as "Error: <msg>."
- * (kernel tests compare whole runs with `ip`: test/kernel/netlink.test.ts).
+ * A routing failure is what it is: `ip`'s exit status and words (the Node CLI), or the kernel's
+ * answer over netlink (the entrypoint: errno, its name, the extended ack, where it failed), worded
+ * in one place (kernel tests compare whole runs: test/kernel/netlink.test.ts).
  */
-const failure = (f: Partial<NetlinkFailure>): NetlinkFailure => ({ errno: 17, code: 'EEXIST', text: 'File exists', extack: null, where: 'kernel', ...f });
+const netlink = (f: Partial<NetlinkFailure>): RouteFailure => ({ kind: 'netlink', errno: 17, code: 'EEXIST', text: 'File exists', extack: null, where: 'kernel', ...f });
+const STEP: RouteStep = { kind: 'localRoute', family: 'ipv6', table: 133, why: { purpose: 'test', options: [] } };
 
-describe('netlink results as ip reports them', () => {
+describe('routing failures, worded in one place', () => {
   it.each([
-    ['done', null, 0, ''],
-    ['the kernel refuses without a message', failure({}), 2, 'RTNETLINK answers: File exists\n'],
-    ['the kernel explains (a period added, as ip does)', failure({ errno: 100, code: 'ENETDOWN', text: 'Network is down', extack: 'Nexthop device is not up' }), 2, 'Error: Nexthop device is not up.\n'],
-    ['the kernel explains, period included', failure({ errno: 99, code: 'EADDRNOTAVAIL', extack: 'ipv6: address not found.' }), 2, 'Error: ipv6: address not found.\n'],
-    ['no device named lo', failure({ errno: 19, code: 'ENODEV', text: 'No such device', where: 'device' }), 1, 'Cannot find device "lo"\n'],
-    ['the namespace cannot be entered', failure({ errno: 1, code: 'EPERM', text: 'Operation not permitted', where: 'namespace' }), 1, 'Cannot open network namespace "/var/run/netns/pod": Operation not permitted\n'],
-    ['no reply in time', failure({ errno: 110, code: 'ETIMEDOUT', text: 'Connection timed out', where: 'socket' }), 1, 'rtnetlink: Connection timed out\n'],
-  ] as const)('%s', (_n, f, exitCode, stderr) => {
-    expect(ipResult(f, '/var/run/netns/pod')).toEqual({ exitCode, stdout: '', stderr, notFound: false });
+    ['the kernel refuses without a message', netlink({}), '(netlink, EEXIST): File exists'],
+    ['the kernel explains', netlink({ errno: 100, code: 'ENETDOWN', text: 'Network is down', extack: 'Nexthop device is not up' }), '(netlink, ENETDOWN): Nexthop device is not up'],
+    ['the kernel explains, period included', netlink({ errno: 99, code: 'EADDRNOTAVAIL', extack: 'ipv6: address not found.' }), '(netlink, EADDRNOTAVAIL): ipv6: address not found'],
+    ['no device named lo', netlink({ errno: 19, code: 'ENODEV', text: 'No such device', where: 'device' }), '(netlink, ENODEV): no device named lo'],
+    ['the namespace cannot be entered', netlink({ errno: 1, code: 'EPERM', text: 'Operation not permitted', where: 'namespace' }), '(netlink, EPERM): cannot enter the network namespace: Operation not permitted'],
+    ['no reply in time', netlink({ errno: 110, code: 'ETIMEDOUT', text: 'Connection timed out', where: 'socket' }), '(netlink, ETIMEDOUT): the netlink socket failed: Connection timed out'],
+    ['ip failed', { kind: 'command', argv: ['ip', '-6', 'route'], exitCode: 2, stderr: 'RTNETLINK answers: File exists\n', notFound: false }, '(exit 2): RTNETLINK answers: File exists'],
+    ['ip not installed', { kind: 'command', argv: ['ip', '-6', 'route'], exitCode: -1, stderr: '', notFound: true }, 'ip not found'],
+  ] as const)('%s', (_n, f, text) => {
+    expect(describeRouteFailure(f)).toBe(text);
+  });
+
+  it('a failed step names the step as the `ip` command it stands for, whoever did the work', () => {
+    expect(routeFailureLine(STEP, 'add', netlink({ code: 'ENETDOWN', extack: 'Nexthop device is not up' }))).toBe('ip -6 route add local ::/0 dev lo table 133 failed (netlink, ENETDOWN): Nexthop device is not up');
   });
 
   it('--network-namespace: a name under /var/run/netns, or a path as given; none is ours', () => {

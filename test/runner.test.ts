@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { processRunner, spawnRunner } from '../src/apply/runner.js';
+import { processRunner } from '../src/platform/node/runner.js';
 
 /**
  * The Node runners against children that fail the way real programs do: exit before reading their
@@ -8,10 +8,7 @@ import { processRunner, spawnRunner } from '../src/apply/runner.js';
  * never a wait without end), with a short bound here (the CLI's is 60 s).
  */
 const BIG = `${'-A OUTPUT -p tcp -j RETURN\n'.repeat(20_000)}`; // ~540 KB: more than a pipe holds
-const RUNNERS = [
-  ['execa (processRunner)', processRunner({ timeoutMs: 500 })],
-  ['child_process (spawnRunner)', spawnRunner({ timeoutMs: 500 })],
-] as const;
+const RUNNERS = [['execa (processRunner)', processRunner(undefined, { timeoutMs: 500 })]] as const;
 
 describe.each(RUNNERS)('%s', (_name, runner) => {
   it('a child that exits before reading its input: its exit code, no EPIPE error', async () => {

@@ -1,9 +1,9 @@
-import type { Logger } from '../log.js';
-
 /*
- * The contract of running commands, shared by the runners (apply/runner.ts on Node,
- * platform/quickjs/runner.ts in the entrypoint).
+ * The contract of running commands, shared by the runners (platform/node/runner.ts on Node,
+ * platform/quickjs/runner.ts in the entrypoint, a library caller's CommandRunner adapted in
+ * api/namespace.ts), and the one wording of a command that failed.
  */
+import { ApplyError } from '../errors.js';
 import { host } from '../platform/host.js';
 
 /** What a command did. `notFound` is set when the program itself could not be found. */
@@ -24,29 +24,12 @@ export interface Runner {
    * rest is produced (the entrypoint's runner has it). Same result as run with the pieces joined.
    */
   start?(argv: readonly string[]): RunStream;
-  /**
-   * Optional: hold the run lock of the network namespace this runner targets, waiting up to
-   * waitMs for another run to release it; resolves to the release, or to undefined when waitMs
-   * passed. Both runners have it (see withNamespaceLock).
-   */
-  lock?(waitMs: number): Promise<(() => void) | undefined>;
 }
 
 /** A command started by Runner.start: write pieces of stdin, then end it and wait for the result. */
 export interface RunStream {
   write(text: string): void;
   end(): Promise<RunResult>;
-}
-
-export interface ProcessRunnerOptions {
-  /** Run inside this network namespace: a name under /var/run/netns, or a path (via nsenter). */
-  readonly namespace?: string | undefined;
-  /** Where the commands' CHILD_ENV variables are taken from, over this process's environment (as execa merges them). */
-  readonly env?: Readonly<Record<string, string | undefined>>;
-  /** Bound for every command (ms). */
-  readonly timeoutMs?: number;
-  /** The run's deadline: every command and lock wait is bounded by what is left of it too. */
-  readonly deadline?: RunDeadline | undefined;
 }
 
 /**
@@ -181,55 +164,41 @@ export function commandResult(s: Spawned, prefix: readonly string[], timeoutMs: 
   };
 }
 
-/** The command prefix that runs inside a network namespace: a name under /var/run/netns, or a path. */
+/**
+ * The command prefix that runs inside a network namespace given by name or path: for a library
+ * caller's own runner, which gets commands, not a namespace (the platforms' runners enter the
+ * namespace they opened, by its descriptor).
+ */
 export function prefixFor(ns: string | undefined): string[] {
   return ns === undefined ? [] : ns.startsWith('/') ? ['nsenter', `--net=${ns}`, '--'] : ['ip', 'netns', 'exec', ns];
 }
 
 /**
- * A network namespace's run lock: the abstract unix socket of this name, bound in that namespace
- * (the kernel keeps one name space of them per network namespace, and frees the name when its
- * holder dies, even by SIGKILL). Bound in the target namespace whoever takes it: a run inside the
- * namespace (the init container) and a run from outside (--network-namespace, by name or by any
- * path to it) contend for the same name.
+ * A network namespace's run lock: an abstract unix socket name in that namespace (the kernel keeps
+ * one name space of them per network namespace, and frees the name when its holder dies, even by
+ * SIGKILL). Taken in the target namespace whoever takes it: a run inside the namespace (the init
+ * container) and a run from outside (--network-namespace, by name or by any path to it) contend
+ * for the same name. apply/lock.ts waits for it.
  */
 export const LOCK_NAME = 'istio-iptables/run';
 
 /**
- * The file of a namespace given to --network-namespace, as `ip netns exec` and nsenter open it: a
- * name under /var/run/netns, or a path as given; undefined for the runner's own namespace.
+ * The file of a namespace given to --network-namespace: a name under /var/run/netns, or a path
+ * as given; undefined for the runner's own namespace.
  */
 export function namespaceFile(ns: string | undefined): string | undefined {
   return ns === undefined ? undefined : ns.startsWith('/') ? ns : `/var/run/netns/${ns}`;
 }
 
-/**
- * Run `fn` holding the namespace's run lock (runners without one: no lock). Two runs on one
- * namespace take turns: the second reads the state the first left, so it never applies over it
- * nor rolls back over it (rollback restores the state read before applying). A run that has to
- * wait says so once, when it starts waiting, and again when it has the lock.
- */
-export async function withNamespaceLock<T>(runner: Runner, waitSeconds: number, fn: () => Promise<T>, fail: (message: string) => Error, log?: Logger): Promise<T> {
-  if (runner.lock === undefined) return fn();
-  let release: (() => void) | undefined;
-  const since = monotonicMs();
-  try {
-    release = await runner.lock(0);
-    if (release === undefined) {
-      log?.info(`waiting for the network namespace's run lock (${LOCK_NAME}), held by another istio-iptables run (up to ${waitSeconds} s)`, { lock: LOCK_NAME, waitSeconds });
-      release = await runner.lock(waitSeconds * 1000);
-      const waitedMs = Math.round(monotonicMs() - since);
-      if (release !== undefined) log?.info(`took the run lock after ${waitedMs} ms`, { lock: LOCK_NAME, waitedMs });
-    }
-  } catch (err) {
-    throw fail(`cannot take the run lock of the network namespace: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  // The wait is waitSeconds, or less when the run's deadline came first (the runner bounds it).
-  const waited = Math.round((monotonicMs() - since) / 100) / 10;
-  if (release === undefined) throw fail(`another istio-iptables run held the network namespace's run lock for the ${waited} s this run waited; nothing was changed`);
-  try {
-    return await fn();
-  } finally {
-    release();
-  }
+/** What a failed command said, in a line: not found, or its exit status and its first lines of stderr. */
+export function describeCommandFailure(argv: readonly string[], r: RunResult): string {
+  if (r.notFound) return `${argv[0] ?? 'command'} not found`;
+  const detail = r.stderr.trim().split('\n').filter((l) => l.length > 0).slice(0, 3).join(' | ');
+  return `(exit ${r.exitCode})${detail === '' ? '' : `: ${detail}`}`;
+}
+
+/** A command that failed, as the error a run ends with: what it was doing, then what the command said. */
+export function commandError(what: string, argv: readonly string[], r: RunResult): ApplyError {
+  if (r.notFound) return new ApplyError(`${argv[0] ?? 'command'} not found (install iptables / iproute2 / nftables)`, argv, r.stderr);
+  return new ApplyError(`${what} ${describeCommandFailure(argv, r)}`, argv, r.stderr);
 }

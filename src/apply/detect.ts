@@ -1,9 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { ApplyError } from '../errors.js';
 import { BUILTIN_CHAINS } from '../model/rule.js';
 import type { IptablesBackend } from '../config/values.js';
 import { parseSave, type SavedState } from './state.js';
-import type { Runner } from './runner.js';
+import type { Runner } from './commands.js';
+import type { Fact } from '../platform/platform.js';
 
 /** The iptables binaries of one backend, per family. */
 export interface Backend {
@@ -22,30 +22,18 @@ export function backendBinaries(name: IptablesBackend | 'default'): Backend {
 }
 
 /**
- * The backend without running a program, where that is certain: a forced one, or nft when this
- * process's namespace has no legacy tables at all (legacy tables are listed in
- * /proc/net/ip_tables_names and ip6_tables_names once they exist). Otherwise undefined.
+ * The backend without running a program, where that is certain: a forced one, or nft when the
+ * target namespace has no legacy tables at all (its /proc/net/ip_tables_names and
+ * ip6_tables_names list them once they exist; `legacy` says whether any does there, undefined when
+ * that could not be read). Otherwise undefined: the backend is read with iptables-save.
  */
 export function quickBackend(
-  forced: IptablesBackend | undefined,
-  sameNamespace: boolean,
-  readProc: (path: string) => string | undefined,
+  forceIptablesBinary: IptablesBackend | undefined,
+  legacy: Fact<boolean | undefined> | undefined,
 ): { backend: Backend; evidence: string } | undefined {
-  if (forced !== undefined) return { backend: backendBinaries(forced), evidence: 'forced by --force-iptables-binary' };
-  if (!sameNamespace) return undefined;
-  const legacy = ['/proc/net/ip_tables_names', '/proc/net/ip6_tables_names'].map(readProc);
-  if (legacy.some((t) => t === undefined || t.trim() !== '')) return undefined;
-  return { backend: backendBinaries('nft'), evidence: 'no legacy tables in this namespace; nft preferred' };
-}
-
-/** Read a /proc/net file; a missing one reads as empty (its module never loaded), unless /proc is absent. */
-export function readProcNet(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    // Only "no such file" means no legacy tables; unreadable (not root) means "don't know".
-    return (err as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/net/dev') ? '' : undefined;
-  }
+  if (forceIptablesBinary !== undefined) return { backend: backendBinaries(forceIptablesBinary), evidence: 'forced by --force-iptables-binary' };
+  if (legacy === undefined || legacy.value !== false) return undefined;
+  return { backend: backendBinaries('nft'), evidence: `no legacy tables (${legacy.source}); nft preferred` };
 }
 
 export interface Detection {
@@ -68,9 +56,9 @@ function footprintSize(state: SavedState): number {
  * Pick the backend as Istio does: the one that already holds rules wins (a namespace must not
  * mix them: the kernel would run both); otherwise nft; otherwise whatever `iptables` is.
  */
-export async function detectBackend(runner: Runner, forced: IptablesBackend | undefined): Promise<Detection> {
-  if (forced !== undefined) {
-    const backend = backendBinaries(forced);
+export async function detectBackend(runner: Runner, forceIptablesBinary: IptablesBackend | undefined): Promise<Detection> {
+  if (forceIptablesBinary !== undefined) {
+    const backend = backendBinaries(forceIptablesBinary);
     const r = await runner.run([backend.save.ipv4]);
     if (r.notFound) throw new ApplyError(`${backend.save.ipv4} not found (forced by --force-iptables-binary; install iptables)`, [backend.save.ipv4], r.stderr);
     if (r.exitCode !== 0) throw new ApplyError(`${backend.save.ipv4} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, [backend.save.ipv4], r.stderr);

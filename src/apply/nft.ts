@@ -3,31 +3,29 @@ import type { Logger } from '../log.js';
 import { logLoaded } from '../log-blocks.js';
 import type { Plan, RouteStep } from '../model/rule.js';
 import { NFT_TABLES, renderNft } from '../render/nft/index.js';
-import type { FamilyOutcome } from './apply.js';
-import { ipRoutes } from './ip-routes.js';
-import { changeRoutes, undoRoutes, type RouteBackend, type RouteChanges } from './routes.js';
-import type { Runner } from './runner.js';
-import { undoing, withNamespaceLock, type RunDeadline } from './commands.js';
-import { LOCK_WAIT_SECONDS } from './early.js';
+import { ownedBy } from '../build/owned.js';
+import type { Kernel } from '../platform/platform.js';
+import { commandError, type RunDeadline, type Runner } from './commands.js';
+import { Transaction } from './engine.js';
+import type { FamilyOutcome } from './iptables.js';
+import { changeRoutes, routeChanges } from './routes.js';
 
 /**
  * Native nftables mode: the plan's nft script (Istio's layout) loaded with `nft -f -`. The script
  * adds and flushes our three inet tables before filling them, so one load is one atomic
  * transaction that also replaces whatever an earlier run left. Drift is judged on nft's own
- * listing of our tables before and after; putting back is one transaction too.
+ * listing of our tables before and after; the load and each routing change are steps of one
+ * transaction (apply/engine.ts), undone together if any fails.
  */
 export interface NftApplyOptions {
   readonly runner: Runner;
+  readonly kernel: Kernel;
   readonly log: Logger;
   readonly reconcile: boolean;
   readonly cleanupOnly: boolean;
   /** `--nft-sets`: load the script with long lists written as anonymous sets. */
-  readonly sets?: boolean;
-  /** How routing steps reach the kernel; defaults to `ip` through the runner. */
-  readonly routes?: RouteBackend | undefined;
-  /** Seconds to wait for another run's namespace lock (default: the xtables lock's bound). */
-  readonly lockWaitSeconds?: number;
-  /** The run's deadline, shared with the runner: the rollback runs under deadline.undoing. */
+  readonly nftSets?: boolean;
+  /** The run's deadline (--run-timeout): the rollback runs in its undo window. */
   readonly deadline?: RunDeadline | undefined;
 }
 
@@ -71,79 +69,64 @@ function restoreScript(before: ReadonlyMap<string, string>): string {
 }
 
 async function listOurs(runner: Runner): Promise<Map<string, string>> {
-  const r = await runner.run(['nft', 'list', 'ruleset']);
+  const argv = ['nft', 'list', 'ruleset'];
+  const r = await runner.run(argv);
   if (r.notFound) throw new ApplyError('nft not found (install nftables, or drop --native-nftables)', ['nft'], r.stderr);
-  if (r.exitCode !== 0) throw new ApplyError(`nft list ruleset failed (exit ${r.exitCode}): ${r.stderr.trim()}`, ['nft', 'list', 'ruleset'], r.stderr);
+  if (r.exitCode !== 0) throw commandError('nft list ruleset failed', argv, r);
   return ourTables(r.stdout);
 }
 
-export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftReport> {
-  const fail = (message: string) => new ApplyError(message, [], '');
-  return withNamespaceLock(o.runner, o.lockWaitSeconds ?? LOCK_WAIT_SECONDS, () => applyNftLocked(plan, o), fail, o.log);
+/** Load a script; fails with an ApplyError naming what it was for. */
+async function load(runner: Runner, log: Logger, script: string, what: string): Promise<void> {
+  const argv = ['nft', '-f', '-'];
+  logLoaded(log, argv, script, what === 'apply' ? {} : { what });
+  const r = await runner.run(argv, script);
+  if (r.exitCode !== 0) throw commandError(`nft -f - (${what}) failed`, argv, r);
 }
 
-async function applyNftLocked(plan: Plan, o: NftApplyOptions): Promise<NftReport> {
-  const { runner, log } = o;
+/** Apply (or clean up) the plan's nftables tables and routing in the namespace, all or nothing. */
+export async function applyNft(plan: Plan, o: NftApplyOptions): Promise<NftReport> {
+  const { runner, log, kernel } = o;
   const before = await listOurs(runner);
-  const load = async (script: string, what: string): Promise<void> => {
-    logLoaded(log, ['nft', '-f', '-'], script, what === 'apply' ? {} : { what });
-    const r = await runner.run(['nft', '-f', '-'], script);
-    if (r.exitCode !== 0) {
-      const detail = r.stderr.trim().split('\n').slice(0, 3).join(' | ');
-      throw new ApplyError(`nft -f - (${what}) failed (exit ${r.exitCode}): ${detail}`, ['nft', '-f', '-'], r.stderr);
-    }
-  };
-  const routes: RouteChanges = { added: [], removed: [] };
-  const routing = o.routes ?? ipRoutes(runner);
-  const routeState = await routing.read(plan.routes);
+  const owned = ownedBy(plan);
+  const routes = kernel.routes;
+  const state = await routes.read([...plan.routes, ...owned.routes]);
+  const changes = o.cleanupOnly ? routeChanges([], [...plan.routes, ...owned.routes], state) : routeChanges(plan.routes, owned.routes, state);
 
-  // From the first load on, any failure (a load or listing that fails or is killed part-way, a
-  // route) puts our tables back as they were and removes the routes added: one transaction.
-  let loaded = false;
-  let outcome: NftReport['outcome'];
-  try {
-    if (o.cleanupOnly) {
-      if (before.size === 0) outcome = 'nothing to clean';
-      else {
-        loaded = true;
-        await load(restoreScript(new Map()), 'cleanup');
+  let outcome: FamilyOutcome = 'nothing to clean';
+  const { added, removed } = await Transaction.run(log, async (tx) => {
+    if (!o.cleanupOnly || before.size > 0) {
+      // From the first load on, our tables are put back as they were if anything fails (a load or
+      // listing that fails or is killed part-way, a route): one transaction.
+      tx.did({
+        what: `nft tables ${OUR_TABLES.join(', ')}`,
+        run: () =>
+          load(runner, log, restoreScript(before), 'rollback').then(
+            () => undefined,
+            (e: unknown) => (e instanceof Error ? e.message : String(e)),
+          ),
+      });
+      if (o.cleanupOnly) {
+        await load(runner, log, restoreScript(new Map()), 'cleanup');
         outcome = 'cleaned';
+      } else {
+        await load(runner, log, renderNft(plan, { sets: o.nftSets === true }), 'apply');
+        const after = await listOurs(runner);
+        const same = (a: Map<string, string>, b: Map<string, string>): boolean =>
+          a.size === b.size && [...a].every(([t, text]) => withoutCounters(text) === withoutCounters(b.get(t) ?? ''));
+        if (before.size === 0) outcome = 'applied';
+        else if (same(before, after)) outcome = 'unchanged';
+        else if (!o.reconcile) {
+          throw new ApplyError(
+            `the namespace holds nft tables of ours that differ from this configuration (${[...before.keys()].join(', ')}); they were left as they were. Rerun with --reconcile=true to replace them`,
+            [],
+            '',
+          );
+        } else outcome = 'reconciled';
       }
-    } else {
-      loaded = true;
-      await load(renderNft(plan, { sets: o.sets === true }), 'apply');
-      const after = await listOurs(runner);
-      const same = (a: Map<string, string>, b: Map<string, string>): boolean =>
-        a.size === b.size && [...a].every(([t, text]) => withoutCounters(text) === withoutCounters(b.get(t) ?? ''));
-      if (before.size === 0) outcome = 'applied';
-      else if (same(before, after)) outcome = 'unchanged';
-      else if (!o.reconcile) {
-        throw new ApplyError(
-          `the namespace holds nft tables of ours that differ from this configuration (${[...before.keys()].join(', ')}); they were left as they were. Rerun with --reconcile=true to replace them`,
-          [],
-          '',
-        );
-      } else outcome = 'reconciled';
     }
     log.info(`nftables: ${outcome}`);
-    await changeRoutes(routing, log, plan.routes, routeState, o.cleanupOnly, routes, async (argv, r) => {
-      throw new ApplyError(`${argv.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, argv, r.stderr);
-    });
-  } catch (err) {
-    const problems = await undoing(o.deadline, async () => {
-      const left = await undoRoutes(routing, routes);
-      if (loaded) {
-        try {
-          await load(restoreScript(before), 'rollback');
-        } catch (e) {
-          left.push(e instanceof Error ? e.message : String(e));
-        }
-      }
-      return left;
-    });
-    if (problems.length > 0) log.error(`rollback incomplete: ${problems.join('; ')}`);
-    else if (loaded || routes.added.length + routes.removed.length > 0) log.info('rolled back: the namespace is as it was before this run');
-    throw err;
-  }
-  return { outcome, routesAdded: routes.added, routesRemoved: routes.removed };
+    return changeRoutes(routes, changes, tx, log);
+  }, o.deadline);
+  return { outcome, routesAdded: added, routesRemoved: removed };
 }

@@ -29,6 +29,7 @@
 import { ConfigError } from '../errors.js';
 import { parseIpv4, parseIpv6 } from '../config/net.js';
 
+/** What the validation probe does: the family, the proxy's ports it listens on, where it connects, as whom, and for how long. */
 export interface ProbeOptions {
   readonly family: 'ipv4' | 'ipv6';
   readonly listenPorts: readonly number[];
@@ -39,6 +40,7 @@ export interface ProbeOptions {
   readonly gid: number;
 }
 
+/** Whether the probe's connection reached our listener, and what happened, in words. */
 export interface ProbeResult {
   readonly ok: boolean;
   readonly detail: string;
@@ -231,4 +233,25 @@ export class ProbeJudge {
     }
     return { ok: false, detail: `${to} did not reach ${listenHost} ports ${listening.join(', ')} within ${o.timeoutMs} ms${why.length > 0 ? `: ${why.join('; ')}` : ''}` };
   }
+}
+
+/** Exit code of the probe subcommand when the probe fails, as Istio's. */
+export const PROBE_FAILED = 126;
+
+/**
+ * Run the probe inside another namespace: this program's probe subcommand there (`self`, run by
+ * the runner that runs commands in that namespace), given every parameter it needs; it reads no
+ * flag, environment variable or namespace itself.
+ */
+export async function probeElsewhere(
+  runner: { run(argv: readonly string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> },
+  self: readonly string[],
+  probe: ProbeOptions,
+  log: { debug(msg: string): void },
+): Promise<ProbeResult> {
+  const r = await runner.run([...self, PROBE_COMMAND, ...probeArgs(probe)]);
+  if (r.stderr.trim() !== '') log.debug(r.stderr.trim());
+  const detail = r.stdout.trim();
+  if (r.exitCode === 0 || r.exitCode === PROBE_FAILED) return { ok: r.exitCode === 0, detail: detail || `probe in the namespace exited ${r.exitCode}` };
+  return { ok: false, detail: `probe in the namespace exited ${r.exitCode}${r.stderr.trim() === '' ? '' : `: ${r.stderr.trim()}`}` };
 }

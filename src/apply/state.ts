@@ -96,17 +96,19 @@ function diffRules(table: string, chain: string, want: readonly string[], got: r
 
 /**
  * Find what is ours in a dump: every ISTIO_* chain, every built-in rule that jumps to one, and
- * every built-in rule the plan itself puts there (e.g. TPROXY's mark rules, excluded interfaces).
+ * every built-in rule the plan itself puts there (e.g. TPROXY's mark rules, excluded interfaces),
+ * or that a run of ours puts there under the other mode (`owned`: build/owned.ts).
  */
-export function footprintOf(live: SavedState, expected: ReadonlyMap<Table, ExpectedTable>): Map<string, TableFootprint> {
+export function footprintOf(live: SavedState, expected: ReadonlyMap<Table, ExpectedTable>, owned?: ReadonlyMap<Table, ExpectedTable>): Map<string, TableFootprint> {
   const out = new Map<string, TableFootprint>();
   for (const [table, t] of live) {
     const ownChains = [...t.chains.keys()].filter(isOwnChain);
     const planned = expected.get(table as Table)?.builtin;
+    const others = owned?.get(table as Table)?.builtin;
     const builtinRules: [string, string][] = [];
     for (const [chain, c] of t.chains) {
       if (!BUILTIN_CHAINS.has(chain)) continue;
-      const mine = new Set(planned?.get(chain) ?? []);
+      const mine = new Set([...(planned?.get(chain) ?? []), ...(others?.get(chain) ?? [])]);
       for (const spec of c.rules) if (jumpsToOwn(spec) || mine.has(spec)) builtinRules.push([chain, spec]);
     }
     if (ownChains.length > 0 || builtinRules.length > 0) out.set(table, { ownChains, builtinRules });
@@ -114,10 +116,13 @@ export function footprintOf(live: SavedState, expected: ReadonlyMap<Table, Expec
   return out;
 }
 
-/** Compare a live dump with the plan for one family. */
-export function assess(live: SavedState, family: FamilyRules, owners: OwnerResolver): Assessment {
+/**
+ * Compare a live dump with the plan for one family; `owned`: our built-in rules under either mode
+ * (build/owned.ts), recognised as ours too (found and removed when the plan does not have them).
+ */
+export function assess(live: SavedState, family: FamilyRules, owners: OwnerResolver, owned?: FamilyRules): Assessment {
   const expected = expectedState(family, owners);
-  const footprint = footprintOf(live, expected);
+  const footprint = footprintOf(live, expected, owned === undefined ? undefined : expectedState(owned, owners));
   const ruleDiff: RuleDifference[] = [];
   if (footprint.size === 0) {
     for (const [table, exp] of expected) {
@@ -200,7 +205,7 @@ export function isEmptyTable(t: SavedTable | undefined): boolean {
   return true;
 }
 
-/* Restore payloads and restore output, as the fast path needs them. */
+/* Restore payloads and restore output, as the fresh path needs them. */
 
 /** Tables a payload touches. */
 export function tablesOf(payload: string): string[] {

@@ -43,8 +43,9 @@ export function buildPlan(c: CaptureConfig): Plan {
     rules,
     ipv4: familyRules(rules, 'ipv4'),
     ipv6: c.enableIpv6 ? familyRules(rules, 'ipv6') : null,
-    routes: buildRoutes(c),
+    routes: buildRoutes(c, notes),
     notes,
+    capture: c,
   };
 }
 
@@ -75,12 +76,15 @@ export function chainsOf(rules: readonly Rule[]): ReadonlyMap<Table, readonly Ow
 /**
  * Routing. With IPv6, the passthrough source ::6/128 goes on lo (IPv4's 127.0.0.6 is already
  * covered by 127.0.0.0/8 there). Under TPROXY with inbound capture, marked packets look up a
- * table whose only route delivers everything locally.
+ * table whose only route delivers everything locally. Where lo has IPv6 disabled (the target's
+ * disable_ipv6), nothing IPv6 goes on lo, as Istio's CNI plugin does: no ::6, no IPv6 local route.
  */
-export function buildRoutes(c: CaptureConfig): RouteStep[] {
+export function buildRoutes(c: CaptureConfig, notes: string[] = []): RouteStep[] {
   const steps: RouteStep[] = [];
   const families: Family[] = c.enableIpv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
-  if (c.enableIpv6) {
+  const loIpv6 = c.enableIpv6 && c.loopbackIpv6 !== false;
+  if (c.enableIpv6 && !loIpv6) notes.push('IPv6 is disabled on lo (its disable_ipv6 is 1): no ::6 address and no IPv6 local route on lo');
+  if (loIpv6) {
     const why = because("the source address of the proxy's IPv6 passthrough connections (::6) is on lo", use('enableIpv6', true));
     steps.push({ kind: 'loopbackAddress', family: 'ipv6', cidr: PASSTHROUGH.ipv6, why });
   }
@@ -90,7 +94,7 @@ export function buildRoutes(c: CaptureConfig): RouteStep[] {
     const marked = because('packets with the TPROXY mark look up the TPROXY routing table', mode, use('tproxyMark', c.tproxyMark), table);
     const local = because("the TPROXY routing table delivers everything locally, to the proxy's transparent listener", mode, table);
     for (const family of families) steps.push({ kind: 'fwmarkRule', family, mark: c.tproxyMark, table: c.tproxyRouteTable, why: marked });
-    for (const family of families) steps.push({ kind: 'localRoute', family, table: c.tproxyRouteTable, why: local });
+    for (const family of families) if (family === 'ipv4' || loIpv6) steps.push({ kind: 'localRoute', family, table: c.tproxyRouteTable, why: local });
   }
   return steps;
 }

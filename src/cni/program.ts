@@ -5,10 +5,9 @@ import type { Logger } from '../log.js';
 import { CNI_CODE, CniError } from './spec.js';
 
 /*
- * The plugin's one way into a pod's namespace: the library's apply and diff (src/api/namespace.ts,
- * the CLI's --network-namespace path: commands under nsenter, the backend detected and the run lock
- * taken in the pod's namespace). When the one door of issue 18 lands, this file is the only one to
- * change.
+ * The plugin's one way into a pod's namespace: the library's apply and diff, the one door
+ * (src/api/namespace.ts: the namespace opened and checked once, the backend detected and the run
+ * lock taken in the pod's namespace, the run's deadline).
  */
 
 /** Program the pod's namespace (all or nothing); what happened, in a few words. */
@@ -27,7 +26,7 @@ export async function checkNamespace(config: Config, _log: Logger): Promise<stri
     throw new CniError(CNI_CODE.unsupportedField, 'CHECK compares iptables rules; with native_nftables it is not implemented (the namespace was not compared)');
   }
   const plan = buildPlan(config.capture);
-  const r = await diff(plan, { namespace: config.run.networkNamespace, backend: config.run.forceIptablesBinary });
+  const r = await diff(plan, { networkNamespace: config.run.networkNamespace, forceIptablesBinary: config.run.forceIptablesBinary });
   if (r.inSync) return '';
   const { renderDiff } = await import('../render/diff.js');
   return renderDiff(r);

@@ -16,6 +16,11 @@ export type OwnerGroupFilter =
  */
 export interface CaptureConfig extends OptionSection<'capture'> {
   readonly ownerGroups: OwnerGroupFilter;
+  /**
+   * Whether lo of the target has IPv6 (its disable_ipv6 is not 1; read in the target when IPv6 is
+   * on). Absent: taken as on. Where it is off, the plan puts nothing IPv6 on lo.
+   */
+  readonly loopbackIpv6?: boolean;
 }
 
 /** How and where the plan is run: every option of the table marked `config: 'run'`, under its key. */

@@ -14,6 +14,8 @@ export interface HostFacts {
   dnsServers(): DnsServers;
   /** Whether to emit IPv6 rules when --enable-ipv6 is not given. */
   ipv6Enabled(dualStack: boolean): boolean;
+  /** Whether lo has IPv6 (its disable_ipv6 is not 1), asked when IPv6 is on; absent: taken as on. */
+  loopbackIpv6?(): boolean;
 }
 
 export const DEFAULT_PROXY_UID = 1337;
@@ -118,6 +120,8 @@ export function ownerResolver(): { uid(name: string): number | undefined; gid(na
 export interface InterfaceAddress {
   readonly address: string;
   readonly family: 'IPv4' | 'IPv6';
+  /** On a loopback interface (lo); absent: not known. */
+  readonly loopback?: boolean;
 }
 
 /**
@@ -149,7 +153,7 @@ export function usableAddress(address: string): ParsedAddress | null {
 export function hostAddresses(): InterfaceAddress[] {
   const list: InterfaceAddress[] = [];
   for (const addrs of Object.values(networkInterfaces())) {
-    for (const a of addrs ?? []) list.push({ address: a.address, family: a.family });
+    for (const a of addrs ?? []) list.push({ address: a.address, family: a.family, loopback: a.internal });
   }
   return list;
 }

@@ -156,6 +156,8 @@ export function resolveConfig(
   capture.proxyGids = p.proxyGids ?? proxyUids;
   capture.dnsServers = p.dnsServers ?? (needsResolvConf ? host.dnsServers() : { ipv4: [], ipv6: [] });
   capture.enableIpv6 = p.enableIpv6 ?? host.ipv6Enabled(p.dualStack);
+  const loopbackIpv6 = capture.enableIpv6 === true ? host.loopbackIpv6?.() : undefined;
+  if (loopbackIpv6 !== undefined) capture.loopbackIpv6 = loopbackIpv6;
   capture.ownerGroups = ownerGroupFilter(p, input, warn);
   run.logTargets = p.logTargets ?? ['stderr'];
   return { capture: capture as unknown as CaptureConfig, run: run as unknown as RunConfig };

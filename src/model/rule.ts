@@ -4,6 +4,7 @@
  * validated (numbers, parsed prefixes, checked interface and owner names), so rendering them can
  * never produce more than one rule.
  */
+import type { CaptureConfig } from '../config/config.js';
 
 import type { OptionKey } from '../config/options.js';
 
@@ -167,6 +168,12 @@ export interface Plan {
   readonly routes: readonly RouteStep[];
   /** Notes about decisions the builder made (e.g. DNS capture disabled for lack of servers). */
   readonly notes: readonly string[];
+  /**
+   * The configuration the plan was built from: what a run with these settings owns under either
+   * mode (our rules in built-in chains, the routing) is built from it when a namespace is
+   * reconciled, cleaned or compared (build/owned.ts).
+   */
+  readonly capture: CaptureConfig;
 }
 
 /**

@@ -7,8 +7,11 @@ export interface Host {
   readonly env: Readonly<Record<string, string>>;
   /** False when the write failed (the process then exits 1, whatever the program returns). */
   write(fd: 1 | 2, text: string): boolean;
-  /** Throws an Error with `code` (ENOENT, EACCES, ...) as Node's fs does. */
-  readFile(path: string): string;
+  /**
+   * Throws an Error with `code` (ENOENT, EACCES, ...) as Node's fs does. With `ns` (a namespace's
+   * fd from openNamespace), the file is opened inside that network namespace.
+   */
+  readFile(path: string, ns?: number): string;
   exists(path: string): boolean;
   interfaces(): { name: string; family: 'IPv4' | 'IPv6'; address: string; internal: boolean }[];
   /**
@@ -24,6 +27,8 @@ export interface Host {
     env: readonly string[] | null,
     timeoutMs: number,
     done: (exitCode: number, signal: string | null, stdout: string, stderr: string, spawnError: string | null, timedOut: boolean) => void,
+    /** Run the child inside this network namespace (a namespace's fd from openNamespace), entered between fork and exec. */
+    ns?: number,
   ): number;
   /**
    * Give a waiting command (more of) its stdin, written as soon as the pipe takes it; with
@@ -69,20 +74,32 @@ export interface Host {
   /** The wall clock: microseconds since the epoch (CLOCK_REALTIME). */
   wallClock(): number;
   /**
-   * Routing over rtnetlink (native/netlink.c), in the namespace file `ns` (null: ours). op 0 add,
+   * Open a network namespace's file (native/netns.c): opened O_PATH, checked to be on nsfs,
+   * reopened through /proc/self/fd and checked to be a network namespace. Its fd (kept open) and
+   * id ("net:[inode]"). Throws an Error with `code` (an errno's name, or ENOTNETNS with `found`).
+   */
+  openNamespace(path: string): { fd: number; id: string };
+  /**
+   * One attempt at the run lock `name` (both forms of the abstract name) in namespace `ns` (an fd;
+   * null: ours): held, or who holds the forms in use (what this attempt bound stays bound).
+   */
+  lockAttempt(name: string, ns: number | null): LockAttempt;
+  /** Hold what the last attempt bound (the names in use are held by no run of ours). */
+  lockKeep(): void;
+  /** Give up the lock, or what the last attempt bound. */
+  lockRelease(): void;
+  /**
+   * Routing over rtnetlink (native/netlink.c), in namespace `ns` (an fd; null: ours). op 0 add,
    * 1 del; kind 0 fwmark rule, 1 local default route via lo, 2 address on lo; family 4 or 6.
    * null when done, else what failed.
    */
-  netlinkChange(ns: string | null, op: 0 | 1, kind: 0 | 1 | 2, family: 4 | 6, mark: number, table: number, address: string, prefixLength: number): NetlinkFailure | null;
-  /** Dump rules (kind 0), routes (1) or addresses (2) of a family; throws an Error with `code`. */
-  netlinkDump(ns: string | null, kind: 0, family: 4 | 6): NetlinkDump<NetlinkRule>;
-  netlinkDump(ns: string | null, kind: 1, family: 4 | 6): NetlinkDump<NetlinkRoute>;
-  netlinkDump(ns: string | null, kind: 2, family: 4 | 6): NetlinkDump<NetlinkAddress>;
-  /**
-   * Bind the abstract unix socket `name` (per network namespace; freed when this process ends),
-   * retrying while another process holds it: true once held, false when waitMs passed.
-   */
-  lock(name: string, waitMs: number, netns?: string): boolean;
+  netlinkChange(ns: number | null, op: 0 | 1, kind: 0 | 1 | 2, family: 4 | 6, mark: number, table: number, address: string, prefixLength: number): NetlinkFailure | null;
+  /** Dump rules (kind 0), routes (1) or addresses (2, every interface's) of a family; throws a NetlinkError. */
+  netlinkDump(ns: number | null, kind: 0, family: 4 | 6): NetlinkDump<NetlinkRule>;
+  netlinkDump(ns: number | null, kind: 1, family: 4 | 6): NetlinkDump<NetlinkRoute>;
+  netlinkDump(ns: number | null, kind: 2, family: 4 | 6): NetlinkDump<NetlinkAddress>;
+  /** The nf_tables tables of family ip (4) or ip6 (6); throws a NetlinkError. */
+  netlinkTables(ns: number | null, family: 4 | 6): string[];
 
   // Only in the istio-cni plugin's build (native/cni.c); absent in the entrypoint's.
   /** A non-blocking unix stream socket connected to path, its fd (use recv, send, wait, close). */
@@ -90,6 +107,24 @@ export interface Host {
   /** "<device>:<inode>" of what path names (stat); equal ids: the same namespace. */
   fileId?(path: string): string;
 }
+
+/** What one attempt at the run lock found. */
+export type LockAttempt =
+  | { readonly held: true }
+  | {
+      readonly held: false;
+      /** Each form of the name in use, and what holds it. */
+      readonly holders: readonly {
+        readonly form: 'padded' | 'exact';
+        /** Whether a connection got in (our holders listen and accept). */
+        readonly listening: boolean;
+        /** The holder's pid as this process sees it; 0: not listening, or not visible from here. */
+        readonly pid: number;
+        readonly uid: number | null;
+        /** CAP_NET_ADMIN in its effective set; null when it could not be read. */
+        readonly netAdmin: boolean | null;
+      }[];
+    };
 
 /** A netlink change that failed: the kernel's answer (errno, extended ack) or what failed before it. */
 export interface NetlinkFailure {

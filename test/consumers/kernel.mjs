@@ -28,7 +28,9 @@ const logger = { error: (m) => log.push(`error ${m}`), warn: (m) => log.push(`wa
 
 const config = await configFromArgs(args, process.env);
 const plan = buildPlan(config.capture);
-const options = { ...applyOptionsFrom(config.run), namespace, logger, ...(runnerKind === 'default' ? {} : { runner: recording }) };
+// Never this process's own namespace: a tool that meant a namespace and named none would program the host.
+if (!namespace) throw new Error('kernel.mjs: a namespace is required');
+const options = { ...applyOptionsFrom(config.run), networkNamespace: namespace, logger, ...(runnerKind === 'default' ? {} : { runner: recording }) };
 let report;
 let text;
 let error;

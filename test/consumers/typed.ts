@@ -16,6 +16,7 @@ import {
   detectHost,
   diff,
   fixedHost,
+  openNamespace,
   DEFAULT_SPORT,
   describeProvenance,
   parseExpectation,
@@ -26,6 +27,7 @@ import {
   renderTraceMermaid,
   renderTraceSvg,
   renderDiff,
+  renderDiffJson,
   renderIpCommands,
   renderJson,
   renderNft,
@@ -61,6 +63,7 @@ import {
   type FamilyDiff,
   type FamilyOutcome,
   type FamilyRules,
+  type Fact,
   type Flow,
   type FlowDefaults,
   type FlowInput,
@@ -68,6 +71,7 @@ import {
   type FlowState,
   type Hook,
   type HostFacts,
+  type HostFactsOptions,
   type InboundPorts,
   type IptablesBackend,
   type IptablesReport,
@@ -77,6 +81,7 @@ import {
   type Logger,
   type Match,
   type NamespaceOptions,
+  type NamespaceTarget,
   type NftRenderOptions,
   type NftablesReport,
   type Operation,
@@ -97,9 +102,12 @@ import {
   type OwnerId,
   type Plan,
   type PortOrRange,
+  type ProbeOptions,
+  type ProbeResult,
   type Protocol,
   type Provenance,
   type RawOptions,
+  type RouteDifference,
   type RouteStep,
   type Rule,
   type RuleDifference,
@@ -225,9 +233,9 @@ const pictures: string[] = [renderPlanSvg(plan), renderPlanMermaid(plan), render
 const runner: CommandRunner = async (argv: readonly string[], stdin?: string): Promise<CommandResult> => ({ exitCode: argv.length > 0 && stdin !== '' ? 0 : 1, stdout: '', stderr: '' });
 // A logger may read a record's fields (the CLI's JSON layout writes them), or ignore them.
 const logger: Logger = { error: () => {}, warn: () => {}, info: (_msg: string, fields?: LogFields) => void fields?.['command'], debug: () => {}, enabled: (l: LogLevel) => l !== 'debug' };
-const where: NamespaceOptions = { namespace: '/proc/1/ns/net', runner, logger };
-const applyOptions: ApplyOptions = { ...applyOptionsFrom(run), ...where, reconcile: false, force: true, nftables: false };
-const cleanupOptions: CleanupOptions = { ...where, backend: 'nft' };
+const where: NamespaceOptions = { networkNamespace: '/proc/1/ns/net', runner, logger };
+const applyOptions: ApplyOptions = { ...applyOptionsFrom(run), ...where, reconcile: false, forceApply: true, nativeNftables: false };
+const cleanupOptions: CleanupOptions = { ...where, forceIptablesBinary: 'nft' };
 const diffOptions: DiffOptions = where;
 
 function outcomeOf(report: ApplyReport): FamilyOutcome | undefined {
@@ -242,7 +250,8 @@ function outcomeOf(report: ApplyReport): FamilyOutcome | undefined {
 function describeDiff(report: DiffReport): string {
   const first: FamilyDiff | undefined = report.families[0];
   const rules: readonly RuleDifference[] = first?.rules ?? [];
-  return `${renderDiff(report)}${rules.map((d) => d.kind).join(',')}`;
+  const routes: readonly RouteDifference[] = report.routes;
+  return `${renderDiff(report)}${renderDiffJson(report)}${rules.map((d) => d.kind).join(',')}${routes.map((r) => r.step.kind).join(',')}`;
 }
 
 function sourceOf(err: unknown): string {
@@ -260,10 +269,20 @@ export async function main(): Promise<string[]> {
   const applied = await apply(buildPlan(fromArgs.capture), applyOptions).catch((err: unknown) => sourceOf(err));
   const cleaned = await cleanup(plan, cleanupOptions);
   const diffed = await diff(plan, diffOptions);
+  const opened: NamespaceTarget = await openNamespace(where);
+  const factsOptions: HostFactsOptions = { env, read: { addresses: true, loopback: false } };
+  const facts: HostFacts = await opened.hostFacts(factsOptions);
+  const fact: Fact<boolean> = await opened.ipv6(false);
+  const ipv6 = fact.value && facts.ipv6Enabled(false);
+  const probe: ProbeOptions = { family: 'ipv4', listenPorts: [15001], probePort: 15002, timeoutMs: 1000, uid: 1337, gid: 1337 };
+  const probed: ProbeResult = await opened.probe(probe);
+  opened.close();
   return [
     typeof applied === 'string' ? applied : (outcomeOf(applied) ?? ''),
     outcomeOf(cleaned) ?? '',
     describeDiff(diffed),
+    String(ipv6),
+    probed.detail,
     ...texts,
     [kind, group, commands?.join(',') ?? 'all', valueName, port, portList.length, dryRunValue, ownerGroups.all, level, targets.join(','), ruleFamily, outboundPorts.length, forced, inbound.kind, outbound.kind, excluded.hasLoopback, groups.kind, uid, family, table, chain, own, builtin, op?.kind, target?.kind, protocol, cidr?.address, step?.kind, doc.nftScript, verdict, hook, action, use?.key, reason.text, peer?.port, lines.length, explainedOption?.flag, output, DEFAULT_SPORT, ...pictures].join(' '),
   ];

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -119,24 +119,11 @@ function fakeBin(scripts: Record<string, string>): string {
 }
 
 /**
- * A fake `ip` failing any command that matches a shell pattern (family flag included, e.g.
- * *"-6 route add"*), run as one command or as a line of `ip -4|-6 -batch -`, where, like ip, it
- * stops at that line and names it; everything else goes to the real ip.
+ * A fake `ip` failing, as ip does (exit 2, "RTNETLINK answers: ..."), any command that matches a
+ * shell pattern (family flag included, e.g. *"-6 route add"*); everything else goes to the real ip.
  */
 function failingIp(pattern: string): string {
-  return [
-    'if [ "$2" = "-batch" ] && [ "$3" = "-" ]; then',
-    '  n=0',
-    '  while IFS= read -r line; do',
-    '    n=$((n+1))',
-    `    case "$1 $line" in ${pattern}) echo "RTNETLINK answers: injected" >&2; echo "Command failed -:$n" >&2; exit 1;; esac`,
-    '    /usr/sbin/ip "$1" $line || { echo "Command failed -:$n" >&2; exit 1; }',
-    '  done',
-    '  exit 0',
-    'fi',
-    `case "$*" in ${pattern}) echo "RTNETLINK answers: injected" >&2; exit 2;; esac`,
-    'exec /usr/sbin/ip "$@"',
-  ].join('\n');
+  return [`case "$*" in ${pattern}) echo "RTNETLINK answers: injected" >&2; exit 2;; esac`, 'exec /usr/sbin/ip "$@"'].join('\n');
 }
 
 describe('injected failures leave nothing behind', () => {
@@ -234,44 +221,45 @@ const PROGRAMS = [
 ] as const;
 
 describe.each(PROGRAMS)('validation probe ($name)', (program) => {
-  /** `ip` first on PATH: the real one, each call logged, to count how often the probe enters the namespace. */
-  function loggedIp(): { dir: string; log: string } {
-    const dir = mkdtempSync(join(tmpdir(), 'iit-ip-'));
-    const log = join(dir, 'calls');
-    const real = ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].find((p) => existsSync(p));
-    if (real === undefined) throw new Error('ip (iproute2) is needed for the kernel tests');
-    writeFileSync(join(dir, 'ip'), `#!/bin/sh\necho "$*" >> '${log}'\nexec ${real} "$@"\n`);
-    chmodSync(join(dir, 'ip'), 0o755);
-    return { dir, log };
-  }
-  const calls = (log: string): string[] => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n') : []);
   const PATH = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin';
   const run = (args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
     execa(program.argv[0], [...program.argv.slice(1), ...args], { reject: false, env: { PATH, ...env }, extendEnv: false, timeout: 60_000 });
+  /**
+   * The run under strace: every program it started, as its argv (how often the probe enters the
+   * namespace: nsenter under Node, the runtime's own spawn in the entrypoint, which strace sees
+   * exec this executable again).
+   */
+  const traced = async (args: readonly string[], env: NodeJS.ProcessEnv = {}) => {
+    const dir = mkdtempSync(join(tmpdir(), 'iit-strace-'));
+    const out = join(dir, 'trace');
+    try {
+      const r = await execa('strace', ['-f', '-qq', '-s', '256', '-e', 'trace=execve', '-o', out, ...program.argv, ...args], { reject: false, env: { PATH, ...env }, extendEnv: false, timeout: 60_000 });
+      const execs = readFileSync(out, 'utf8')
+        .split('\n')
+        .filter((l) => / execve\(.* = 0$/.test(l))
+        .map((l) => [...(/execve\("[^"]*", \[(.*)\], /.exec(l)?.[1] ?? '').matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1] ?? '').join(' '));
+      return { ...r, execs };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
 
   it.each([
     ['--network-namespace', (ns: Netns) => ({ args: ['--network-namespace', ns.name], env: {} })],
     ['NETWORK_NAMESPACE', (ns: Netns) => ({ args: [], env: { NETWORK_NAMESPACE: ns.name } })],
   ] as const)('namespace from %s: 126 without the rules, 0 once applied; the probe enters the namespace once, given the parsed configuration', async (_how, given) => {
     await withNetns('probe', async (ns) => {
-      const ip = loggedIp();
-      try {
-        const { args, env } = given(ns);
-        const withIp = { ...env, PATH: `${ip.dir}:${PATH}` };
-        const before = await run([...REDIRECT_V4, '--run-validation', '--skip-rule-apply', '--probe-timeout', '1s', ...args], withIp);
-        expect(before.exitCode, before.stderr).toBe(126);
-        expect(before.stderr).toMatch(/validation failed.*127\.0\.0\.6:15002 did not reach 127\.0\.0\.1 ports 15001, 15006 within 1000 ms/);
-        // One `ip netns exec NS <self> __probe <parameters>`, nothing nested, no flags re-read.
-        const probes = calls(ip.log).filter((c) => c.includes('__probe'));
-        expect(probes).toEqual([`netns exec ${ns.name} ${program.argv.join(' ')} __probe family=ipv4 listen=15001,15006 port=15002 timeout=1000 uid=1337 gid=1337`]);
-        expect(calls(ip.log).filter((c) => c.startsWith('netns exec') && c.includes('--run-validation'))).toEqual([]);
-        const applied = await run([...REDIRECT_V4, '--run-validation', '--probe-timeout', '3s', ...args], withIp);
-        expect(applied.exitCode, applied.stderr).toBe(0);
-        expect(applied.stderr).toMatch(/validation passed: 127\.0\.0\.6:15002 reached our listener on 127\.0\.0\.1 \(15001, 15006\)/);
-        expect(calls(ip.log).filter((c) => c.includes('__probe'))).toHaveLength(2);
-      } finally {
-        rmSync(ip.dir, { recursive: true, force: true });
-      }
+      const { args, env } = given(ns);
+      const before = await traced([...REDIRECT_V4, '--run-validation', '--skip-rule-apply', '--probe-timeout', '1s', ...args], env);
+      expect(before.exitCode, before.stderr).toBe(126);
+      expect(before.stderr).toMatch(/validation failed.*127\.0\.0\.6:15002 did not reach 127\.0\.0\.1 ports 15001, 15006 within 1000 ms/);
+      // One probe in the namespace, given its parameters (under Node through nsenter, which execs it); nothing nested, no flags re-read.
+      const probe = `${program.argv.join(' ')} __probe family=ipv4 listen=15001,15006 port=15002 timeout=1000 uid=1337 gid=1337`;
+      expect(before.execs.filter((c) => c.includes('__probe '))).toEqual(program.name === 'node bin' ? [`nsenter --net=/proc/self/fd/3 -- ${probe}`, probe] : [probe]);
+      expect(before.execs.filter((c) => c.includes('--run-validation'))).toHaveLength(1);
+      const applied = await run([...REDIRECT_V4, '--run-validation', '--probe-timeout', '3s', ...args], env);
+      expect(applied.exitCode, applied.stderr).toBe(0);
+      expect(applied.stderr).toMatch(/validation passed: 127\.0\.0\.6:15002 reached our listener on 127\.0\.0\.1 \(15001, 15006\)/);
     });
   });
 
@@ -319,7 +307,7 @@ describe.each(PROGRAMS)('validation probe ($name)', (program) => {
   });
 });
 
-describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name; fast path for a fresh namespace)', (program) => {
+describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name; the entrypoint takes the fresh path in a fresh namespace)', (program) => {
   const inside = (ns: Netns, args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
     execa('ip', ['netns', 'exec', ns.name, ...program.argv, ...args], { reject: false, env, timeout: 30_000 });
 
@@ -331,7 +319,8 @@ describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name
       await withNetns('careful', async (careful) => {
         const a = await inside(fast, args);
         expect(a.exitCode, a.stderr).toBe(0);
-        expect(a.stderr).toContain('no legacy tables in this namespace; nft preferred');
+        // The entrypoint knows the backend from the namespace's /proc/net, without a save; Node reads it with the saves.
+        expect(a.stderr).toContain(program.name === 'entrypoint' ? 'no legacy tables (/proc/net/ip{,6}_tables_names (this namespace)); nft preferred' : 'no rules in either backend; nft preferred');
         expect((await apply(careful, args)).code).toBe(0);
         const state = await snapshot(fast);
         expect(state).toBe(await snapshot(careful));
@@ -366,7 +355,7 @@ describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name
     injected.push(['ip -6 route add', { ip: failingIp('*"-6 route add"*') }, /route add local ::\/0 .*failed/]);
     injected.push(['ip -4 rule add', { ip: failingIp('*"-4 rule add"*') }, /ip -4 rule add fwmark 1337 lookup 133 failed/]);
   }
-  it.each(injected)('a failing %s in the fast path leaves nothing behind', async (_n, scripts, message) => {
+  it.each(injected)('a failing %s leaves nothing behind', async (_n, scripts, message) => {
     const dir = fakeBin(scripts);
     await withNetns('fastfail', async (ns) => {
       const pristine = await snapshot(ns);
@@ -377,20 +366,6 @@ describe.each(PROGRAMS)('inside the namespace, as the init container runs ($name
     });
   });
 
-  if (viaIp) {
-    it('ip -batch stops at a failing line: the lines before it are undone, the failing command is named', async () => {
-      // IPv6 steps in order: loopback address, fwmark rule, local route; the route (line 3) fails.
-      const dir = fakeBin({ ip: failingIp('*"-6 route add"*') });
-      await withNetns('batchfail', async (ns) => {
-        const pristine = await snapshot(ns);
-        const r = await inside(ns, [...TPROXY_DUAL, '--log_output_level=default:debug'], fakesFirst(dir));
-        expect(r.exitCode).toBe(1);
-        expect(r.stderr).toContain('first attempt did not apply cleanly (ip -6 route add local ::/0 dev lo table 133: RTNETLINK answers: injected)');
-        expect(r.stderr).not.toMatch(/undoing the first attempt was incomplete/);
-        expect(await snapshot(ns)).toBe(pristine);
-      });
-    });
-  }
 });
 
 describe('native nftables (--native-nftables)', () => {

@@ -154,7 +154,7 @@ describe(`the agent's image (${IMAGE}) run as the DaemonSet runs it`, () => {
       expect(r.exitCode, r.stdout + r.stderr).toBe(0);
       expect(r.json).toEqual(PREV);
       const plan = buildPlan(redirectConfig(redirectFor(factsFromPod(POD)), netns, false, fixedHost({ ipv6: false })).capture);
-      expect((await diff(plan, { namespace: netns })).inSync).toBe(true);
+      expect((await diff(plan, { networkNamespace: netns })).inSync).toBe(true);
       expect((await ns.run('iptables-save', ['-t', 'nat'])).stdout).toMatch(/-A ISTIO_OUTPUT -p tcp -m tcp --dport 5432 -j RETURN/);
       // The agent's resident memory after answering, as the image runs it (printed, not asserted: bench/ measures).
       const rss = await inContainer(['sh', '-c', 'grep VmRSS /proc/1/status']);

@@ -196,7 +196,7 @@ describe('podman (CNI backend) with bridge + host-local + istio-cni', () => {
   it('a captured pod: its namespace equals the plan, it keeps its bridge address, its validation exits 0', async () => {
     const pl = await play('h6-captured', true);
     expect(pl.validationExit).toBe(0);
-    const report = await diff(planFor(pl.name, pl.netns), { namespace: pl.netns });
+    const report = await diff(planFor(pl.name, pl.netns), { networkNamespace: pl.netns });
     expect(report.inSync).toBe(true);
     expect((await inPod(pl, 'iptables-save', ['-t', 'nat'])).stdout).toMatch(/-A ISTIO_OUTPUT -j ISTIO_REDIRECT/);
     expect(pl.address).toMatch(new RegExp(`^${SUBNET.replace(/\./g, '\\.')}\\.\\d+$`));
@@ -225,7 +225,7 @@ describe('podman (CNI backend) with bridge + host-local + istio-cni', () => {
   it('four pods started at once all end right', async () => {
     const four = await Promise.all([play('h6-four-a', true), play('h6-four-b', false), play('h6-four-c', true), play('h6-four-d', true)]);
     expect(four.map((x) => x.validationExit)).toEqual([0, 126, 0, 0]);
-    for (const pl of four.filter((x) => x.validationExit === 0)) expect((await diff(planFor(pl.name, pl.netns), { namespace: pl.netns })).inSync, pl.name).toBe(true);
+    for (const pl of four.filter((x) => x.validationExit === 0)) expect((await diff(planFor(pl.name, pl.netns), { networkNamespace: pl.netns })).inSync, pl.name).toBe(true);
     expect(new Set(four.map((x) => x.address)).size).toBe(4);
   });
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { processRunner } from '../../src/apply/runner.js';
+import { platform } from '../../src/platform/node.js';
 import { ROOT } from '../support/cli.js';
 import { snapshot, withNetns, type Netns } from './netns.js';
 
@@ -68,16 +68,119 @@ describe('the run lock is the namespace\'s, however a run names it', () => {
     ['the Node CLI', NODE_BIN],
   ])('held from outside by the library (namespace by path): %s inside the namespace waits for it', async (_how, program) => {
     await withNetns('lockout', async (ns) => {
-      const lock = processRunner({ namespace: `/var/run/netns/${ns.name}` }).lock;
-      const release = await lock?.(0);
-      expect(release).toBeTypeOf('function');
-      // Taken again by the same process: at once. Another name for the same namespace: the same lock, also ours.
-      expect(await lock?.(0)).toBeTypeOf('function');
-      const run = execa('ip', ['netns', 'exec', ns.name, ...program, ...CONFIG], { reject: false, timeout: 60_000, env: { PATH }, extendEnv: false });
-      await waitsForTheLock(ns, run, async () => release?.());
+      const opened = await platform.openNamespace(`/var/run/netns/${ns.name}`, `/var/run/netns/${ns.name}`);
+      const lock = platform.lock(opened);
+      try {
+        expect(await lock.attempt()).toEqual({ held: true });
+        // Asked again, from another holder of ours: a run of ours holds it (listening, CAP_NET_ADMIN).
+        const other = platform.lock(opened);
+        const again = await other.attempt();
+        other.release();
+        expect(again.held).toBe(false);
+        expect(again.held ? [] : again.holders.map((h) => [h.listening, h.netAdmin])).toContainEqual([true, true]);
+        const run = execa('ip', ['netns', 'exec', ns.name, ...program, ...CONFIG], { reject: false, timeout: 60_000, env: { PATH }, extendEnv: false });
+        await waitsForTheLock(ns, run, async () => lock.release());
+      } finally {
+        lock.release();
+        platform.closeNamespace(opened);
+      }
+    });
+  }, 60_000);
+});
+
+/**
+ * A process with no capabilities at all, as uid 65534, holding the lock's name in the namespace,
+ * in both forms (the name alone, and padded to the whole of sun_path as Node binds it): listening
+ * (a connection gets in, and the kernel names it), or only bound (no connection gets in). Resolves
+ * once it holds them.
+ */
+async function squat(ns: Netns, listen: boolean): Promise<{ release: () => Promise<void> }> {
+  const py = [
+    'import socket, sys',
+    "name = b'istio-iptables/run'",
+    'held = []',
+    "for addr in (b'\\0' + name, b'\\0' + name + b'\\0' * (107 - len(name))):",
+    '    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+    '    s.bind(addr)',
+    ...(listen ? ['    s.listen(1)'] : []),
+    '    held.append(s)',
+    "print('held', flush=True)",
+    'sys.stdin.read()',
+  ].join('\n');
+  const nobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--ambient-caps=-all', '--bounding-set=-all'];
+  // Debian's python3 by its path: a per-user shim on PATH is not readable by uid 65534.
+  const holder = execa('ip', ['netns', 'exec', ns.name, ...nobody, '/usr/bin/python3', '-c', py], { stdin: 'pipe', reject: false, timeout: 60_000 });
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout?.once('data', () => resolve());
+    void holder.then((r) => reject(new Error(`the squatter ended before holding the name: ${r.stderr}`)));
+  });
+  // It holds them, and has no capability: what the runs below must not wait for.
+  const status = (await execa('cat', [`/proc/${holder.pid}/status`])).stdout;
+  expect(status).toMatch(/^Uid:\s+65534/m);
+  expect(status).toMatch(/^CapEff:\s+0+$/m);
+  return {
+    release: async () => {
+      holder.stdin?.end();
+      await holder;
+    },
+  };
+}
+
+describe('a lock no unprivileged process can hold hostage', () => {
+  const timed = async (argv: readonly string[]) => {
+    const t0 = Date.now();
+    const [cmd = '', ...args] = argv;
+    const r = await execa(cmd, args, { reject: false, timeout: 60_000, env: { PATH }, extendEnv: false });
+    return { ...r, ms: Date.now() - t0 };
+  };
+  it.each([
+    ['the entrypoint', true, [ENTRYPOINT]],
+    ['the entrypoint', false, [ENTRYPOINT]],
+    ['the Node CLI', true, NODE_BIN],
+    ['the Node CLI', false, NODE_BIN],
+  ] as const)('%s from outside, the name held by uid 65534 without capabilities (listening: %s): less than a second late, and it applies', async (_how, listen, program) => {
+    await withNetns('squat', async (ns) => {
+      await withNetns('squatref', async (ref) => {
+        // The same run where nobody holds the name: the time to beat by less than a second.
+        const baseline = await timed([...program, ...CONFIG, '--network-namespace', ref.name]);
+        expect(baseline.exitCode, String(baseline.stderr)).toBe(0);
+        const squatter = await squat(ns, listen);
+        try {
+          const r = await timed([...program, ...CONFIG, '--network-namespace', ns.name]);
+          expect(r.exitCode, String(r.stderr)).toBe(0);
+          expect(r.ms - baseline.ms).toBeLessThan(1000);
+          expect(String(r.stderr)).toMatch(listen ? /held by pid \d+ \(uid 65534\), without CAP_NET_ADMIN: no run of ours; going on without waiting/ : /held by a process, bound without listening.*: no run of ours/);
+          expect(await snapshot(ns)).toBe(await snapshot(ref));
+        } finally {
+          await squatter.release();
+        }
+      });
     });
   }, 60_000);
 
+  it('a run of ours holding it is waited for, and the wait is logged with its pid and how long', async () => {
+    await withNetns('lockpid', async (ns) => {
+      const opened = await platform.openNamespace(`/var/run/netns/${ns.name}`, ns.name);
+      const lock = platform.lock(opened);
+      try {
+        expect(await lock.attempt()).toEqual({ held: true });
+        const run = execa(ENTRYPOINT, [...CONFIG, '--network-namespace', ns.name], { reject: false, timeout: 60_000, env: { PATH }, extendEnv: false });
+        await new Promise((r) => setTimeout(r, 700));
+        lock.release();
+        const r = await run;
+        expect(r.exitCode, r.stderr).toBe(0);
+        expect(r.stderr).toMatch(/waiting for the network namespace's run lock \(istio-iptables\/run\), held by pid \d+ \(uid 0\), with CAP_NET_ADMIN \(up to 30 s\)/);
+        const took = /took the run lock after (\d+) ms/.exec(r.stderr);
+        expect(Number(took?.[1])).toBeGreaterThanOrEqual(300);
+      } finally {
+        lock.release();
+        platform.closeNamespace(opened);
+      }
+    });
+  }, 60_000);
+});
+
+describe('the run lock within the run\'s deadline', () => {
   it.each([
     ['the entrypoint', [ENTRYPOINT]],
     ['the Node CLI', NODE_BIN],
@@ -89,24 +192,12 @@ describe('the run lock is the namespace\'s, however a run names it', () => {
         const t0 = Date.now();
         const r = await execa('ip', ['netns', 'exec', ns.name, ...program, ...CONFIG, '--run-timeout', '2s'], { reject: false, timeout: 60_000, env: { PATH }, extendEnv: false });
         expect(r.exitCode, r.stderr).toBe(1);
-        expect(r.stderr).toMatch(/the run did not finish within its deadline \(--run-timeout 2s\) and stopped: another istio-iptables run held the network namespace's run lock for the [12](\.\d)? s this run waited; nothing was changed/);
+        expect(r.stderr).toMatch(/the run did not finish within its deadline \(--run-timeout 2s\) and stopped: another istio-iptables run \(pid \d+ \(uid 0\), with CAP_NET_ADMIN\) held the network namespace's run lock for the [12](\.\d)? s this run waited; nothing was changed/);
         expect(Date.now() - t0).toBeLessThan(20_000);
         expect(await snapshot(ns)).toBe(before);
       } finally {
         await holder.release();
       }
-    });
-  }, 60_000);
-
-  it('held inside: the library from outside gets no lock within its wait, then gets it once released', async () => {
-    await withNetns('lockwait', async (ns) => {
-      const holder = await holdInside(ns);
-      const runner = processRunner({ namespace: ns.name });
-      expect(await runner.lock?.(300)).toBeUndefined();
-      await holder.release();
-      const release = await runner.lock?.(5000);
-      expect(release).toBeTypeOf('function');
-      release?.();
     });
   }, 60_000);
 });

@@ -157,12 +157,12 @@ describe('netlink (entrypoint) and ip (Node CLI) leave the same kernel state', (
   });
 });
 
-describe('netlink failures: the same message as ip, and the namespace left as it was', () => {
+describe('netlink failures: the failing step named, what the kernel said, and the namespace left as it was', () => {
   /**
    * Run both with the same set-up (and fake programs first on PATH, if given; no `ip` for the
-   * entrypoint); both must fail with the same last line and leave `pristine`.
+   * entrypoint); both must fail and leave `pristine`. Their last lines: the entrypoint's, then Node's.
    */
-  async function bothFail(args: readonly string[], setup: (ns: Netns) => Promise<void>, fakes?: string): Promise<string> {
+  async function bothFail(args: readonly string[], setup: (ns: Netns) => Promise<void>, fakes?: string): Promise<[string, string]> {
     const first = (path: string) => (fakes === undefined ? path : `${fakes}:${path}`);
     return withNetns('nlfail', async (nl) =>
       withNetns('ipfail', async (ip) => {
@@ -173,39 +173,47 @@ describe('netlink failures: the same message as ip, and the namespace left as it
         const b = await node(ip, args, { PATH: first(process.env['PATH'] ?? '') });
         expect(a.exitCode, a.stderr).toBe(1);
         expect(b.code, b.stderr).toBe(1);
-        expect(lastLine(a.stderr)).toBe(lastLine(b.stderr));
         expect(await snapshot(nl)).toBe(pristine);
         expect(await snapshot(ip)).toBe(pristine);
-        return lastLine(a.stderr);
+        return [lastLine(a.stderr), lastLine(b.stderr)];
       }),
     );
   }
 
   it('lo down: the IPv6 local route is refused (extended ack), everything added before it is removed', async () => {
-    const line = await bothFail(TPROXY_DUAL, async (ns) => void (await ns.run('ip', ['link', 'set', 'lo', 'down'])));
-    expect(line).toBe('istio-iptables: ip -6 route add local ::/0 dev lo table 133 failed (exit 2): Error: Nexthop device is not up.');
+    const lines = await bothFail(TPROXY_DUAL, async (ns) => void (await ns.run('ip', ['link', 'set', 'lo', 'down'])));
+    expect(lines).toEqual([
+      'istio-iptables: ip -6 route add local ::/0 dev lo table 133 failed (netlink, ENETDOWN): Nexthop device is not up',
+      'istio-iptables: ip -6 route add local ::/0 dev lo table 133 failed (exit 2): Error: Nexthop device is not up.',
+    ]);
   });
 
   it('native nftables, lo down: the tables loaded are put back as well', async () => {
-    const line = await bothFail([...TPROXY_DUAL, '--native-nftables'], async (ns) => void (await ns.run('ip', ['link', 'set', 'lo', 'down'])));
-    expect(line).toBe('istio-iptables: ip -6 route add local ::/0 dev lo table 133 failed (exit 2): Error: Nexthop device is not up.');
+    const lines = await bothFail([...TPROXY_DUAL, '--native-nftables'], async (ns) => void (await ns.run('ip', ['link', 'set', 'lo', 'down'])));
+    expect(lines).toEqual([
+      'istio-iptables: ip -6 route add local ::/0 dev lo table 133 failed (netlink, ENETDOWN): Nexthop device is not up',
+      'istio-iptables: ip -6 route add local ::/0 dev lo table 133 failed (exit 2): Error: Nexthop device is not up.',
+    ]);
   });
 
-  it('the fast path stops a family at its failing step and undoes the steps before it, naming the failing one', async () => {
+  it('the fresh path stops a family at its failing step and undoes the steps before it, naming the failing one', async () => {
     await withNetns('nlfast', async (ns) => {
       await ns.run('ip', ['link', 'set', 'lo', 'down']);
       const pristine = await snapshot(ns);
       const r = await entrypoint(ns, [...TPROXY_DUAL, '--log_output_level=default:debug']);
       expect(r.exitCode).toBe(1);
-      expect(r.stderr).toContain('first attempt did not apply cleanly (ip -6 route add local ::/0 dev lo table 133: Error: Nexthop device is not up.)');
+      expect(r.stderr).toContain('first attempt did not apply cleanly (ip -6 route add local ::/0 dev lo table 133 failed (netlink, ENETDOWN): Nexthop device is not up)');
       expect(r.stderr).not.toMatch(/undoing the first attempt was incomplete|rollback incomplete/);
       expect(await snapshot(ns)).toBe(pristine);
     });
   });
 
   it('a conflicting route in table 133: File exists, and the foreign route stays', async () => {
-    const line = await bothFail(TPROXY_DUAL, async (ns) => void (await ns.run('ip', ['-4', 'route', 'add', 'unreachable', 'default', 'table', '133'])));
-    expect(line).toBe('istio-iptables: ip -4 route add local 0.0.0.0/0 dev lo table 133 failed (exit 2): RTNETLINK answers: File exists');
+    const lines = await bothFail(TPROXY_DUAL, async (ns) => void (await ns.run('ip', ['-4', 'route', 'add', 'unreachable', 'default', 'table', '133'])));
+    expect(lines).toEqual([
+      'istio-iptables: ip -4 route add local 0.0.0.0/0 dev lo table 133 failed (netlink, EEXIST): File exists',
+      'istio-iptables: ip -4 route add local 0.0.0.0/0 dev lo table 133 failed (exit 2): RTNETLINK answers: File exists',
+    ]);
   });
 
   it('a failing ip6tables restore after the routing was added: only what this run added is removed', async () => {
@@ -216,8 +224,8 @@ describe('netlink failures: the same message as ip, and the namespace left as it
     };
     // Shell built-ins only: the entrypoint's PATH holds nothing else.
     const dir = fakeBin({ 'ip6tables-nft-restore': 'while read -r _; do :; done; echo "ip6tables-restore: line 3 failed: injected" >&2; exit 1' });
-    const line = await bothFail(TPROXY_DUAL, setup, dir);
-    expect(line).toMatch(/ip6tables-nft-restore --noflush failed \(exit 1\): ip6tables-restore: line 3 failed: injected/);
+    const lines = await bothFail(TPROXY_DUAL, setup, dir);
+    for (const line of lines) expect(line).toMatch(/ip6tables-nft-restore --noflush failed \(exit 1\): ip6tables-restore: line 3 failed: injected/);
   });
 });
 

@@ -90,7 +90,8 @@ describe.each([
 
         const after = await tool('diff', lib, 'default', args);
         expect(after.report.inSync).toBe(true);
-        expect(after.text).toBe(families.map((f) => `${f}: in sync with the plan (nft backend)\n`).join(''));
+        // A family the plan does not have is compared too: nothing of ours there.
+        expect(after.text).toBe(families.length === 2 ? 'ipv4: in sync with the plan (nft backend)\nipv6: in sync with the plan (nft backend)\n' : 'ipv4: in sync with the plan (nft backend)\nipv6: in sync with the plan (nft backend; the plan has no rules for this family)\n');
         const cliDiff = await pkg.run('node', [join(pkg.project, 'node_modules', '.bin', 'istio-iptables'), 'diff', ...args.slice(1), '--network-namespace', lib.name]);
         expect(cliDiff.stdout).toBe(after.text);
         expect(cliDiff.exitCode).toBe(0);

@@ -77,9 +77,15 @@ export function targetFacts(h: Host, netns: string): HostFacts {
     dnsServers: () => ({ ipv4: [], ipv6: [] }),
     ipv6Enabled(dualStack) {
       const addresses: InterfaceAddress[] = [];
-      for (const family of [4, 6] as const) {
-        const dump = h.netlinkDump(netns, 2, family);
-        for (const a of dump.items) addresses.push({ address: a.address, family: family === 4 ? 'IPv4' : 'IPv6' });
+      // Read through the namespace's descriptor, opened and checked as the one door opens it.
+      const { fd } = h.openNamespace(netns);
+      try {
+        for (const family of [4, 6] as const) {
+          const dump = h.netlinkDump(fd, 2, family);
+          for (const a of dump.items) addresses.push({ address: a.address, family: family === 4 ? 'IPv4' : 'IPv6' });
+        }
+      } finally {
+        h.close(fd);
       }
       if (!addresses.some(({ address }) => usableAddress(address) !== null)) throw new Error(`no valid local IP address found in the pod's network namespace ${netns}`);
       return ipv6FromAddresses(addresses, dualStack);

@@ -24,15 +24,16 @@ const registry = (): Map<string, Started> => ((globalThis as Record<string, unkn
 const key = (argv: readonly string[]) => argv.join('\0');
 
 /**
- * Start a command (env: NAME=value strings, all it gets; null: none) with `input` on stdin: null for none, undefined to wait for
- * feed(). The result arrives through `finished`.
+ * Start a command (env: NAME=value strings, all it gets; null: none) with `input` on stdin: null
+ * for none, undefined to wait for feed(); inside the namespace whose descriptor is `ns`, when
+ * given. The result arrives through `finished`.
  */
-export function spawnCommand(h: Host, argv: readonly string[], input: null | undefined, env: readonly string[] | null, timeoutMs: number): Started {
+export function spawnCommand(h: Host, argv: readonly string[], input: null | undefined, env: readonly string[] | null, timeoutMs: number, ns?: number): Started {
   let resolve!: (f: Finished) => void;
   const finished = new Promise<Finished>((r) => (resolve = r));
-  const pid = h.spawn(argv, input, env, timeoutMs, (exitCode, _signal, stdout, stderr, spawnError, timedOut) =>
-    resolve({ exitCode, stdout, stderr, spawnError, timedOut }),
-  );
+  const done = (exitCode: number, _signal: string | null, stdout: string, stderr: string, spawnError: string | null, timedOut: boolean) =>
+    resolve({ exitCode, stdout, stderr, spawnError, timedOut });
+  const pid = ns === undefined ? h.spawn(argv, input, env, timeoutMs, done) : h.spawn(argv, input, env, timeoutMs, done, ns);
   return { pid, finished };
 }
 

@@ -1,50 +1,51 @@
 /**
- * The entrypoint's routing steps over rtnetlink (native/netlink.c), in place of running `ip`:
- * no process per family, and it works without root (the entrypoint holds cap_net_admin as a file
- * capability in the non-root image; `ip` would drop its capabilities there). The kernel ends in
- * the same state as with `ip` (the same requests), and each result reads as `ip`'s would: exit
- * status 2 and `RTNETLINK answers: File exists`, or ip's `Error: <the kernel's message>.`.
+ * The entrypoint's view of a namespace's kernel over netlink (native/netlink.c), in place of
+ * running `ip`: no process per family, and it works without root (the entrypoint holds
+ * cap_net_admin as a file capability in the non-root image; `ip` would drop its capabilities
+ * there). The kernel ends in the same state as with `ip` (the same requests); a failure is what
+ * the kernel or the socket said (errno, extended ack, where), worded by apply/routes.ts.
  */
 import type { Family, RouteStep } from '../../model/rule.js';
-import { namespaceFile, type RunResult } from '../../apply/commands.js';
-import type { RouteBackend, RouteState } from '../../apply/routes.js';
+import type { RouteBackend, RouteFailure, RouteState } from '../../apply/routes.js';
 import { ApplyError } from '../../errors.js';
-import type { Host, NetlinkAddress, NetlinkDump, NetlinkFailure, NetlinkRoute, NetlinkRule } from '../host.js';
+import type { InterfaceAddress } from '../../config/host.js';
+import type { Host, NetlinkAddress, NetlinkDump, NetlinkRoute, NetlinkRule } from '../host.js';
 
 const RTN_LOCAL = 2;
 const KIND = { fwmarkRule: 0, localRoute: 1, loopbackAddress: 2 } as const;
 const fam = (f: Family): 4 | 6 => (f === 'ipv4' ? 4 : 6);
 
-/** A change's outcome as `ip` reports it. */
-export function ipResult(f: NetlinkFailure | null, ns: string | null): RunResult {
-  if (f === null) return { exitCode: 0, stdout: '', stderr: '', notFound: false };
-  const [exitCode, line] =
-    f.where === 'kernel'
-      ? [2, f.extack === null ? `RTNETLINK answers: ${f.text}` : `Error: ${f.extack}${f.extack.endsWith('.') ? '' : '.'}`]
-      : f.where === 'device'
-        ? [1, 'Cannot find device "lo"']
-        : f.where === 'namespace'
-          ? [1, `Cannot open network namespace "${ns ?? ''}": ${f.text}`]
-          : [1, `rtnetlink: ${f.text}`];
-  return { exitCode, stdout: '', stderr: `${line}\n`, notFound: false };
+/** A netlink read that failed, as the error a run ends with. */
+function readError(err: unknown): ApplyError {
+  return new ApplyError(err instanceof Error ? err.message : String(err), [], '');
 }
 
-export function netlinkRoutes(h: Host, namespace: string | undefined): RouteBackend {
-  const ns = namespaceFile(namespace) ?? null;
-  const change = (step: RouteStep, op: 'add' | 'del'): RunResult => {
+/** Read now (a dump), failing with an ApplyError. */
+export function dump<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    throw readError(err);
+  }
+}
+
+/** Every interface's addresses, interface by interface in index order (IPv4's, then IPv6's of each), as Istio walks them. */
+export function netlinkAddresses(h: Host, ns: number | null): InterfaceAddress[] {
+  const v4 = dump(() => h.netlinkDump(ns, 2, 4));
+  const v6 = dump(() => h.netlinkDump(ns, 2, 6));
+  const all: (NetlinkAddress & { family: 'IPv4' | 'IPv6' })[] = [...v4.items.map((a) => ({ ...a, family: 'IPv4' as const })), ...v6.items.map((a) => ({ ...a, family: 'IPv6' as const }))];
+  // A stable sort: each interface's addresses keep the kernel's order.
+  return all.sort((a, b) => a.index - b.index).map((a) => ({ address: a.address, family: a.family, loopback: a.index === v4.lo }));
+}
+
+export function netlinkRoutes(h: Host, ns: number | null): RouteBackend {
+  const change = (step: RouteStep, op: 'add' | 'del'): RouteFailure | null => {
     const address = step.kind === 'loopbackAddress' ? step.cidr.address : '';
     const prefix = step.kind === 'loopbackAddress' ? step.cidr.prefixLength : 0;
     const mark = step.kind === 'fwmarkRule' ? step.mark : 0;
     const table = step.kind === 'loopbackAddress' ? 0 : step.table;
-    return ipResult(h.netlinkChange(ns, op === 'add' ? 0 : 1, KIND[step.kind], fam(step.family), mark, table, address, prefix), ns);
-  };
-  const dump = <T>(read: () => T): T => {
-    try {
-      return read();
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      throw new ApplyError(message, [], '');
-    }
+    const f = h.netlinkChange(ns, op === 'add' ? 0 : 1, KIND[step.kind], fam(step.family), mark, table, address, prefix);
+    return f === null ? null : { kind: 'netlink', ...f };
   };
   return {
     async read(steps) {
@@ -58,7 +59,7 @@ export function netlinkRoutes(h: Host, namespace: string | undefined): RouteBack
         if (s.kind === 'localRoute' && !routes.has(s.family)) routes.set(s.family, dump(() => h.netlinkDump(ns, 1, f)));
         if (s.kind === 'loopbackAddress' && !addresses.has(s.family)) addresses.set(s.family, dump(() => h.netlinkDump(ns, 2, f)));
       }
-      // The same facts the `ip -j` reader checks (apply/ip-routes.ts).
+      // The same facts the `ip -j` reader checks (apply/command-kernel.ts).
       const state: RouteState = {
         has(step) {
           switch (step.kind) {
@@ -78,16 +79,5 @@ export function netlinkRoutes(h: Host, namespace: string | undefined): RouteBack
       return state;
     },
     change: (step, op) => Promise.resolve(change(step, op)),
-    addAll(steps) {
-      const out: { step: RouteStep; r: RunResult }[] = [];
-      for (const family of ['ipv4', 'ipv6'] as const) {
-        for (const step of steps.filter((s) => s.family === family)) {
-          const r = change(step, 'add');
-          out.push({ step, r });
-          if (r.exitCode !== 0) break;
-        }
-      }
-      return Promise.resolve(out);
-    },
   };
 }

@@ -12,11 +12,11 @@
 import { host } from '../host.js';
 import { quickRaw } from '../../args.js';
 import { earlyCommands } from '../../apply/early.js';
-import { readProcNet } from '../../apply/detect.js';
 import { publishShared, type Shared } from './shared.js';
-import { hostAddresses, ipv6FromAddresses } from '../../config/host.js';
 import { DEFAULT_TIMEOUT_MS } from '../../apply/commands.js';
 import { startEarly } from './early.js';
+import { netlinkAddresses } from './netlink.js';
+import { ipv6Fact, legacyFrom, LEGACY_TABLE_FILES } from '../../apply/facts.js';
 
 if (host !== undefined) {
   const h = host;
@@ -30,8 +30,18 @@ if (host !== undefined) {
     const raw = quickRaw(h.argv, h.env);
     if (raw !== undefined) {
       shared.rawInput = raw;
-      const ipv6 = (dualStack: boolean) => ipv6FromAddresses(hostAddresses(), dualStack);
-      for (const argv of earlyCommands(raw, readProcNet, ipv6)) startEarly(h, argv, DEFAULT_TIMEOUT_MS);
+      // The facts the program reads (apply/facts.ts), read here the same way, in this namespace.
+      const proc = (path: string): string | undefined => {
+        try {
+          return h.readFile(path);
+        } catch (err) {
+          if ((err as { code?: string }).code === 'ENOENT') return undefined;
+          throw err;
+        }
+      };
+      const legacy = () => ({ value: legacyFrom(proc(LEGACY_TABLE_FILES[0]), proc(LEGACY_TABLE_FILES[1]), () => proc('/proc/net/dev') !== undefined), source: '/proc/net' });
+      const ipv6 = (dualStack: boolean) => ipv6Fact({ value: netlinkAddresses(h, null), source: '' }, dualStack).value;
+      for (const argv of earlyCommands(raw, legacy, ipv6)) startEarly(h, argv, DEFAULT_TIMEOUT_MS);
     }
   } catch {
     // Nothing started early; the run reads the command line and starts what it needs itself.
