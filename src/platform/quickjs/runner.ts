@@ -1,8 +1,7 @@
 import type { Host } from '../host.js';
 import { commandBound, commandResult, DEFAULT_TIMEOUT_MS, notStarted, type Runner, type RunResult } from '../../apply/commands.js';
 import type { Namespace, RunnerOptions } from '../platform.js';
-import { childEnvStrings } from './early.js';
-import { claim, spawnCommand, type Finished } from './early.js';
+import { childEnvStrings, claim, spawnCommand, type Finished } from './early.js';
 
 /*
  * The entrypoint's runner: every command on the runtime's spawn (fork, pipes, one poll loop),
