@@ -51,12 +51,19 @@ const MODULES = {
   'string-width': q('string-width.ts'),
 };
 /**
- * The one module replaced by the runtime's (by resolved path): the platform. Each exports a
- * `platform` typed against the Platform interface; checkImplementations makes sure the two export
- * the same names, so that nothing is swapped without a contract.
+ * The modules replaced by the runtime's (by resolved path), each pair held to one contract by the
+ * type checker, and checkImplementations makes sure the two export the same names, so that
+ * nothing is swapped without a contract:
+ *   the platform      a `platform` typed against the Platform interface
+ *   the option check  a `checkOptions` of type CheckOptions: zod under Node, the same checks
+ *                     called directly here (config/check.ts says what that saves)
+ *   the door's loader a `loadDoor` of type LoadDoor: import() under Node, what the program has
+ *                     already here (api/door.ts says why)
  */
 const IMPLEMENTATIONS = {
   [join(src, 'platform', 'node.ts')]: q('platform.ts'),
+  [join(src, 'config', 'check.ts')]: q('check.ts'),
+  [join(src, 'api', 'door.ts')]: q('door.ts'),
 };
 /**
  * Modules imported only for what they do when evaluated (the process global; the prelude, which

@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { safeParse } from 'zod/v4/core';
 import { rawFromArgs } from '../src/args.js';
-import { parseOptions, schemaOf } from '../src/config/parse.js';
+import { parseOptions } from '../src/config/parse.js';
+import { schemaOf } from '../src/config/schemas.js';
 import { VALUES, type ValueName } from '../src/config/values.js';
 import { ROOT } from './support/cli.js';
 

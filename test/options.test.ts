@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { OPTIONS, OPTION_KEYS, type OptionSpec } from '../src/config/options.js';
-import { schemaOf } from '../src/config/parse.js';
+import { schemaOf } from '../src/config/schemas.js';
 import { safeParse } from 'zod/v4/core';
 
 describe('the option table', () => {

@@ -1,8 +1,7 @@
-import { $ZodArray, $ZodObject, $ZodTransform, safeParse, type $ZodIssue, type $ZodType } from 'zod/v4/core';
 import { ConfigError, valueText, type ValueSource } from '../errors.js';
 import type { CaptureConfig, Config, OwnerGroupFilter, RunConfig } from './config.js';
 import { OPTIONS, OPTION_KEYS, type ConfigInput, type OptionKey, type OptionSpec, type OptionValue, type RawOptions } from './options.js';
-import { VALUES, type ValueKind, type ValueName, type ValueOf } from './values.js';
+import { checkOptions, type OptionIssue } from './check.js';
 import type { HostFacts } from './host.js';
 
 /**
@@ -29,36 +28,8 @@ type Parsed = { [K in OptionKey]: OptionValue<K> };
 type Derived = 'proxyUids' | 'proxyGids' | 'dnsServers' | 'enableIpv6' | 'logTargets';
 export type ParsedOptions = Omit<Parsed, Derived> & Partial<Pick<Parsed, Derived>>;
 
-const built = new Map<ValueName, $ZodType>();
-
-/** The zod schema of a kind of value (values.ts), built on first use. */
-export function schemaOf<N extends ValueName>(name: N): $ZodType<ValueOf<N>, unknown> {
-  let schema = built.get(name);
-  if (schema === undefined) {
-    const kind = VALUES[name] as ValueKind<unknown>;
-    schema = new $ZodTransform({ type: 'transform', transform: kind.check as (raw: unknown, ctx: object) => unknown });
-    built.set(name, schema);
-  }
-  return schema as $ZodType<ValueOf<N>, unknown>;
-}
-
 function sourceOf(input: RawInput, key: OptionKey): ValueSource {
   return input.sources[key] ?? { kind: 'option', name: key };
-}
-
-/**
- * The zod schema of the options given: an object over their entries of the option table, each
- * its kind's schema (a list of them for a repeatable flag). Only the options given are in it, so
- * a run builds the schemas of the kinds it uses and no more.
- */
-export function optionsSchema(keys: readonly OptionKey[]): $ZodType {
-  const shape: Record<string, $ZodType> = {};
-  for (const key of keys) {
-    const spec: OptionSpec = OPTIONS[key];
-    const value = schemaOf(spec.value);
-    shape[key] = spec.kind === 'strings' ? new $ZodArray({ type: 'array', element: value }) : value;
-  }
-  return new $ZodObject({ type: 'object', shape });
 }
 
 /**
@@ -76,9 +47,9 @@ export function parseOptions(input: RawInput): ParsedOptions {
     // A repeatable flag's one value (text, or a JavaScript caller's lone value) is a list of one.
     values[key] = OPTIONS[key].kind === 'strings' && !Array.isArray(value) ? [value] : value;
   }
-  const result = safeParse(optionsSchema(given), values);
-  if (!result.success) throw issueError(input, values, result.error.issues[0]);
-  const data = result.data as Record<string, unknown>;
+  const result = checkOptions(given, values);
+  if (!result.ok) throw issueError(input, values, result.issue);
+  const data = result.data;
   const out: Record<string, unknown> = {};
   for (const key of OPTION_KEYS) {
     const spec: OptionSpec = OPTIONS[key];
@@ -92,16 +63,15 @@ export function parseOptions(input: RawInput): ParsedOptions {
 }
 
 /**
- * A zod issue as a ConfigError: the option it is about (the path), the value there (one value of
- * a repeatable flag), what was expected. A value that is not text (the library's typed input) is
- * shown as the caller wrote it: `70000`, `[80,70000]`.
+ * An issue as a ConfigError: the option it is about, the value there (one value of a repeatable
+ * flag), what was expected. A value that is not text (the library's typed input) is shown as the
+ * caller wrote it: `70000`, `[80,70000]`.
  */
-function issueError(input: RawInput, values: Record<string, unknown>, issue: $ZodIssue | undefined): ConfigError {
-  const key = (issue?.path[0] ?? OPTION_KEYS[0]) as OptionKey;
-  const index = issue?.path[1];
+function issueError(input: RawInput, values: Record<string, unknown>, issue: OptionIssue): ConfigError {
+  const { key, index } = issue;
   const at = values[key];
-  const given = typeof index === 'number' && Array.isArray(at) ? (at[index] as unknown) : at;
-  const expected = issue?.message ?? 'a valid value';
+  const given = index !== undefined && Array.isArray(at) ? (at[index] as unknown) : at;
+  const expected = issue.message ?? 'a valid value';
   if (typeof given === 'string') return new ConfigError(sourceOf(input, key), given, expected);
   return new ConfigError(sourceOf(input, key), valueText(given), expected, { typed: true });
 }

@@ -91,12 +91,13 @@ function failed(ctx: Ctx, message: string): null {
 /**
  * A kind of value (a port, a port list, a CIDR list, ...): its check, which takes the raw value
  * exactly as it arrived and returns the typed value or reports an issue saying what was expected.
- * Each kind becomes a zod schema of its own on first use (schemaOf), and parse.ts composes the
- * schemas of the options given into one object schema.
+ * Each kind becomes a zod schema of its own on first use (schemas.ts schemaOf), and the schemas
+ * of the options given one object schema (check.ts); the entrypoint calls the same checks without
+ * zod (platform/quickjs/check.ts).
  *
  * A kind is a lone zod transform that checks the input's type itself, rather than a string schema
- * piped into a transform: in the entrypoint's interpreter a pipe costs ~50 us to build and a
- * transform ~15 us (measured), and the schemas are built at every start-up.
+ * piped into a transform: a pipe costs more to build (in the entrypoint's interpreter ~50 us
+ * against ~15 us, measured before it stopped building schemas at all).
  */
 export interface ValueKind<T> {
   readonly check: (raw: unknown, ctx: Ctx) => T;
