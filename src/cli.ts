@@ -6,13 +6,12 @@ import { buildPlan } from './build/plan.js';
 import type { OwnerId, Plan } from './model/rule.js';
 import { createLogger, formatLogLine, type Logger } from './log.js';
 import { configWarnings } from './config/warnings.js';
-import { logConfiguration } from './log-blocks.js';
 import { COMPLETION_COMMAND, COMPLETIONS_FLAG, completions, DIFF_COMMAND, PROGRAM, rawFromArgs, TRACE_COMMAND, withoutProgram, type ArgsReading, type HelpCommand } from './args.js';
 import { PROBE_COMMAND, PROBE_FAILED, parseProbeArgs, type ProbeOptions } from './apply/probe.js';
 import { monotonicMs } from './apply/commands.js';
-import { openNamespace, type NamespaceTarget } from './api/namespace.js';
-// The runtime's platform: the bundler puts platform/quickjs/platform.ts in its place in the entrypoint.
-import { platform } from './platform/node.js';
+import type { NamespaceTarget } from './api/namespace.js';
+// The door, the platform and the apply's log blocks, loaded when a run first needs them (api/door.ts).
+import { loadDoor } from './api/door.js';
 
 // The CLI parses, prints and maps errors to exit codes; every read or change of a namespace goes
 // through the one door (api/namespace.ts). What only some runs need is loaded when needed: the
@@ -69,7 +68,7 @@ export async function main(args: readonly string[], options: MainOptions = {}): 
   try {
     if (rest[0] === PROBE_COMMAND) {
       // Only the probe, with the parameters given: the parent's parsed configuration.
-      const result = await platform.runProbe(parseProbeArgs(rest.slice(1)));
+      const result = await (await loadDoor()).platform.runProbe(parseProbeArgs(rest.slice(1)));
       io.stdout(`${result.detail}\n`);
       return result.ok ? 0 : VALIDATION_FAILED;
     }
@@ -160,7 +159,7 @@ async function readArgs(
 /** The namespace of --network-namespace (or this one), opened through the door; a bad one names the flag. */
 async function openTarget(parsed: ParsedOptions, env: NodeJS.ProcessEnv, log: Logger): Promise<NamespaceTarget> {
   try {
-    return await openNamespace({ networkNamespace: parsed.networkNamespace, env, logger: log });
+    return await (await loadDoor()).openNamespace({ networkNamespace: parsed.networkNamespace, env, logger: log });
   } catch (err) {
     if (err instanceof ConfigError && err.source?.kind === 'option') throw new ConfigError({ kind: 'flag', long: 'network-namespace' }, err.value, err.expected);
     throw err;
@@ -255,7 +254,7 @@ export const VALIDATION_FAILED = PROBE_FAILED;
 async function runForReal(config: Config, plan: Plan, target: NamespaceTarget, log: Logger): Promise<number> {
   const { run, capture } = config;
   // The configuration block an apply logs; the door logs what it loads and the rules after.
-  logConfiguration(log, config);
+  (await loadDoor()).logConfiguration(log, config);
   if (!run.skipRuleApply) {
     // One deadline for the run's changes (--run-timeout): every command, lock wait and retry
     // within it; past it, what the run changed is undone and it exits 1 (the validation after has
