@@ -1,4 +1,3 @@
-import { NEVER } from 'zod/v4/core';
 import { GO_FALSE, GO_TRUE, goBoolExpected } from './gobool.js';
 import type { Cidr, OwnerId, PortOrRange } from '../model/rule.js';
 import { parseAddress, parseCidr, type ParsedAddress, type ParsedCidr } from './net.js';
@@ -76,6 +75,14 @@ export interface Ctx {
   readonly value: unknown;
   readonly issues: { readonly code: string; readonly message?: string; readonly expected?: string; readonly input: unknown }[];
 }
+
+/**
+ * What a check returns once it reported an issue (zod's NEVER plays this part): never read, by
+ * zod (a value with an issue is refused whatever the transform returned) or by the entrypoint's
+ * direct check. Our own, so that values.ts imports nothing of zod: the entrypoint then reads and
+ * evaluates none of zod's core (4.5 KB of bytecode, its registries built at start-up).
+ */
+const NEVER = Object.freeze({ refused: true }) as never;
 
 function fail(ctx: Ctx, message: string): typeof NEVER {
   ctx.issues.push({ code: 'custom', message, input: ctx.value });
