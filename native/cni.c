@@ -26,13 +26,14 @@
 #include <unistd.h>
 
 #include "quickjs.h"
+#include "names.h"
 
 static JSValue throw_code(JSContext *ctx, int err, const char *what, const char *path) {
   JSValue e = JS_NewError(ctx);
   char msg[sizeof(((struct sockaddr_un *)0)->sun_path) + 160];
-  snprintf(msg, sizeof msg, "%s %s: %s", what, path, strerror(err));
+  snprintf(msg, sizeof msg, "%s %s: %s", what, path, errno_text(err));
   JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
-  const char *name = strerrorname_np(err);
+  const char *name = errno_name(err);
   JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, name ? name : "EUNKNOWN"));
   return JS_Throw(ctx, e);
 }

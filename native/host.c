@@ -81,6 +81,7 @@
 #include "quickjs.h"
 #include "probe.h"
 #include "netns.h"
+#include "names.h"
 
 extern char **environ;
 
@@ -161,9 +162,9 @@ static int write_all(int fd, const char *p, size_t n) {
 static JSValue throw_errno(JSContext *ctx, int err, const char *what, const char *path) {
   JSValue e = JS_NewError(ctx);
   char msg[PATH_MAX + 128];
-  snprintf(msg, sizeof msg, "%s, %s '%s'", strerror(err), what, path);
+  snprintf(msg, sizeof msg, "%s, %s '%s'", errno_text(err), what, path);
   JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
-  const char *name = strerrorname_np(err);
+  const char *name = errno_name(err);
   JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, name ? name : "EUNKNOWN"));
   JS_SetPropertyStr(ctx, e, "errno", JS_NewInt32(ctx, -err));
   return JS_Throw(ctx, e);
@@ -593,9 +594,9 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
     if (st[k] >= 0) close(st[k]);
   }
   char msg[512];
-  snprintf(msg, sizeof msg, "%s: %s", args[0] ? args[0] : "", strerror(rc));
+  snprintf(msg, sizeof msg, "%s: %s", args[0] ? args[0] : "", errno_text(rc));
   JSValue cb_args[6] = {JS_NewInt32(ctx, -1), JS_NULL, JS_NewString(ctx, ""), JS_NewString(ctx, msg),
-                        JS_NewString(ctx, strerrorname_np(rc) ? strerrorname_np(rc) : "EUNKNOWN"), JS_FALSE};
+                        JS_NewString(ctx, errno_name(rc) ? errno_name(rc) : "EUNKNOWN"), JS_FALSE};
   JSValue r = JS_Call(ctx, argv[4], JS_UNDEFINED, 6, cb_args);
   for (int k = 0; k < 6; k++) JS_FreeValue(ctx, cb_args[k]);
   free_strv(args);
@@ -666,15 +667,15 @@ static void finish(JSContext *ctx, Job *j) {
   int code = WIFEXITED(status) && !j->lost_output ? WEXITSTATUS(status) : -1;
   if (j->lost_output) buf_add(&j->err, "out of memory reading its output", 32);
   trace("exited, pid", j->pid);
-  const char *sig = WIFSIGNALED(status) ? sigabbrev_np(WTERMSIG(status)) : NULL;
+  const char *sig = WIFSIGNALED(status) ? signal_name(WTERMSIG(status)) : NULL;
   char signame[32] = "";
   if (sig) snprintf(signame, sizeof signame, "SIG%s", sig);
   if (j->exec_errno) {
     char msg[256];
-    snprintf(msg, sizeof msg, "cannot run it: %s", strerror(j->exec_errno));
+    snprintf(msg, sizeof msg, "cannot run it: %s", errno_text(j->exec_errno));
     buf_add(&j->err, msg, strlen(msg));
   }
-  const char *spawn_error = j->exec_errno ? strerrorname_np(j->exec_errno) : NULL;
+  const char *spawn_error = j->exec_errno ? errno_name(j->exec_errno) : NULL;
   JSValue args[6] = {JS_NewInt32(ctx, j->exec_errno ? -1 : code), sig ? JS_NewString(ctx, signame) : JS_NULL,
                      JS_NewStringLen(ctx, j->out.data ? j->out.data : "", j->out.len),
                      JS_NewStringLen(ctx, j->err.data ? j->err.data : "", j->err.len),
@@ -803,7 +804,7 @@ static void event_loop(JSRuntime *rt, JSContext *ctx) {
     if (next > 0 && wait < 0) wait = 0;
     int n = poll(fds, (nfds_t)nf, wait);
     if (n < 0 && errno != EINTR) {
-      fprintf(stderr, "istio-iptables: internal error: poll: %s\n", strerror(errno));
+      fprintf(stderr, "istio-iptables: internal error: poll: %s\n", errno_text(errno));
       exit_code = 1;
       for (Job *j = jobs; j; j = j->next) kill(j->pid, SIGKILL);
       return;
@@ -875,6 +876,11 @@ static JSValue eval_bytecode(JSContext *ctx, const uint8_t *start, const uint8_t
   JSValue fn = JS_ReadObject(ctx, start, (size_t)(end - start), JS_READ_OBJ_BYTECODE);
   if (JS_IsException(fn)) return fn;
   trace("bytecode read, bytes", (long)(end - start));
+  /* The script's top-level function is kept, not freed once it has run: freeing it walks all of
+     its bytecode (every module's top level, hoisted into it) to release the atoms it names, ~60 us
+     between the prelude and the first restore's payload; the arena would not reuse the memory
+     anyway, and the process ends with _exit. */
+  JS_DupValue(ctx, fn);
   return JS_EvalFunction(ctx, fn);
 }
 
@@ -1017,7 +1023,7 @@ int main(int argc, char **argv) {
     exit_code = 1;
   }
   if (write_failed) {
-    if (write_failed == 1) fprintf(stderr, "istio-iptables: cannot write to stdout: %s\n", strerror(write_errno));
+    if (write_failed == 1) fprintf(stderr, "istio-iptables: cannot write to stdout: %s\n", errno_text(write_errno));
     if (exit_code == 0) exit_code = 1;
   }
   fflush(NULL);

@@ -63,6 +63,7 @@
 
 #include "quickjs.h"
 #include "netns.h"
+#include "names.h"
 
 #define NL_TIMEOUT_MS 5000
 #define NL_ATTRS 256
@@ -454,10 +455,10 @@ static void dump(Dump *d, Outcome *o) {
 /* A failure's fields on v (an object or an Error): errno, code, text, extack, where. */
 static JSValue with_outcome(JSContext *ctx, JSValue v, const Outcome *o) {
   static const char *const where[] = {"kernel", "namespace", "socket", "device"};
-  const char *code = strerrorname_np(o->err);
+  const char *code = errno_name(o->err);
   JS_SetPropertyStr(ctx, v, "errno", JS_NewInt32(ctx, o->err));
   JS_SetPropertyStr(ctx, v, "code", JS_NewString(ctx, code ? code : "EUNKNOWN"));
-  JS_SetPropertyStr(ctx, v, "text", JS_NewString(ctx, strerror(o->err)));
+  JS_SetPropertyStr(ctx, v, "text", JS_NewString(ctx, errno_text(o->err)));
   JS_SetPropertyStr(ctx, v, "extack", o->extack[0] ? JS_NewString(ctx, o->extack) : JS_NULL);
   JS_SetPropertyStr(ctx, v, "where", JS_NewString(ctx, where[o->where]));
   return v;
@@ -476,7 +477,7 @@ static int ns_arg(JSContext *ctx, JSValueConst v, int *bad) {
 static JSValue failure_error(JSContext *ctx, const Outcome *o, const char *what) {
   JSValue e = JS_NewError(ctx);
   char msg[400];
-  snprintf(msg, sizeof msg, "%s: %s%s%s", what, strerror(o->err), o->extack[0] ? ": " : "", o->extack);
+  snprintf(msg, sizeof msg, "%s: %s%s%s", what, errno_text(o->err), o->extack[0] ? ": " : "", o->extack);
   JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
   return with_outcome(ctx, e, o);
 }

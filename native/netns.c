@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "netns.h"
+#include "names.h"
 
 #ifndef NSFS_MAGIC
 #define NSFS_MAGIC 0x6e736673
@@ -107,9 +108,9 @@ static JSValue throw_code(JSContext *ctx, const char *code, const char *message,
 }
 
 static JSValue throw_errno_code(JSContext *ctx, int err, const char *what) {
-  const char *code = strerrorname_np(err);
+  const char *code = errno_name(err);
   char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  snprintf(msg, sizeof msg, "%s: %s", what, errno_text(err));
   return throw_code(ctx, code ? code : "EUNKNOWN", msg, NULL);
 }
 

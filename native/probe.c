@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "probe.h"
+#include "names.h"
 
 typedef struct Waiter {
   struct Waiter *next;
@@ -66,9 +67,9 @@ static double mono_ms(void) {
 static JSValue throw_sock(JSContext *ctx, int err, const char *what) {
   JSValue e = JS_NewError(ctx);
   char msg[160];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  snprintf(msg, sizeof msg, "%s: %s", what, errno_text(err));
   JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
-  const char *name = strerrorname_np(err);
+  const char *name = errno_name(err);
   JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, name ? name : "EUNKNOWN"));
   return JS_Throw(ctx, e);
 }
@@ -221,7 +222,7 @@ static JSValue p_socket_error(JSContext *ctx, JSValueConst this, int argc, JSVal
   if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
   if (err == 0) return JS_NULL;
-  const char *name = strerrorname_np(err);
+  const char *name = errno_name(err);
   return JS_NewString(ctx, name ? name : "EUNKNOWN");
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The kernel tests need iptables (nft and legacy backends), iproute2, nft (nftables: cleanup
 # deletes tables it emptied), flock and setpriv (util-linux), setcap (libcap2-bin: the non-root
-# image test), python3 (traffic agents), and gcc with libc6-dev (the entrypoint's runtime,
-# built by npm run build:entrypoint), chromium (test/pictures.test.ts renders the SVG pictures), and
+# image test), python3 (traffic agents), and gcc with libc6-dev and musl-tools (the entrypoint's
+# runtime, built by npm run build:entrypoint), chromium (test/pictures.test.ts renders the SVG pictures), and
 # podman for the image tests (scripts/podman-setup.sh).
 # Install what is missing when running as root on Debian (CI, a fresh machine); otherwise say what
 # is needed and fail.
@@ -16,9 +16,11 @@ command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v flock >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v setcap >/dev/null 2>&1 || missing+=(libcap2-bin)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
-# The entrypoint's runtime (native/) is compiled and linked statically: gcc and glibc's libc.a.
+# The entrypoint's runtime (native/) is compiled and linked statically with musl (musl-gcc), with
+# Linux's headers from libc6-dev's dependencies; the sanitizer build is gcc with glibc.
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
+command -v musl-gcc >/dev/null 2>&1 || missing+=(musl-tools)
 # The engine's sources come as Debian's .orig.tar.xz, and our patches to them are applied with
 # patch(1) (scripts/build-entrypoint.mjs).
 command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
