@@ -164,6 +164,23 @@ describe('the context the program runs in (native/host.c)', () => {
   });
 });
 
+describe("the C library linked into the shipped programs (musl's libc.a, by the build's link maps)", () => {
+  const maps = ['istio-iptables.map', 'istio-cni.map'].map((f) => [f, existsSync(join(SCRIPTS_DIR, f)) ? readFileSync(join(SCRIPTS_DIR, f), 'utf8') : '']);
+
+  it("are musl's members only, and none of iconv (CVE-2025-26519 is in musl's iconv)", () => {
+    for (const [file, map] of maps) {
+      const members = new Set([...(map ?? '').matchAll(/\/([\w.+-]+\.a)\(([\w.+-]+)\)/g)].map((m) => `${m[1]}(${m[2]})`));
+      // The executable links musl's libc.a (its members are .lo files) and no glibc.
+      expect([...members].filter((m) => m.startsWith('libc.a(') && m.endsWith('.lo)')).length, file).toBeGreaterThan(50);
+      expect(map, file).toMatch(/-linux-musl\/libc\.a\(/);
+      expect(map, file).not.toMatch(/-linux-gnu\/libc\.a\(/);
+      expect([...members].filter((m) => /iconv/.test(m)), file).toEqual([]);
+      // And what the program does call is there (the check would see iconv if it were).
+      expect(members, file).toContain('libc.a(getifaddrs.lo)');
+    }
+  });
+});
+
 describe('what the bundled scripts call', () => {
   const scripts = Object.fromEntries(
     (existsSync(SCRIPTS_DIR) ? readdirSync(SCRIPTS_DIR) : []).filter((f) => f.endsWith('.js')).map((f) => [f, readFileSync(join(SCRIPTS_DIR, f), 'utf8')]),
