@@ -7,7 +7,7 @@ import { optionsSchema } from './schemas.js';
  * object schema over the options given, parsed once. The entrypoint's interpreter has its own
  * (platform/quickjs/check.ts, put in this module's place by scripts/bundle-quickjs.mjs, which
  * checks that both export the same): the same checks (values.ts) called in the same order without
- * zod, which costs a run there ~0.13 ms (building the schemas and parsing) and 13 KB of bytecode
+ * zod, which costs a run there ~0.13 ms (building the schemas and parsing) and 12 KB of bytecode
  * read before the first restore is fed its payload. test/check.test.ts holds the two to the same
  * results.
  */
