@@ -58,7 +58,11 @@ describe('host facts', () => {
 
   it.each([
     [[['127.0.0.1'], ['::1'], ['10.0.0.5'], ['fd00::5']], false, false],
-    [[['fe80::1'], ['fd00::5'], ['10.0.0.5']], false, true],
+    // Every IPv4 address before any IPv6 one, as Go's net.InterfaceAddrs() lists them to Istio,
+    // whatever order they come in.
+    [[['fe80::1'], ['fd00::5'], ['10.0.0.5']], false, false],
+    [[['fe80::1'], ['fd00::5'], ['169.254.1.1']], false, true],
+    [[['fd00::5'], ['10.0.0.5']], true, true],
     [[['10.0.0.5'], ['fd00::5']], true, true],
     [[['169.254.1.1'], ['10.0.0.5']], true, false],
     [[['fe80::1'], ['ff02::1']], true, false],

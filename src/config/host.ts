@@ -127,17 +127,16 @@ export interface InterfaceAddress {
 /**
  * Istio's rule: walk the host's addresses, skipping loopback and link-local ones. Without dual
  * stack the first such address decides; with dual stack, IPv6 is on if any such address is IPv6.
+ * Istio walks Go's net.InterfaceAddrs(), which on Linux is the kernel's address dump for all
+ * families: every IPv4 address (interface by interface) before any IPv6 one. So the addresses are
+ * walked in that order whatever order they are listed in (each family's own order kept): a pod
+ * whose first interface has only IPv6 and whose second has IPv4 is IPv4 to Istio without dual stack.
  */
 export function ipv6FromAddresses(addresses: readonly InterfaceAddress[], dualStack: boolean): boolean {
-  let sawV6 = false;
-  for (const { address } of addresses) {
-    const a = usableAddress(address);
-    if (a === null) continue;
-    const isV6 = a.family === 'ipv6';
-    if (!dualStack) return isV6;
-    sawV6 ||= isV6;
-  }
-  return sawV6;
+  const usable = addresses.map(({ address }) => usableAddress(address)).filter((a) => a !== null);
+  const walked = [...usable.filter((a) => a.family === 'ipv4'), ...usable.filter((a) => a.family === 'ipv6')];
+  if (!dualStack) return walked[0]?.family === 'ipv6';
+  return walked.some((a) => a.family === 'ipv6');
 }
 
 /** An address Istio counts as the pod's (not loopback, not link-local), parsed; null otherwise. */

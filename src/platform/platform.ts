@@ -50,7 +50,7 @@ export interface Fact<T> {
 export interface Kernel {
   /** The routing steps: read, added, removed. */
   readonly routes: RouteBackend;
-  /** Every interface's addresses, interface by interface (index order), as Istio walks them. */
+  /** Every interface's addresses, interface by interface (index order); Istio's rule walks each family's in this order, IPv4 first (config/host.ts ipv6FromAddresses). */
   addresses(): Promise<Fact<readonly InterfaceAddress[]>>;
   /** A file of /proc/net or /proc/sys/net as the namespace shows it; undefined when there is none. */
   netFile(path: string): Promise<Fact<string | undefined>>;

@@ -89,6 +89,36 @@ describe('facts about the target come from the target', () => {
     });
   });
 
+  /** Two interfaces, as a pod with a second network has: eth0 (the lower index) with IPv6 only, eth1 with IPv4 only. */
+  async function ipv6ThenIpv4(ns: Netns): Promise<void> {
+    for (const [dev, peer, cidr] of [['eth0', 'peer0', 'fd00:3::2/64'], ['eth1', 'peer1', '10.3.0.2/24']] as const) {
+      const steps = [
+        ['link', 'add', dev, 'type', 'veth', 'peer', 'name', peer],
+        ['link', 'set', dev, 'addrgenmode', 'none'],
+        ['link', 'set', peer, 'addrgenmode', 'none'],
+        ['addr', 'add', cidr, 'dev', dev, ...(cidr.includes(':') ? ['nodad'] : [])],
+        ['link', 'set', dev, 'up'],
+        ['link', 'set', peer, 'up'],
+      ];
+      for (const argv of steps) {
+        const r = await ns.run('ip', argv);
+        if (r.exitCode !== 0) throw new Error(`ip ${argv.join(' ')}: ${r.stderr}`);
+      }
+    }
+  }
+
+  it.each(PROGRAMS)("$name: a first interface with IPv6 only and a second with IPv4, without --dual-stack, is IPv4 (Istio walks every IPv4 address first); with it, dual stack", async (program) => {
+    await withNetns('v6first', async (ns) => {
+      await ipv6ThenIpv4(ns);
+      const v4 = await runProgram(program.argv, [...REDIRECT, '--dry-run', '--output', 'json'], ns);
+      expect(v4.exitCode, v4.stderr).toBe(0);
+      expect((JSON.parse(v4.stdout) as { ip6tablesRestore?: string | null }).ip6tablesRestore ?? null).toBeNull();
+      const dual = await runProgram(program.argv, [...REDIRECT, '--dual-stack', '--dry-run', '--output', 'json'], ns);
+      expect(dual.exitCode, dual.stderr).toBe(0);
+      expect((JSON.parse(dual.stdout) as { ip6tablesRestore?: string | null }).ip6tablesRestore).toMatch(/ISTIO_OUTPUT/);
+    });
+  });
+
   it.each(TARGETS)('the library: %s target, facts read in the target through openNamespace, the state of a run inside', async (_n, cidrs, extra, running) => {
     await withNetns('libtarget', async (target) => {
       await withNetns('libtwin', async (twin) => {

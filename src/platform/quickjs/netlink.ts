@@ -29,7 +29,7 @@ export function dump<T>(read: () => T): T {
   }
 }
 
-/** Every interface's addresses, interface by interface in index order (IPv4's, then IPv6's of each), as Istio walks them. */
+/** Every interface's addresses, interface by interface in index order (IPv4's, then IPv6's of each); Istio's rule walks every IPv4 one first (config/host.ts ipv6FromAddresses). */
 export function netlinkAddresses(h: Host, ns: number | null): InterfaceAddress[] {
   const v4 = dump(() => h.netlinkDump(ns, 2, 4));
   const v6 = dump(() => h.netlinkDump(ns, 2, 6));
