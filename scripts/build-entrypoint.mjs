@@ -54,6 +54,16 @@ export const ENGINE = {
  * libraries' programs saying the same (glibc's error names and texts).
  */
 const CC = 'musl-gcc';
+/** Fails with what to install when musl-gcc is not there (before anything is compiled). */
+async function requireMusl() {
+  try {
+    await run(CC, ['--version']);
+  } catch (err) {
+    if (err.code !== 'ENOENT') throw err;
+    throw new Error(`${CC} not found: the entrypoint is linked with musl; install Debian's musl-tools (apt-get install musl-tools), as scripts/test-deps.sh does`);
+  }
+}
+
 /** Linux's own headers (netlink, nsfs, capabilities), which musl-gcc's include path leaves out: searched after musl's. */
 const KERNEL_HEADERS = ['/usr/include', `/usr/include/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`].flatMap((d) => ['-idirafter', d]);
 
@@ -206,6 +216,7 @@ function writeBytecodeAsm(file, bins) {
 }
 
 async function buildEntrypoint() {
+  await requireMusl();
   const work = join(cache, 'app');
   mkdirSync(work, { recursive: true });
   const engine = await engineSources();

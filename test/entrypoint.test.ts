@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -285,5 +285,20 @@ describe('the runtime', () => {
     const trace = await execa(ENTRYPOINT_TRACE, ['trace', '-b', '*', 'inbound', 'tcp', '10.1.1.1:4000', '->', '10.0.0.5:80'], { reject: false });
     expect(trace.exitCode, trace.stderr).toBe(0);
     expect(trace.stderr).toMatch(/loading script 2\b/);
+  });
+});
+
+describe('the build', () => {
+  it('without musl-gcc, fails before compiling anything and says what to install', async () => {
+    // A PATH with node and nothing else: no musl-gcc (nor gcc).
+    const bin = mkdtempSync(join(tmpdir(), 'iit-nomusl-'));
+    try {
+      symlinkSync(process.execPath, join(bin, 'node'));
+      const r = await execa(join(bin, 'node'), [join(ROOT, 'scripts/build-entrypoint.mjs')], { reject: false, env: { PATH: bin }, extendEnv: false, timeout: 60_000 });
+      expect(r.exitCode).not.toBe(0);
+      expect(r.stderr).toContain("musl-gcc not found: the entrypoint is linked with musl; install Debian's musl-tools (apt-get install musl-tools)");
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
   });
 });
