@@ -33,8 +33,7 @@ static JSValue throw_code(JSContext *ctx, int err, const char *what, const char 
   char msg[sizeof(((struct sockaddr_un *)0)->sun_path) + 160];
   snprintf(msg, sizeof msg, "%s %s: %s", what, path, errno_text(err));
   JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
-  const char *name = errno_name(err);
-  JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, name ? name : "EUNKNOWN"));
+  JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, errno_code(err)));
   return JS_Throw(ctx, e);
 }
 

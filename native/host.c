@@ -164,8 +164,7 @@ static JSValue throw_errno(JSContext *ctx, int err, const char *what, const char
   char msg[PATH_MAX + 128];
   snprintf(msg, sizeof msg, "%s, %s '%s'", errno_text(err), what, path);
   JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
-  const char *name = errno_name(err);
-  JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, name ? name : "EUNKNOWN"));
+  JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, errno_code(err)));
   JS_SetPropertyStr(ctx, e, "errno", JS_NewInt32(ctx, -err));
   return JS_Throw(ctx, e);
 }
@@ -596,7 +595,7 @@ static JSValue h_spawn(JSContext *ctx, JSValueConst this, int argc, JSValueConst
   char msg[512];
   snprintf(msg, sizeof msg, "%s: %s", args[0] ? args[0] : "", errno_text(rc));
   JSValue cb_args[6] = {JS_NewInt32(ctx, -1), JS_NULL, JS_NewString(ctx, ""), JS_NewString(ctx, msg),
-                        JS_NewString(ctx, errno_name(rc) ? errno_name(rc) : "EUNKNOWN"), JS_FALSE};
+                        JS_NewString(ctx, errno_code(rc)), JS_FALSE};
   JSValue r = JS_Call(ctx, argv[4], JS_UNDEFINED, 6, cb_args);
   for (int k = 0; k < 6; k++) JS_FreeValue(ctx, cb_args[k]);
   free_strv(args);

@@ -119,6 +119,12 @@ static inline const char *errno_name(int err) {
   return err > 0 && (unsigned)err < sizeof errno_names / sizeof errno_names[0] ? errno_names[err] : NULL;
 }
 
+/* An error number's name as an Error's .code: EUNKNOWN for a number without one. */
+static inline const char *errno_code(int err) {
+  const char *name = errno_name(err);
+  return name ? name : "EUNKNOWN";
+}
+
 /* A signal's abbreviation without SIG (TERM), or NULL for a number without one (real-time signals). */
 static inline const char *signal_name(int sig) {
   return sig > 0 && (unsigned)sig < sizeof signal_names / sizeof signal_names[0] ? signal_names[sig] : NULL;

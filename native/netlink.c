@@ -455,9 +455,8 @@ static void dump(Dump *d, Outcome *o) {
 /* A failure's fields on v (an object or an Error): errno, code, text, extack, where. */
 static JSValue with_outcome(JSContext *ctx, JSValue v, const Outcome *o) {
   static const char *const where[] = {"kernel", "namespace", "socket", "device"};
-  const char *code = errno_name(o->err);
   JS_SetPropertyStr(ctx, v, "errno", JS_NewInt32(ctx, o->err));
-  JS_SetPropertyStr(ctx, v, "code", JS_NewString(ctx, code ? code : "EUNKNOWN"));
+  JS_SetPropertyStr(ctx, v, "code", JS_NewString(ctx, errno_code(o->err)));
   JS_SetPropertyStr(ctx, v, "text", JS_NewString(ctx, errno_text(o->err)));
   JS_SetPropertyStr(ctx, v, "extack", o->extack[0] ? JS_NewString(ctx, o->extack) : JS_NULL);
   JS_SetPropertyStr(ctx, v, "where", JS_NewString(ctx, where[o->where]));

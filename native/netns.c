@@ -108,10 +108,9 @@ static JSValue throw_code(JSContext *ctx, const char *code, const char *message,
 }
 
 static JSValue throw_errno_code(JSContext *ctx, int err, const char *what) {
-  const char *code = errno_name(err);
   char msg[256];
   snprintf(msg, sizeof msg, "%s: %s", what, errno_text(err));
-  return throw_code(ctx, code ? code : "EUNKNOWN", msg, NULL);
+  return throw_code(ctx, errno_code(err), msg, NULL);
 }
 
 /* What a file that is not a namespace is, in a word, for the message. */

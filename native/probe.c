@@ -69,8 +69,7 @@ static JSValue throw_sock(JSContext *ctx, int err, const char *what) {
   char msg[160];
   snprintf(msg, sizeof msg, "%s: %s", what, errno_text(err));
   JS_SetPropertyStr(ctx, e, "message", JS_NewString(ctx, msg));
-  const char *name = errno_name(err);
-  JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, name ? name : "EUNKNOWN"));
+  JS_SetPropertyStr(ctx, e, "code", JS_NewString(ctx, errno_code(err)));
   return JS_Throw(ctx, e);
 }
 
@@ -222,8 +221,7 @@ static JSValue p_socket_error(JSContext *ctx, JSValueConst this, int argc, JSVal
   if (JS_ToInt32(ctx, &fd, argv[0])) return JS_EXCEPTION;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
   if (err == 0) return JS_NULL;
-  const char *name = errno_name(err);
-  return JS_NewString(ctx, name ? name : "EUNKNOWN");
+  return JS_NewString(ctx, errno_code(err));
 }
 
 static JSValue p_recv(JSContext *ctx, JSValueConst this, int argc, JSValueConst *argv) {

@@ -27,6 +27,8 @@ int main(void) {
     /* glibc words a number without a text "Unknown error N"; the table has none for it. */
     printf("errno %d %s|%s\\n", e, or_null(strerrorname_np(e)), strncmp(text, "Unknown error", 13) == 0 ? "Unknown error" : text);
     printf("ours  %d %s|%s\\n", e, or_null(errno_name(e)), errno_text(e));
+    /* The code an Error carries: the name, or EUNKNOWN (the program exits 1 if not). */
+    if (strcmp(errno_code(e), strerrorname_np(e) ? strerrorname_np(e) : "EUNKNOWN") != 0) return 1;
   }
   for (int s = 1; s < 65; s++) {
     printf("sig %d %s\\n", s, or_null(sigabbrev_np(s)));
